@@ -1,0 +1,53 @@
+//! The admin listener: `/metrics` (Prometheus text), `/healthz` (process alive), `/readyz` (vault and store answer).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+use crate::vault::api::json_response;
+use crate::vault::Vault;
+
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub vault: Arc<dyn Vault>,
+}
+
+pub async fn handle<B>(
+    state: Arc<AdminState>,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(match req.uri().path() {
+        "/metrics" => {
+            let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
+        "/readyz" => {
+            let ready =
+                tokio::time::timeout(std::time::Duration::from_secs(2), state.vault.ready())
+                    .await
+                    .unwrap_or(false);
+            if ready {
+                json_response(StatusCode::OK, &json!({"status": "ready"}))
+            } else {
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &json!({"error": {"code": "not_ready", "message": "the vault store does not answer"}}),
+                )
+            }
+        }
+        _ => json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": {"code": "no_route", "message": "no such endpoint"}}),
+        ),
+    })
+}

@@ -1,0 +1,187 @@
+//! Builds the running parts from a validated [`Config`] — keys, store, engine, audit, vault API, admin —
+//! binds their listeners, and runs them until SIGTERM/SIGINT, then drains.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::admin::{self, AdminState};
+use crate::config::{Config, StoreUrl};
+use crate::crypto::{KeySet, Keyring};
+use crate::metrics::Metrics;
+use crate::server::{self, Limits};
+use crate::store::sqlite::{SqliteOptions, SqliteStore};
+use crate::store::Store;
+use crate::vault::api::{self, ApiState};
+use crate::vault::audit::AuditLog;
+use crate::vault::auth::Callers;
+use crate::vault::class::Class;
+use crate::vault::engine::{self, Clock, Engine};
+use crate::vault::{LocalVault, Vault};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("master key: {0}")]
+    Keys(#[from] crate::crypto::keys::KeyError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("store: {0} is not supported by this build yet; use sqlite://PATH")]
+    StoreKind(&'static str),
+    #[error("audit: {0}")]
+    Audit(#[from] crate::vault::audit::AuditError),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A started veil: the addresses it listens on, and a handle to stop it.
+pub struct Running {
+    pub vault_addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and returns when every listener has drained.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Opens the store named by the config.
+pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
+    match &cfg.vault.store {
+        StoreUrl::Sqlite(url) => Ok(Arc::new(
+            SqliteStore::open(url, SqliteOptions::default()).await?,
+        )),
+        StoreUrl::Postgres(_) => Err(StartError::StoreKind("postgres://")),
+    }
+}
+
+pub fn load_keys(cfg: &Config) -> Result<KeySet, StartError> {
+    let ring = Keyring::load(&cfg.vault.master_key_file)?;
+    Ok(KeySet::derive(&ring, &Class::names())?)
+}
+
+/// Starts the vault API and admin listeners; returns once they are bound.
+pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
+    let keys = load_keys(&cfg)?;
+    let audit = AuditLog::open(&cfg.vault.audit_log, keys.audit.clone())?;
+    let store = open_store(&cfg).await?;
+    let metrics = Arc::new(Metrics::new()?);
+    let engine = Engine::new(keys, store, cfg.formats, clock.clone());
+    let vault = Arc::new(LocalVault::new(
+        engine,
+        audit,
+        metrics.clone(),
+        clock.clone(),
+    ));
+
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+
+    let tls = match &cfg.vault.tls {
+        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
+            &t.cert,
+            &t.key,
+            t.client_ca.as_deref(),
+        )?)),
+        None => None,
+    };
+    let listener = bind(cfg.vault.listen).await?;
+    let vault_addr = local_addr(&listener, cfg.vault.listen)?;
+    let state = Arc::new(ApiState {
+        vault: vault.clone(),
+        callers: Callers::new(cfg.callers.clone()),
+        max_body_bytes: cfg.vault.max_body_bytes,
+        max_batch: cfg.vault.max_batch,
+        clock,
+    });
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        tls,
+        Limits::default(),
+        move |conn: server::ConnInfo| {
+            let state = state.clone();
+            move |req| api::handle(state.clone(), conn.tls_identities.clone(), req)
+        },
+        stopped.clone(),
+    )));
+    tracing::info!(addr = %vault_addr, tls = cfg.vault.tls.is_some(), "vault API listening");
+
+    let mut admin_addr = None;
+    if let Some(a) = &cfg.admin {
+        let listener = bind(a.listen).await?;
+        admin_addr = Some(local_addr(&listener, a.listen)?);
+        let dyn_vault: Arc<dyn Vault> = vault;
+        let state = Arc::new(AdminState {
+            metrics,
+            vault: dyn_vault,
+        });
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            None,
+            Limits::default(),
+            move |_conn| {
+                let state = state.clone();
+                move |req| admin::handle(state.clone(), req)
+            },
+            stopped.clone(),
+        )));
+        tracing::info!(addr = ?admin_addr, "admin listening");
+    }
+    Ok(Running {
+        vault_addr,
+        admin_addr,
+        stop,
+        tasks,
+    })
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
+    l.local_addr()
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Runs until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(cfg: Config) -> Result<(), StartError> {
+    let running = start(cfg, engine::system_clock()).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    running.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Command-line interface: the commands and their flags, and what each does.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+use crate::crypto::Keyring;
+use crate::vault::audit::{self, Verdict};
+
+/// veil: a tokenisation and encryption proxy sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "veil", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run veil in one process (vault API and admin) on the configured store.
+    Run(ConfigArg),
+    /// Run the vault API service alone (split deployment).
+    Vault(ConfigArg),
+    /// Write a new master key file (mode 0600); never overwrites.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+        /// Succeed without writing when the file already exists.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// Validate a config file and print every problem with its path.
+    Check(ConfigArg),
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the audit log: detects edited, removed or reordered lines.
+    Verify(ConfigArg),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Path of the TOML config file.
+    #[arg(short = 'c', long = "config")]
+    pub config: PathBuf,
+}
+
+/// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 audit log broken.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(a) | Command::Vault(a) => serve(&a.config),
+        Command::Keygen { out, if_missing } => keygen(&out, if_missing),
+        Command::Check(a) => check(&a.config),
+        Command::Audit {
+            command: AuditCommand::Verify(a),
+        } => audit_verify(&a.config),
+    }
+}
+
+fn load(path: &Path) -> Result<config::Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprintln!("veil: invalid config {}:", path.display());
+        for p in &e.problems {
+            eprintln!("  {p}");
+        }
+        ExitCode::from(2)
+    })
+}
+
+fn serve(path: &Path) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("veil: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(crate::app::run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn keygen(out: &Path, if_missing: bool) -> ExitCode {
+    if if_missing && out.exists() {
+        println!("{} exists; keeping it", out.display());
+        return ExitCode::SUCCESS;
+    }
+    match Keyring::generate_file(out) {
+        Ok(()) => {
+            println!(
+                "wrote new master key {} (mode 0600): back it up, keep it secret",
+                out.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn audit_verify(path: &Path) -> ExitCode {
+    let cfg = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let keys = match crate::app::load_keys(&cfg) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("veil: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match audit::verify(&cfg.vault.audit_log, &keys.audit) {
+        Ok(Verdict::Intact { entries }) => {
+            println!(
+                "{}: intact, {entries} entries",
+                cfg.vault.audit_log.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Verdict::Broken { line, reason }) => {
+            eprintln!(
+                "{}: BROKEN at line {line}: {reason}",
+                cfg.vault.audit_log.display()
+            );
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("veil: cannot read {}: {e}", cfg.vault.audit_log.display());
+            ExitCode::from(1)
+        }
+    }
+}

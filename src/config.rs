@@ -1,0 +1,447 @@
+//! Configuration: raw TOML (serde, unknown keys refused) validated into typed values.
+//!
+//! `load` reads and parses; `validate` checks everything and reports *every* problem with its path
+//! (`vault.listen: ...`, `caller[1].allow[0]: ...`), so `veil check` can print them all at once.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::policy::Permission;
+use crate::vault::class::{Class, ClassFormats};
+
+/// A configuration that failed to load or validate: every problem, each with its path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .problems.join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl ConfigError {
+    fn one(problem: String) -> ConfigError {
+        ConfigError {
+            problems: vec![problem],
+        }
+    }
+}
+
+// ---------------------------------------------------------------- raw (as written)
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    vault: Option<RawVault>,
+    admin: Option<RawAdmin>,
+    #[serde(default)]
+    caller: Vec<RawCaller>,
+    #[serde(default)]
+    class: BTreeMap<String, RawClass>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVault {
+    listen: String,
+    store: String,
+    master_key_file: PathBuf,
+    audit_log: PathBuf,
+    max_body_bytes: Option<u64>,
+    max_batch: Option<u64>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: PathBuf,
+    key: PathBuf,
+    client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAdmin {
+    listen: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCaller {
+    name: String,
+    api_key_sha256: Option<String>,
+    tls_identity: Option<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClass {
+    format: Option<String>,
+}
+
+// ---------------------------------------------------------------- validated
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub vault: VaultConfig,
+    pub admin: Option<AdminConfig>,
+    pub callers: Vec<CallerConfig>,
+    pub formats: ClassFormats,
+}
+
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    pub listen: SocketAddr,
+    pub store: StoreUrl,
+    pub master_key_file: PathBuf,
+    pub audit_log: PathBuf,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone)]
+pub struct CallerConfig {
+    pub name: String,
+    pub api_key_sha256: Option<[u8; 32]>,
+    pub tls_identity: Option<String>,
+    pub allow: Vec<Permission>,
+}
+
+impl std::fmt::Debug for CallerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerConfig")
+            .field("name", &self.name)
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_BATCH: usize = 1000;
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+    parse(&text)
+}
+
+/// Parses and validates config text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let de = toml::Deserializer::new(text);
+    let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().trim().to_owned();
+        ConfigError::one(if path == "." {
+            msg
+        } else {
+            format!("{path}: {msg}")
+        })
+    })?;
+    validate(raw)
+}
+
+fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let mut p = |path: &str, msg: String| problems.push(format!("{path}: {msg}"));
+
+    let vault = match raw.vault {
+        None => {
+            p("vault", "missing section [vault]".into());
+            None
+        }
+        Some(v) => {
+            let listen = addr(&v.listen, "vault.listen", &mut p);
+            let store = match StoreUrl::parse(&v.store) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    p("vault.store", e);
+                    None
+                }
+            };
+            let max_body_bytes = bounded(
+                v.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+                1024,
+                64 << 20,
+                "vault.max_body_bytes",
+                &mut p,
+            );
+            let max_batch = bounded(
+                v.max_batch,
+                DEFAULT_MAX_BATCH,
+                1,
+                100_000,
+                "vault.max_batch",
+                &mut p,
+            );
+            if let (Some(l), None) = (listen, &v.tls) {
+                if !l.ip().is_loopback() {
+                    p("vault.listen", "plain HTTP is allowed on loopback only; add [vault.tls] or listen on 127.0.0.1".into());
+                }
+            }
+            let tls = v.tls.map(|t| TlsFiles {
+                cert: t.cert,
+                key: t.key,
+                client_ca: t.client_ca,
+            });
+            match (listen, store) {
+                (Some(listen), Some(store)) => Some(VaultConfig {
+                    listen,
+                    store,
+                    master_key_file: v.master_key_file,
+                    audit_log: v.audit_log,
+                    max_body_bytes,
+                    max_batch,
+                    tls,
+                }),
+                _ => None,
+            }
+        }
+    };
+
+    let admin = raw
+        .admin
+        .and_then(|a| addr(&a.listen, "admin.listen", &mut p).map(|listen| AdminConfig { listen }));
+
+    let mut callers = Vec::new();
+    for (i, c) in raw.caller.into_iter().enumerate() {
+        let at = format!("caller[{i}]");
+        if c.name.is_empty()
+            || !c
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
+        {
+            p(
+                &format!("{at}.name"),
+                "use letters, digits, '-', '_' or '.'".into(),
+            );
+        }
+        if callers.iter().any(|o: &CallerConfig| o.name == c.name) {
+            p(&format!("{at}.name"), "duplicate caller name".into());
+        }
+        let api_key_sha256 = c.api_key_sha256.as_deref().and_then(|h| {
+            let mut out = [0u8; 32];
+            match hex::decode_to_slice(h, &mut out) {
+                Ok(()) => Some(out),
+                Err(_) => {
+                    p(
+                        &format!("{at}.api_key_sha256"),
+                        "expected 64 hex digits (sha-256 of the key)".into(),
+                    );
+                    None
+                }
+            }
+        });
+        if c.api_key_sha256.is_none() && c.tls_identity.is_none() {
+            p(
+                &at,
+                "needs api_key_sha256 or tls_identity to authenticate".into(),
+            );
+        }
+        if matches!(&c.tls_identity, Some(id) if id.is_empty()) {
+            p(&format!("{at}.tls_identity"), "must not be empty".into());
+        }
+        let mut allow = Vec::new();
+        for (j, rule) in c.allow.iter().enumerate() {
+            match rule.parse::<Permission>() {
+                Ok(perm) => allow.push(perm),
+                Err(e) => p(&format!("{at}.allow[{j}]"), e),
+            }
+        }
+        callers.push(CallerConfig {
+            name: c.name,
+            api_key_sha256,
+            tls_identity: c.tls_identity,
+            allow,
+        });
+    }
+
+    let mut formats = ClassFormats::default();
+    for (name, c) in &raw.class {
+        let at = format!("class.{name}");
+        match name.parse::<Class>() {
+            Err(e) => p(&at, e),
+            Ok(class) => {
+                if let Some(f) = &c.format {
+                    if let Err(e) = formats.set(class, f) {
+                        p(&format!("{at}.format"), e);
+                    }
+                }
+            }
+        }
+    }
+
+    match (vault, problems.is_empty()) {
+        (Some(vault), true) => Ok(Config {
+            vault,
+            admin,
+            callers,
+            formats,
+        }),
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p(
+                path,
+                format!("expected an ip:port socket address, got {s:?}"),
+            );
+            None
+        }
+    }
+}
+
+fn bounded(
+    v: Option<u64>,
+    default: usize,
+    min: u64,
+    max: u64,
+    path: &str,
+    p: &mut impl FnMut(&str, String),
+) -> usize {
+    match v {
+        None => default,
+        Some(v) if (min..=max).contains(&v) => v as usize,
+        Some(v) => {
+            p(path, format!("{v} is outside {min}..={max}"));
+            default
+        }
+    }
+}
+
+impl StoreUrl {
+    fn parse(s: &str) -> Result<StoreUrl, String> {
+        if let Some(rest) = s.strip_prefix("sqlite://") {
+            if rest.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://data/vault.db".into());
+            }
+            Ok(StoreUrl::Sqlite(s.to_owned()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(StoreUrl::Postgres(s.to_owned()))
+        } else {
+            Err("expected sqlite://PATH or postgres://USER:PASS@HOST/DB".into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[vault]
+listen = "127.0.0.1:8444"
+store = "sqlite://data/vault.db"
+master_key_file = "keys/master.key"
+audit_log = "data/audit.jsonl"
+"#;
+
+    #[test]
+    fn shipped_config_is_valid() {
+        let cfg = parse(include_str!("../config/veil.toml")).unwrap();
+        assert!(!cfg.callers.is_empty());
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.vault.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(cfg.vault.max_batch, DEFAULT_MAX_BATCH);
+        assert_eq!(
+            cfg.vault.store,
+            StoreUrl::Sqlite("sqlite://data/vault.db".into())
+        );
+        assert!(cfg.admin.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_its_path() {
+        let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err();
+        assert!(err.problems[0].contains("vault"), "{err}");
+        assert!(err.problems[0].contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+[vault]
+listen = "0.0.0.0:8444"
+store = "mysql://x"
+master_key_file = "k"
+audit_log = "a"
+max_batch = 0
+
+[admin]
+listen = "nope"
+
+[[caller]]
+name = "payments"
+api_key_sha256 = "xyz"
+allow = ["detokenize:pan", "fly:pan", "tokenize:bogus"]
+
+[[caller]]
+name = "payments"
+
+[class.pan]
+format = "sparkly"
+[class.ssn]
+format = "x"
+"#;
+        let err = parse(text).unwrap_err();
+        let all = err.problems.join("\n");
+        for needle in [
+            "vault.store:",
+            "vault.max_batch:",
+            "admin.listen:",
+            "caller[0].api_key_sha256:",
+            "caller[0].allow[1]:",
+            "caller[0].allow[2]:",
+            "caller[1].name: duplicate",
+            "caller[1]: needs api_key_sha256 or tls_identity",
+            "class.pan.format:",
+            "class.ssn:",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in\n{all}");
+        }
+    }
+
+    #[test]
+    fn plain_http_vault_only_on_loopback() {
+        let err = parse(&MINIMAL.replace("127.0.0.1:8444", "0.0.0.0:8444")).unwrap_err();
+        assert!(
+            err.problems[0].starts_with("vault.listen: plain HTTP"),
+            "{err}"
+        );
+        let ok = parse(&MINIMAL.replace("127.0.0.1:8444", "[::1]:8444"));
+        assert!(ok.is_ok());
+    }
+}

@@ -1,0 +1,401 @@
+//! Names, addresses and free text: parsing, masking and shape-keeping text tokens.
+//!
+//! The canonical form is the input without outer whitespace (inner text untouched); the layout is identity.
+//! A token keeps the shape position by position: every letter (ASCII or any Unicode letter) becomes a random
+//! ASCII letter of the same case (lower case for letters without case), every digit (any Unicode numeric
+//! character) a random ASCII digit, and everything else (spaces, punctuation, symbols) is kept. A token therefore
+//! has the input's character count, and is never the input value itself. Only texts with at least one letter or
+//! digit can be tokenised ([`validate`] refuses the others).
+
+use std::str::FromStr;
+
+use rand::Rng;
+
+use super::{Invalid, Layout, Parsed};
+
+/// Which kind of text a value is; each has its own length limit (in characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    /// A person's name (at most 256 characters, at least one letter).
+    Name,
+    /// A postal address (at most 512 characters).
+    Address,
+    /// Free text (at most 4096 characters).
+    Text,
+}
+
+impl TextKind {
+    /// Most characters a value of this kind may have.
+    pub fn max_len(self) -> usize {
+        match self {
+            TextKind::Name => 256,
+            TextKind::Address => 512,
+            TextKind::Text => 4096,
+        }
+    }
+
+    /// The class name of this kind.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextKind::Name => "name",
+            TextKind::Address => "address",
+            TextKind::Text => "text",
+        }
+    }
+}
+
+impl FromStr for TextKind {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "name" => Ok(TextKind::Name),
+            "address" => Ok(TextKind::Address),
+            "text" => Ok(TextKind::Text),
+            _ => Err(Invalid(
+                "unknown text kind (expected name, address or text)",
+            )),
+        }
+    }
+}
+
+/// How text tokens are drawn (config names in brackets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextFormat {
+    /// Same character classes, case, spaces and punctuation (`keep-shape`).
+    #[default]
+    KeepShape,
+}
+
+impl TextFormat {
+    /// The configuration name of this format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TextFormat::KeepShape => "keep-shape",
+        }
+    }
+}
+
+impl FromStr for TextFormat {
+    type Err = Invalid;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep-shape" => Ok(TextFormat::KeepShape),
+            _ => Err(Invalid("unknown text token format (expected keep-shape)")),
+        }
+    }
+}
+
+/// Reads a text of `kind` (a value or a token): outer whitespace trimmed, not empty, no control characters,
+/// within the kind's length; a name needs at least one letter.
+pub fn parse(kind: TextKind, input: &str) -> Result<Parsed, Invalid> {
+    let trimmed = input.trim();
+    check(kind, trimmed)?;
+    Ok(Parsed {
+        canonical: trimmed.to_owned(),
+        layout: Layout::Identity,
+    })
+}
+
+/// Checks a canonical text of `kind`: the checks of [`parse`] without trimming (outer whitespace is refused),
+/// and at least one letter or digit, so that a token can differ from it.
+pub fn validate(kind: TextKind, canonical: &str) -> Result<(), Invalid> {
+    if canonical.trim().len() != canonical.len() {
+        return Err(Invalid("text has leading or trailing whitespace"));
+    }
+    check(kind, canonical)?;
+    if !canonical
+        .chars()
+        .any(|c| c.is_alphabetic() || c.is_numeric())
+    {
+        return Err(Invalid("text has no letter or digit to tokenise"));
+    }
+    Ok(())
+}
+
+/// The text with its first character kept, every other letter or digit `*`, spaces and punctuation kept
+/// (`J*** S****`).
+pub fn mask(canonical: &str) -> String {
+    canonical
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i > 0 && (c.is_alphabetic() || c.is_numeric()) {
+                '*'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Draws a canonical text token for `canonical` (see the module documentation). Text tokens keep their shape,
+/// so `attempt` does not change it. Never returns `canonical` itself, never loops and never panics.
+pub fn generate<R: Rng + ?Sized>(
+    kind: TextKind,
+    canonical: &str,
+    format: TextFormat,
+    attempt: u32,
+    rng: &mut R,
+) -> String {
+    let TextFormat::KeepShape = format;
+    let _ = (kind, attempt);
+    let input: Vec<char> = canonical.chars().collect();
+    let mut drawn: Vec<char> = input.iter().map(|&c| redraw(c, rng)).collect();
+    if drawn == input {
+        let alphanumeric: Vec<usize> = (0..input.len())
+            .filter(|&i| input[i].is_alphabetic() || input[i].is_numeric())
+            .collect();
+        if alphanumeric.is_empty() {
+            // Never expected (validate refuses it): add a letter rather than hand the value back.
+            drawn.push(random_letter(b'a', rng));
+        } else {
+            let i = alphanumeric[rng.gen_range(0..alphanumeric.len())];
+            drawn[i] = different(input[i], rng);
+        }
+    }
+    drawn.into_iter().collect()
+}
+
+/// Character count, control characters, emptiness, and a letter for names.
+fn check(kind: TextKind, text: &str) -> Result<(), Invalid> {
+    if text.trim().is_empty() {
+        return Err(Invalid("text is empty"));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(Invalid("text contains control characters"));
+    }
+    if text.chars().count() > kind.max_len() {
+        return Err(match kind {
+            TextKind::Name => Invalid("name is longer than 256 characters"),
+            TextKind::Address => Invalid("address is longer than 512 characters"),
+            TextKind::Text => Invalid("text is longer than 4096 characters"),
+        });
+    }
+    if kind == TextKind::Name && !text.chars().any(char::is_alphabetic) {
+        return Err(Invalid("name contains no letter"));
+    }
+    Ok(())
+}
+
+/// A random replacement of the class of `c`: ASCII letter of the same case, ASCII digit, or `c` itself.
+fn redraw<R: Rng + ?Sized>(c: char, rng: &mut R) -> char {
+    if c.is_alphabetic() {
+        random_letter(case_base(c), rng)
+    } else if c.is_numeric() {
+        char::from(b'0' + rng.gen_range(0..10u8))
+    } else {
+        c
+    }
+}
+
+/// Another ASCII character of the class of the ASCII letter or digit `c`, never `c` itself.
+fn different<R: Rng + ?Sized>(c: char, rng: &mut R) -> char {
+    let (base, count) = if c.is_alphabetic() {
+        (case_base(c), 26u8)
+    } else {
+        (b'0', 10u8)
+    };
+    match u8::try_from(c) {
+        Ok(b) if b >= base && b < base + count => {
+            char::from(base + (b - base + rng.gen_range(1..count)) % count)
+        }
+        _ => char::from(base + rng.gen_range(0..count)),
+    }
+}
+
+/// `b'A'` for upper-case letters, `b'a'` for all others (lower-case and caseless).
+fn case_base(c: char) -> u8 {
+    if c.is_uppercase() {
+        b'A'
+    } else {
+        b'a'
+    }
+}
+
+fn random_letter<R: Rng + ?Sized>(base: u8, rng: &mut R) -> char {
+    char::from(base + rng.gen_range(0..26u8))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    const KINDS: [TextKind; 3] = [TextKind::Name, TextKind::Address, TextKind::Text];
+
+    fn kind_strategy() -> impl Strategy<Value = TextKind> {
+        prop_oneof![
+            Just(TextKind::Name),
+            Just(TextKind::Address),
+            Just(TextKind::Text)
+        ]
+    }
+
+    /// Texts mixing ASCII, Unicode letters (with and without case), Unicode digits, spaces and punctuation.
+    fn text_strategy() -> impl Strategy<Value = String> {
+        prop_oneof![
+            3 => "[A-Za-z][a-z]{0,10}( [A-Z][a-z'-]{0,10}){0,3}",
+            3 => "[\\p{L}\\p{N} .,'/#-]{1,60}",
+            2 => "[0-9]{1,5} [A-Za-zäöüßÄÖÜéÉ ]{1,30}, [0-9]{5} [\\p{Lu}\\p{Ll}]{2,12}",
+            1 => "[日本語中文한국어ǅǈΣσςЖж٣١٢Ⅻ½²]{1,8}",
+            1 => "[a-z]{1,2}",
+            1 => "\\PC{1,200}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn tokens_keep_their_promised_shape(
+            kind in kind_strategy(),
+            written in text_strategy(),
+            attempt in 0u32..100,
+            seed in any::<u64>(),
+        ) {
+            let padded = format!("  {written}\u{a0}");
+            let Ok(parsed) = parse(kind, &padded) else { return Ok(()); };
+            let canonical = parsed.canonical.clone();
+            prop_assert_eq!(&canonical, written.trim());
+            if validate(kind, &canonical).is_err() {
+                prop_assert!(!canonical.chars().any(|c| c.is_alphanumeric()));
+                return Ok(());
+            }
+
+            let token = generate(kind, &canonical, TextFormat::KeepShape, attempt, &mut StdRng::seed_from_u64(seed));
+            prop_assert_ne!(&token, &canonical);
+            prop_assert!(validate(kind, &token).is_ok());
+            prop_assert_eq!(token.chars().count(), canonical.chars().count());
+            for (a, b) in canonical.chars().zip(token.chars()) {
+                if a.is_alphabetic() {
+                    prop_assert!(b.is_ascii_alphabetic());
+                    prop_assert_eq!(a.is_uppercase(), b.is_ascii_uppercase());
+                } else if a.is_numeric() {
+                    prop_assert!(b.is_ascii_digit());
+                } else {
+                    prop_assert_eq!(a, b);
+                }
+            }
+            prop_assert_eq!(parse(kind, &parsed.layout.render(&token)).unwrap().canonical, token);
+        }
+
+        #[test]
+        fn parse_never_panics(input in "\\PC{0,50}|[\\x00-\\x1f a-z]{0,10}") {
+            for kind in KINDS {
+                if let Ok(parsed) = parse(kind, &input) {
+                    prop_assert!(!parsed.canonical.is_empty());
+                    prop_assert!(!parsed.canonical.chars().any(char::is_control));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_inputs_are_refused_without_the_value() {
+        let long_name = "a".repeat(257);
+        let long_address = "b".repeat(513);
+        let long_text = "c".repeat(4097);
+        let cases = [
+            (TextKind::Name, "", "empty"),
+            (TextKind::Name, " \t ", "empty"),
+            (TextKind::Text, "\u{3000}", "empty"),
+            (TextKind::Name, "Jo\u{0}hn", "control"),
+            (TextKind::Address, "Main St\n12", "control"),
+            (TextKind::Text, "bell\u{7}", "control"),
+            (TextKind::Name, "12345", "no letter"),
+            (TextKind::Name, "-- .", "no letter"),
+            (TextKind::Name, long_name.as_str(), "256"),
+            (TextKind::Address, long_address.as_str(), "512"),
+            (TextKind::Text, long_text.as_str(), "4096"),
+        ];
+        for (kind, input, expected) in cases {
+            let err = parse(kind, input).unwrap_err();
+            assert!(err.0.contains(expected), "{input:?}: {}", err.0);
+            assert!(!err.0.contains("Jo") && !err.0.contains("Main") && !err.0.contains("aaa"));
+        }
+        for kind in [TextKind::Address, TextKind::Text] {
+            let err = validate(kind, "--- ...").unwrap_err();
+            assert!(err.0.contains("no letter or digit"));
+        }
+        assert!(validate(TextKind::Name, " John").is_err());
+        assert!(parse(TextKind::Name, &"é".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn examples() {
+        let mut rng = StdRng::seed_from_u64(4);
+        let token = generate(
+            TextKind::Name,
+            "Zoë O'Brien-Smith",
+            TextFormat::KeepShape,
+            0,
+            &mut rng,
+        );
+        let shape: String = token
+            .chars()
+            .map(|c| {
+                if c.is_ascii_uppercase() {
+                    'A'
+                } else if c.is_ascii_lowercase() {
+                    'a'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        assert_eq!(shape, "Aaa A'Aaaaa-Aaaaa");
+        let token = generate(
+            TextKind::Address,
+            "Straße 12, 10115 Berlin",
+            TextFormat::KeepShape,
+            0,
+            &mut rng,
+        );
+        assert_eq!(
+            token.chars().count(),
+            "Straße 12, 10115 Berlin".chars().count()
+        );
+        assert!(token.is_ascii() && token[6..].starts_with(' ') && token[9..].starts_with(", "));
+        for _ in 0..200 {
+            assert_ne!(
+                generate(TextKind::Name, "a", TextFormat::KeepShape, 0, &mut rng),
+                "a"
+            );
+            assert_ne!(
+                generate(TextKind::Text, "7", TextFormat::KeepShape, 0, &mut rng),
+                "7"
+            );
+        }
+        assert_ne!(
+            generate(TextKind::Text, "--", TextFormat::KeepShape, 0, &mut rng),
+            "--"
+        );
+        assert_ne!(
+            generate(TextKind::Text, "", TextFormat::KeepShape, 0, &mut rng),
+            ""
+        );
+    }
+
+    #[test]
+    fn names_and_mask() {
+        for kind in KINDS {
+            assert_eq!(kind.as_str().parse::<TextKind>(), Ok(kind));
+        }
+        assert!(TextKind::Name.max_len() < TextKind::Address.max_len());
+        assert_eq!(
+            "keep-shape".parse::<TextFormat>(),
+            Ok(TextFormat::KeepShape)
+        );
+        assert_eq!(TextFormat::default(), TextFormat::KeepShape);
+        assert!("shape".parse::<TextFormat>().is_err());
+        assert_eq!(mask("John Smith"), "J*** *****");
+        assert_eq!(mask("12 Main St."), "1* **** **.");
+        assert_eq!(mask("Zoë"), "Z**");
+        assert_eq!(mask(""), "");
+    }
+}

@@ -1,0 +1,338 @@
+//! The vault HTTP API (`/v1/tokenize`, `/v1/detokenize`, `/v1/mask`): authenticate, parse with limits,
+//! call the vault, and map every error to one JSON shape in one place ([`error_response`]).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::audit::{Event, Item};
+use super::auth::{self, Caller, Callers};
+use super::class::Class;
+use super::engine::Clock;
+use super::{ItemResult, LocalVault, Vault, VaultError};
+
+/// Everything the API handlers share.
+pub struct ApiState {
+    pub vault: Arc<LocalVault>,
+    pub callers: Callers,
+    pub max_body_bytes: usize,
+    pub max_batch: usize,
+    pub clock: Clock,
+}
+
+/// Why an API call was refused; [`error_response`] turns it into a status and a JSON body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("no such endpoint")]
+    NoRoute,
+    #[error("method not allowed; use POST")]
+    Method,
+    #[error("missing or unknown credentials: send `Authorization: Bearer <key>` or a client certificate")]
+    Unauthenticated,
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("batch holds {got} items; the limit is {max}")]
+    BatchTooLarge { got: usize, max: usize },
+    #[error("request body could not be read")]
+    BodyRead,
+    #[error("request body is not valid JSON for this call: {0}")]
+    MalformedJson(String),
+    #[error(
+        "item {index}: unknown class; expected one of pan, iban, email, phone, name, address, text"
+    )]
+    UnknownClass { index: usize },
+    #[error("{0}")]
+    BadField(&'static str),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ApiError::Method => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
+            ApiError::BodyRead => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
+            ApiError::BadField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::Vault(v) => match v {
+                VaultError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+                VaultError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+                VaultError::StoreUnavailable => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+                }
+                VaultError::AuditUnavailable => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
+                }
+                VaultError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        }
+    }
+}
+
+/// The one place an error becomes a response: `{"error":{"code","message"}}`.
+pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
+    let (status, code) = err.status_and_code();
+    json_response(
+        status,
+        &json!({"error": {"code": code, "message": err.to_string()}}),
+    )
+}
+
+pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeBody {
+    items: Vec<TokenizeItem>,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenizeItem {
+    class: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevealBody {
+    items: Vec<RevealItem>,
+    #[serde(default)]
+    purpose: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevealItem {
+    class: String,
+    token: String,
+}
+
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Tokenize,
+    Detokenize,
+    Mask,
+}
+
+/// Serves one request. `tls_identities` are the verified SANs of the client certificate, if any.
+pub async fn handle<B>(
+    state: Arc<ApiState>,
+    tls_identities: Arc<Vec<String>>,
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, Infallible>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Ok(match serve(&state, &tls_identities, req).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    })
+}
+
+async fn serve<B>(
+    state: &ApiState,
+    tls_identities: &[String],
+    req: Request<B>,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let endpoint = match req.uri().path() {
+        "/v1/tokenize" => Endpoint::Tokenize,
+        "/v1/detokenize" => Endpoint::Detokenize,
+        "/v1/mask" => Endpoint::Mask,
+        _ => return Err(ApiError::NoRoute),
+    };
+    if req.method() != Method::POST {
+        return Err(ApiError::Method);
+    }
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth::bearer);
+    let Some(caller) = state.callers.authenticate(bearer, tls_identities) else {
+        audit_unauthenticated(state, endpoint).await;
+        return Err(ApiError::Unauthenticated);
+    };
+    let body = read_body(req, state.max_body_bytes).await?;
+    match endpoint {
+        Endpoint::Tokenize => tokenize(state, &caller, &body).await,
+        Endpoint::Detokenize | Endpoint::Mask => reveal(state, &caller, endpoint, &body).await,
+    }
+}
+
+async fn read_body<B>(req: Request<B>, max: usize) -> Result<Bytes, ApiError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::BodyTooLarge(max));
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::BodyTooLarge(max)),
+        Err(_) => Err(ApiError::BodyRead),
+    }
+}
+
+fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        // serde_json's messages name the offending key or type and a position, never the input text.
+        ApiError::MalformedJson(e.to_string())
+    })
+}
+
+fn classes<'a>(
+    items: impl Iterator<Item = (&'a str, &'a str)>,
+    max: usize,
+) -> Result<Vec<(Class, &'a str)>, ApiError> {
+    let items: Vec<_> = items.collect();
+    if items.len() > max {
+        return Err(ApiError::BatchTooLarge {
+            got: items.len(),
+            max,
+        });
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, (class, v))| {
+            class
+                .parse::<Class>()
+                .map(|c| (c, v))
+                .map_err(|_| ApiError::UnknownClass { index })
+        })
+        .collect()
+}
+
+async fn tokenize(
+    state: &ApiState,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let req: TokenizeBody = json(body)?;
+    if req
+        .subject
+        .as_deref()
+        .is_some_and(|s| s.is_empty() || s.len() > 256)
+    {
+        return Err(ApiError::BadField("subject must be 1 to 256 characters"));
+    }
+    let items = classes(
+        req.items
+            .iter()
+            .map(|i| (i.class.as_str(), i.value.as_str())),
+        state.max_batch,
+    )?;
+    let tokens = state
+        .vault
+        .tokenize(caller, &items, req.subject.as_deref())
+        .await?;
+    let items: Vec<_> = tokens.into_iter().map(|t| json!({ "token": t })).collect();
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+async fn reveal(
+    state: &ApiState,
+    caller: &Caller,
+    endpoint: Endpoint,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let req: RevealBody = json(body)?;
+    // The purpose is written to the audit log: keep it a short label so no value can hide in it.
+    if let Some(p) = &req.purpose {
+        if p.is_empty()
+            || p.len() > 64
+            || !p
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+        {
+            return Err(ApiError::BadField(
+                "purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.'",
+            ));
+        }
+    }
+    let items = classes(
+        req.items
+            .iter()
+            .map(|i| (i.class.as_str(), i.token.as_str())),
+        state.max_batch,
+    )?;
+    let purpose = req.purpose.as_deref();
+    let (results, key): (Vec<ItemResult>, &str) = match endpoint {
+        Endpoint::Mask => (state.vault.mask(caller, &items, purpose).await?, "masked"),
+        _ => (
+            state.vault.detokenize(caller, &items, purpose).await?,
+            "value",
+        ),
+    };
+    let items: Vec<_> = results
+        .into_iter()
+        .map(|r| match r {
+            Ok(v) => json!({ key: v }),
+            Err(m) => {
+                json!({"error": {"code": m.code(), "message": "no value is held for this token"}})
+            }
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint) {
+    let op = match endpoint {
+        Endpoint::Tokenize => "tokenize",
+        Endpoint::Detokenize => "detokenize",
+        Endpoint::Mask => "mask",
+    };
+    let event = Event {
+        caller: "-".into(),
+        op,
+        outcome: "unauthenticated",
+        purpose: None,
+        items: Vec::<Item>::new(),
+    };
+    if state
+        .vault
+        .audit()
+        .append(event, (state.clock)())
+        .await
+        .is_err()
+    {
+        tracing::error!(op, "unauthenticated call could not be audited");
+    }
+}

@@ -1,0 +1,107 @@
+//! Authentication: who is calling — by API key (sha-256 compared in constant time) or client certificate SAN.
+
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::CallerConfig;
+use crate::policy::Permission;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub allow: Vec<Permission>,
+}
+
+/// The configured callers.
+pub struct Callers {
+    list: Vec<CallerConfig>,
+}
+
+impl Callers {
+    pub fn new(list: Vec<CallerConfig>) -> Callers {
+        Callers { list }
+    }
+
+    /// The caller presenting this bearer key, or one of these verified certificate identities.
+    /// Every key hash is compared (constant time, no early exit) so timing does not tell which key is close.
+    pub fn authenticate(&self, bearer: Option<&str>, tls_identities: &[String]) -> Option<Caller> {
+        let mut found: Option<&CallerConfig> = None;
+        if let Some(key) = bearer {
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            for c in &self.list {
+                if let Some(expected) = &c.api_key_sha256 {
+                    if bool::from(expected.ct_eq(&digest)) && found.is_none() {
+                        found = Some(c);
+                    }
+                }
+            }
+            // A bearer key that matches nobody is a failed authentication, even with a certificate.
+            found?;
+        } else if !tls_identities.is_empty() {
+            found = self.list.iter().find(|c| {
+                c.tls_identity
+                    .as_ref()
+                    .is_some_and(|id| tls_identities.contains(id))
+            });
+        }
+        found.map(|c| Caller {
+            name: c.name.clone(),
+            allow: c.allow.clone(),
+        })
+    }
+}
+
+/// The bearer key of an `Authorization: Bearer <key>` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, key) = header.trim().split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty()).then(|| key.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn callers() -> Callers {
+        let hash: [u8; 32] = Sha256::digest(b"s3cret").into();
+        Callers::new(vec![
+            CallerConfig {
+                name: "payments".into(),
+                api_key_sha256: Some(hash),
+                tls_identity: None,
+                allow: vec![],
+            },
+            CallerConfig {
+                name: "proxy".into(),
+                api_key_sha256: None,
+                tls_identity: Some("spiffe://shop/proxy".into()),
+                allow: vec!["tokenize:*".parse().unwrap()],
+            },
+        ])
+    }
+
+    #[test]
+    fn api_key_and_certificate_identities() {
+        let c = callers();
+        assert_eq!(
+            c.authenticate(Some("s3cret"), &[]).unwrap().name,
+            "payments"
+        );
+        assert!(c.authenticate(Some("wrong"), &[]).is_none());
+        assert!(c.authenticate(None, &[]).is_none());
+        let ids = vec!["dns.example".to_owned(), "spiffe://shop/proxy".to_owned()];
+        assert_eq!(c.authenticate(None, &ids).unwrap().name, "proxy");
+        assert!(
+            c.authenticate(Some("wrong"), &ids).is_none(),
+            "a wrong key is not rescued by a certificate"
+        );
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer   abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearer "), None);
+    }
+}

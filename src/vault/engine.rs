@@ -1,0 +1,273 @@
+//! The token engine: tokenise and reveal batches against a [`Store`], sealing values under derived keys.
+//!
+//! Tokenise, per batch: parse every value (shape) -> look the values up by keyed fingerprint (deterministic:
+//! one token per value and class) -> values that are themselves tokens come back unchanged (idempotent) ->
+//! validate the new ones (checksums) -> draw candidate tokens, seal, and insert them in one durable group
+//! commit; candidates another value already holds are redrawn. Nothing is inserted unless every value of the
+//! batch is valid, and a token is returned only after its record is committed.
+
+use std::sync::Arc;
+
+use crate::crypto::KeySet;
+use crate::crypto::Secret;
+use crate::store::{Inserted, Record, Store, StoreError};
+use crate::token::{Invalid, Layout};
+use crate::vault::class::{self, Class, ClassFormats};
+
+/// Redraws allowed for one value before giving up (the formats widen their room as attempts grow).
+const MAX_ATTEMPTS: u32 = 96;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("item {index}: {reason}")]
+    Invalid { index: usize, reason: Invalid },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no free token could be drawn for a value")]
+    Exhausted,
+    #[error("a record could not be sealed or opened")]
+    Crypto,
+}
+
+/// Why one item of a reveal has no value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    NotFound,
+}
+
+impl Missing {
+    pub fn code(self) -> &'static str {
+        match self {
+            Missing::NotFound => "not_found",
+        }
+    }
+}
+
+/// A revealed value: its canonical form and the layout the token was written in.
+pub struct Revealed {
+    pub canonical: Secret<String>,
+    pub layout: Layout,
+}
+
+impl Revealed {
+    pub fn render(&self) -> String {
+        self.layout.render(self.canonical.expose())
+    }
+}
+
+/// Clock in unix seconds; replaceable in tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    })
+}
+
+pub struct Engine {
+    keys: KeySet,
+    store: Arc<dyn Store>,
+    formats: ClassFormats,
+    clock: Clock,
+}
+
+struct Pending {
+    /// Indexes of the batch items that share this value.
+    items: Vec<usize>,
+    class: Class,
+    canonical: String,
+    value_fp: [u8; 32],
+    attempt: u32,
+}
+
+impl Engine {
+    pub fn new(keys: KeySet, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
+        Engine {
+            keys,
+            store,
+            formats,
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// Tokens for `items` (class, value), in order, each written like its value.
+    pub async fn tokenize(&self, items: &[(Class, &str)]) -> Result<Vec<String>, EngineError> {
+        let mut parsed = Vec::with_capacity(items.len());
+        for (index, (class, value)) in items.iter().enumerate() {
+            let p = class::parse(*class, value)
+                .map_err(|reason| EngineError::Invalid { index, reason })?;
+            let fp = self
+                .keys
+                .value_fingerprint(class.name(), &p.canonical)
+                .ok_or(EngineError::Crypto)?;
+            parsed.push((p, fp));
+        }
+        let mut out: Vec<Option<String>> = vec![None; items.len()];
+
+        // Known values: their existing token.
+        let keys: Vec<(String, [u8; 32])> = items
+            .iter()
+            .zip(&parsed)
+            .map(|((c, _), (_, fp))| (c.name().to_owned(), *fp))
+            .collect();
+        let found = self.store.find_by_values(&keys).await?;
+        for (i, rec) in found.into_iter().enumerate() {
+            if let Some(rec) = rec {
+                out[i] = Some(parsed[i].0.layout.render(&rec.token));
+            }
+        }
+
+        // Values that are tokens already: unchanged.
+        let unknown: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_none()).collect();
+        if !unknown.is_empty() {
+            let keys: Vec<(String, String)> = unknown
+                .iter()
+                .map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone()))
+                .collect();
+            let found = self.store.find_by_tokens(&keys).await?;
+            for (&i, rec) in unknown.iter().zip(found) {
+                if rec.is_some() {
+                    out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
+                }
+            }
+        }
+
+        // New values: validate all before inserting any; one pending entry per distinct value.
+        let mut pending: Vec<Pending> = Vec::new();
+        for i in (0..items.len()).filter(|i| out[*i].is_none()) {
+            let (class, (p, fp)) = (items[i].0, &parsed[i]);
+            class::validate(class, &p.canonical)
+                .map_err(|reason| EngineError::Invalid { index: i, reason })?;
+            match pending
+                .iter_mut()
+                .find(|e| e.class == class && e.value_fp == *fp)
+            {
+                Some(e) => e.items.push(i),
+                None => pending.push(Pending {
+                    items: vec![i],
+                    class,
+                    canonical: p.canonical.clone(),
+                    value_fp: *fp,
+                    attempt: 0,
+                }),
+            }
+        }
+
+        while !pending.is_empty() {
+            let now = (self.clock)();
+            let version = self.keys.current_version();
+            let mut records = Vec::with_capacity(pending.len());
+            {
+                let mut rng = rand::thread_rng();
+                for e in &pending {
+                    let token = self.draw(e, &mut rng);
+                    let sealer = self
+                        .keys
+                        .sealer(e.class.name(), version)
+                        .ok_or(EngineError::Crypto)?;
+                    let sealed = sealer
+                        .seal(e.class.name(), &token, version, e.canonical.as_bytes())
+                        .map_err(|_| EngineError::Crypto)?;
+                    records.push(Record {
+                        class: e.class.name().to_owned(),
+                        token,
+                        value_fp: e.value_fp,
+                        key_version: version,
+                        sealed,
+                        created_at: now,
+                        last_used_at: now,
+                    });
+                }
+            }
+            let outcomes = self.store.insert(records.clone()).await?;
+            let mut retry = Vec::new();
+            for ((mut e, rec), outcome) in pending.into_iter().zip(records).zip(outcomes) {
+                let token = match outcome {
+                    Inserted::New => rec.token,
+                    Inserted::Existing(existing) => existing.token,
+                    Inserted::TokenTaken => {
+                        e.attempt += 1;
+                        if e.attempt >= MAX_ATTEMPTS {
+                            return Err(EngineError::Exhausted);
+                        }
+                        retry.push(e);
+                        continue;
+                    }
+                };
+                for &i in &e.items {
+                    out[i] = Some(parsed[i].0.layout.render(&token));
+                }
+            }
+            pending = retry;
+        }
+        out.into_iter()
+            .map(|t| t.ok_or(EngineError::Exhausted))
+            .collect()
+    }
+
+    /// A candidate token that differs from the value (the formats promise it; checked again here).
+    fn draw(&self, e: &Pending, rng: &mut impl rand::Rng) -> String {
+        let mut attempt = e.attempt;
+        loop {
+            let token = class::generate(e.class, &self.formats, &e.canonical, attempt, rng);
+            if token != e.canonical {
+                return token;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The values behind `items` (class, token), in order.
+    pub async fn reveal(
+        &self,
+        items: &[(Class, &str)],
+    ) -> Result<Vec<Result<Revealed, Missing>>, EngineError> {
+        let mut keys = Vec::with_capacity(items.len());
+        let mut layouts = Vec::with_capacity(items.len());
+        for (class, token) in items {
+            match class::parse(*class, token) {
+                Ok(p) => {
+                    keys.push((class.name().to_owned(), p.canonical));
+                    layouts.push(Some(p.layout));
+                }
+                Err(_) => {
+                    // Not even shaped like a token of the class: it cannot be in the store.
+                    keys.push((class.name().to_owned(), String::new()));
+                    layouts.push(None);
+                }
+            }
+        }
+        let found = self.store.find_by_tokens(&keys).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for ((rec, layout), (class, _)) in found.into_iter().zip(layouts).zip(items) {
+            let (Some(rec), Some(layout)) = (rec, layout) else {
+                out.push(Err(Missing::NotFound));
+                continue;
+            };
+            let sealer = self
+                .keys
+                .sealer(class.name(), rec.key_version)
+                .ok_or(EngineError::Crypto)?;
+            let plain = sealer
+                .open(class.name(), &rec.token, rec.key_version, &rec.sealed)
+                .map_err(|_| EngineError::Crypto)?;
+            let canonical = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
+            out.push(Ok(Revealed {
+                canonical: Secret::new(canonical),
+                layout,
+            }));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,260 @@
+//! The vault: the [`Vault`] trait the proxy and the API call, and `LocalVault` (engine + policy + audit) that
+//! serves it in-process.
+
+pub mod api;
+pub mod audit;
+pub mod auth;
+pub mod class;
+pub mod engine;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+
+use crate::metrics::Metrics;
+use crate::policy::{self, Op};
+use crate::token::Invalid;
+use audit::{AuditLog, Event, Item};
+use auth::Caller;
+use class::Class;
+use engine::{Clock, Engine, EngineError, Missing};
+
+/// What the vault refuses a whole call for. Messages never hold values or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("caller may not {op} class {class}")]
+    Forbidden { op: Op, class: Class },
+    #[error("item {index}: {reason}")]
+    Invalid { index: usize, reason: Invalid },
+    #[error("the vault store is unavailable")]
+    StoreUnavailable,
+    #[error("the audit log cannot be written, so the operation was refused")]
+    AuditUnavailable,
+    #[error("internal vault error")]
+    Internal,
+}
+
+/// One item's answer from detokenize or mask: the value (or masked value), or why there is none.
+pub type ItemResult = Result<String, Missing>;
+
+/// Tokenise / detokenise / mask in batches, as an authenticated caller.
+#[async_trait]
+pub trait Vault: Send + Sync + 'static {
+    async fn tokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        subject: Option<&str>,
+    ) -> Result<Vec<String>, VaultError>;
+    async fn detokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError>;
+    async fn mask(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError>;
+    /// Answers when the vault can serve (readiness).
+    async fn ready(&self) -> bool;
+}
+
+/// The vault in this process: token engine over the store, authorisation, audit, metrics.
+pub struct LocalVault {
+    engine: Engine,
+    audit: AuditLog,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+}
+
+impl LocalVault {
+    pub fn new(engine: Engine, audit: AuditLog, metrics: Arc<Metrics>, clock: Clock) -> LocalVault {
+        LocalVault {
+            engine,
+            audit,
+            metrics,
+            clock,
+        }
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Deny by default; a refusal is audited (best effort: the call is refused either way).
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+    ) -> Result<(), VaultError> {
+        let Some(&(class, _)) = items
+            .iter()
+            .find(|(c, _)| !policy::allowed(&caller.allow, op, *c))
+        else {
+            return Ok(());
+        };
+        self.metrics
+            .vault_operations
+            .with_label_values(&[op.name(), class.name(), "denied"])
+            .inc();
+        if matches!(op, Op::Detokenize) {
+            self.metrics
+                .detokenize
+                .with_label_values(&[&caller.name, class.name(), "denied"])
+                .inc();
+        }
+        let event = Event {
+            caller: caller.name.clone(),
+            op: op.name(),
+            outcome: "denied",
+            purpose: None,
+            items: items
+                .iter()
+                .map(|(c, _)| Item {
+                    class: c.name().into(),
+                    token_fp: String::new(),
+                    result: "denied".into(),
+                })
+                .collect(),
+        };
+        if self.audit.append(event, (self.clock)()).await.is_err() {
+            tracing::error!(caller = %caller.name, op = op.name(), "denial could not be audited");
+        }
+        Err(VaultError::Forbidden { op, class })
+    }
+
+    async fn reveal(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.authorize(caller, op, items).await?;
+        let started = Instant::now();
+        let revealed = self.engine.reveal(items).await.map_err(engine_error)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut audited = Vec::with_capacity(items.len());
+        for ((class, token), r) in items.iter().zip(revealed) {
+            let result = r.map(|v| match op {
+                Op::Mask => class::mask(*class, v.canonical.expose(), &v.layout),
+                _ => v.render(),
+            });
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(m) => m.code(),
+            };
+            audited.push(Item {
+                class: class.name().into(),
+                token_fp: self.audit.token_fp(class.name(), token),
+                result: outcome.into(),
+            });
+            out.push(result);
+        }
+        let all_ok = out.iter().all(|r| r.is_ok());
+        let event = Event {
+            caller: caller.name.clone(),
+            op: op.name(),
+            outcome: if all_ok { "ok" } else { "partial" },
+            purpose: purpose.map(str::to_owned),
+            items: audited,
+        };
+        // Fail closed: no value leaves unless its reveal is on disk in the audit log.
+        self.audit
+            .append(event, (self.clock)())
+            .await
+            .map_err(|_| VaultError::AuditUnavailable)?;
+        for ((class, _), r) in items.iter().zip(&out) {
+            let outcome = match r {
+                Ok(_) => "ok",
+                Err(m) => m.code(),
+            };
+            self.metrics
+                .vault_operations
+                .with_label_values(&[op.name(), class.name(), outcome])
+                .inc();
+            if matches!(op, Op::Detokenize) {
+                self.metrics
+                    .detokenize
+                    .with_label_values(&[&caller.name, class.name(), outcome])
+                    .inc();
+            }
+        }
+        self.metrics
+            .vault_operation_duration
+            .with_label_values(&[op.name()])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(out)
+    }
+}
+
+fn engine_error(e: EngineError) -> VaultError {
+    match e {
+        EngineError::Invalid { index, reason } => VaultError::Invalid { index, reason },
+        EngineError::Store(e) => {
+            tracing::error!(error = %e, "store error");
+            VaultError::StoreUnavailable
+        }
+        EngineError::Exhausted | EngineError::Crypto => {
+            tracing::error!(error = %e, "vault engine error");
+            VaultError::Internal
+        }
+    }
+}
+
+#[async_trait]
+impl Vault for LocalVault {
+    async fn tokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        _subject: Option<&str>,
+    ) -> Result<Vec<String>, VaultError> {
+        self.authorize(caller, Op::Tokenize, items).await?;
+        let started = Instant::now();
+        let result = self.engine.tokenize(items).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(EngineError::Invalid { .. }) => "invalid",
+            Err(_) => "error",
+        };
+        for (class, _) in items {
+            self.metrics
+                .vault_operations
+                .with_label_values(&["tokenize", class.name(), outcome])
+                .inc();
+        }
+        self.metrics
+            .vault_operation_duration
+            .with_label_values(&["tokenize"])
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(engine_error)
+    }
+
+    async fn detokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, Op::Detokenize, items, purpose).await
+    }
+
+    async fn mask(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, Op::Mask, items, purpose).await
+    }
+
+    async fn ready(&self) -> bool {
+        self.engine.store().ping().await.is_ok()
+    }
+}
