@@ -17,10 +17,7 @@ pub struct AdminState {
     pub vault: Arc<dyn Vault>,
 }
 
-pub async fn handle<B>(
-    state: Arc<AdminState>,
-    req: Request<B>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+pub async fn handle<B>(state: Arc<AdminState>, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => {
             let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
@@ -33,9 +30,7 @@ pub async fn handle<B>(
         "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {
             let ready =
-                tokio::time::timeout(std::time::Duration::from_secs(2), state.vault.ready())
-                    .await
-                    .unwrap_or(false);
+                tokio::time::timeout(std::time::Duration::from_secs(2), state.vault.ready()).await.unwrap_or(false);
             if ready {
                 json_response(StatusCode::OK, &json!({"status": "ready"}))
             } else {
@@ -45,9 +40,8 @@ pub async fn handle<B>(
                 )
             }
         }
-        _ => json_response(
-            StatusCode::NOT_FOUND,
-            &json!({"error": {"code": "no_route", "message": "no such endpoint"}}),
-        ),
+        _ => {
+            json_response(StatusCode::NOT_FOUND, &json!({"error": {"code": "no_route", "message": "no such endpoint"}}))
+        }
     })
 }

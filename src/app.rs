@@ -35,10 +35,7 @@ pub enum StartError {
     #[error("tls: {0}")]
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -64,9 +61,7 @@ impl Running {
 /// Opens the store named by the config.
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
     match &cfg.vault.store {
-        StoreUrl::Sqlite(url) => Ok(Arc::new(
-            SqliteStore::open(url, SqliteOptions::default()).await?,
-        )),
+        StoreUrl::Sqlite(url) => Ok(Arc::new(SqliteStore::open(url, SqliteOptions::default()).await?)),
         StoreUrl::Postgres(_) => Err(StartError::StoreKind("postgres://")),
     }
 }
@@ -83,22 +78,13 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
     let store = open_store(&cfg).await?;
     let metrics = Arc::new(Metrics::new()?);
     let engine = Engine::new(keys, store, cfg.formats, clock.clone());
-    let vault = Arc::new(LocalVault::new(
-        engine,
-        audit,
-        metrics.clone(),
-        clock.clone(),
-    ));
+    let vault = Arc::new(LocalVault::new(engine, audit, metrics.clone(), clock.clone()));
 
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
 
     let tls = match &cfg.vault.tls {
-        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(
-            &t.cert,
-            &t.key,
-            t.client_ca.as_deref(),
-        )?)),
+        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?)),
         None => None,
     };
     let listener = bind(cfg.vault.listen).await?;
@@ -127,10 +113,7 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         let listener = bind(a.listen).await?;
         admin_addr = Some(local_addr(&listener, a.listen)?);
         let dyn_vault: Arc<dyn Vault> = vault;
-        let state = Arc::new(AdminState {
-            metrics,
-            vault: dyn_vault,
-        });
+        let state = Arc::new(AdminState { metrics, vault: dyn_vault });
         tasks.push(tokio::spawn(server::serve(
             listener,
             None,
@@ -143,23 +126,15 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         )));
         tracing::info!(addr = ?admin_addr, "admin listening");
     }
-    Ok(Running {
-        vault_addr,
-        admin_addr,
-        stop,
-        tasks,
-    })
+    Ok(Running { vault_addr, admin_addr, stop, tasks })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartError> {
-    l.local_addr()
-        .map_err(|source| StartError::Bind { addr, source })
+    l.local_addr().map_err(|source| StartError::Bind { addr, source })
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.

@@ -59,9 +59,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) | Command::Vault(a) => serve(&a.config),
         Command::Keygen { out, if_missing } => keygen(&out, if_missing),
         Command::Check(a) => check(&a.config),
-        Command::Audit {
-            command: AuditCommand::Verify(a),
-        } => audit_verify(&a.config),
+        Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
     }
 }
 
@@ -80,10 +78,7 @@ fn serve(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("veil: cannot start the runtime: {e}");
@@ -106,10 +101,7 @@ fn keygen(out: &Path, if_missing: bool) -> ExitCode {
     }
     match Keyring::generate_file(out) {
         Ok(()) => {
-            println!(
-                "wrote new master key {} (mode 0600): back it up, keep it secret",
-                out.display()
-            );
+            println!("wrote new master key {} (mode 0600): back it up, keep it secret", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -143,17 +135,11 @@ fn audit_verify(path: &Path) -> ExitCode {
     };
     match audit::verify(&cfg.vault.audit_log, &keys.audit) {
         Ok(Verdict::Intact { entries }) => {
-            println!(
-                "{}: intact, {entries} entries",
-                cfg.vault.audit_log.display()
-            );
+            println!("{}: intact, {entries} entries", cfg.vault.audit_log.display());
             ExitCode::SUCCESS
         }
         Ok(Verdict::Broken { line, reason }) => {
-            eprintln!(
-                "{}: BROKEN at line {line}: {reason}",
-                cfg.vault.audit_log.display()
-            );
+            eprintln!("{}: BROKEN at line {line}: {reason}", cfg.vault.audit_log.display());
             ExitCode::from(3)
         }
         Err(e) => {

@@ -21,9 +21,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn one(problem: String) -> ConfigError {
-        ConfigError {
-            problems: vec![problem],
-        }
+        ConfigError { problems: vec![problem] }
     }
 }
 
@@ -131,10 +129,7 @@ pub struct CallerConfig {
 
 impl std::fmt::Debug for CallerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallerConfig")
-            .field("name", &self.name)
-            .field("allow", &self.allow)
-            .finish_non_exhaustive()
+        f.debug_struct("CallerConfig").field("name", &self.name).field("allow", &self.allow).finish_non_exhaustive()
     }
 }
 
@@ -143,8 +138,8 @@ pub const DEFAULT_MAX_BATCH: usize = 1000;
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::one(format!("{}: cannot read: {e}", path.display())))?;
     parse(&text)
 }
 
@@ -155,11 +150,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.message().trim().to_owned();
-        ConfigError::one(if path == "." {
-            msg
-        } else {
-            format!("{path}: {msg}")
-        })
+        ConfigError::one(if path == "." { msg } else { format!("{path}: {msg}") })
     })?;
     validate(raw)
 }
@@ -182,32 +173,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     None
                 }
             };
-            let max_body_bytes = bounded(
-                v.max_body_bytes,
-                DEFAULT_MAX_BODY_BYTES,
-                1024,
-                64 << 20,
-                "vault.max_body_bytes",
-                &mut p,
-            );
-            let max_batch = bounded(
-                v.max_batch,
-                DEFAULT_MAX_BATCH,
-                1,
-                100_000,
-                "vault.max_batch",
-                &mut p,
-            );
+            let max_body_bytes =
+                bounded(v.max_body_bytes, DEFAULT_MAX_BODY_BYTES, 1024, 64 << 20, "vault.max_body_bytes", &mut p);
+            let max_batch = bounded(v.max_batch, DEFAULT_MAX_BATCH, 1, 100_000, "vault.max_batch", &mut p);
             if let (Some(l), None) = (listen, &v.tls) {
                 if !l.ip().is_loopback() {
-                    p("vault.listen", "plain HTTP is allowed on loopback only; add [vault.tls] or listen on 127.0.0.1".into());
+                    p(
+                        "vault.listen",
+                        "plain HTTP is allowed on loopback only; add [vault.tls] or listen on 127.0.0.1".into(),
+                    );
                 }
             }
-            let tls = v.tls.map(|t| TlsFiles {
-                cert: t.cert,
-                key: t.key,
-                client_ca: t.client_ca,
-            });
+            let tls = v.tls.map(|t| TlsFiles { cert: t.cert, key: t.key, client_ca: t.client_ca });
             match (listen, store) {
                 (Some(listen), Some(store)) => Some(VaultConfig {
                     listen,
@@ -223,23 +200,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
-    let admin = raw
-        .admin
-        .and_then(|a| addr(&a.listen, "admin.listen", &mut p).map(|listen| AdminConfig { listen }));
+    let admin = raw.admin.and_then(|a| addr(&a.listen, "admin.listen", &mut p).map(|listen| AdminConfig { listen }));
 
     let mut callers = Vec::new();
     for (i, c) in raw.caller.into_iter().enumerate() {
         let at = format!("caller[{i}]");
-        if c.name.is_empty()
-            || !c
-                .name
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch))
-        {
-            p(
-                &format!("{at}.name"),
-                "use letters, digits, '-', '_' or '.'".into(),
-            );
+        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
+            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
         }
         if callers.iter().any(|o: &CallerConfig| o.name == c.name) {
             p(&format!("{at}.name"), "duplicate caller name".into());
@@ -249,19 +216,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             match hex::decode_to_slice(h, &mut out) {
                 Ok(()) => Some(out),
                 Err(_) => {
-                    p(
-                        &format!("{at}.api_key_sha256"),
-                        "expected 64 hex digits (sha-256 of the key)".into(),
-                    );
+                    p(&format!("{at}.api_key_sha256"), "expected 64 hex digits (sha-256 of the key)".into());
                     None
                 }
             }
         });
         if c.api_key_sha256.is_none() && c.tls_identity.is_none() {
-            p(
-                &at,
-                "needs api_key_sha256 or tls_identity to authenticate".into(),
-            );
+            p(&at, "needs api_key_sha256 or tls_identity to authenticate".into());
         }
         if matches!(&c.tls_identity, Some(id) if id.is_empty()) {
             p(&format!("{at}.tls_identity"), "must not be empty".into());
@@ -273,12 +234,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 Err(e) => p(&format!("{at}.allow[{j}]"), e),
             }
         }
-        callers.push(CallerConfig {
-            name: c.name,
-            api_key_sha256,
-            tls_identity: c.tls_identity,
-            allow,
-        });
+        callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow });
     }
 
     let mut formats = ClassFormats::default();
@@ -297,12 +253,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     match (vault, problems.is_empty()) {
-        (Some(vault), true) => Ok(Config {
-            vault,
-            admin,
-            callers,
-            formats,
-        }),
+        (Some(vault), true) => Ok(Config { vault, admin, callers, formats }),
         _ => Err(ConfigError { problems }),
     }
 }
@@ -311,23 +262,13 @@ fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketA
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            p(
-                path,
-                format!("expected an ip:port socket address, got {s:?}"),
-            );
+            p(path, format!("expected an ip:port socket address, got {s:?}"));
             None
         }
     }
 }
 
-fn bounded(
-    v: Option<u64>,
-    default: usize,
-    min: u64,
-    max: u64,
-    path: &str,
-    p: &mut impl FnMut(&str, String),
-) -> usize {
+fn bounded(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &mut impl FnMut(&str, String)) -> usize {
     match v {
         None => default,
         Some(v) if (min..=max).contains(&v) => v as usize,
@@ -376,10 +317,7 @@ audit_log = "data/audit.jsonl"
         let cfg = parse(MINIMAL).unwrap();
         assert_eq!(cfg.vault.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(cfg.vault.max_batch, DEFAULT_MAX_BATCH);
-        assert_eq!(
-            cfg.vault.store,
-            StoreUrl::Sqlite("sqlite://data/vault.db".into())
-        );
+        assert_eq!(cfg.vault.store, StoreUrl::Sqlite("sqlite://data/vault.db".into()));
         assert!(cfg.admin.is_none());
     }
 
@@ -437,10 +375,7 @@ format = "x"
     #[test]
     fn plain_http_vault_only_on_loopback() {
         let err = parse(&MINIMAL.replace("127.0.0.1:8444", "0.0.0.0:8444")).unwrap_err();
-        assert!(
-            err.problems[0].starts_with("vault.listen: plain HTTP"),
-            "{err}"
-        );
+        assert!(err.problems[0].starts_with("vault.listen: plain HTTP"), "{err}");
         let ok = parse(&MINIMAL.replace("127.0.0.1:8444", "[::1]:8444"));
         assert!(ok.is_ok());
     }

@@ -16,46 +16,28 @@ impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let vault_operations = IntCounterVec::new(
-            Opts::new(
-                "veil_vault_operations_total",
-                "Vault items processed, by operation, class and outcome.",
-            ),
+            Opts::new("veil_vault_operations_total", "Vault items processed, by operation, class and outcome."),
             &["op", "class", "outcome"],
         )?;
         let vault_operation_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "veil_vault_operation_duration_seconds",
-                "Time to serve one vault call.",
-            )
-            .buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ]),
+            HistogramOpts::new("veil_vault_operation_duration_seconds", "Time to serve one vault call.")
+                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]),
             &["op"],
         )?;
         let detokenize = IntCounterVec::new(
-            Opts::new(
-                "veil_detokenize_total",
-                "Values revealed or refused, by caller, class and outcome.",
-            ),
+            Opts::new("veil_detokenize_total", "Values revealed or refused, by caller, class and outcome."),
             &["caller", "class", "outcome"],
         )?;
         registry.register(Box::new(vault_operations.clone()))?;
         registry.register(Box::new(vault_operation_duration.clone()))?;
         registry.register(Box::new(detokenize.clone()))?;
-        Ok(Metrics {
-            registry,
-            vault_operations,
-            vault_operation_duration,
-            detokenize,
-        })
+        Ok(Metrics { registry, vault_operations, vault_operation_duration, detokenize })
     }
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if let Err(e) =
-            prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out)
-        {
+        if let Err(e) = prometheus::TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
             tracing::error!(error = %e, "metrics encoding failed");
         }
         out
@@ -69,22 +51,11 @@ mod tests {
     #[test]
     fn renders_spec_names() {
         let m = Metrics::new().unwrap();
-        m.vault_operations
-            .with_label_values(&["tokenize", "pan", "ok"])
-            .inc();
-        m.detokenize
-            .with_label_values(&["payments", "pan", "ok"])
-            .inc();
-        m.vault_operation_duration
-            .with_label_values(&["tokenize"])
-            .observe(0.001);
+        m.vault_operations.with_label_values(&["tokenize", "pan", "ok"]).inc();
+        m.detokenize.with_label_values(&["payments", "pan", "ok"]).inc();
+        m.vault_operation_duration.with_label_values(&["tokenize"]).observe(0.001);
         let text = m.render();
-        assert!(
-            text.contains(
-                "veil_vault_operations_total{class=\"pan\",op=\"tokenize\",outcome=\"ok\"} 1"
-            ),
-            "{text}"
-        );
+        assert!(text.contains("veil_vault_operations_total{class=\"pan\",op=\"tokenize\",outcome=\"ok\"} 1"), "{text}");
         assert!(text.contains("veil_detokenize_total{"));
         assert!(text.contains("veil_vault_operation_duration_seconds_bucket{"));
     }

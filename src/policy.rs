@@ -16,13 +16,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
-        Op::Tokenize,
-        Op::Detokenize,
-        Op::Mask,
-        Op::Export,
-        Op::Erase,
-    ];
+    pub const ALL: [Op; 5] = [Op::Tokenize, Op::Detokenize, Op::Mask, Op::Export, Op::Erase];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,14 +51,15 @@ impl Permission {
 impl FromStr for Permission {
     type Err = String;
     fn from_str(s: &str) -> Result<Permission, String> {
-        let (op, class) = s
-            .split_once(':')
-            .ok_or("expected OPERATION:CLASS, e.g. \"detokenize:pan\"")?;
+        let (op, class) = s.split_once(':').ok_or("expected OPERATION:CLASS, e.g. \"detokenize:pan\"")?;
         let op = match op {
             "*" => None,
-            _ => Some(Op::ALL.into_iter().find(|o| o.name() == op).ok_or(
-                "unknown operation; expected tokenize, detokenize, mask, export, erase or *",
-            )?),
+            _ => Some(
+                Op::ALL
+                    .into_iter()
+                    .find(|o| o.name() == op)
+                    .ok_or("unknown operation; expected tokenize, detokenize, mask, export, erase or *")?,
+            ),
         };
         let class = match class {
             "*" => None,

@@ -61,14 +61,8 @@ pub async fn serve<F, S, Fut, B>(
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's header timeout is silently off without a timer.
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -101,12 +95,7 @@ pub async fn serve<F, S, Fut, B>(
             let _permit = permit;
             match tls {
                 Some(acceptor) => {
-                    let stream = match tokio::time::timeout(
-                        handshake_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
+                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -117,16 +106,9 @@ pub async fn serve<F, S, Fut, B>(
                             return;
                         }
                     };
-                    let ids = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|c| c.first())
-                        .map(crate::tls::identities);
-                    let info = ConnInfo {
-                        peer,
-                        tls_identities: Arc::new(ids.unwrap_or_default()),
-                    };
+                    let ids =
+                        stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(crate::tls::identities);
+                    let info = ConnInfo { peer, tls_identities: Arc::new(ids.unwrap_or_default()) };
                     let svc = make_service(info);
                     let conn = builder.serve_connection(TokioIo::new(stream), service_fn(svc));
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
@@ -134,10 +116,7 @@ pub async fn serve<F, S, Fut, B>(
                     }
                 }
                 None => {
-                    let svc = make_service(ConnInfo {
-                        peer,
-                        tls_identities: Arc::new(Vec::new()),
-                    });
+                    let svc = make_service(ConnInfo { peer, tls_identities: Arc::new(Vec::new()) });
                     let conn = builder.serve_connection(TokioIo::new(stream), service_fn(svc));
                     if let Err(e) = watcher.watch(conn.into_owned()).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -147,10 +126,7 @@ pub async fn serve<F, S, Fut, B>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await.is_err() {
         tracing::warn!("drain timeout reached; closing remaining connections");
     }
 }

@@ -18,10 +18,7 @@ pub enum TlsError {
 }
 
 fn file_err(path: &Path, reason: impl ToString) -> TlsError {
-    TlsError::File {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
+    TlsError::File { path: path.display().to_string(), reason: reason.to_string() }
 }
 
 pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -50,11 +47,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 
 /// A server config; with `client_ca`, client certificates are verified against it (but still optional, so
 /// API-key callers can connect too).
-pub fn server_config(
-    cert: &Path,
-    key: &Path,
-    client_ca: Option<&Path>,
-) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
     let builder = ServerConfig::builder();
@@ -68,9 +61,7 @@ pub fn server_config(
         }
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -101,31 +92,17 @@ mod tests {
 
     #[test]
     fn identities_from_sans() {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["payments.internal".to_owned()]).unwrap();
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://shop/payments".try_into().unwrap(),
-        ));
+        let mut params = rcgen::CertificateParams::new(vec!["payments.internal".to_owned()]).unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI("spiffe://shop/payments".try_into().unwrap()));
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let ids = identities(cert.der());
-        assert_eq!(
-            ids,
-            vec![
-                "payments.internal".to_owned(),
-                "spiffe://shop/payments".to_owned()
-            ]
-        );
+        assert_eq!(ids, vec!["payments.internal".to_owned(), "spiffe://shop/payments".to_owned()]);
     }
 
     #[test]
     fn missing_files_name_the_path() {
-        let err = server_config(
-            Path::new("/nonexistent/c.pem"),
-            Path::new("/nonexistent/k.pem"),
-            None,
-        )
-        .unwrap_err();
+        let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"), None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/c.pem"));
     }
 }

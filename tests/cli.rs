@@ -5,10 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 fn veil(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_veil")).args(args).output().unwrap()
 }
 
 #[test]
@@ -17,37 +14,20 @@ fn keygen_writes_0600_and_never_overwrites() {
     let key = dir.path().join("keys/master.key");
     let key_s = key.to_str().unwrap();
     let out = veil(&["keygen", "--out", key_s]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let before = std::fs::read(&key).unwrap();
     let out = veil(&["keygen", "--out", key_s]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to overwrite"));
-    assert!(veil(&["keygen", "--out", key_s, "--if-missing"])
-        .status
-        .success());
+    assert!(veil(&["keygen", "--out", key_s, "--if-missing"]).status.success());
     assert_eq!(std::fs::read(&key).unwrap(), before);
 }
 
 #[test]
 fn check_accepts_the_shipped_config() {
-    let out = veil(&[
-        "check",
-        "-c",
-        concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml"),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = veil(&["check", "-c", concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -71,12 +51,7 @@ allow = ["peek:pan"]
     let out = veil(&["check", "-c", cfg.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for needle in [
-        "vault.listen:",
-        "vault.store:",
-        "caller[0]: needs",
-        "caller[0].allow[0]:",
-    ] {
+    for needle in ["vault.listen:", "vault.store:", "caller[0]: needs", "caller[0].allow[0]:"] {
         assert!(err.contains(needle), "missing {needle} in {err}");
     }
     let out = veil(&["check", "-c", "/nonexistent/veil.toml"]);

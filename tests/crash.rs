@@ -15,18 +15,12 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_tokenisation_loses_no_token() {
-    let cycles: usize = std::env::var("VEIL_CRASH_CYCLES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let cycles: usize = std::env::var("VEIL_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
     let cfg = dir.path().join("veil.toml");
-    std::fs::write(
-        &cfg,
-        config_text(dir.path(), false, None).replace("[admin]\nlisten = \"127.0.0.1:0\"\n", ""),
-    )
-    .unwrap();
+    std::fs::write(&cfg, config_text(dir.path(), false, None).replace("[admin]\nlisten = \"127.0.0.1:0\"\n", ""))
+        .unwrap();
 
     // (value, token) pairs that some client received with a 200.
     let issued: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
@@ -71,47 +65,27 @@ async fn sigkill_during_tokenisation_loses_no_token() {
         for c in clients {
             failures += c.await.unwrap();
         }
-        eprintln!(
-            "cycle {cycle}: {} tokens issued so far",
-            issued.lock().unwrap().len()
-        );
+        eprintln!("cycle {cycle}: {} tokens issued so far", issued.lock().unwrap().len());
     }
 
     let (mut child, addr) = spawn_veil(&cfg).await;
     let client = Client::plain(addr);
     let issued = issued.lock().unwrap().clone();
-    assert!(
-        issued.len() > cycles * 10,
-        "the clients got too few tokens to mean anything: {}",
-        issued.len()
-    );
+    assert!(issued.len() > cycles * 10, "the clients got too few tokens to mean anything: {}", issued.len());
     for chunk in issued.chunks(50) {
         let body = json!({"items": chunk.iter().map(|(_, t)| json!({"class": "pan", "token": t})).collect::<Vec<_>>()});
-        let (status, resp) = client
-            .post_json("/v1/detokenize", PAYMENTS_KEY, &body)
-            .await;
+        let (status, resp) = client.post_json("/v1/detokenize", PAYMENTS_KEY, &body).await;
         assert_eq!(status, 200, "{resp}");
         for ((value, token), item) in chunk.iter().zip(resp["items"].as_array().unwrap()) {
-            assert_eq!(
-                item["value"].as_str(),
-                Some(value.as_str()),
-                "token {token} lost its value"
-            );
+            assert_eq!(item["value"].as_str(), Some(value.as_str()), "token {token} lost its value");
         }
         let body = json!({"items": chunk.iter().map(|(v, _)| json!({"class": "pan", "value": v})).collect::<Vec<_>>()});
         let (_, resp) = client.post_json("/v1/tokenize", PAYMENTS_KEY, &body).await;
         for ((_, token), item) in chunk.iter().zip(resp["items"].as_array().unwrap()) {
-            assert_eq!(
-                item["token"].as_str(),
-                Some(token.as_str()),
-                "re-tokenising gave another token"
-            );
+            assert_eq!(item["token"].as_str(), Some(token.as_str()), "re-tokenising gave another token");
         }
     }
-    eprintln!(
-        "{cycles} kill cycles, {} tokens verified, {failures} requests cut by kills",
-        issued.len()
-    );
+    eprintln!("{cycles} kill cycles, {} tokens verified, {failures} requests cut by kills", issued.len());
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }

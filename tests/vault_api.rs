@@ -30,25 +30,14 @@ fn error_code(body: &Value) -> &str {
 #[tokio::test]
 async fn tokenize_detokenize_round_trip_over_tls() {
     let v = TestVault::start(true).await;
-    let (status, body) = v
-        .client
-        .post_json("/v1/tokenize", PAYMENTS_KEY, &items(VALUES, "value"))
-        .await;
+    let (status, body) = v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(VALUES, "value")).await;
     assert_eq!(status, 200, "{body}");
-    let tokens: Vec<String> = body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["token"].as_str().unwrap().to_owned())
-        .collect();
+    let tokens: Vec<String> =
+        body["items"].as_array().unwrap().iter().map(|i| i["token"].as_str().unwrap().to_owned()).collect();
     assert_eq!(tokens.len(), VALUES.len());
     for ((class, value), token) in VALUES.iter().zip(&tokens) {
         assert_ne!(token, value, "{class} token equals its value");
-        assert_eq!(
-            token.chars().count(),
-            value.chars().count(),
-            "{class} token keeps its length"
-        );
+        assert_eq!(token.chars().count(), value.chars().count(), "{class} token keeps its length");
     }
     // pan: Luhn-valid, separators, first six and last four kept.
     assert!(luhn_valid(&tokens[0]));
@@ -59,60 +48,25 @@ async fn tokenize_detokenize_round_trip_over_tls() {
     assert!(tokens[5].starts_with("+49 ("));
 
     // Deterministic, and idempotent on tokens.
-    let (_, again) = v
-        .client
-        .post_json("/v1/tokenize", PAYMENTS_KEY, &items(VALUES, "value"))
-        .await;
+    let (_, again) = v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(VALUES, "value")).await;
     assert_eq!(again["items"], body["items"]);
-    let token_pairs: Vec<(&str, &str)> = VALUES
-        .iter()
-        .zip(&tokens)
-        .map(|((c, _), t)| (*c, t.as_str()))
-        .collect();
-    let (_, retok) = v
-        .client
-        .post_json("/v1/tokenize", PAYMENTS_KEY, &items(&token_pairs, "value"))
-        .await;
-    assert_eq!(
-        retok["items"], body["items"],
-        "tokenising a token returns it unchanged"
-    );
+    let token_pairs: Vec<(&str, &str)> = VALUES.iter().zip(&tokens).map(|((c, _), t)| (*c, t.as_str())).collect();
+    let (_, retok) = v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&token_pairs, "value")).await;
+    assert_eq!(retok["items"], body["items"], "tokenising a token returns it unchanged");
 
     // Same value written differently: same token, written the new way.
-    let (_, plain) = v
-        .client
-        .post_json(
-            "/v1/tokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "4111111111111111")], "value"),
-        )
-        .await;
-    assert_eq!(
-        plain["items"][0]["token"].as_str().unwrap(),
-        tokens[0].replace(' ', "")
-    );
+    let (_, plain) =
+        v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
+    assert_eq!(plain["items"][0]["token"].as_str().unwrap(), tokens[0].replace(' ', ""));
 
-    let (status, revealed) = v
-        .client
-        .post_json(
-            "/v1/detokenize",
-            PAYMENTS_KEY,
-            &items(&token_pairs, "token"),
-        )
-        .await;
+    let (status, revealed) = v.client.post_json("/v1/detokenize", PAYMENTS_KEY, &items(&token_pairs, "token")).await;
     assert_eq!(status, 200, "{revealed}");
     for (i, (_, value)) in VALUES.iter().enumerate() {
         assert_eq!(revealed["items"][i]["value"].as_str().unwrap(), *value);
     }
 
-    let (status, masked) = v
-        .client
-        .post_json(
-            "/v1/mask",
-            PAYMENTS_KEY,
-            &items(&[("pan", tokens[0].as_str())], "token"),
-        )
-        .await;
+    let (status, masked) =
+        v.client.post_json("/v1/mask", PAYMENTS_KEY, &items(&[("pan", tokens[0].as_str())], "token")).await;
     assert_eq!(status, 200);
     assert_eq!(masked["items"][0]["masked"], "**** **** **** 1111");
 }
@@ -120,14 +74,8 @@ async fn tokenize_detokenize_round_trip_over_tls() {
 #[tokio::test]
 async fn client_certificate_identifies_the_caller() {
     let v = TestVault::start(true).await;
-    let (_, body) = v
-        .client
-        .post_json(
-            "/v1/tokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "4111111111111111")], "value"),
-        )
-        .await;
+    let (_, body) =
+        v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
     let mtls = v.client.with_client_cert();
     let req = serde_json::to_vec(&items(&[("pan", &token)], "token")).unwrap();
@@ -148,39 +96,19 @@ async fn authentication_and_authorisation_errors() {
     let req = items(&[("pan", "4111111111111111")], "value");
     let (status, body) = v.client.post_json("/v1/tokenize", "wrong-key", &req).await;
     assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
-    let (status, body) = v
-        .client
-        .post("/v1/tokenize", None, serde_json::to_vec(&req).unwrap())
-        .await;
+    let (status, body) = v.client.post("/v1/tokenize", None, serde_json::to_vec(&req).unwrap()).await;
     assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
 
     let (_, body) = v.client.post_json("/v1/tokenize", APP_KEY, &req).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
-    let (status, body) = v
-        .client
-        .post_json(
-            "/v1/detokenize",
-            APP_KEY,
-            &items(&[("pan", &token)], "token"),
-        )
-        .await;
+    let (status, body) = v.client.post_json("/v1/detokenize", APP_KEY, &items(&[("pan", &token)], "token")).await;
     assert_eq!((status, error_code(&body)), (403, "forbidden"), "{body}");
     assert!(body.get("items").is_none(), "nothing revealed on 403");
-    let (status, _) = v
-        .client
-        .post_json("/v1/mask", APP_KEY, &items(&[("pan", &token)], "token"))
-        .await;
+    let (status, _) = v.client.post_json("/v1/mask", APP_KEY, &items(&[("pan", &token)], "token")).await;
     assert_eq!(status, 200, "app may mask pan");
     let (status, _) = v
         .client
-        .post_json(
-            "/v1/mask",
-            APP_KEY,
-            &items(
-                &[("pan", &token), ("iban", "DE89370400440532013000")],
-                "token",
-            ),
-        )
+        .post_json("/v1/mask", APP_KEY, &items(&[("pan", &token), ("iban", "DE89370400440532013000")], "token"))
         .await;
     assert_eq!(status, 403, "one forbidden class refuses the whole call");
 
@@ -197,14 +125,7 @@ async fn unknown_tokens_and_every_bad_request_get_a_clear_error() {
         .post_json(
             "/v1/detokenize",
             PAYMENTS_KEY,
-            &items(
-                &[
-                    ("pan", "4000 0000 0000 0002"),
-                    ("email", "nobody@example.com"),
-                    ("iban", "garbage"),
-                ],
-                "token",
-            ),
+            &items(&[("pan", "4000 0000 0000 0002"), ("email", "nobody@example.com"), ("iban", "garbage")], "token"),
         )
         .await;
     assert_eq!(status, 200);
@@ -214,91 +135,40 @@ async fn unknown_tokens_and_every_bad_request_get_a_clear_error() {
 
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         ("/v1/tokenize", b"{not json".to_vec(), 400, "malformed_json"),
-        (
-            "/v1/tokenize",
-            br#"{"items":[{"class":"pan"}]}"#.to_vec(),
-            400,
-            "malformed_json",
-        ),
-        (
-            "/v1/tokenize",
-            br#"{"items":[],"extra":1}"#.to_vec(),
-            400,
-            "malformed_json",
-        ),
-        (
-            "/v1/tokenize",
-            br#"{"items":[{"class":"ssn","value":"078-05-1120"}]}"#.to_vec(),
-            400,
-            "unknown_class",
-        ),
+        ("/v1/tokenize", br#"{"items":[{"class":"pan"}]}"#.to_vec(), 400, "malformed_json"),
+        ("/v1/tokenize", br#"{"items":[],"extra":1}"#.to_vec(), 400, "malformed_json"),
+        ("/v1/tokenize", br#"{"items":[{"class":"ssn","value":"078-05-1120"}]}"#.to_vec(), 400, "unknown_class"),
         (
             "/v1/detokenize",
             br#"{"items":[{"class":"pan","token":"1"}],"purpose":"Card 4111"}"#.to_vec(),
             400,
             "invalid_request",
         ),
-        (
-            "/v1/tokenize",
-            br#"{"items":[{"class":"pan","value":"4111111111111112"}]}"#.to_vec(),
-            422,
-            "invalid_value",
-        ),
+        ("/v1/tokenize", br#"{"items":[{"class":"pan","value":"4111111111111112"}]}"#.to_vec(), 422, "invalid_value"),
         (
             "/v1/tokenize",
             br#"{"items":[{"class":"iban","value":"DE00370400440532013000"}]}"#.to_vec(),
             422,
             "invalid_value",
         ),
-        (
-            "/v1/tokenize",
-            br#"{"items":[{"class":"email","value":"no-at-sign"}]}"#.to_vec(),
-            422,
-            "invalid_value",
-        ),
+        ("/v1/tokenize", br#"{"items":[{"class":"email","value":"no-at-sign"}]}"#.to_vec(), 422, "invalid_value"),
         ("/v1/nope", b"{}".to_vec(), 404, "no_route"),
     ];
     for (path, body, want_status, want_code) in cases {
         let (status, resp) = c.post(path, Some(PAYMENTS_KEY), body.clone()).await;
-        assert_eq!(
-            (status, error_code(&resp)),
-            (want_status, want_code),
-            "{path} {}",
-            String::from_utf8_lossy(&body)
-        );
-        assert!(resp["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
-        for secret in [
-            "4111111111111112",
-            "DE00370400440532013000",
-            "078-05-1120",
-            "no-at-sign",
-        ] {
-            assert!(
-                !resp.to_string().contains(secret),
-                "error echoes the value: {resp}"
-            );
+        assert_eq!((status, error_code(&resp)), (want_status, want_code), "{path} {}", String::from_utf8_lossy(&body));
+        assert!(resp["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        for secret in ["4111111111111112", "DE00370400440532013000", "078-05-1120", "no-at-sign"] {
+            assert!(!resp.to_string().contains(secret), "error echoes the value: {resp}");
         }
     }
 
     let big: Vec<(&str, &str)> = (0..51).map(|_| ("pan", "4111111111111111")).collect();
-    let (status, body) = c
-        .post_json("/v1/tokenize", PAYMENTS_KEY, &items(&big, "value"))
-        .await;
+    let (status, body) = c.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&big, "value")).await;
     assert_eq!((status, error_code(&body)), (413, "batch_too_large"));
-    let (status, body) = c
-        .post("/v1/tokenize", Some(PAYMENTS_KEY), vec![b' '; 70_000])
-        .await;
+    let (status, body) = c.post("/v1/tokenize", Some(PAYMENTS_KEY), vec![b' '; 70_000]).await;
     assert_eq!((status, error_code(&body)), (413, "body_too_large"));
-    let (status, body) = c
-        .request(
-            "GET",
-            "/v1/tokenize",
-            Some(PAYMENTS_KEY),
-            bytes::Bytes::new(),
-        )
-        .await;
+    let (status, body) = c.request("GET", "/v1/tokenize", Some(PAYMENTS_KEY), bytes::Bytes::new()).await;
     assert_eq!(status, 405, "{}", String::from_utf8_lossy(&body));
 
     // An invalid item refuses the whole batch: the valid one got no token either.
@@ -306,34 +176,19 @@ async fn unknown_tokens_and_every_bad_request_get_a_clear_error() {
         .post_json(
             "/v1/tokenize",
             PAYMENTS_KEY,
-            &items(
-                &[("pan", "5555555555554444"), ("pan", "5555555555554445")],
-                "value",
-            ),
+            &items(&[("pan", "5555555555554444"), ("pan", "5555555555554445")], "value"),
         )
         .await;
     assert_eq!(status, 422);
-    let (_, body) = c
-        .post_json(
-            "/v1/detokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "5555555555554444")], "token"),
-        )
-        .await;
+    let (_, body) = c.post_json("/v1/detokenize", PAYMENTS_KEY, &items(&[("pan", "5555555555554444")], "token")).await;
     assert_eq!(body["items"][0]["error"]["code"], "not_found");
 }
 
 #[tokio::test]
 async fn audit_chain_verifies_and_tampering_is_detected() {
     let v = TestVault::start(false).await;
-    let (_, body) = v
-        .client
-        .post_json(
-            "/v1/tokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "4111111111111111")], "value"),
-        )
-        .await;
+    let (_, body) =
+        v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
     for _ in 0..5 {
         let (status, _) = v
@@ -348,10 +203,7 @@ async fn audit_chain_verifies_and_tampering_is_detected() {
     }
     let text = std::fs::read_to_string(v.audit_path()).unwrap();
     assert_eq!(text.lines().count(), 5);
-    assert!(
-        !text.contains("4111111111111111") && !text.contains(&token),
-        "audit holds no values or tokens"
-    );
+    assert!(!text.contains("4111111111111111") && !text.contains(&token), "audit holds no values or tokens");
     assert!(text.contains("\"purpose\":\"payment\""));
 
     let cfg = v.config_path();
@@ -363,18 +215,10 @@ async fn audit_chain_verifies_and_tampering_is_detected() {
             .unwrap()
     };
     let out = verify();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("intact, 5 entries"));
 
-    std::fs::write(
-        v.audit_path(),
-        text.replacen("\"purpose\":\"payment\"", "\"purpose\":\"refund\"", 1),
-    )
-    .unwrap();
+    std::fs::write(v.audit_path(), text.replacen("\"purpose\":\"payment\"", "\"purpose\":\"refund\"", 1)).unwrap();
     let out = verify();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
@@ -383,30 +227,14 @@ async fn audit_chain_verifies_and_tampering_is_detected() {
 #[tokio::test]
 async fn unwritable_audit_log_refuses_reveals_with_503() {
     let v = TestVault::start_with(false, Some("/dev/full")).await;
-    let (status, body) = v
-        .client
-        .post_json(
-            "/v1/tokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "4111111111111111")], "value"),
-        )
-        .await;
+    let (status, body) =
+        v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     assert_eq!(status, 200, "tokenize is not audited: {body}");
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
     for path in ["/v1/detokenize", "/v1/mask"] {
-        let (status, body) = v
-            .client
-            .post_json(path, PAYMENTS_KEY, &items(&[("pan", &token)], "token"))
-            .await;
-        assert_eq!(
-            (status, error_code(&body)),
-            (503, "audit_unavailable"),
-            "{path}"
-        );
-        assert!(
-            !body.to_string().contains("4111"),
-            "no value without an audit record"
-        );
+        let (status, body) = v.client.post_json(path, PAYMENTS_KEY, &items(&[("pan", &token)], "token")).await;
+        assert_eq!((status, error_code(&body)), (503, "audit_unavailable"), "{path}");
+        assert!(!body.to_string().contains("4111"), "no value without an audit record");
     }
 }
 
@@ -414,54 +242,23 @@ async fn unwritable_audit_log_refuses_reveals_with_503() {
 async fn admin_serves_metrics_health_and_readiness() {
     let v = TestVault::start(false).await;
     v.client
-        .post_json(
-            "/v1/tokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", "4111111111111111"), ("email", "a@b.co")], "value"),
-        )
+        .post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111"), ("email", "a@b.co")], "value"))
         .await;
-    let (_, body) = v
-        .client
-        .post_json(
-            "/v1/tokenize",
-            APP_KEY,
-            &items(&[("pan", "4111111111111111")], "value"),
-        )
-        .await;
+    let (_, body) = v.client.post_json("/v1/tokenize", APP_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
-    v.client
-        .post_json(
-            "/v1/detokenize",
-            APP_KEY,
-            &items(&[("pan", &token)], "token"),
-        )
-        .await;
-    v.client
-        .post_json(
-            "/v1/detokenize",
-            PAYMENTS_KEY,
-            &items(&[("pan", &token)], "token"),
-        )
-        .await;
+    v.client.post_json("/v1/detokenize", APP_KEY, &items(&[("pan", &token)], "token")).await;
+    v.client.post_json("/v1/detokenize", PAYMENTS_KEY, &items(&[("pan", &token)], "token")).await;
 
     let (status, text) = get(v.admin, "/metrics").await;
     assert_eq!(status, 200);
-    assert!(
-        text.contains(r#"veil_vault_operations_total{class="pan",op="tokenize",outcome="ok"} 2"#),
-        "{text}"
-    );
-    assert!(
-        text.contains(r#"veil_vault_operations_total{class="email",op="tokenize",outcome="ok"} 1"#)
-    );
+    assert!(text.contains(r#"veil_vault_operations_total{class="pan",op="tokenize",outcome="ok"} 2"#), "{text}");
+    assert!(text.contains(r#"veil_vault_operations_total{class="email",op="tokenize",outcome="ok"} 1"#));
     assert!(text.contains(r#"veil_detokenize_total{caller="app",class="pan",outcome="denied"} 1"#));
     assert!(text.contains(r#"veil_detokenize_total{caller="payments",class="pan",outcome="ok"} 1"#));
     assert!(text.contains("veil_vault_operation_duration_seconds_count{op=\"detokenize\"} 1"));
     assert!(!text.contains("4111") && !text.contains(&token));
     // Every sample line parses as `name{labels} number`.
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let value = line.rsplit(' ').next().unwrap();
         assert!(value.parse::<f64>().is_ok(), "bad sample line {line}");
     }
@@ -474,8 +271,5 @@ async fn graceful_shutdown_stops_listening() {
     let mut v = TestVault::start(false).await;
     let addr = v.client.addr;
     v.running.take().unwrap().shutdown().await;
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "listener closed after shutdown"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after shutdown");
 }

@@ -21,30 +21,16 @@ pub struct Sealer {
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Sealer {
-        Sealer {
-            cipher: Aes256GcmSiv::new(key.into()),
-        }
+        Sealer { cipher: Aes256GcmSiv::new(key.into()) }
     }
 
-    pub fn seal(
-        &self,
-        class: &str,
-        token: &str,
-        version: u32,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+    pub fn seal(&self, class: &str, token: &str, version: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = aad(class, token, version);
         let ct = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
             .map_err(|_| SealError)?;
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
@@ -52,30 +38,17 @@ impl Sealer {
         Ok(out)
     }
 
-    pub fn open(
-        &self,
-        class: &str,
-        token: &str,
-        version: u32,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+    pub fn open(&self, class: &str, token: &str, version: u32, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         if sealed.len() < NONCE_LEN + 16 {
             return Err(SealError);
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         let aad = aad(class, token, version);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-            .map_err(|_| SealError)
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| SealError)
     }
 
     /// Vaultless encryption (the `encrypt` action): the AAD binds only the class and version.
-    pub fn seal_blob(
-        &self,
-        class: &str,
-        version: u32,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+    pub fn seal_blob(&self, class: &str, version: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         self.seal(class, "", version, plaintext)
     }
 }
@@ -143,25 +116,9 @@ mod tests {
             let nonce = hex::decode(nonce).unwrap();
             let aad = hex::decode(aad).unwrap();
             let pt = hex::decode(pt).unwrap();
-            let ct = cipher
-                .encrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: &pt,
-                        aad: &aad,
-                    },
-                )
-                .unwrap();
+            let ct = cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: &pt, aad: &aad }).unwrap();
             assert_eq!(hex::encode(&ct), *expected);
-            let back = cipher
-                .decrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: &ct,
-                        aad: &aad,
-                    },
-                )
-                .unwrap();
+            let back = cipher.decrypt(Nonce::from_slice(&nonce), Payload { msg: &ct, aad: &aad }).unwrap();
             assert_eq!(back, pt);
         }
     }
@@ -169,56 +126,23 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_fresh_nonces() {
         let s = Sealer::new(&[7u8; 32]);
-        let a = s
-            .seal("pan", "4111118304731111", 1, b"4111111111111111")
-            .unwrap();
-        let b = s
-            .seal("pan", "4111118304731111", 1, b"4111111111111111")
-            .unwrap();
+        let a = s.seal("pan", "4111118304731111", 1, b"4111111111111111").unwrap();
+        let b = s.seal("pan", "4111118304731111", 1, b"4111111111111111").unwrap();
         assert_ne!(a, b, "random nonce per seal");
-        assert_eq!(
-            s.open("pan", "4111118304731111", 1, &a).unwrap(),
-            b"4111111111111111"
-        );
+        assert_eq!(s.open("pan", "4111118304731111", 1, &a).unwrap(), b"4111111111111111");
     }
 
     #[test]
     fn ciphertext_moved_to_another_row_does_not_open() {
         let s = Sealer::new(&[7u8; 32]);
-        let sealed = s
-            .seal("pan", "4111118304731111", 1, b"4111111111111111")
-            .unwrap();
-        assert_eq!(
-            s.open("pan", "4111119999991111", 1, &sealed),
-            Err(SealError),
-            "other token"
-        );
-        assert_eq!(
-            s.open("iban", "4111118304731111", 1, &sealed),
-            Err(SealError),
-            "other class"
-        );
-        assert_eq!(
-            s.open("pan", "4111118304731111", 2, &sealed),
-            Err(SealError),
-            "other key version"
-        );
-        assert_eq!(
-            Sealer::new(&[8u8; 32]).open("pan", "4111118304731111", 1, &sealed),
-            Err(SealError),
-            "other key"
-        );
+        let sealed = s.seal("pan", "4111118304731111", 1, b"4111111111111111").unwrap();
+        assert_eq!(s.open("pan", "4111119999991111", 1, &sealed), Err(SealError), "other token");
+        assert_eq!(s.open("iban", "4111118304731111", 1, &sealed), Err(SealError), "other class");
+        assert_eq!(s.open("pan", "4111118304731111", 2, &sealed), Err(SealError), "other key version");
+        assert_eq!(Sealer::new(&[8u8; 32]).open("pan", "4111118304731111", 1, &sealed), Err(SealError), "other key");
         let mut tampered = sealed.clone();
         tampered[14] ^= 1;
-        assert_eq!(
-            s.open("pan", "4111118304731111", 1, &tampered),
-            Err(SealError),
-            "tampered"
-        );
-        assert_eq!(
-            s.open("pan", "4111118304731111", 1, &sealed[..10]),
-            Err(SealError),
-            "truncated"
-        );
+        assert_eq!(s.open("pan", "4111118304731111", 1, &tampered), Err(SealError), "tampered");
+        assert_eq!(s.open("pan", "4111118304731111", 1, &sealed[..10]), Err(SealError), "truncated");
     }
 }

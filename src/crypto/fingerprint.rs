@@ -46,18 +46,9 @@ mod tests {
     fn keyed_deterministic_and_key_dependent() {
         let a = Fingerprinter::new(&[1u8; 32]);
         let b = Fingerprinter::new(&[2u8; 32]);
-        assert_eq!(
-            a.fingerprint(b"4111111111111111"),
-            a.fingerprint(b"4111111111111111")
-        );
-        assert_ne!(
-            a.fingerprint(b"4111111111111111"),
-            a.fingerprint(b"4111111111111112")
-        );
-        assert_ne!(
-            a.fingerprint(b"4111111111111111"),
-            b.fingerprint(b"4111111111111111")
-        );
+        assert_eq!(a.fingerprint(b"4111111111111111"), a.fingerprint(b"4111111111111111"));
+        assert_ne!(a.fingerprint(b"4111111111111111"), a.fingerprint(b"4111111111111112"));
+        assert_ne!(a.fingerprint(b"4111111111111111"), b.fingerprint(b"4111111111111111"));
     }
 
     #[test]

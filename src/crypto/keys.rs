@@ -30,23 +30,13 @@ const SALT: &[u8] = b"veil-hkdf-v1";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error("cannot read key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("cannot write key file {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
+    Write { path: String, source: std::io::Error },
     #[error("key file {path} already exists; refusing to overwrite it")]
     Exists { path: String },
     #[error("key file {path} line {line}: {reason}")]
-    Format {
-        path: String,
-        line: usize,
-        reason: &'static str,
-    },
+    Format { path: String, line: usize, reason: &'static str },
     #[error("key file {path} holds no key")]
     Empty { path: String },
     #[error("key file {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
@@ -60,72 +50,52 @@ pub struct Keyring {
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keyring")
-            .field("versions", &self.keys.keys().collect::<Vec<_>>())
-            .finish()
+        f.debug_struct("Keyring").field("versions", &self.keys.keys().collect::<Vec<_>>()).finish()
     }
 }
 
 impl Keyring {
     /// A keyring from raw keys (tests, tools).
     pub fn from_keys(keys: impl IntoIterator<Item = (u32, [u8; 32])>) -> Keyring {
-        Keyring {
-            keys: keys.into_iter().map(|(v, k)| (v, Secret::new(k))).collect(),
-        }
+        Keyring { keys: keys.into_iter().map(|(v, k)| (v, Secret::new(k))).collect() }
     }
 
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
         let shown = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions { path: shown, mode });
         }
         let text = Secret::new(
-            std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-                path: shown.clone(),
-                source,
-            })?,
+            std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
         );
         Self::parse(text.expose(), &shown)
     }
 
     fn parse(text: &str, shown: &str) -> Result<Keyring, KeyError> {
-        let format = |line: usize, reason| KeyError::Format {
-            path: shown.to_owned(),
-            line,
-            reason,
-        };
+        let format = |line: usize, reason| KeyError::Format { path: shown.to_owned(), line, reason };
         let mut keys = BTreeMap::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (version, hex_key) = line
-                .split_once(' ')
-                .ok_or_else(|| format(n + 1, "expected `<version> <hex key>`"))?;
-            let version: u32 = version
-                .parse()
-                .map_err(|_| format(n + 1, "version is not a number"))?;
+            let (version, hex_key) =
+                line.split_once(' ').ok_or_else(|| format(n + 1, "expected `<version> <hex key>`"))?;
+            let version: u32 = version.parse().map_err(|_| format(n + 1, "version is not a number"))?;
             if version == 0 {
                 return Err(format(n + 1, "versions start at 1"));
             }
             let mut key = [0u8; 32];
-            hex::decode_to_slice(hex_key.trim(), &mut key)
-                .map_err(|_| format(n + 1, "key is not 64 hex digits"))?;
+            hex::decode_to_slice(hex_key.trim(), &mut key).map_err(|_| format(n + 1, "key is not 64 hex digits"))?;
             if keys.insert(version, Secret::new(key)).is_some() {
                 return Err(format(n + 1, "version appears twice"));
             }
             key.zeroize();
         }
         if keys.is_empty() {
-            return Err(KeyError::Empty {
-                path: shown.to_owned(),
-            });
+            return Err(KeyError::Empty { path: shown.to_owned() });
         }
         Ok(Keyring { keys })
     }
@@ -134,42 +104,21 @@ impl Keyring {
     pub fn generate_file(path: &Path) -> Result<(), KeyError> {
         let shown = path.display().to_string();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| KeyError::Write {
-                path: shown.clone(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(|source| KeyError::Write { path: shown.clone(), source })?;
         }
-        let mut file = match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-        {
+        let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
             Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(KeyError::Exists { path: shown })
-            }
-            Err(source) => {
-                return Err(KeyError::Write {
-                    path: shown,
-                    source,
-                })
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists { path: shown }),
+            Err(source) => return Err(KeyError::Write { path: shown, source }),
         };
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let key = Secret::new(raw);
         raw.zeroize();
-        let line = Secret::new(format!(
-            "# veil master keyring: keep secret\n1 {}\n",
-            hex::encode(key.expose())
-        ));
+        let line = Secret::new(format!("# veil master keyring: keep secret\n1 {}\n", hex::encode(key.expose())));
         file.write_all(line.expose().as_bytes())
             .and_then(|_| file.sync_all())
-            .map_err(|source| KeyError::Write {
-                path: shown,
-                source,
-            })
+            .map_err(|source| KeyError::Write { path: shown, source })
     }
 
     pub fn current_version(&self) -> u32 {
@@ -206,9 +155,7 @@ pub struct KeySet {
 
 impl KeySet {
     pub fn derive(ring: &Keyring, classes: &[&str]) -> Result<KeySet, KeyError> {
-        let empty = || KeyError::Empty {
-            path: "keyring".into(),
-        };
+        let empty = || KeyError::Empty { path: "keyring".into() };
         let first = ring.versions().next().ok_or_else(empty)?;
         let mut sealers = HashMap::new();
         let mut value_fp = HashMap::new();
@@ -217,25 +164,12 @@ impl KeySet {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
                 sealers.insert(((*class).to_owned(), v), Sealer::new(k.expose()));
             }
-            let k = ring
-                .derive("value-fingerprint", class, first)
-                .ok_or_else(empty)?;
+            let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
             value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
         }
-        let audit =
-            Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
-        let subject = Fingerprinter::new(
-            ring.derive("subject", "-", first)
-                .ok_or_else(empty)?
-                .expose(),
-        );
-        Ok(KeySet {
-            current: ring.current_version(),
-            sealers,
-            value_fp,
-            audit,
-            subject,
-        })
+        let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
+        let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
+        Ok(KeySet { current: ring.current_version(), sealers, value_fp, audit, subject })
     }
 
     pub fn current_version(&self) -> u32 {
@@ -247,9 +181,7 @@ impl KeySet {
     }
 
     pub fn value_fingerprint(&self, class: &str, canonical: &str) -> Option<[u8; 32]> {
-        self.value_fp
-            .get(class)
-            .map(|f| f.fingerprint(canonical.as_bytes()))
+        self.value_fp.get(class).map(|f| f.fingerprint(canonical.as_bytes()))
     }
 }
 
@@ -263,10 +195,7 @@ mod tests {
         let salt = hex::decode("000102030405060708090a0b0c").unwrap();
         let info = hex::decode("f0f1f2f3f4f5f6f7f8f9").unwrap();
         let (prk, hk) = Hkdf::<Sha256>::extract(Some(&salt), &ikm);
-        assert_eq!(
-            hex::encode(prk),
-            "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5"
-        );
+        assert_eq!(hex::encode(prk), "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5");
         let mut okm = [0u8; 42];
         hk.expand(&info, &mut okm).unwrap();
         assert_eq!(
@@ -292,10 +221,7 @@ mod tests {
         let ring = Keyring::from_keys([(1, [1u8; 32]), (2, [2u8; 32])]);
         let a = ring.derive("seal", "pan", 1).unwrap();
         assert_ne!(a.expose(), ring.derive("seal", "iban", 1).unwrap().expose());
-        assert_ne!(
-            a.expose(),
-            ring.derive("value-fingerprint", "pan", 1).unwrap().expose()
-        );
+        assert_ne!(a.expose(), ring.derive("value-fingerprint", "pan", 1).unwrap().expose());
         assert_ne!(a.expose(), ring.derive("seal", "pan", 2).unwrap().expose());
         assert!(ring.derive("seal", "pan", 3).is_none());
         assert_eq!(ring.current_version(), 2);
@@ -309,10 +235,7 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let before = std::fs::read(&path).unwrap();
-        assert!(matches!(
-            Keyring::generate_file(&path),
-            Err(KeyError::Exists { .. })
-        ));
+        assert!(matches!(Keyring::generate_file(&path), Err(KeyError::Exists { .. })));
         assert_eq!(std::fs::read(&path).unwrap(), before);
         let ring = Keyring::load(&path).unwrap();
         assert_eq!(ring.current_version(), 1);
@@ -325,10 +248,7 @@ mod tests {
         let path = dir.path().join("k");
         std::fs::write(&path, format!("1 {}\n", "ab".repeat(32))).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(
-            Keyring::load(&path),
-            Err(KeyError::Permissions { .. })
-        ));
+        assert!(matches!(Keyring::load(&path), Err(KeyError::Permissions { .. })));
         let zero_version = format!("0 {}", "ab".repeat(32));
         for bad in ["1 abcd", "x ab", zero_version.as_str(), "# only a comment"] {
             let err = Keyring::parse(bad, "k").unwrap_err().to_string();

@@ -58,15 +58,9 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Records for these (class, value fingerprint) keys, in order.
-    async fn find_by_values(
-        &self,
-        keys: &[(String, Fingerprint)],
-    ) -> Result<Vec<Option<Record>>, StoreError>;
+    async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError>;
     /// Records for these (class, canonical token) keys, in order.
-    async fn find_by_tokens(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<Vec<Option<Record>>, StoreError>;
+    async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError>;
     /// Durably inserts the records (one outcome each, in order); returns only after the commit is on disk.
     /// Concurrent calls are batched into shared transactions.
     async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError>;

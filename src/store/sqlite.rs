@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite, Transaction};
 use tokio::sync::{mpsc, oneshot};
@@ -50,10 +50,7 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self {
-            max_batch: 512,
-            busy_timeout: Duration::from_secs(5),
-        }
+        Self { max_batch: 512, busy_timeout: Duration::from_secs(5) }
     }
 }
 
@@ -86,22 +83,15 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full);
         let path = base.get_filename().to_path_buf();
         if path.to_string_lossy().starts_with("file:sqlx-in-memory") {
-            return Err(StoreError::Unavailable(
-                "in-memory databases are not supported".into(),
-            ));
+            return Err(StoreError::Unavailable("in-memory databases are not supported".into()));
         }
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot create database directory: {e}"))
-            })?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot create database directory: {e}")))?;
         }
-        let write_opts = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal);
-        let mut conn = SqliteConnection::connect_with(&write_opts)
-            .await
-            .map_err(unavailable)?;
+        let write_opts = base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+        let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
         init_schema(&mut conn).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
@@ -111,18 +101,10 @@ impl SqliteStore {
             .map_err(unavailable)?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer = Writer {
-            opts: write_opts,
-            conn: Some(conn),
-            max_batch: opts.max_batch.max(1),
-            commits: commits.clone(),
-        };
+        let writer =
+            Writer { opts: write_opts, conn: Some(conn), max_batch: opts.max_batch.max(1), commits: commits.clone() };
         tokio::spawn(writer.run(rx));
-        Ok(SqliteStore {
-            read,
-            writer: tx,
-            commits,
-        })
+        Ok(SqliteStore { read, writer: tx, commits })
     }
 
     /// Group-commit transactions committed so far.
@@ -132,20 +114,12 @@ impl SqliteStore {
 }
 
 async fn init_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    let mut tx = conn
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(unavailable)?;
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
     for stmt in SCHEMA {
-        sqlx::query(stmt)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(stmt).execute(&mut *tx).await.map_err(unavailable)?;
     }
-    let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await.map_err(unavailable)?;
     match version {
         None => {
             sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
@@ -155,27 +129,21 @@ async fn init_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
                 .map_err(unavailable)?;
         }
         Some(SCHEMA_VERSION) => {}
-        Some(v) => {
-            return Err(StoreError::Corrupt(format!(
-                "unsupported schema version {v}"
-            )))
-        }
+        Some(v) => return Err(StoreError::Corrupt(format!("unsupported schema version {v}"))),
     }
     tx.commit().await.map_err(unavailable)
 }
 
 fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
     let fp: Vec<u8> = row.try_get("value_fp").map_err(unavailable)?;
-    let value_fp: Fingerprint = fp
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
+    let value_fp: Fingerprint =
+        fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
     let key_version: i64 = row.try_get("key_version").map_err(unavailable)?;
     Ok(Record {
         class: row.try_get("class").map_err(unavailable)?,
         token: row.try_get("token").map_err(unavailable)?,
         value_fp,
-        key_version: u32::try_from(key_version)
-            .map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
+        key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
         sealed: row.try_get("sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
@@ -222,11 +190,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            tracing::debug!(
-                requests = batch.len(),
-                records = total,
-                "sqlite group commit"
-            );
+            tracing::debug!(requests = batch.len(), records = total, "sqlite group commit");
             match self.commit_batch(&batch).await {
                 Ok(outcomes) => {
                     for (req, out) in batch.into_iter().zip(outcomes) {
@@ -251,9 +215,7 @@ impl Writer {
     async fn commit_batch(&mut self, batch: &[Request]) -> Result<Vec<Vec<Inserted>>, StoreError> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
-            None => SqliteConnection::connect_with(&self.opts)
-                .await
-                .map_err(unavailable)?,
+            None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable)?,
         };
         let result = Self::transact(&mut conn, batch).await;
         match &result {
@@ -274,14 +236,8 @@ impl Writer {
         result
     }
 
-    async fn transact(
-        conn: &mut SqliteConnection,
-        batch: &[Request],
-    ) -> Result<Vec<Vec<Inserted>>, StoreError> {
-        let mut tx = conn
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(unavailable)?;
+    async fn transact(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for req in batch {
             let mut out = Vec::with_capacity(req.records.len());
@@ -302,10 +258,7 @@ impl Writer {
     }
 }
 
-async fn insert_one(
-    tx: &mut Transaction<'_, Sqlite>,
-    rec: &Record,
-) -> Result<Inserted, StoreError> {
+async fn insert_one(tx: &mut Transaction<'_, Sqlite>, rec: &Record) -> Result<Inserted, StoreError> {
     let done = sqlx::query(
         "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at)
          VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -323,14 +276,12 @@ async fn insert_one(
     if done.rows_affected() == 1 {
         return Ok(Inserted::New);
     }
-    let existing = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM tokens WHERE class = ? AND value_fp = ?"
-    ))
-    .bind(&rec.class)
-    .bind(&rec.value_fp[..])
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(unavailable)?;
+    let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE class = ? AND value_fp = ?"))
+        .bind(&rec.class)
+        .bind(&rec.value_fp[..])
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(unavailable)?;
     match existing {
         Some(row) => Ok(Inserted::Existing(record_from_row(&row)?)),
         // The only other uniqueness constraint is the (class, token) primary key.
@@ -340,10 +291,7 @@ async fn insert_one(
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn find_by_values(
-        &self,
-        keys: &[(String, Fingerprint)],
-    ) -> Result<Vec<Option<Record>>, StoreError> {
+    async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -363,10 +311,7 @@ impl Store for SqliteStore {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    async fn find_by_tokens(
-        &self,
-        keys: &[(String, String)],
-    ) -> Result<Vec<Option<Record>>, StoreError> {
+    async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -392,19 +337,12 @@ impl Store for SqliteStore {
         }
         let gone = || StoreError::Unavailable("sqlite writer stopped".into());
         let (reply, answer) = oneshot::channel();
-        self.writer
-            .send(Request { records, reply })
-            .await
-            .map_err(|_| gone())?;
+        self.writer.send(Request { records, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map(|_| ())
-            .map_err(unavailable)
+        sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(unavailable)
     }
 }
 
@@ -428,11 +366,7 @@ mod tests {
 
     async fn open_in(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
         let url = format!("sqlite://{}/sub/dir/vault.db", dir.path().display());
-        Arc::new(
-            SqliteStore::open(&url, SqliteOptions::default())
-                .await
-                .unwrap(),
-        )
+        Arc::new(SqliteStore::open(&url, SqliteOptions::default()).await.unwrap())
     }
 
     #[tokio::test]
@@ -441,16 +375,9 @@ mod tests {
         let store = open_in(&dir).await;
         store.ping().await.unwrap();
         let (a, b) = (rec("email", "tokA", 1), rec("card", "tokB", 2));
-        assert_eq!(
-            store.insert(vec![a.clone(), b.clone()]).await.unwrap(),
-            vec![Inserted::New, Inserted::New]
-        );
+        assert_eq!(store.insert(vec![a.clone(), b.clone()]).await.unwrap(), vec![Inserted::New, Inserted::New]);
         let by_value = store
-            .find_by_values(&[
-                ("card".into(), [2; 32]),
-                ("email".into(), [2; 32]),
-                ("email".into(), [1; 32]),
-            ])
+            .find_by_values(&[("card".into(), [2; 32]), ("email".into(), [2; 32]), ("email".into(), [1; 32])])
             .await
             .unwrap();
         assert_eq!(by_value, vec![Some(b.clone()), None, Some(a.clone())]);
@@ -465,9 +392,7 @@ mod tests {
         assert_eq!(by_token, vec![Some(a), None, Some(b)]);
         assert!(store.find_by_values(&[]).await.unwrap().is_empty());
         // More keys than one read chunk.
-        let many: Vec<(String, Fingerprint)> = (0..450)
-            .map(|i| ("email".to_string(), [(i % 3) as u8; 32]))
-            .collect();
+        let many: Vec<(String, Fingerprint)> = (0..450).map(|i| ("email".to_string(), [(i % 3) as u8; 32])).collect();
         let got = store.find_by_values(&many).await.unwrap();
         assert_eq!(got.iter().filter(|r| r.is_some()).count(), 150);
         assert!(got[1].is_some() && got[0].is_none() && got[2].is_none());
@@ -478,18 +403,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open_in(&dir).await;
         let first = rec("email", "t1", 7);
-        let out = store
-            .insert(vec![
-                first.clone(),
-                rec("email", "t2", 7),
-                rec("phone", "t3", 7),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(
-            out,
-            vec![Inserted::New, Inserted::Existing(first), Inserted::New]
-        );
+        let out = store.insert(vec![first.clone(), rec("email", "t2", 7), rec("phone", "t3", 7)]).await.unwrap();
+        assert_eq!(out, vec![Inserted::New, Inserted::Existing(first), Inserted::New]);
     }
 
     #[tokio::test]
@@ -499,15 +414,7 @@ mod tests {
         let tasks: Vec<_> = (0..50)
             .map(|i| {
                 let store = store.clone();
-                tokio::spawn(async move {
-                    (
-                        i,
-                        store
-                            .insert(vec![rec("email", &format!("tok{i}"), 9)])
-                            .await
-                            .unwrap(),
-                    )
-                })
+                tokio::spawn(async move { (i, store.insert(vec![rec("email", &format!("tok{i}"), 9)]).await.unwrap()) })
             })
             .collect();
         let mut winners = Vec::new();
@@ -531,24 +438,9 @@ mod tests {
         let store = open_in(&dir).await;
         let a = rec("email", "same", 1);
         store.insert(vec![a.clone()]).await.unwrap();
-        assert_eq!(
-            store.insert(vec![rec("email", "same", 2)]).await.unwrap(),
-            vec![Inserted::TokenTaken]
-        );
-        assert_eq!(
-            store
-                .find_by_tokens(&[("email".into(), "same".into())])
-                .await
-                .unwrap(),
-            vec![Some(a)]
-        );
-        assert_eq!(
-            store
-                .find_by_values(&[("email".into(), [2; 32])])
-                .await
-                .unwrap(),
-            vec![None]
-        );
+        assert_eq!(store.insert(vec![rec("email", "same", 2)]).await.unwrap(), vec![Inserted::TokenTaken]);
+        assert_eq!(store.find_by_tokens(&[("email".into(), "same".into())]).await.unwrap(), vec![Some(a)]);
+        assert_eq!(store.find_by_values(&[("email".into(), [2; 32])]).await.unwrap(), vec![None]);
     }
 
     #[tokio::test]
@@ -582,81 +474,39 @@ mod tests {
             store.insert(vec![a.clone()]).await.unwrap();
         }
         let store = open_in(&dir).await;
-        assert_eq!(
-            store
-                .find_by_values(&[("email".into(), [5; 32])])
-                .await
-                .unwrap(),
-            vec![Some(a)]
-        );
+        assert_eq!(store.find_by_values(&[("email".into(), [5; 32])]).await.unwrap(), vec![Some(a)]);
     }
 
     #[tokio::test]
     async fn writer_survives_failed_batch() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/v.db", dir.path().display());
-        let opts = SqliteOptions {
-            busy_timeout: Duration::from_millis(50),
-            ..SqliteOptions::default()
-        };
+        let opts = SqliteOptions { busy_timeout: Duration::from_millis(50), ..SqliteOptions::default() };
         let store = SqliteStore::open(&url, opts).await.unwrap();
         // Another connection holds the write lock: the batch fails as a whole.
         let mut other = SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        let err = store
-            .insert(vec![rec("email", "a", 1), rec("email", "b", 2)])
-            .await
-            .unwrap_err();
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await.unwrap();
+        let err = store.insert(vec![rec("email", "a", 1), rec("email", "b", 2)]).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)));
         sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
-        assert_eq!(
-            store
-                .find_by_tokens(&[("email".into(), "a".into())])
-                .await
-                .unwrap(),
-            vec![None]
-        );
+        assert_eq!(store.find_by_tokens(&[("email".into(), "a".into())]).await.unwrap(), vec![None]);
         // A statement failing mid-batch rolls back the records before it too.
-        let trigger = "CREATE TRIGGER boom BEFORE INSERT ON tokens WHEN NEW.token = 'boom' BEGIN SELECT RAISE(ABORT, 'no'); END";
+        let trigger =
+            "CREATE TRIGGER boom BEFORE INSERT ON tokens WHEN NEW.token = 'boom' BEGIN SELECT RAISE(ABORT, 'no'); END";
         sqlx::query(trigger).execute(&mut other).await.unwrap();
-        assert!(store
-            .insert(vec![rec("email", "a", 1), rec("email", "boom", 2)])
-            .await
-            .is_err());
-        assert_eq!(
-            store
-                .find_by_tokens(&[("email".into(), "a".into())])
-                .await
-                .unwrap(),
-            vec![None]
-        );
-        sqlx::query("DROP TRIGGER boom")
-            .execute(&mut other)
-            .await
-            .unwrap();
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(&store.read)
-            .await
-            .unwrap();
+        assert!(store.insert(vec![rec("email", "a", 1), rec("email", "boom", 2)]).await.is_err());
+        assert_eq!(store.find_by_tokens(&[("email".into(), "a".into())]).await.unwrap(), vec![None]);
+        sqlx::query("DROP TRIGGER boom").execute(&mut other).await.unwrap();
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.read).await.unwrap();
         assert_eq!(mode, "wal");
-        assert_eq!(
-            store.insert(vec![rec("email", "a", 1)]).await.unwrap(),
-            vec![Inserted::New]
-        );
+        assert_eq!(store.insert(vec![rec("email", "a", 1)]).await.unwrap(), vec![Inserted::New]);
     }
 
     #[tokio::test]
     async fn unusable_path_is_an_error() {
         let res = SqliteStore::open("sqlite:///proc/nope/x.db", SqliteOptions::default()).await;
         assert!(matches!(res, Err(StoreError::Unavailable(_))));
-        assert!(
-            SqliteStore::open("sqlite::memory:", SqliteOptions::default())
-                .await
-                .is_err()
-        );
+        assert!(SqliteStore::open("sqlite::memory:", SqliteOptions::default()).await.is_err());
     }
 
     /// `cargo test --release -- --ignored --nocapture bench_inserts`
@@ -687,10 +537,6 @@ mod tests {
             t.await.unwrap();
         }
         let secs = start.elapsed().as_secs_f64();
-        println!(
-            "10000 inserts in {secs:.3}s = {:.0}/s, {} commits",
-            10_000.0 / secs,
-            store.commits()
-        );
+        println!("10000 inserts in {secs:.3}s = {:.0}/s, {} commits", 10_000.0 / secs, store.commits());
     }
 }

@@ -59,9 +59,7 @@ impl FromStr for EmailFormat {
         match s {
             "keep-domain" => Ok(EmailFormat::KeepDomain),
             "reserved-domain" => Ok(EmailFormat::ReservedDomain),
-            _ => Err(Invalid(
-                "unknown email token format (expected keep-domain or reserved-domain)",
-            )),
+            _ => Err(Invalid("unknown email token format (expected keep-domain or reserved-domain)")),
         }
     }
 }
@@ -70,10 +68,7 @@ impl FromStr for EmailFormat {
 /// The canonical form is the local part as written, `@`, and the domain in lower case; the layout is identity.
 pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     let (local, domain) = check(input.trim())?;
-    Ok(Parsed {
-        canonical: format!("{local}@{}", domain.to_ascii_lowercase()),
-        layout: Layout::Identity,
-    })
+    Ok(Parsed { canonical: format!("{local}@{}", domain.to_ascii_lowercase()), layout: Layout::Identity })
 }
 
 /// Checks a canonical address: the same checks as [`parse`] (an email token is itself a valid address), without
@@ -96,15 +91,8 @@ pub fn mask(canonical: &str) -> String {
 /// Draws a canonical email token for `canonical` (see the module documentation). `attempt` is the number of
 /// candidates already refused because another value holds them. Never returns `canonical` itself, never loops
 /// and never panics.
-pub fn generate<R: Rng + ?Sized>(
-    canonical: &str,
-    format: EmailFormat,
-    attempt: u32,
-    rng: &mut R,
-) -> String {
-    let (local, domain) = canonical
-        .rsplit_once('@')
-        .unwrap_or((canonical, RESERVED_DOMAIN));
+pub fn generate<R: Rng + ?Sized>(canonical: &str, format: EmailFormat, attempt: u32, rng: &mut R) -> String {
+    let (local, domain) = canonical.rsplit_once('@').unwrap_or((canonical, RESERVED_DOMAIN));
     let domain = match format {
         EmailFormat::KeepDomain => domain,
         EmailFormat::ReservedDomain => RESERVED_DOMAIN,
@@ -112,9 +100,7 @@ pub fn generate<R: Rng + ?Sized>(
     let input: Vec<char> = local.chars().collect();
     let mut drawn: Vec<char> = input.iter().map(|&c| redraw(c, rng)).collect();
 
-    let alphanumeric: Vec<usize> = (0..input.len())
-        .filter(|&i| input[i].is_ascii_alphanumeric())
-        .collect();
+    let alphanumeric: Vec<usize> = (0..input.len()).filter(|&i| input[i].is_ascii_alphanumeric()).collect();
     if alphanumeric.is_empty() {
         // Nothing to redraw (`+`, `!#$`, …): turn one character other than a dot into a letter. A letter is
         // valid anywhere in dot-atom text, and the local part then differs from the input.
@@ -152,9 +138,7 @@ fn check(address: &str) -> Result<(&str, &str), Invalid> {
     if address.matches('@').count() != 1 {
         return Err(Invalid("email address must contain exactly one '@'"));
     }
-    let (local, domain) = address
-        .split_once('@')
-        .ok_or(Invalid("email address must contain exactly one '@'"))?;
+    let (local, domain) = address.split_once('@').ok_or(Invalid("email address must contain exactly one '@'"))?;
     check_local(local)?;
     check_domain(domain)?;
     if address.len() > MAX_ADDRESS {
@@ -176,9 +160,7 @@ fn check_local(local: &str) -> Result<(), Invalid> {
         return Err(Invalid("email local part is longer than 64 characters"));
     }
     if !local.chars().all(|c| c == '.' || is_atext(c)) {
-        return Err(Invalid(
-            "email local part contains a character that is not allowed",
-        ));
+        return Err(Invalid("email local part contains a character that is not allowed"));
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(Invalid("email local part has a misplaced dot"));
@@ -202,14 +184,10 @@ fn check_domain(domain: &str) -> Result<(), Invalid> {
             return Err(Invalid("email domain labels must have 1 to 63 characters"));
         }
         if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Invalid(
-                "email domain may only contain letters, digits, hyphens and dots",
-            ));
+            return Err(Invalid("email domain may only contain letters, digits, hyphens and dots"));
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(Invalid(
-                "email domain labels may not start or end with a hyphen",
-            ));
+            return Err(Invalid("email domain labels may not start or end with a hyphen"));
         }
         if labels.peek().is_none() && label.chars().all(|c| c.is_ascii_digit()) {
             return Err(Invalid("email top-level domain may not be all digits"));
@@ -269,16 +247,12 @@ mod tests {
             1 => regex("[!#$%&'*+/=?^_`{|}~-]{1,4}(\\.[+_-]{1,3}){0,2}"),
             1 => regex("[a-z0-9]{64}"),
         ];
-        let domain =
-            "([a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?\\.){1,3}[a-zA-Z][a-zA-Z0-9]{1,5}";
+        let domain = "([a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?\\.){1,3}[a-zA-Z][a-zA-Z0-9]{1,5}";
         (local, domain).prop_map(|(local, domain)| format!("{local}@{domain}"))
     }
 
     fn format_strategy() -> impl Strategy<Value = EmailFormat> {
-        prop_oneof![
-            Just(EmailFormat::KeepDomain),
-            Just(EmailFormat::ReservedDomain)
-        ]
+        prop_oneof![Just(EmailFormat::KeepDomain), Just(EmailFormat::ReservedDomain)]
     }
 
     proptest! {
@@ -381,10 +355,7 @@ mod tests {
         for (input, expected) in cases {
             let err = parse(input).unwrap_err();
             assert!(err.0.contains(expected), "{input:?}: {}", err.0);
-            assert!(
-                !err.0.contains("john") && !err.0.contains("jo"),
-                "{input:?}"
-            );
+            assert!(!err.0.contains("john") && !err.0.contains("jo"), "{input:?}");
             assert!(validate(input).is_err());
         }
         assert!(validate(" john@example.com").is_err());
@@ -393,13 +364,7 @@ mod tests {
     #[test]
     fn punctuation_only_local_parts_still_change() {
         let mut rng = StdRng::seed_from_u64(1);
-        for canonical in [
-            "+@example.com",
-            "!#$@x.org",
-            "-.-@x.org",
-            "a@example.com",
-            "7@x.org",
-        ] {
+        for canonical in ["+@example.com", "!#$@x.org", "-.-@x.org", "a@example.com", "7@x.org"] {
             for format in [EmailFormat::KeepDomain, EmailFormat::ReservedDomain] {
                 for attempt in 0..40 {
                     let token = generate(canonical, format, attempt, &mut rng);
@@ -417,13 +382,7 @@ mod tests {
         let token = generate(&full, EmailFormat::KeepDomain, 10_000, &mut rng);
         assert_eq!(token.len(), full.len());
         assert!(validate(&token).is_ok());
-        let longest_domain = format!(
-            "{}.{}.{}.{}",
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(63),
-            "e".repeat(59)
-        );
+        let longest_domain = format!("{}.{}.{}.{}", "b".repeat(63), "c".repeat(63), "d".repeat(63), "e".repeat(59));
         let tight = format!("ab@{longest_domain}");
         assert!(validate(&tight).is_ok());
         let token = generate(&tight, EmailFormat::KeepDomain, u32::MAX, &mut rng);

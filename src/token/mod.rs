@@ -26,19 +26,13 @@ pub enum Layout {
     Identity,
     /// The written form is the canonical characters in order (`None` slots) with these other characters
     /// (`Some`) kept in place; `lowercase` writes the slots in lower case.
-    Template {
-        slots: Vec<Option<char>>,
-        lowercase: bool,
-    },
+    Template { slots: Vec<Option<char>>, lowercase: bool },
 }
 
 impl Layout {
     /// The layout of `input` where the characters for which `is_slot` holds form the canonical value.
     pub fn template(input: &str, is_slot: impl Fn(char) -> bool, lowercase: bool) -> Layout {
-        let slots = input
-            .chars()
-            .map(|c| if is_slot(c) { None } else { Some(c) })
-            .collect();
+        let slots = input.chars().map(|c| if is_slot(c) { None } else { Some(c) }).collect();
         Layout::Template { slots, lowercase }
     }
 
@@ -94,10 +88,7 @@ mod tests {
 
     #[test]
     fn parsed_debug_is_redacted() {
-        let p = Parsed {
-            canonical: "4111111111111111".into(),
-            layout: Layout::Identity,
-        };
+        let p = Parsed { canonical: "4111111111111111".into(), layout: Layout::Identity };
         assert!(!format!("{p:?}").contains("4111"));
     }
 }

@@ -91,9 +91,7 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
             }
             previous_was_digit = false;
         } else {
-            return Err(Invalid(
-                "card number may only contain digits, spaces and dashes",
-            ));
+            return Err(Invalid("card number may only contain digits, spaces and dashes"));
         }
     }
     if !previous_was_digit {
@@ -102,10 +100,7 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     if !(MIN_DIGITS..=MAX_DIGITS).contains(&canonical.len()) {
         return Err(Invalid("card number must have 12 to 19 digits"));
     }
-    Ok(Parsed {
-        canonical,
-        layout: Layout::template(trimmed, |c| c.is_ascii_digit(), false),
-    })
+    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| c.is_ascii_digit(), false) })
 }
 
 /// Checks that a canonical card number is a real one: 12 to 19 ASCII digits passing the Luhn check.
@@ -133,14 +128,7 @@ pub fn luhn_valid(digits: &str) -> bool {
 /// The digit that, appended to `payload`, makes it pass the Luhn check. Characters other than ASCII digits in
 /// `payload` are skipped.
 pub fn luhn_check_digit(payload: &str) -> char {
-    let sum = luhn_sum(
-        payload
-            .bytes()
-            .rev()
-            .filter(u8::is_ascii_digit)
-            .map(|b| b - b'0'),
-        true,
-    );
+    let sum = luhn_sum(payload.bytes().rev().filter(u8::is_ascii_digit).map(|b| b - b'0'), true);
     char::from(b'0' + ((10 - sum % 10) % 10) as u8)
 }
 
@@ -157,33 +145,20 @@ pub fn mask(canonical: &str) -> String {
     if count <= 4 {
         return "*".repeat(count);
     }
-    canonical
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i + 4 < count { '*' } else { c })
-        .collect()
+    canonical.chars().enumerate().map(|(i, c)| if i + 4 < count { '*' } else { c }).collect()
 }
 
 /// Draws a canonical card token for `canonical` (see the module documentation for what each format keeps).
 /// `attempt` is the number of candidates already refused because another value holds them; it widens the
 /// room as described above. Never returns `canonical` itself, never loops and never panics.
-pub fn generate<R: Rng + ?Sized>(
-    canonical: &str,
-    format: PanFormat,
-    attempt: u32,
-    rng: &mut R,
-) -> String {
-    let well_formed = (MIN_DIGITS..=MAX_DIGITS).contains(&canonical.len())
-        && canonical.bytes().all(|b| b.is_ascii_digit());
+pub fn generate<R: Rng + ?Sized>(canonical: &str, format: PanFormat, attempt: u32, rng: &mut R) -> String {
+    let well_formed =
+        (MIN_DIGITS..=MAX_DIGITS).contains(&canonical.len()) && canonical.bytes().all(|b| b.is_ascii_digit());
     if !well_formed {
         // Never expected (the vault validates first); still answer with a token of a plausible shape.
         let len = canonical.chars().count().clamp(MIN_DIGITS, MAX_DIGITS);
         let input = vec![0u8; len];
-        let plan = Plan {
-            kept: vec![None; len],
-            first_non_zero: true,
-            luhn: true,
-        };
+        let plan = Plan { kept: vec![None; len], first_non_zero: true, luhn: true };
         return draw(&input, &plan, rng, false);
     }
     let input: Vec<u8> = canonical.bytes().map(|b| b - b'0').collect();
@@ -206,17 +181,7 @@ impl Plan {
         let len = input.len();
         let level = attempt / ATTEMPTS_PER_LEVEL;
         let keep = |first: usize, last: usize| -> Vec<Option<u8>> {
-            input
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| {
-                    if i < first || i + last >= len {
-                        Some(d)
-                    } else {
-                        None
-                    }
-                })
-                .collect()
+            input.iter().enumerate().map(|(i, &d)| if i < first || i + last >= len { Some(d) } else { None }).collect()
         };
         match format {
             PanFormat::KeepBinLast4 => {
@@ -227,35 +192,19 @@ impl Plan {
                     index += 1;
                 }
                 let (first, last) = LEVELS[index];
-                Plan {
-                    kept: keep(first, last),
-                    first_non_zero: first == 0,
-                    luhn: true,
-                }
+                Plan { kept: keep(first, last), first_non_zero: first == 0, luhn: true }
             }
             PanFormat::Last4Reserved => {
                 let last = if level >= 3 { 0 } else { 4 };
                 let mut kept = keep(0, last);
                 kept[0] = Some(9);
                 kept[1] = Some(9);
-                Plan {
-                    kept,
-                    first_non_zero: false,
-                    luhn: true,
-                }
+                Plan { kept, first_non_zero: false, luhn: true }
             }
-            PanFormat::RandomLuhn => Plan {
-                kept: keep(0, 0),
-                first_non_zero: true,
-                luhn: true,
-            },
+            PanFormat::RandomLuhn => Plan { kept: keep(0, 0), first_non_zero: true, luhn: true },
             PanFormat::NonLuhn => {
                 let last = if level >= 3 { 0 } else { 4 };
-                Plan {
-                    kept: keep(0, last),
-                    first_non_zero: true,
-                    luhn: false,
-                }
+                Plan { kept: keep(0, last), first_non_zero: true, luhn: false }
             }
         }
     }
@@ -273,11 +222,7 @@ fn draw<R: Rng + ?Sized>(input: &[u8], plan: &Plan, rng: &mut R, must_differ: bo
     let mut digits: Vec<u8> = plan.kept.iter().map(|k| k.unwrap_or(0)).collect();
     let free: Vec<usize> = (0..len).filter(|&i| plan.kept[i].is_none()).collect();
     // The check position: a drawn position free of the non-zero constraint, so every digit is allowed there.
-    let adjustable: Vec<usize> = free
-        .iter()
-        .copied()
-        .filter(|&i| plan.lowest(i) == 0)
-        .collect();
+    let adjustable: Vec<usize> = free.iter().copied().filter(|&i| plan.lowest(i) == 0).collect();
     if adjustable.is_empty() {
         return digits.iter().map(|d| char::from(b'0' + d)).collect();
     }
@@ -313,9 +258,7 @@ fn settle<R: Rng + ?Sized>(digits: &mut [u8], check: usize, luhn: bool, rng: &mu
     let rest = luhn_sum(digits.iter().rev().copied(), false) % 10;
     // Contribution needed from the check position: (rest + c) % 10 == 0.
     let needed = (10 - rest) % 10;
-    let candidates: Vec<u8> = (0..10u8)
-        .filter(|&d| (u32::from(contribution(d, doubled)) == needed) == luhn)
-        .collect();
+    let candidates: Vec<u8> = (0..10u8).filter(|&d| (u32::from(contribution(d, doubled)) == needed) == luhn).collect();
     if !candidates.is_empty() {
         digits[check] = candidates[rng.gen_range(0..candidates.len())];
     }
@@ -337,10 +280,7 @@ fn contribution(d: u8, doubled: bool) -> u8 {
 
 /// Luhn sum of digits given from the right; `first_doubled` says whether the rightmost one is doubled.
 fn luhn_sum(digits_from_right: impl Iterator<Item = u8>, first_doubled: bool) -> u32 {
-    digits_from_right
-        .enumerate()
-        .map(|(i, d)| u32::from(contribution(d, (i % 2 == 1) != first_doubled)))
-        .sum()
+    digits_from_right.enumerate().map(|(i, d)| u32::from(contribution(d, (i % 2 == 1) != first_doubled))).sum()
 }
 
 #[cfg(test)]
@@ -351,12 +291,8 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::SeedableRng;
 
-    const FORMATS: [PanFormat; 4] = [
-        PanFormat::KeepBinLast4,
-        PanFormat::Last4Reserved,
-        PanFormat::RandomLuhn,
-        PanFormat::NonLuhn,
-    ];
+    const FORMATS: [PanFormat; 4] =
+        [PanFormat::KeepBinLast4, PanFormat::Last4Reserved, PanFormat::RandomLuhn, PanFormat::NonLuhn];
 
     /// A Luhn-valid number of 12..=19 digits written with random separators, and its canonical digits.
     fn written_pan() -> impl Strategy<Value = (String, String)> {
@@ -364,10 +300,7 @@ mod tests {
             .prop_flat_map(|len| {
                 (
                     proptest::collection::vec(0u8..10, len - 1),
-                    proptest::collection::vec(
-                        prop_oneof![6 => Just(""), 1 => Just(" "), 1 => Just("-")],
-                        len - 1,
-                    ),
+                    proptest::collection::vec(prop_oneof![6 => Just(""), 1 => Just(" "), 1 => Just("-")], len - 1),
                     "[ \t]{0,2}",
                 )
             })
@@ -497,10 +430,7 @@ mod tests {
     fn parse_keeps_the_layout() {
         let parsed = parse(" 4111 1111-1111 1111 ").unwrap();
         assert_eq!(parsed.canonical, "4111111111111111");
-        assert_eq!(
-            parsed.layout.render("4111112222221111"),
-            "4111 1122-2222 1111"
-        );
+        assert_eq!(parsed.layout.render("4111112222221111"), "4111 1122-2222 1111");
     }
 
     #[test]
@@ -520,9 +450,7 @@ mod tests {
             ("４１１１１１１１１１１１１１１１", "digits"),
         ];
         for (input, expected) in cases {
-            let err = parse(input)
-                .and_then(|p| validate(&p.canonical))
-                .unwrap_err();
+            let err = parse(input).and_then(|p| validate(&p.canonical)).unwrap_err();
             assert!(err.0.contains(expected), "{input:?}: {}", err.0);
             let digits: String = input.chars().filter(char::is_ascii_digit).collect();
             if digits.len() >= 4 {
@@ -608,13 +536,7 @@ mod tests {
     #[test]
     fn generate_survives_malformed_input() {
         let mut rng = StdRng::seed_from_u64(3);
-        for input in [
-            "",
-            "12",
-            "abc",
-            "4111-1111-1111-1111",
-            "99999999999999999999999",
-        ] {
+        for input in ["", "12", "abc", "4111-1111-1111-1111", "99999999999999999999999"] {
             for format in FORMATS {
                 let token = generate(input, format, 0, &mut rng);
                 assert_ne!(token, input);

@@ -16,6 +16,9 @@ use super::class::Class;
 use super::engine::Clock;
 use super::{ItemResult, LocalVault, Vault, VaultError};
 
+/// How long a client may take to send its whole body once the headers are in.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Everything the API handlers share.
 pub struct ApiState {
     pub vault: Arc<LocalVault>,
@@ -40,11 +43,11 @@ pub enum ApiError {
     BatchTooLarge { got: usize, max: usize },
     #[error("request body could not be read")]
     BodyRead,
+    #[error("request body did not arrive in time")]
+    BodyTimeout,
     #[error("request body is not valid JSON for this call: {0}")]
     MalformedJson(String),
-    #[error(
-        "item {index}: unknown class; expected one of pan, iban, email, phone, name, address, text"
-    )]
+    #[error("item {index}: unknown class; expected one of pan, iban, email, phone, name, address, text")]
     UnknownClass { index: usize },
     #[error("{0}")]
     BadField(&'static str),
@@ -61,18 +64,15 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ApiError::BatchTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
             ApiError::BodyRead => (StatusCode::BAD_REQUEST, "body_unreadable"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
             ApiError::BadField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::Vault(v) => match v {
                 VaultError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
                 VaultError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
-                VaultError::StoreUnavailable => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
-                }
-                VaultError::AuditUnavailable => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable")
-                }
+                VaultError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+                VaultError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
                 VaultError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
         }
@@ -82,24 +82,15 @@ impl ApiError {
 /// The one place an error becomes a response: `{"error":{"code","message"}}`.
 pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
     let (status, code) = err.status_and_code();
-    json_response(
-        status,
-        &json!({"error": {"code": code, "message": err.to_string()}}),
-    )
+    json_response(status, &json!({"error": {"code": code, "message": err.to_string()}}))
 }
 
 pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     resp
 }
 
@@ -174,11 +165,7 @@ where
     if req.method() != Method::POST {
         return Err(ApiError::Method);
     }
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth::bearer);
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
     let Some(caller) = state.callers.authenticate(bearer, tls_identities) else {
         audit_unauthenticated(state, endpoint).await;
         return Err(ApiError::Unauthenticated);
@@ -195,18 +182,17 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::BodyTooLarge(max));
     }
-    match Limited::new(req.into_body(), max).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::BodyTooLarge(max)),
-        Err(_) => Err(ApiError::BodyRead),
+    let collect = Limited::new(req.into_body(), max).collect();
+    match tokio::time::timeout(BODY_TIMEOUT, collect).await {
+        Err(_) => Err(ApiError::BodyTimeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::BodyTooLarge(max)),
+        Ok(Err(_)) => Err(ApiError::BodyRead),
     }
 }
 
@@ -217,52 +203,25 @@ fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     })
 }
 
-fn classes<'a>(
-    items: impl Iterator<Item = (&'a str, &'a str)>,
-    max: usize,
-) -> Result<Vec<(Class, &'a str)>, ApiError> {
+fn classes<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, max: usize) -> Result<Vec<(Class, &'a str)>, ApiError> {
     let items: Vec<_> = items.collect();
     if items.len() > max {
-        return Err(ApiError::BatchTooLarge {
-            got: items.len(),
-            max,
-        });
+        return Err(ApiError::BatchTooLarge { got: items.len(), max });
     }
     items
         .into_iter()
         .enumerate()
-        .map(|(index, (class, v))| {
-            class
-                .parse::<Class>()
-                .map(|c| (c, v))
-                .map_err(|_| ApiError::UnknownClass { index })
-        })
+        .map(|(index, (class, v))| class.parse::<Class>().map(|c| (c, v)).map_err(|_| ApiError::UnknownClass { index }))
         .collect()
 }
 
-async fn tokenize(
-    state: &ApiState,
-    caller: &Caller,
-    body: &[u8],
-) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
     let req: TokenizeBody = json(body)?;
-    if req
-        .subject
-        .as_deref()
-        .is_some_and(|s| s.is_empty() || s.len() > 256)
-    {
+    if req.subject.as_deref().is_some_and(|s| s.is_empty() || s.len() > 256) {
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
     }
-    let items = classes(
-        req.items
-            .iter()
-            .map(|i| (i.class.as_str(), i.value.as_str())),
-        state.max_batch,
-    )?;
-    let tokens = state
-        .vault
-        .tokenize(caller, &items, req.subject.as_deref())
-        .await?;
+    let items = classes(req.items.iter().map(|i| (i.class.as_str(), i.value.as_str())), state.max_batch)?;
+    let tokens = state.vault.tokenize(caller, &items, req.subject.as_deref()).await?;
     let items: Vec<_> = tokens.into_iter().map(|t| json!({ "token": t })).collect();
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
@@ -278,28 +237,16 @@ async fn reveal(
     if let Some(p) = &req.purpose {
         if p.is_empty()
             || p.len() > 64
-            || !p
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
+            || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
         {
-            return Err(ApiError::BadField(
-                "purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.'",
-            ));
+            return Err(ApiError::BadField("purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.'"));
         }
     }
-    let items = classes(
-        req.items
-            .iter()
-            .map(|i| (i.class.as_str(), i.token.as_str())),
-        state.max_batch,
-    )?;
+    let items = classes(req.items.iter().map(|i| (i.class.as_str(), i.token.as_str())), state.max_batch)?;
     let purpose = req.purpose.as_deref();
     let (results, key): (Vec<ItemResult>, &str) = match endpoint {
         Endpoint::Mask => (state.vault.mask(caller, &items, purpose).await?, "masked"),
-        _ => (
-            state.vault.detokenize(caller, &items, purpose).await?,
-            "value",
-        ),
+        _ => (state.vault.detokenize(caller, &items, purpose).await?, "value"),
     };
     let items: Vec<_> = results
         .into_iter()
@@ -319,20 +266,27 @@ async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint) {
         Endpoint::Detokenize => "detokenize",
         Endpoint::Mask => "mask",
     };
-    let event = Event {
-        caller: "-".into(),
-        op,
-        outcome: "unauthenticated",
-        purpose: None,
-        items: Vec::<Item>::new(),
-    };
-    if state
-        .vault
-        .audit()
-        .append(event, (state.clock)())
-        .await
-        .is_err()
-    {
+    let event = Event { caller: "-".into(), op, outcome: "unauthenticated", purpose: None, items: Vec::<Item>::new() };
+    if state.vault.audit().append(event, (state.clock)()).await.is_err() {
         tracing::error!(op, "unauthenticated call could not be audited");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_never_finishes_times_out() {
+        let (_tx, body) = http_body_util::channel::Channel::<Bytes, Infallible>::new(1);
+        let req = Request::builder().body(body).unwrap();
+        assert!(matches!(read_body(req, 1024).await, Err(ApiError::BodyTimeout)));
+    }
+
+    #[test]
+    fn every_error_has_a_json_body_with_code_and_message() {
+        let resp = error_response(&ApiError::BodyTimeout);
+        assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
     }
 }

@@ -75,19 +75,12 @@ impl AuditLog {
     /// Opens (or creates) the log, continues its chain, and starts the writer thread.
     pub fn open(path: &Path, mac: Fingerprinter) -> Result<AuditLog, AuditError> {
         let shown = path.display().to_string();
-        let err = |reason: String| AuditError::Open {
-            path: shown.clone(),
-            reason,
-        };
+        let err = |reason: String| AuditError::Open { path: shown.clone(), reason };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
         }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .read(true)
-            .open(path)
-            .map_err(|e| err(e.to_string()))?;
+        let mut file =
+            OpenOptions::new().create(true).append(true).read(true).open(path).map_err(|e| err(e.to_string()))?;
         let (seq, prev) = if file.metadata().map(|m| m.is_file()).unwrap_or(false) {
             chain_tail(&mut file, path).map_err(err)?
         } else {
@@ -115,9 +108,7 @@ impl AuditLog {
     /// Appends `event`; returns once it is on disk, or an error if it could not be written.
     pub async fn append(&self, event: Event, now: i64) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send((event, now, reply))
-            .map_err(|_| AuditError::Write)?;
+        self.tx.send((event, now, reply)).map_err(|_| AuditError::Write)?;
         rx.await.map_err(|_| AuditError::Write)?
     }
 }
@@ -137,8 +128,7 @@ fn chain_tail(file: &mut File, path: &Path) -> Result<(u64, String), String> {
     match text.lines().next_back() {
         None => Ok((0, GENESIS.to_owned())),
         Some(last) => {
-            let line: Line = serde_json::from_str(last)
-                .map_err(|_| "last line is not an audit entry".to_owned())?;
+            let line: Line = serde_json::from_str(last).map_err(|_| "last line is not an audit entry".to_owned())?;
             Ok((line.seq, line.mac.ok_or("last line has no mac")?))
         }
     }
@@ -239,12 +229,7 @@ pub fn verify(path: &Path, mac: &Fingerprinter) -> std::io::Result<Verdict> {
     let mut expected_seq = 1u64;
     for (i, text) in reader.lines().enumerate() {
         let text = text?;
-        let broken = |reason: &str| {
-            Ok(Verdict::Broken {
-                line: i + 1,
-                reason: reason.to_owned(),
-            })
-        };
+        let broken = |reason: &str| Ok(Verdict::Broken { line: i + 1, reason: reason.to_owned() });
         let Ok(line) = serde_json::from_str::<Line>(&text) else {
             return broken("not an audit entry");
         };
@@ -260,18 +245,13 @@ pub fn verify(path: &Path, mac: &Fingerprinter) -> std::io::Result<Verdict> {
         let Ok((_, computed)) = seal_line(mac, line) else {
             return broken("cannot be re-serialised");
         };
-        if !bool::from(subtle::ConstantTimeEq::ct_eq(
-            computed.as_bytes(),
-            claimed.as_bytes(),
-        )) {
+        if !bool::from(subtle::ConstantTimeEq::ct_eq(computed.as_bytes(), claimed.as_bytes())) {
             return broken("mac does not match: the line was edited");
         }
         prev = claimed;
         expected_seq += 1;
     }
-    Ok(Verdict::Intact {
-        entries: expected_seq - 1,
-    })
+    Ok(Verdict::Intact { entries: expected_seq - 1 })
 }
 
 #[cfg(test)]
@@ -284,11 +264,7 @@ mod tests {
             op: "detokenize",
             outcome: "ok",
             purpose: Some("payment".into()),
-            items: vec![Item {
-                class: "pan".into(),
-                token_fp: format!("{n:032x}"),
-                result: "ok".into(),
-            }],
+            items: vec![Item { class: "pan".into(), token_fp: format!("{n:032x}"), result: "ok".into() }],
         }
     }
 
@@ -301,9 +277,7 @@ mod tests {
         let mut tasks = Vec::new();
         for i in 0..n {
             let log = log.clone();
-            tasks.push(tokio::spawn(async move {
-                log.append(event(i), 1_700_000_000).await
-            }));
+            tasks.push(tokio::spawn(async move { log.append(event(i), 1_700_000_000).await }));
         }
         for t in tasks {
             t.await.unwrap().unwrap();
@@ -316,14 +290,8 @@ mod tests {
         let path = dir.path().join("audit.jsonl");
         write_log(&path, 20).await;
         write_log(&path, 5).await;
-        assert_eq!(
-            verify(&path, &key()).unwrap(),
-            Verdict::Intact { entries: 25 }
-        );
-        assert!(matches!(
-            verify(&path, &Fingerprinter::new(&[8u8; 32])).unwrap(),
-            Verdict::Broken { line: 1, .. }
-        ));
+        assert_eq!(verify(&path, &key()).unwrap(), Verdict::Intact { entries: 25 });
+        assert!(matches!(verify(&path, &Fingerprinter::new(&[8u8; 32])).unwrap(), Verdict::Broken { line: 1, .. }));
     }
 
     #[tokio::test]
@@ -336,30 +304,16 @@ mod tests {
 
         let edited = original.replacen("\"caller\":\"payments\"", "\"caller\":\"paymentz\"", 1);
         std::fs::write(&path, &edited).unwrap();
-        assert!(matches!(
-            verify(&path, &key()).unwrap(),
-            Verdict::Broken { line: 1, .. }
-        ));
+        assert!(matches!(verify(&path, &key()).unwrap(), Verdict::Broken { line: 1, .. }));
 
-        let removed: Vec<&str> = lines
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != 2)
-            .map(|(_, l)| *l)
-            .collect();
+        let removed: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| *l).collect();
         std::fs::write(&path, removed.join("\n") + "\n").unwrap();
-        assert!(matches!(
-            verify(&path, &key()).unwrap(),
-            Verdict::Broken { line: 3, .. }
-        ));
+        assert!(matches!(verify(&path, &key()).unwrap(), Verdict::Broken { line: 3, .. }));
 
         let mut swapped = lines.clone();
         swapped.swap(3, 4);
         std::fs::write(&path, swapped.join("\n") + "\n").unwrap();
-        assert!(matches!(
-            verify(&path, &key()).unwrap(),
-            Verdict::Broken { line: 4, .. }
-        ));
+        assert!(matches!(verify(&path, &key()).unwrap(), Verdict::Broken { line: 4, .. }));
     }
 
     #[tokio::test]
@@ -371,19 +325,13 @@ mod tests {
         f.write_all(b"{\"seq\":4,\"ts\":1,\"cal").unwrap();
         drop(f);
         write_log(&path, 2).await;
-        assert_eq!(
-            verify(&path, &key()).unwrap(),
-            Verdict::Intact { entries: 5 }
-        );
+        assert_eq!(verify(&path, &key()).unwrap(), Verdict::Intact { entries: 5 });
     }
 
     #[tokio::test]
     async fn unwritable_log_fails_the_append() {
         let log = AuditLog::open(Path::new("/dev/full"), key()).unwrap();
-        assert!(matches!(
-            log.append(event(1), 1).await,
-            Err(AuditError::Write)
-        ));
+        assert!(matches!(log.append(event(1), 1).await, Err(AuditError::Write)));
     }
 
     #[tokio::test]
@@ -394,20 +342,11 @@ mod tests {
         let fp = log.token_fp("pan", "4111118304731111");
         assert!(!fp.contains("4111118304731111"));
         log.append(
-            Event {
-                items: vec![Item {
-                    class: "pan".into(),
-                    token_fp: fp,
-                    result: "ok".into(),
-                }],
-                ..event(0)
-            },
+            Event { items: vec![Item { class: "pan".into(), token_fp: fp, result: "ok".into() }], ..event(0) },
             1,
         )
         .await
         .unwrap();
-        assert!(!std::fs::read_to_string(&path)
-            .unwrap()
-            .contains("4111118304731111"));
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("4111118304731111"));
     }
 }

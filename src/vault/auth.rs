@@ -39,16 +39,9 @@ impl Callers {
             // A bearer key that matches nobody is a failed authentication, even with a certificate.
             found?;
         } else if !tls_identities.is_empty() {
-            found = self.list.iter().find(|c| {
-                c.tls_identity
-                    .as_ref()
-                    .is_some_and(|id| tls_identities.contains(id))
-            });
+            found = self.list.iter().find(|c| c.tls_identity.as_ref().is_some_and(|id| tls_identities.contains(id)));
         }
-        found.map(|c| Caller {
-            name: c.name.clone(),
-            allow: c.allow.clone(),
-        })
+        found.map(|c| Caller { name: c.name.clone(), allow: c.allow.clone() })
     }
 }
 
@@ -65,12 +58,7 @@ mod tests {
     fn callers() -> Callers {
         let hash: [u8; 32] = Sha256::digest(b"s3cret").into();
         Callers::new(vec![
-            CallerConfig {
-                name: "payments".into(),
-                api_key_sha256: Some(hash),
-                tls_identity: None,
-                allow: vec![],
-            },
+            CallerConfig { name: "payments".into(), api_key_sha256: Some(hash), tls_identity: None, allow: vec![] },
             CallerConfig {
                 name: "proxy".into(),
                 api_key_sha256: None,
@@ -83,18 +71,12 @@ mod tests {
     #[test]
     fn api_key_and_certificate_identities() {
         let c = callers();
-        assert_eq!(
-            c.authenticate(Some("s3cret"), &[]).unwrap().name,
-            "payments"
-        );
+        assert_eq!(c.authenticate(Some("s3cret"), &[]).unwrap().name, "payments");
         assert!(c.authenticate(Some("wrong"), &[]).is_none());
         assert!(c.authenticate(None, &[]).is_none());
         let ids = vec!["dns.example".to_owned(), "spiffe://shop/proxy".to_owned()];
         assert_eq!(c.authenticate(None, &ids).unwrap().name, "proxy");
-        assert!(
-            c.authenticate(Some("wrong"), &ids).is_none(),
-            "a wrong key is not rescued by a certificate"
-        );
+        assert!(c.authenticate(Some("wrong"), &ids).is_none(), "a wrong key is not rescued by a certificate");
     }
 
     #[test]

@@ -25,15 +25,8 @@ pub enum Class {
 }
 
 impl Class {
-    pub const ALL: [Class; 7] = [
-        Class::Pan,
-        Class::Iban,
-        Class::Email,
-        Class::Phone,
-        Class::Name,
-        Class::Address,
-        Class::Text,
-    ];
+    pub const ALL: [Class; 7] =
+        [Class::Pan, Class::Iban, Class::Email, Class::Phone, Class::Name, Class::Address, Class::Text];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -64,12 +57,7 @@ impl FromStr for Class {
         Class::ALL
             .into_iter()
             .find(|c| c.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown class; expected one of {}",
-                    Class::names().join(", ")
-                )
-            })
+            .ok_or_else(|| format!("unknown class; expected one of {}", Class::names().join(", ")))
     }
 }
 
@@ -91,9 +79,7 @@ impl ClassFormats {
             Class::Iban => self.iban = format.parse().map_err(bad)?,
             Class::Email => self.email = format.parse().map_err(bad)?,
             Class::Phone => self.phone = format.parse().map_err(bad)?,
-            Class::Name | Class::Address | Class::Text => {
-                self.text = format.parse().map_err(bad)?
-            }
+            Class::Name | Class::Address | Class::Text => self.text = format.parse().map_err(bad)?,
         }
         Ok(())
     }
@@ -130,21 +116,13 @@ pub fn validate(class: Class, canonical: &str) -> Result<(), Invalid> {
 }
 
 /// A candidate canonical token; `attempt` counts candidates already taken by other values.
-pub fn generate<R: Rng + ?Sized>(
-    class: Class,
-    f: &ClassFormats,
-    canonical: &str,
-    attempt: u32,
-    rng: &mut R,
-) -> String {
+pub fn generate<R: Rng + ?Sized>(class: Class, f: &ClassFormats, canonical: &str, attempt: u32, rng: &mut R) -> String {
     match class {
         Class::Pan => pan::generate(canonical, f.pan, attempt, rng),
         Class::Iban => iban::generate(canonical, f.iban, attempt, rng),
         Class::Email => email::generate(canonical, f.email, attempt, rng),
         Class::Phone => phone::generate(canonical, f.phone, attempt, rng),
-        Class::Name | Class::Address | Class::Text => {
-            text::generate(kind(class), canonical, f.text, attempt, rng)
-        }
+        Class::Name | Class::Address | Class::Text => text::generate(kind(class), canonical, f.text, attempt, rng),
     }
 }
 
@@ -162,11 +140,7 @@ pub fn mask(class: Class, canonical: &str, layout: &Layout) -> String {
 /// Country code and last four kept, the rest starred.
 fn mask_iban(canonical: &str) -> String {
     let n = canonical.chars().count();
-    canonical
-        .chars()
-        .enumerate()
-        .map(|(i, c)| if i < 2 || i + 4 >= n { c } else { '*' })
-        .collect()
+    canonical.chars().enumerate().map(|(i, c)| if i < 2 || i + 4 >= n { c } else { '*' }).collect()
 }
 
 #[cfg(test)]
@@ -184,14 +158,8 @@ mod tests {
     #[test]
     fn masks_keep_only_what_is_safe() {
         let p = parse(Class::Pan, "4111 1111 1111 1111").unwrap();
-        assert_eq!(
-            mask(Class::Pan, &p.canonical, &p.layout),
-            "**** **** **** 1111"
-        );
+        assert_eq!(mask(Class::Pan, &p.canonical, &p.layout), "**** **** **** 1111");
         let i = parse(Class::Iban, "DE89370400440532013000").unwrap();
-        assert_eq!(
-            mask(Class::Iban, &i.canonical, &i.layout),
-            "DE****************3000"
-        );
+        assert_eq!(mask(Class::Iban, &i.canonical, &i.layout), "DE****************3000");
     }
 }

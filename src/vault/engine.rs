@@ -60,10 +60,7 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 pub fn system_clock() -> Clock {
     Arc::new(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
     })
 }
 
@@ -85,12 +82,7 @@ struct Pending {
 
 impl Engine {
     pub fn new(keys: KeySet, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
-        Engine {
-            keys,
-            store,
-            formats,
-            clock,
-        }
+        Engine { keys, store, formats, clock }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -105,22 +97,15 @@ impl Engine {
     pub async fn tokenize(&self, items: &[(Class, &str)]) -> Result<Vec<String>, EngineError> {
         let mut parsed = Vec::with_capacity(items.len());
         for (index, (class, value)) in items.iter().enumerate() {
-            let p = class::parse(*class, value)
-                .map_err(|reason| EngineError::Invalid { index, reason })?;
-            let fp = self
-                .keys
-                .value_fingerprint(class.name(), &p.canonical)
-                .ok_or(EngineError::Crypto)?;
+            let p = class::parse(*class, value).map_err(|reason| EngineError::Invalid { index, reason })?;
+            let fp = self.keys.value_fingerprint(class.name(), &p.canonical).ok_or(EngineError::Crypto)?;
             parsed.push((p, fp));
         }
         let mut out: Vec<Option<String>> = vec![None; items.len()];
 
         // Known values: their existing token.
-        let keys: Vec<(String, [u8; 32])> = items
-            .iter()
-            .zip(&parsed)
-            .map(|((c, _), (_, fp))| (c.name().to_owned(), *fp))
-            .collect();
+        let keys: Vec<(String, [u8; 32])> =
+            items.iter().zip(&parsed).map(|((c, _), (_, fp))| (c.name().to_owned(), *fp)).collect();
         let found = self.store.find_by_values(&keys).await?;
         for (i, rec) in found.into_iter().enumerate() {
             if let Some(rec) = rec {
@@ -131,10 +116,8 @@ impl Engine {
         // Values that are tokens already: unchanged.
         let unknown: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_none()).collect();
         if !unknown.is_empty() {
-            let keys: Vec<(String, String)> = unknown
-                .iter()
-                .map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone()))
-                .collect();
+            let keys: Vec<(String, String)> =
+                unknown.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
             let found = self.store.find_by_tokens(&keys).await?;
             for (&i, rec) in unknown.iter().zip(found) {
                 if rec.is_some() {
@@ -147,12 +130,8 @@ impl Engine {
         let mut pending: Vec<Pending> = Vec::new();
         for i in (0..items.len()).filter(|i| out[*i].is_none()) {
             let (class, (p, fp)) = (items[i].0, &parsed[i]);
-            class::validate(class, &p.canonical)
-                .map_err(|reason| EngineError::Invalid { index: i, reason })?;
-            match pending
-                .iter_mut()
-                .find(|e| e.class == class && e.value_fp == *fp)
-            {
+            class::validate(class, &p.canonical).map_err(|reason| EngineError::Invalid { index: i, reason })?;
+            match pending.iter_mut().find(|e| e.class == class && e.value_fp == *fp) {
                 Some(e) => e.items.push(i),
                 None => pending.push(Pending {
                     items: vec![i],
@@ -172,10 +151,7 @@ impl Engine {
                 let mut rng = rand::thread_rng();
                 for e in &pending {
                     let token = self.draw(e, &mut rng);
-                    let sealer = self
-                        .keys
-                        .sealer(e.class.name(), version)
-                        .ok_or(EngineError::Crypto)?;
+                    let sealer = self.keys.sealer(e.class.name(), version).ok_or(EngineError::Crypto)?;
                     let sealed = sealer
                         .seal(e.class.name(), &token, version, e.canonical.as_bytes())
                         .map_err(|_| EngineError::Crypto)?;
@@ -211,9 +187,7 @@ impl Engine {
             }
             pending = retry;
         }
-        out.into_iter()
-            .map(|t| t.ok_or(EngineError::Exhausted))
-            .collect()
+        out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
     }
 
     /// A candidate token that differs from the value (the formats promise it; checked again here).
@@ -229,10 +203,7 @@ impl Engine {
     }
 
     /// The values behind `items` (class, token), in order.
-    pub async fn reveal(
-        &self,
-        items: &[(Class, &str)],
-    ) -> Result<Vec<Result<Revealed, Missing>>, EngineError> {
+    pub async fn reveal(&self, items: &[(Class, &str)]) -> Result<Vec<Result<Revealed, Missing>>, EngineError> {
         let mut keys = Vec::with_capacity(items.len());
         let mut layouts = Vec::with_capacity(items.len());
         for (class, token) in items {
@@ -255,18 +226,11 @@ impl Engine {
                 out.push(Err(Missing::NotFound));
                 continue;
             };
-            let sealer = self
-                .keys
-                .sealer(class.name(), rec.key_version)
-                .ok_or(EngineError::Crypto)?;
-            let plain = sealer
-                .open(class.name(), &rec.token, rec.key_version, &rec.sealed)
-                .map_err(|_| EngineError::Crypto)?;
+            let sealer = self.keys.sealer(class.name(), rec.key_version).ok_or(EngineError::Crypto)?;
+            let plain =
+                sealer.open(class.name(), &rec.token, rec.key_version, &rec.sealed).map_err(|_| EngineError::Crypto)?;
             let canonical = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
-            out.push(Ok(Revealed {
-                canonical: Secret::new(canonical),
-                layout,
-            }));
+            out.push(Ok(Revealed { canonical: Secret::new(canonical), layout }));
         }
         Ok(out)
     }

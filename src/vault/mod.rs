@@ -73,12 +73,7 @@ pub struct LocalVault {
 
 impl LocalVault {
     pub fn new(engine: Engine, audit: AuditLog, metrics: Arc<Metrics>, clock: Clock) -> LocalVault {
-        LocalVault {
-            engine,
-            audit,
-            metrics,
-            clock,
-        }
+        LocalVault { engine, audit, metrics, clock }
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -86,27 +81,13 @@ impl LocalVault {
     }
 
     /// Deny by default; a refusal is audited (best effort: the call is refused either way).
-    async fn authorize(
-        &self,
-        caller: &Caller,
-        op: Op,
-        items: &[(Class, &str)],
-    ) -> Result<(), VaultError> {
-        let Some(&(class, _)) = items
-            .iter()
-            .find(|(c, _)| !policy::allowed(&caller.allow, op, *c))
-        else {
+    async fn authorize(&self, caller: &Caller, op: Op, items: &[(Class, &str)]) -> Result<(), VaultError> {
+        let Some(&(class, _)) = items.iter().find(|(c, _)| !policy::allowed(&caller.allow, op, *c)) else {
             return Ok(());
         };
-        self.metrics
-            .vault_operations
-            .with_label_values(&[op.name(), class.name(), "denied"])
-            .inc();
+        self.metrics.vault_operations.with_label_values(&[op.name(), class.name(), "denied"]).inc();
         if matches!(op, Op::Detokenize) {
-            self.metrics
-                .detokenize
-                .with_label_values(&[&caller.name, class.name(), "denied"])
-                .inc();
+            self.metrics.detokenize.with_label_values(&[&caller.name, class.name(), "denied"]).inc();
         }
         let event = Event {
             caller: caller.name.clone(),
@@ -115,11 +96,7 @@ impl LocalVault {
             purpose: None,
             items: items
                 .iter()
-                .map(|(c, _)| Item {
-                    class: c.name().into(),
-                    token_fp: String::new(),
-                    result: "denied".into(),
-                })
+                .map(|(c, _)| Item { class: c.name().into(), token_fp: String::new(), result: "denied".into() })
                 .collect(),
         };
         if self.audit.append(event, (self.clock)()).await.is_err() {
@@ -165,30 +142,18 @@ impl LocalVault {
             items: audited,
         };
         // Fail closed: no value leaves unless its reveal is on disk in the audit log.
-        self.audit
-            .append(event, (self.clock)())
-            .await
-            .map_err(|_| VaultError::AuditUnavailable)?;
+        self.audit.append(event, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
         for ((class, _), r) in items.iter().zip(&out) {
             let outcome = match r {
                 Ok(_) => "ok",
                 Err(m) => m.code(),
             };
-            self.metrics
-                .vault_operations
-                .with_label_values(&[op.name(), class.name(), outcome])
-                .inc();
+            self.metrics.vault_operations.with_label_values(&[op.name(), class.name(), outcome]).inc();
             if matches!(op, Op::Detokenize) {
-                self.metrics
-                    .detokenize
-                    .with_label_values(&[&caller.name, class.name(), outcome])
-                    .inc();
+                self.metrics.detokenize.with_label_values(&[&caller.name, class.name(), outcome]).inc();
             }
         }
-        self.metrics
-            .vault_operation_duration
-            .with_label_values(&[op.name()])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.vault_operation_duration.with_label_values(&[op.name()]).observe(started.elapsed().as_secs_f64());
         Ok(out)
     }
 }
@@ -224,15 +189,9 @@ impl Vault for LocalVault {
             Err(_) => "error",
         };
         for (class, _) in items {
-            self.metrics
-                .vault_operations
-                .with_label_values(&["tokenize", class.name(), outcome])
-                .inc();
+            self.metrics.vault_operations.with_label_values(&["tokenize", class.name(), outcome]).inc();
         }
-        self.metrics
-            .vault_operation_duration
-            .with_label_values(&["tokenize"])
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.vault_operation_duration.with_label_values(&["tokenize"]).observe(started.elapsed().as_secs_f64());
         result.map_err(engine_error)
     }
 

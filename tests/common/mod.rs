@@ -29,22 +29,17 @@ impl Pki {
         let ca_key = rcgen::KeyPair::generate().unwrap();
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "veil test CA");
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "veil test CA");
         let ca = ca_params.self_signed(&ca_key).unwrap();
 
         let server_key = rcgen::KeyPair::generate().unwrap();
         let mut sp = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-        sp.subject_alt_names
-            .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+        sp.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
         let server = sp.signed_by(&server_key, &ca, &ca_key).unwrap();
 
         let client_key = rcgen::KeyPair::generate().unwrap();
         let mut cp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        cp.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://shop/payments".try_into().unwrap(),
-        ));
+        cp.subject_alt_names.push(rcgen::SanType::URI("spiffe://shop/payments".try_into().unwrap()));
         let client = cp.signed_by(&client_key, &ca, &ca_key).unwrap();
 
         std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
@@ -67,9 +62,7 @@ pub fn sha256_hex(s: &str) -> String {
 /// Config text for a vault in `dir`; `tls` adds [vault.tls] with client-certificate verification.
 pub fn config_text(dir: &Path, tls: bool, audit_log: Option<&str>) -> String {
     let d = dir.display();
-    let audit = audit_log
-        .map(str::to_owned)
-        .unwrap_or_else(|| format!("{d}/audit.jsonl"));
+    let audit = audit_log.map(str::to_owned).unwrap_or_else(|| format!("{d}/audit.jsonl"));
     let mut text = format!(
         r#"
 [vault]
@@ -102,7 +95,9 @@ allow = ["detokenize:pan"]
         app = sha256_hex(APP_KEY),
     );
     if tls {
-        text.push_str(&format!("\n[vault.tls]\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n"));
+        text.push_str(&format!(
+            "\n[vault.tls]\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\nclient_ca = \"{d}/ca.pem\"\n"
+        ));
     }
     text
 }
@@ -125,25 +120,11 @@ impl TestVault {
         veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
         let pki = Pki::new(dir.path());
         let cfg = veil::config::parse(&config_text(dir.path(), tls, audit_log)).unwrap();
-        let running = veil::app::start(cfg, veil::vault::engine::system_clock())
-            .await
-            .unwrap();
-        let tls_cfg = tls.then(|| TlsClient {
-            ca: pki.ca_der.clone(),
-            client: None,
-        });
-        let client = Client {
-            addr: running.vault_addr,
-            tls: tls_cfg,
-            pki: Some(Arc::new(pki)),
-        };
+        let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
+        let tls_cfg = tls.then(|| TlsClient { ca: pki.ca_der.clone(), client: None });
+        let client = Client { addr: running.vault_addr, tls: tls_cfg, pki: Some(Arc::new(pki)) };
         let admin = running.admin_addr.unwrap();
-        TestVault {
-            dir,
-            running: Some(running),
-            client,
-            admin,
-        }
+        TestVault { dir, running: Some(running), client, admin }
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -165,13 +146,7 @@ pub struct TlsClient {
 
 impl Clone for TlsClient {
     fn clone(&self) -> TlsClient {
-        TlsClient {
-            ca: self.ca.clone(),
-            client: self
-                .client
-                .as_ref()
-                .map(|(c, k)| (c.clone(), k.clone_key())),
-        }
+        TlsClient { ca: self.ca.clone(), client: self.client.as_ref().map(|(c, k)| (c.clone(), k.clone_key())) }
     }
 }
 
@@ -193,58 +168,28 @@ impl Client {
     }
 
     pub fn plain(addr: SocketAddr) -> Client {
-        Client {
-            addr,
-            tls: None,
-            pki: None,
-        }
+        Client { addr, tls: None, pki: None }
     }
 
-    pub async fn post(
-        &self,
-        path: &str,
-        bearer: Option<&str>,
-        body: impl Into<Bytes>,
-    ) -> (u16, Value) {
+    pub async fn post(&self, path: &str, bearer: Option<&str>, body: impl Into<Bytes>) -> (u16, Value) {
         let (status, bytes) = self.request("POST", path, bearer, body.into()).await;
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         (status, json)
     }
 
     pub async fn post_json(&self, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-        self.post(path, Some(bearer), serde_json::to_vec(body).unwrap())
-            .await
+        self.post(path, Some(bearer), serde_json::to_vec(body).unwrap()).await
     }
 
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        bearer: Option<&str>,
-        body: Bytes,
-    ) -> (u16, Bytes) {
+    pub async fn request(&self, method: &str, path: &str, bearer: Option<&str>, body: Bytes) -> (u16, Bytes) {
         self.try_request(method, path, bearer, body).await.unwrap()
     }
 
     /// Like `post_json`, but a refused or broken connection is an `Err`, not a panic.
-    pub async fn try_post_json(
-        &self,
-        path: &str,
-        bearer: &str,
-        body: &Value,
-    ) -> Result<(u16, Value), String> {
-        let (status, bytes) = self
-            .try_request(
-                "POST",
-                path,
-                Some(bearer),
-                serde_json::to_vec(body).unwrap().into(),
-            )
-            .await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
+    pub async fn try_post_json(&self, path: &str, bearer: &str, body: &Value) -> Result<(u16, Value), String> {
+        let (status, bytes) =
+            self.try_request("POST", path, Some(bearer), serde_json::to_vec(body).unwrap().into()).await?;
+        Ok((status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
     }
 
     pub async fn try_request(
@@ -254,9 +199,7 @@ impl Client {
         bearer: Option<&str>,
         body: Bytes,
     ) -> Result<(u16, Bytes), String> {
-        let tcp = tokio::net::TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let tcp = tokio::net::TcpStream::connect(self.addr).await.map_err(|e| e.to_string())?;
         let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
@@ -273,9 +216,7 @@ impl Client {
                 roots.add(t.ca.clone()).unwrap();
                 let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
                 let mut cfg = match &t.client {
-                    Some((cert, key)) => builder
-                        .with_client_auth_cert(vec![cert.clone()], key.clone_key())
-                        .unwrap(),
+                    Some((cert, key)) => builder.with_client_auth_cert(vec![cert.clone()], key.clone_key()).unwrap(),
                     None => builder.with_no_client_auth(),
                 };
                 cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -294,18 +235,11 @@ async fn send<T>(io: T, req: hyper::Request<Full<Bytes>>) -> Result<(u16, Bytes)
 where
     T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, body))
 }
 
@@ -342,13 +276,7 @@ pub async fn spawn_veil(config: &Path) -> (tokio::process::Child, SocketAddr) {
     let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if line.contains("vault API listening") {
-                let addr = line
-                    .split("addr=")
-                    .nth(1)
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap();
+                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
                 return addr.parse::<SocketAddr>().unwrap();
             }
         }
@@ -363,11 +291,7 @@ pub async fn spawn_veil(config: &Path) -> (tokio::process::Child, SocketAddr) {
 
 /// Plain-HTTP GET (admin listener).
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let c = Client {
-        addr,
-        tls: None,
-        pki: None,
-    };
+    let c = Client { addr, tls: None, pki: None };
     let (s, b) = c.request("GET", path, None, Bytes::new()).await;
     (s, String::from_utf8_lossy(&b).into_owned())
 }

@@ -1,0 +1,72 @@
+//! Body rewriting: find the configured fields (and detected values) of a request, then apply edits.
+//!
+//! Every body format works in two passes around one vault batch:
+//! 1. `Doc::parse(body)` then `doc.find(selectors, detect)` lists every [`Found`] value, in a stable order:
+//!    first each selector's matches (`Origin::Field(i)` for the route's i-th field), then values found by
+//!    detection (`Origin::Detected(class)`) in every *other* string of the body;
+//! 2. the proxy decides one [`Edit`] per found value (tokenise through the vault, mask, encrypt, drop…) and
+//!    `doc.apply(&edits)` writes the new body: the same format and shape, only those values changed.
+//! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded.
+
+pub mod form;
+pub mod json;
+pub mod multipart;
+pub mod select;
+pub mod text;
+pub mod xml;
+
+use crate::vault::class::Class;
+
+/// Where a found value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Matched the route's `fields[i]` selector.
+    Field(usize),
+    /// Found by detection in a string no selector matched.
+    Detected(Class),
+}
+
+/// One value in the body that the proxy must decide about.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Found {
+    pub origin: Origin,
+    /// The value as the application would see it (decoded: JSON unescaped, URL-decoded, XML entities resolved).
+    pub value: String,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+/// What to do with one found value.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Edit {
+    Keep,
+    /// Put this (decoded) value in its place; the format re-encodes it.
+    Replace(String),
+    /// Remove the field (JSON member or array element, form pair, multipart part, XML element).
+    Remove,
+}
+
+impl std::fmt::Debug for Edit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Edit::Keep => "Keep",
+            Edit::Replace(_) => "Replace(<redacted>)",
+            Edit::Remove => "Remove",
+        })
+    }
+}
+
+/// Why a body could not be rewritten. Messages are fixed sentences: never body content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    #[error("malformed body: {0}")]
+    Malformed(&'static str),
+    #[error("unsupported body: {0}")]
+    Unsupported(&'static str),
+    #[error("edits do not match the values found")]
+    EditCount,
+}
