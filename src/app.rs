@@ -12,9 +12,11 @@ use crate::admin::{self, AdminState};
 use crate::config::{Config, StoreUrl};
 use crate::crypto::{KeySet, Keyring};
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::server::{self, Limits};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
+use crate::tls::ReloadableCert;
 use crate::vault::api::{self, ApiState};
 use crate::vault::audit::AuditLog;
 use crate::vault::auth::Callers;
@@ -42,13 +44,23 @@ pub enum StartError {
 
 /// A started veil: the addresses it listens on, and a handle to stop it.
 pub struct Running {
+    pub proxy_addr: Option<SocketAddr>,
     pub vault_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    proxy_cert: Option<Arc<ReloadableCert>>,
 }
 
 impl Running {
+    /// Re-reads the proxy's certificate files (SIGHUP); the old certificate stays on error.
+    pub fn reload_certificates(&self) -> Result<(), crate::tls::TlsError> {
+        match &self.proxy_cert {
+            Some(c) => c.reload(),
+            None => Ok(()),
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish, and returns when every listener has drained.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -73,11 +85,11 @@ pub fn load_keys(cfg: &Config) -> Result<KeySet, StartError> {
 
 /// Starts the vault API and admin listeners; returns once they are bound.
 pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
-    let keys = load_keys(&cfg)?;
+    let keys = Arc::new(load_keys(&cfg)?);
     let audit = AuditLog::open(&cfg.vault.audit_log, keys.audit.clone())?;
     let store = open_store(&cfg).await?;
     let metrics = Arc::new(Metrics::new()?);
-    let engine = Engine::new(keys, store, cfg.formats, clock.clone());
+    let engine = Engine::new(keys.clone(), store, cfg.formats, clock.clone());
     let vault = Arc::new(LocalVault::new(engine, audit, metrics.clone(), clock.clone()));
 
     let (stop, stopped) = watch::channel(false);
@@ -108,6 +120,39 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
     )));
     tracing::info!(addr = %vault_addr, tls = cfg.vault.tls.is_some(), "vault API listening");
 
+    let mut proxy_addr = None;
+    let mut proxy_cert = None;
+    if let Some(pc) = &cfg.proxy {
+        let cert = match &pc.tls {
+            Some((c, k)) => Some(ReloadableCert::load(c, k)?),
+            None => None,
+        };
+        let tls = cert.as_ref().map(|c| TlsAcceptor::from(c.server_config()));
+        let dyn_vault: Arc<dyn Vault> = vault.clone();
+        let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), dyn_vault, keys.clone(), metrics.clone())?);
+        let listener = bind(pc.listen).await?;
+        proxy_addr = Some(local_addr(&listener, pc.listen)?);
+        let limits = Limits {
+            handshake_timeout: pc.handshake_timeout,
+            header_timeout: pc.header_timeout,
+            max_connections: pc.max_connections,
+            max_header_bytes: pc.max_header_bytes,
+            ..Limits::default()
+        };
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            tls,
+            limits,
+            move |conn: server::ConnInfo| {
+                let proxy = proxy.clone();
+                move |req| proxy.clone().handle(conn.peer, req)
+            },
+            stopped.clone(),
+        )));
+        tracing::info!(addr = ?proxy_addr, tls = cert.is_some(), routes = cfg.routes.len(), "proxy listening");
+        proxy_cert = cert;
+    }
+
     let mut admin_addr = None;
     if let Some(a) = &cfg.admin {
         let listener = bind(a.listen).await?;
@@ -126,7 +171,7 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         )));
         tracing::info!(addr = ?admin_addr, "admin listening");
     }
-    Ok(Running { vault_addr, admin_addr, stop, tasks })
+    Ok(Running { proxy_addr, vault_addr, admin_addr, stop, tasks, proxy_cert })
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
@@ -140,23 +185,27 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartErro
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
 pub async fn run(cfg: Config) -> Result<(), StartError> {
     let running = start(cfg, engine::system_clock()).await?;
-    wait_for_signal().await;
+    wait_for_signal(&running).await;
     tracing::info!("shutting down: finishing in-flight requests");
     running.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the proxy certificate meanwhile.
+async fn wait_for_signal(running: &Running) {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+    let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            _ = hup.recv() => match running.reload_certificates() {
+                Ok(()) => tracing::info!("certificate reloaded"),
+                Err(e) => tracing::error!(error = %e, "certificate reload failed; keeping the old one"),
+            },
         }
     }
 }

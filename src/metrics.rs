@@ -7,6 +7,11 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub fields: IntCounterVec,
+    pub detected: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
     pub vault_operations: IntCounterVec,
     pub vault_operation_duration: HistogramVec,
     pub detokenize: IntCounterVec,
@@ -15,6 +20,31 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("veil_requests_total", "Proxied requests, by route and response status."),
+            &["route", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("veil_request_duration_seconds", "Time to answer a proxied request.")
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["route"],
+        )?;
+        let fields = IntCounterVec::new(
+            Opts::new("veil_fields_total", "Fields handled by route rules, by route, class and action."),
+            &["route", "class", "action"],
+        )?;
+        let detected = IntCounterVec::new(
+            Opts::new("veil_detected_total", "Values found by detection, by route and class."),
+            &["route", "class"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new("veil_upstream_errors_total", "Upstream failures, by route and kind."),
+            &["route", "kind"],
+        )?;
+        for c in [&requests, &fields, &detected, &upstream_errors] {
+            registry.register(Box::new(c.clone()))?;
+        }
+        registry.register(Box::new(request_duration.clone()))?;
         let vault_operations = IntCounterVec::new(
             Opts::new("veil_vault_operations_total", "Vault items processed, by operation, class and outcome."),
             &["op", "class", "outcome"],
@@ -31,7 +61,17 @@ impl Metrics {
         registry.register(Box::new(vault_operations.clone()))?;
         registry.register(Box::new(vault_operation_duration.clone()))?;
         registry.register(Box::new(detokenize.clone()))?;
-        Ok(Metrics { registry, vault_operations, vault_operation_duration, detokenize })
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            fields,
+            detected,
+            upstream_errors,
+            vault_operations,
+            vault_operation_duration,
+            detokenize,
+        })
     }
 
     /// The text exposition of every metric.

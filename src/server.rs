@@ -16,6 +16,23 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+/// Connections beyond the limit that still get a 503 answer (the rest are closed at once).
+const SHED_CONNECTIONS: usize = 64;
+
+/// A client connection, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// The answer on a connection over the limit.
+fn overloaded() -> Response<http_body_util::Full<bytes::Bytes>> {
+    let body = r#"{"error":{"code":"overloaded","message":"too many connections; try again"}}"#;
+    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+    resp
+}
+
 /// Limits that every listener applies.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -23,6 +40,8 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub max_connections: usize,
     pub drain_timeout: Duration,
+    /// Largest request head (HTTP/1.1 buffer, h2 header list); hyper answers 431 beyond it.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +51,7 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(10),
             max_connections: 4096,
             drain_timeout: Duration::from_secs(30),
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -61,11 +81,20 @@ pub async fn serve<F, S, Fut, B>(
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's header timeout is silently off without a timer.
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_header_list_size(limits.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let shed_slots = Arc::new(Semaphore::new(SHED_CONNECTIONS));
     let make_service = Arc::new(make_service);
 
     loop {
@@ -81,11 +110,16 @@ pub async fn serve<F, S, Fut, B>(
                 continue;
             }
         };
-        // Shed load beyond the connection limit rather than queue it.
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!("connection limit reached; closing new connection");
-            drop(stream);
-            continue;
+        // Beyond the connection limit, answer 503 (a bounded number of times) rather than queue.
+        let (permit, shedding) = match slots.clone().try_acquire_owned() {
+            Ok(p) => (p, false),
+            Err(_) => match shed_slots.clone().try_acquire_owned() {
+                Ok(p) => (p, true),
+                Err(_) => {
+                    tracing::warn!("connection limit reached; closing new connection");
+                    continue;
+                }
+            },
         };
         let _ = stream.set_nodelay(true);
         let (tls, builder, make_service) = (tls.clone(), builder.clone(), make_service.clone());
@@ -93,35 +127,34 @@ pub async fn serve<F, S, Fut, B>(
         let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
-            match tls {
-                Some(acceptor) => {
-                    let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let ids =
-                        stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(crate::tls::identities);
-                    let info = ConnInfo { peer, tls_identities: Arc::new(ids.unwrap_or_default()) };
-                    let svc = make_service(info);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service_fn(svc));
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let (io, ids): (Box<dyn Io>, Vec<String>) = match tls {
+                None => (Box::new(stream), Vec::new()),
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => {
+                        let ids = s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(crate::tls::identities);
+                        (Box::new(s), ids.unwrap_or_default())
                     }
-                }
-                None => {
-                    let svc = make_service(ConnInfo { peer, tls_identities: Arc::new(Vec::new()) });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service_fn(svc));
-                    if let Err(e) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
                     }
-                }
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            let io = TokioIo::new(io);
+            let result = if shedding {
+                let conn = builder
+                    .serve_connection(io, service_fn(|_req| async { Ok::<_, std::convert::Infallible>(overloaded()) }));
+                watcher.watch(conn.into_owned()).await
+            } else {
+                let svc = make_service(ConnInfo { peer, tls_identities: Arc::new(ids) });
+                watcher.watch(builder.serve_connection(io, service_fn(svc)).into_owned()).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }

@@ -106,3 +106,53 @@ mod tests {
         assert!(err.to_string().contains("/nonexistent/c.pem"));
     }
 }
+
+/// A server certificate that can be swapped without a restart (`veil` reloads it on SIGHUP).
+#[derive(Debug)]
+pub struct ReloadableCert {
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+    current: std::sync::RwLock<Arc<rustls::sign::CertifiedKey>>,
+}
+
+impl ReloadableCert {
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<ReloadableCert>, TlsError> {
+        let current = std::sync::RwLock::new(certified_key(cert, key)?);
+        Ok(Arc::new(ReloadableCert { cert: cert.to_path_buf(), key: key.to_path_buf(), current }))
+    }
+
+    /// Reads the files again; on error the old certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = certified_key(&self.cert, &self.key)?;
+        match self.current.write() {
+            Ok(mut guard) => *guard = fresh,
+            Err(poisoned) => *poisoned.into_inner() = fresh,
+        }
+        Ok(())
+    }
+
+    /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate.
+    pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
+        let mut config = ServerConfig::builder().with_no_client_auth().with_cert_resolver(self.clone());
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        match self.current.read() {
+            Ok(g) => Some(g.clone()),
+            Err(poisoned) => Some(poisoned.into_inner().clone()),
+        }
+    }
+}
+
+fn certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
+    let certs = load_certs(cert)?;
+    let key_der = load_key(key)?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing =
+        provider.key_provider.load_private_key(key_der).map_err(|_| file_err(key, "unsupported private key"))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(certs, signing)))
+}

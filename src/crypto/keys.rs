@@ -146,6 +146,7 @@ impl Keyring {
 pub struct KeySet {
     current: u32,
     sealers: HashMap<(String, u32), Sealer>,
+    blob_sealers: HashMap<(String, u32), Sealer>,
     value_fp: HashMap<String, Fingerprinter>,
     /// Fingerprints tokens and subjects in audit lines.
     pub audit: Fingerprinter,
@@ -158,18 +159,21 @@ impl KeySet {
         let empty = || KeyError::Empty { path: "keyring".into() };
         let first = ring.versions().next().ok_or_else(empty)?;
         let mut sealers = HashMap::new();
+        let mut blob_sealers = HashMap::new();
         let mut value_fp = HashMap::new();
         for class in classes {
             for v in ring.versions() {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
                 sealers.insert(((*class).to_owned(), v), Sealer::new(k.expose()));
+                let k = ring.derive("blob", class, v).ok_or_else(empty)?;
+                blob_sealers.insert(((*class).to_owned(), v), Sealer::new(k.expose()));
             }
             let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
             value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
         }
         let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
         let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
-        Ok(KeySet { current: ring.current_version(), sealers, value_fp, audit, subject })
+        Ok(KeySet { current: ring.current_version(), sealers, blob_sealers, value_fp, audit, subject })
     }
 
     pub fn current_version(&self) -> u32 {
@@ -178,6 +182,25 @@ impl KeySet {
 
     pub fn sealer(&self, class: &str, version: u32) -> Option<&Sealer> {
         self.sealers.get(&(class.to_owned(), version))
+    }
+
+    /// The `encrypt` action: a vaultless AES-GCM-SIV blob, `veil:v<version>:<base64url(nonce ‖ ct ‖ tag)>`.
+    pub fn encrypt_blob(&self, class: &str, plaintext: &str) -> Option<String> {
+        use base64::Engine as _;
+        let v = self.current;
+        let sealed = self.blob_sealers.get(&(class.to_owned(), v))?.seal_blob(class, v, plaintext.as_bytes()).ok()?;
+        Some(format!("veil:v{v}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
+    }
+
+    /// Opens a blob made by [`KeySet::encrypt_blob`] for the same class.
+    pub fn decrypt_blob(&self, class: &str, blob: &str) -> Option<Secret<String>> {
+        use base64::Engine as _;
+        let rest = blob.strip_prefix("veil:v")?;
+        let (v, data) = rest.split_once(':')?;
+        let v: u32 = v.parse().ok()?;
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data).ok()?;
+        let plain = self.blob_sealers.get(&(class.to_owned(), v))?.open(class, "", v, &sealed).ok()?;
+        String::from_utf8(plain).ok().map(Secret::new)
     }
 
     pub fn value_fingerprint(&self, class: &str, canonical: &str) -> Option<[u8; 32]> {
@@ -225,6 +248,16 @@ mod tests {
         assert_ne!(a.expose(), ring.derive("seal", "pan", 2).unwrap().expose());
         assert!(ring.derive("seal", "pan", 3).is_none());
         assert_eq!(ring.current_version(), 2);
+    }
+
+    #[test]
+    fn blobs_round_trip_and_are_bound_to_their_class() {
+        let keys = KeySet::derive(&Keyring::from_keys([(1, [5u8; 32])]), &["pan", "text"]).unwrap();
+        let blob = keys.encrypt_blob("text", "allergic to nuts").unwrap();
+        assert!(blob.starts_with("veil:v1:") && !blob.contains("nuts"));
+        assert_eq!(keys.decrypt_blob("text", &blob).unwrap().expose(), "allergic to nuts");
+        assert!(keys.decrypt_blob("pan", &blob).is_none());
+        assert_ne!(blob, keys.encrypt_blob("text", "allergic to nuts").unwrap(), "fresh nonce");
     }
 
     #[test]

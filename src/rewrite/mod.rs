@@ -6,6 +6,7 @@
 //!    detection (`Origin::Detected(class)`) in every *other* string of the body;
 //! 2. the proxy decides one [`Edit`] per found value (tokenise through the vault, mask, encrypt, drop…) and
 //!    `doc.apply(&edits)` writes the new body: the same format and shape, only those values changed.
+//!
 //! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded.
 
 pub mod form;

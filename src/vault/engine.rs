@@ -65,7 +65,7 @@ pub fn system_clock() -> Clock {
 }
 
 pub struct Engine {
-    keys: KeySet,
+    keys: Arc<KeySet>,
     store: Arc<dyn Store>,
     formats: ClassFormats,
     clock: Clock,
@@ -81,15 +81,15 @@ struct Pending {
 }
 
 impl Engine {
-    pub fn new(keys: KeySet, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
-        Engine { keys, store, formats, clock }
+    pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
+        Engine { keys: keys.into(), store, formats, clock }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
 
-    pub fn keys(&self) -> &KeySet {
+    pub fn keys(&self) -> &Arc<KeySet> {
         &self.keys
     }
 

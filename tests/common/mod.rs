@@ -316,3 +316,118 @@ pub fn luhn_valid(digits: &str) -> bool {
         .sum();
     sum % 10 == 0
 }
+
+/// One request as the upstream app saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Seen {
+    /// Every byte the app received: request line, headers, body.
+    pub fn all_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {}\n", self.method, self.uri).into_bytes();
+        for (k, v) in &self.headers {
+            out.extend_from_slice(format!("{k}: {v}\n").as_bytes());
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// A recording upstream app on 127.0.0.1:0: stores every request, answers 200 `{"ok":true}` (or `reply`).
+#[derive(Clone)]
+pub struct App {
+    pub addr: SocketAddr,
+    pub seen: Arc<std::sync::Mutex<Vec<Seen>>>,
+}
+
+impl App {
+    pub async fn start() -> App {
+        Self::start_with(Arc::new(|_| Bytes::from_static(b"{\"ok\":true}"))).await
+    }
+
+    pub async fn start_with(reply: Arc<dyn Fn(&Seen) -> Bytes + Send + Sync>) -> App {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<std::sync::Mutex<Vec<Seen>>> = Arc::default();
+        let app = App { addr, seen: seen.clone() };
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (seen, reply) = (seen.clone(), reply.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (seen, reply) = (seen.clone(), reply.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+                            let s = Seen {
+                                method: parts.method.to_string(),
+                                uri: parts.uri.to_string(),
+                                headers: parts
+                                    .headers
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+                                    .collect(),
+                                body,
+                            };
+                            let out = reply(&s);
+                            seen.lock().unwrap().push(s);
+                            Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(out)))
+                        }
+                    });
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                });
+            }
+        });
+        app
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Sends one request over TLS with HTTP/1.1 or h2 (ALPN), or plain HTTP/1.1.
+pub async fn send_request(
+    addr: SocketAddr,
+    tls_ca: Option<&CertificateDer<'static>>,
+    h2: bool,
+    req: hyper::Request<Full<Bytes>>,
+) -> Result<(u16, http::HeaderMap, Bytes), String> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let Some(ca) = tls_ca else {
+        return send(TokioIo::new(tcp), req).await.map(|(s, b)| (s, http::HeaderMap::new(), b));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let mut cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    cfg.alpn_protocols = if h2 { vec![b"h2".to_vec()] } else { vec![b"http/1.1".to_vec()] };
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let stream = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.map_err(|e| e.to_string())?;
+    let io = TokioIo::new(stream);
+    let resp = if h2 {
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    } else {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender.send_request(req).await.map_err(|e| e.to_string())?
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, headers, body))
+}

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod proxy;
+
+pub use proxy::{Action, FieldRule, PathMatch, ProxyConfig, Route, Selector};
+
 use crate::policy::Permission;
 use crate::vault::class::{Class, ClassFormats};
 
@@ -30,6 +34,9 @@ impl ConfigError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    proxy: Option<proxy::RawProxy>,
+    #[serde(default)]
+    route: Vec<proxy::RawRoute>,
     vault: Option<RawVault>,
     admin: Option<RawAdmin>,
     #[serde(default)]
@@ -84,6 +91,8 @@ struct RawClass {
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    pub proxy: Option<ProxyConfig>,
+    pub routes: Vec<Route>,
     pub vault: VaultConfig,
     pub admin: Option<AdminConfig>,
     pub callers: Vec<CallerConfig>,
@@ -200,6 +209,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
 
+    let has_routes = !raw.route.is_empty();
+    let proxy = raw.proxy.and_then(|r| proxy::validate_proxy(r, &mut p));
+    let routes = proxy::validate_routes(raw.route, &mut p);
+    if has_routes && proxy.is_none() {
+        p("route", "routes need a valid [proxy] section".into());
+    }
+
     let admin = raw.admin.and_then(|a| addr(&a.listen, "admin.listen", &mut p).map(|listen| AdminConfig { listen }));
 
     let mut callers = Vec::new();
@@ -253,7 +269,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     match (vault, problems.is_empty()) {
-        (Some(vault), true) => Ok(Config { vault, admin, callers, formats }),
+        (Some(vault), true) => Ok(Config { proxy, routes, vault, admin, callers, formats }),
         _ => Err(ConfigError { problems }),
     }
 }
@@ -308,7 +324,7 @@ audit_log = "data/audit.jsonl"
 
     #[test]
     fn shipped_config_is_valid() {
-        let cfg = parse(include_str!("../config/veil.toml")).unwrap();
+        let cfg = parse(include_str!("../../config/veil.toml")).unwrap();
         assert!(!cfg.callers.is_empty());
     }
 

@@ -1,0 +1,390 @@
+//! The `[proxy]` section and `[[route]]`s: raw TOML shapes and their validation into typed, compiled values.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::{HeaderName, Method, Uri};
+use serde::Deserialize;
+
+use crate::rewrite::select::JsonPath;
+use crate::rewrite::xml::XmlPath;
+use crate::vault::class::Class;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    listen: String,
+    upstream: String,
+    max_body_bytes: Option<u64>,
+    max_header_bytes: Option<u64>,
+    max_connections: Option<u64>,
+    handshake_timeout: Option<String>,
+    header_timeout: Option<String>,
+    body_timeout: Option<String>,
+    upstream_timeout: Option<String>,
+    vault_timeout: Option<String>,
+    tls: Option<RawProxyTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxyTls {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSelector {
+    json: Option<String>,
+    form: Option<String>,
+    multipart: Option<String>,
+    xml: Option<String>,
+    header: Option<String>,
+    query: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawField {
+    #[serde(flatten)]
+    selector: RawSelector,
+    class: Option<String>,
+    action: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    methods: Vec<String>,
+    path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    name: String,
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    fields: Vec<RawField>,
+    #[serde(default)]
+    detect: Vec<String>,
+    subject: Option<RawSelector>,
+    mode: Option<String>,
+}
+
+/// The ingress proxy: where it listens, the one app it forwards to, and its limits.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub upstream: Uri,
+    pub max_body_bytes: usize,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub vault_timeout: Duration,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Where a field is found in a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Json(JsonPath),
+    Form(String),
+    Multipart(String),
+    Xml(XmlPath),
+    Header(HeaderName),
+    Query(String),
+}
+
+/// What happens to a selected field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Tokenize,
+    Encrypt,
+    Mask,
+    Drop,
+    Reject,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Tokenize => "tokenize",
+            Action::Encrypt => "encrypt",
+            Action::Mask => "mask",
+            Action::Drop => "drop",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FieldRule {
+    pub selector: Selector,
+    /// Required for tokenize, encrypt and mask; optional (labels metrics) for drop and reject.
+    pub class: Option<Class>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            PathMatch::Exact(p) => path == p,
+            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Empty: any method.
+    pub methods: Vec<Method>,
+    pub path: PathMatch,
+    pub fields: Vec<FieldRule>,
+    pub detect: Vec<Class>,
+    pub subject: Option<Selector>,
+    /// `mode = "observe"`: forward unchanged, only count.
+    pub observe: bool,
+}
+
+impl Route {
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method)) && self.path.matches(path)
+    }
+}
+
+/// Parses `"250ms"`, `"10s"`, `"2m"`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("expected a duration like \"500ms\", \"10s\" or \"2m\", got {s:?}");
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).ok_or_else(bad)?;
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(bad()),
+    }
+}
+
+type Problems<'a> = dyn FnMut(&str, String) + 'a;
+
+fn dur(v: &Option<String>, default: Duration, path: &str, p: &mut Problems<'_>) -> Duration {
+    match v.as_deref().map(duration) {
+        None => default,
+        Some(Ok(d)) if d > Duration::ZERO && d <= Duration::from_secs(3600) => d,
+        Some(Ok(_)) => {
+            p(path, "must be between 1ms and 1h".into());
+            default
+        }
+        Some(Err(e)) => {
+            p(path, e);
+            default
+        }
+    }
+}
+
+fn num(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &mut Problems<'_>) -> usize {
+    match v {
+        None => default,
+        Some(v) if (min..=max).contains(&v) => v as usize,
+        Some(v) => {
+            p(path, format!("{v} is outside {min}..={max}"));
+            default
+        }
+    }
+}
+
+pub(super) fn validate_proxy(raw: RawProxy, p: &mut Problems<'_>) -> Option<ProxyConfig> {
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            p("proxy.listen", format!("expected an ip:port socket address, got {:?}", raw.listen));
+            None
+        }
+    };
+    let upstream = match raw.upstream.parse::<Uri>() {
+        Ok(u)
+            if matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some()
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none() =>
+        {
+            Some(u)
+        }
+        _ => {
+            p("proxy.upstream", "expected http://host:port or https://host:port (no path)".into());
+            None
+        }
+    };
+    let cfg = ProxyConfig {
+        listen: listen?,
+        upstream: upstream?,
+        max_body_bytes: num(raw.max_body_bytes, 1 << 20, 1024, 1 << 30, "proxy.max_body_bytes", p),
+        max_header_bytes: num(raw.max_header_bytes, 16 * 1024, 8192, 1 << 20, "proxy.max_header_bytes", p),
+        max_connections: num(raw.max_connections, 4096, 1, 1_000_000, "proxy.max_connections", p),
+        handshake_timeout: dur(&raw.handshake_timeout, Duration::from_secs(10), "proxy.handshake_timeout", p),
+        header_timeout: dur(&raw.header_timeout, Duration::from_secs(10), "proxy.header_timeout", p),
+        body_timeout: dur(&raw.body_timeout, Duration::from_secs(30), "proxy.body_timeout", p),
+        upstream_timeout: dur(&raw.upstream_timeout, Duration::from_secs(30), "proxy.upstream_timeout", p),
+        vault_timeout: dur(&raw.vault_timeout, Duration::from_secs(5), "proxy.vault_timeout", p),
+        tls: raw.tls.map(|t| (t.cert, t.key)),
+    };
+    Some(cfg)
+}
+
+fn selector(raw: &RawSelector, at: &str, p: &mut Problems<'_>) -> Option<Selector> {
+    let given: Vec<(&str, &String)> = [
+        ("json", &raw.json),
+        ("form", &raw.form),
+        ("multipart", &raw.multipart),
+        ("xml", &raw.xml),
+        ("header", &raw.header),
+        ("query", &raw.query),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
+    .collect();
+    let [(kind, value)] = given.as_slice() else {
+        p(at, "name exactly one selector: json, form, multipart, xml, header or query".into());
+        return None;
+    };
+    let at = format!("{at}.{kind}");
+    let empty = |p: &mut Problems<'_>| {
+        p(&at, "must not be empty".into());
+        None
+    };
+    if value.is_empty() {
+        return empty(p);
+    }
+    let result = match *kind {
+        "json" => value.parse::<JsonPath>().map(Selector::Json),
+        "xml" => value.parse::<XmlPath>().map(Selector::Xml),
+        "header" => HeaderName::from_bytes(value.as_bytes())
+            .map(Selector::Header)
+            .map_err(|_| "not a valid header name".to_owned()),
+        "form" => Ok(Selector::Form((*value).clone())),
+        "multipart" => Ok(Selector::Multipart((*value).clone())),
+        _ => Ok(Selector::Query((*value).clone())),
+    };
+    result.map_err(|e| p(&at, e)).ok()
+}
+
+pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<Route> {
+    let mut routes: Vec<Route> = Vec::new();
+    for (i, r) in raw.into_iter().enumerate() {
+        let at = format!("route[{i}]");
+        if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
+        }
+        if routes.iter().any(|o| o.name == r.name) {
+            p(&format!("{at}.name"), "duplicate route name".into());
+        }
+        let mut methods = Vec::new();
+        for (j, m) in r.matcher.methods.iter().enumerate() {
+            match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => methods.push(m),
+                Err(_) => p(&format!("{at}.match.methods[{j}]"), "not an HTTP method".into()),
+            }
+        }
+        let path = &r.matcher.path;
+        let path = if !path.starts_with('/') {
+            p(&format!("{at}.match.path"), "must start with '/'".into());
+            PathMatch::Exact(path.clone())
+        } else if let Some(prefix) = path.strip_suffix('*') {
+            PathMatch::Prefix(prefix.to_owned())
+        } else if path.contains('*') {
+            p(&format!("{at}.match.path"), "'*' is allowed only at the end (prefix match)".into());
+            PathMatch::Exact(path.clone())
+        } else {
+            PathMatch::Exact(path.clone())
+        };
+        let mut fields = Vec::new();
+        for (j, f) in r.fields.iter().enumerate() {
+            let fat = format!("{at}.fields[{j}]");
+            let sel = selector(&f.selector, &fat, p);
+            let action = match f.action.as_deref().unwrap_or("tokenize") {
+                "tokenize" => Action::Tokenize,
+                "encrypt" => Action::Encrypt,
+                "mask" => Action::Mask,
+                "drop" => Action::Drop,
+                "reject" => Action::Reject,
+                _ => {
+                    p(&format!("{fat}.action"), "expected tokenize, encrypt, mask, drop or reject".into());
+                    Action::Tokenize
+                }
+            };
+            let class = match f.class.as_deref().map(str::parse::<Class>) {
+                Some(Ok(c)) => Some(c),
+                Some(Err(e)) => {
+                    p(&format!("{fat}.class"), e);
+                    None
+                }
+                None => {
+                    if matches!(action, Action::Tokenize | Action::Encrypt | Action::Mask) {
+                        p(&format!("{fat}.class"), format!("required for action {}", action.name()));
+                    }
+                    None
+                }
+            };
+            if let Some(selector) = sel {
+                fields.push(FieldRule { selector, class, action });
+            }
+        }
+        let mut detect = Vec::new();
+        for (j, d) in r.detect.iter().enumerate() {
+            match d.parse::<Class>() {
+                Ok(c @ (Class::Pan | Class::Iban | Class::Email | Class::Phone)) => detect.push(c),
+                Ok(_) => p(&format!("{at}.detect[{j}]"), "detection covers pan, iban, email and phone".into()),
+                Err(e) => p(&format!("{at}.detect[{j}]"), e),
+            }
+        }
+        let subject = r.subject.as_ref().and_then(|s| selector(s, &format!("{at}.subject"), p));
+        let observe = match r.mode.as_deref() {
+            None | Some("enforce") => false,
+            Some("observe") => true,
+            Some(_) => {
+                p(&format!("{at}.mode"), "expected \"enforce\" or \"observe\"".into());
+                false
+            }
+        };
+        routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe });
+    }
+    routes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
+        for bad in ["", "s", "10", "1h", "-1s", "1.5s"] {
+            assert!(duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn path_matching() {
+        assert!(PathMatch::Exact("/checkout".into()).matches("/checkout"));
+        assert!(!PathMatch::Exact("/checkout".into()).matches("/checkout/x"));
+        assert!(PathMatch::Prefix("/api/".into()).matches("/api/orders"));
+        assert!(!PathMatch::Prefix("/api/".into()).matches("/apix"));
+    }
+}

@@ -1,0 +1,128 @@
+//! Which body format a request carries, and one parsed document over the format modules in `rewrite`.
+
+use http::HeaderMap;
+
+use crate::config::Selector;
+use crate::rewrite::form::FormDoc;
+use crate::rewrite::json::JsonDoc;
+use crate::rewrite::multipart::{self, MultipartDoc};
+use crate::rewrite::text::TextDoc;
+use crate::rewrite::xml::XmlDoc;
+use crate::rewrite::{Edit, Found, RewriteError};
+use crate::vault::class::Class;
+
+/// The body formats veil can rewrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Json,
+    Form,
+    Multipart(String),
+    Xml,
+    Text,
+    /// Anything else: can be forwarded, never inspected.
+    Other(String),
+}
+
+impl Kind {
+    pub fn of(headers: &HeaderMap) -> Kind {
+        let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Kind::Json,
+            e if e.starts_with("application/") && e.ends_with("+json") => Kind::Json,
+            "application/x-www-form-urlencoded" => Kind::Form,
+            "multipart/form-data" => match multipart::boundary(ct) {
+                Some(b) => Kind::Multipart(b),
+                None => Kind::Other(essence),
+            },
+            "application/xml" | "text/xml" | "application/soap+xml" => Kind::Xml,
+            e if e.starts_with("application/") && e.ends_with("+xml") => Kind::Xml,
+            e if e.starts_with("text/") => Kind::Text,
+            _ => Kind::Other(essence),
+        }
+    }
+
+    /// Does a selector address fields of this body format?
+    pub fn selects(&self, selector: &Selector) -> bool {
+        matches!(
+            (self, selector),
+            (Kind::Json, Selector::Json(_))
+                | (Kind::Form, Selector::Form(_))
+                | (Kind::Multipart(_), Selector::Multipart(_))
+                | (Kind::Xml, Selector::Xml(_))
+        )
+    }
+
+    /// Can detection scan this format?
+    pub fn scannable(&self) -> bool {
+        !matches!(self, Kind::Other(_))
+    }
+}
+
+/// Is this a selector of the body (as opposed to a header or query parameter)?
+pub fn is_body_selector(s: &Selector) -> bool {
+    !matches!(s, Selector::Header(_) | Selector::Query(_))
+}
+
+/// A parsed body of one format.
+pub enum Doc {
+    Json(JsonDoc),
+    Form(FormDoc),
+    Multipart(MultipartDoc),
+    Xml(XmlDoc),
+    Text(TextDoc),
+}
+
+impl Doc {
+    pub fn parse(kind: &Kind, body: &[u8]) -> Result<Doc, RewriteError> {
+        Ok(match kind {
+            Kind::Json => Doc::Json(JsonDoc::parse(body)?),
+            Kind::Form => Doc::Form(FormDoc::parse(body)?),
+            Kind::Multipart(b) => Doc::Multipart(MultipartDoc::parse(body, b)?),
+            Kind::Xml => Doc::Xml(XmlDoc::parse(body)?),
+            Kind::Text => Doc::Text(TextDoc::parse(body)?),
+            Kind::Other(_) => return Err(RewriteError::Unsupported("this content type cannot be inspected")),
+        })
+    }
+
+    /// Values at `selectors` (all of this body's format), then detected values elsewhere.
+    pub fn find(&mut self, selectors: &[&Selector], detect: &[Class]) -> Result<Vec<Found>, RewriteError> {
+        Ok(match self {
+            Doc::Json(d) => {
+                let paths: Vec<_> =
+                    selectors.iter().filter_map(|s| if let Selector::Json(p) = s { Some(p) } else { None }).collect();
+                d.find(&paths, detect)
+            }
+            Doc::Form(d) => {
+                let names: Vec<&str> = selectors
+                    .iter()
+                    .filter_map(|s| if let Selector::Form(n) = s { Some(n.as_str()) } else { None })
+                    .collect();
+                d.find(&names, detect)
+            }
+            Doc::Multipart(d) => {
+                let names: Vec<&str> = selectors
+                    .iter()
+                    .filter_map(|s| if let Selector::Multipart(n) = s { Some(n.as_str()) } else { None })
+                    .collect();
+                d.find(&names, detect)?
+            }
+            Doc::Xml(d) => {
+                let paths: Vec<_> =
+                    selectors.iter().filter_map(|s| if let Selector::Xml(p) = s { Some(p) } else { None }).collect();
+                d.find(&paths, detect)
+            }
+            Doc::Text(d) => d.find(detect),
+        })
+    }
+
+    pub fn apply(self, edits: &[Edit]) -> Result<Vec<u8>, RewriteError> {
+        match self {
+            Doc::Json(d) => d.apply(edits),
+            Doc::Form(d) => d.apply(edits),
+            Doc::Multipart(d) => d.apply(edits),
+            Doc::Xml(d) => d.apply(edits),
+            Doc::Text(d) => d.apply(edits),
+        }
+    }
+}

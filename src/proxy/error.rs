@@ -1,0 +1,80 @@
+//! Everything that stops a proxied request, and the one function that turns it into the spec's JSON error.
+
+use bytes::Bytes;
+use http::{header, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::json;
+
+use super::ProxyBody;
+use crate::rewrite::RewriteError;
+
+/// Why a request was not forwarded (fail closed) or the upstream failed. Never holds a value.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("request rejected: {0}")]
+    BadRequest(&'static str),
+    #[error("request body could not be processed: {0}")]
+    Malformed(RewriteError),
+    #[error("request body is larger than {0} bytes")]
+    BodyTooLarge(usize),
+    #[error("request body did not arrive in time")]
+    BodyTimeout,
+    #[error("content type {0} cannot be inspected for this route's fields")]
+    UnsupportedMediaType(String),
+    #[error("content encoding {0} cannot be inspected; send the body unencoded")]
+    UnsupportedEncoding(String),
+    #[error("field {field} holds a value that is not a valid {class}")]
+    InvalidValue { field: String, class: &'static str },
+    #[error("field {0} is not accepted on this route")]
+    Rejected(String),
+    #[error("the vault is unavailable; the request was not forwarded")]
+    VaultUnavailable,
+    #[error("too many connections; try again")]
+    Overloaded,
+    #[error("the upstream application is unavailable")]
+    UpstreamUnavailable,
+    #[error("the upstream application did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal proxy error")]
+    Internal,
+}
+
+impl ProxyError {
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
+            ProxyError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            ProxyError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ProxyError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ProxyError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+            ProxyError::InvalidValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
+            ProxyError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "field_rejected"),
+            ProxyError::VaultUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "vault_unavailable"),
+            ProxyError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            ProxyError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+            ProxyError::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            ProxyError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The `kind` label of `veil_upstream_errors_total`, for upstream failures.
+    pub fn upstream_kind(&self) -> Option<&'static str> {
+        match self {
+            ProxyError::UpstreamUnavailable => Some("unavailable"),
+            ProxyError::UpstreamTimeout => Some("timeout"),
+            _ => None,
+        }
+    }
+}
+
+/// The one place a proxy error becomes a response: `{"error":{"code","message"}}`.
+pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    let (status, code) = err.status_and_code();
+    let body = json!({"error": {"code": code, "message": err.to_string()}}).to_string();
+    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    resp
+}
