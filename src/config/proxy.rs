@@ -197,18 +197,7 @@ fn dur(v: &Option<String>, default: Duration, path: &str, p: &mut Problems<'_>) 
     }
 }
 
-fn num(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &mut Problems<'_>) -> usize {
-    match v {
-        None => default,
-        Some(v) if (min..=max).contains(&v) => v as usize,
-        Some(v) => {
-            p(path, format!("{v} is outside {min}..={max}"));
-            default
-        }
-    }
-}
-
-pub(super) fn validate_proxy(raw: RawProxy, p: &mut Problems<'_>) -> Option<ProxyConfig> {
+pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<ProxyConfig> {
     let listen = match raw.listen.parse::<SocketAddr>() {
         Ok(a) => Some(a),
         Err(_) => {
@@ -233,9 +222,16 @@ pub(super) fn validate_proxy(raw: RawProxy, p: &mut Problems<'_>) -> Option<Prox
     let cfg = ProxyConfig {
         listen: listen?,
         upstream: upstream?,
-        max_body_bytes: num(raw.max_body_bytes, 1 << 20, 1024, 1 << 30, "proxy.max_body_bytes", p),
-        max_header_bytes: num(raw.max_header_bytes, 16 * 1024, 8192, 1 << 20, "proxy.max_header_bytes", p),
-        max_connections: num(raw.max_connections, 4096, 1, 1_000_000, "proxy.max_connections", p),
+        max_body_bytes: super::bounded(raw.max_body_bytes, 1 << 20, 1024, 1 << 30, "proxy.max_body_bytes", &mut p),
+        max_header_bytes: super::bounded(
+            raw.max_header_bytes,
+            16 * 1024,
+            8192,
+            1 << 20,
+            "proxy.max_header_bytes",
+            &mut p,
+        ),
+        max_connections: super::bounded(raw.max_connections, 4096, 1, 1_000_000, "proxy.max_connections", &mut p),
         handshake_timeout: dur(&raw.handshake_timeout, Duration::from_secs(10), "proxy.handshake_timeout", p),
         header_timeout: dur(&raw.header_timeout, Duration::from_secs(10), "proxy.header_timeout", p),
         body_timeout: dur(&raw.body_timeout, Duration::from_secs(30), "proxy.body_timeout", p),
