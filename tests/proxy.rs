@@ -281,22 +281,92 @@ async fn every_error_path_answers_json_and_forwards_nothing() {
     assert!(app.requests().is_empty(), "the upstream received nothing");
 }
 
+/// A vault that is down (`slow = false`) or hangs (`slow = true`).
+struct DownVault {
+    slow: bool,
+}
+
+#[async_trait::async_trait]
+impl veil::vault::Vault for DownVault {
+    async fn tokenize(
+        &self,
+        _: &veil::vault::auth::Caller,
+        _: &[(veil::vault::class::Class, &str)],
+        _: Option<&str>,
+    ) -> Result<Vec<String>, veil::vault::VaultError> {
+        if self.slow {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        }
+        Err(veil::vault::VaultError::StoreUnavailable)
+    }
+    async fn detokenize(
+        &self,
+        _: &veil::vault::auth::Caller,
+        _: &[(veil::vault::class::Class, &str)],
+        _: Option<&str>,
+    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
+        Err(veil::vault::VaultError::StoreUnavailable)
+    }
+    async fn mask(
+        &self,
+        _: &veil::vault::auth::Caller,
+        _: &[(veil::vault::class::Class, &str)],
+        _: Option<&str>,
+    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
+        Err(veil::vault::VaultError::StoreUnavailable)
+    }
+    async fn ready(&self) -> bool {
+        false
+    }
+}
+
+/// A plain-HTTP proxy in front of `app` that uses `vault` (services in memory, no vault process).
+async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std::net::SocketAddr {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nvault_timeout = \"300ms\"\n{}\n{ROUTES}",
+        app.addr,
+        config_text(dir.path(), false, None)
+    );
+    let cfg = veil::config::parse(&text).unwrap();
+    let keys = Arc::new(
+        veil::crypto::KeySet::derive(
+            &veil::crypto::Keyring::from_keys([(1, [7u8; 32])]),
+            &veil::vault::class::Class::names(),
+        )
+        .unwrap(),
+    );
+    let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
+    let pc = cfg.proxy.unwrap();
+    let proxy = Arc::new(veil::proxy::Proxy::new(&pc, cfg.routes, vault, keys, metrics).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    std::mem::forget(stop); // serve for the rest of the test
+    tokio::spawn(veil::server::serve(
+        listener,
+        None,
+        veil::server::Limits::default(),
+        move |conn: veil::server::ConnInfo| {
+            let proxy = proxy.clone();
+            move |req| proxy.clone().handle(conn.peer, req)
+        },
+        stopped,
+    ));
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_vault_dead_upstream_and_slow_upstream_fail_closed() {
     let app = App::start().await;
-    let veil = Veil::start(app.clone(), "vault_timeout = \"1ms\"").await;
-    let body = serde_json::to_vec(&checkout_body()).unwrap();
-    let mut saw_503 = false;
-    for _ in 0..20 {
-        let (status, resp) =
-            veil.send(false, "POST", "/checkout", &[("content-type", "application/json")], body.clone()).await;
-        if status == 503 {
-            assert_eq!(resp["error"]["code"], "vault_unavailable");
-            saw_503 = true;
-        }
+    // A vault that fails, and one that hangs past vault_timeout: 503, and the app receives nothing.
+    for slow in [false, true] {
+        let addr = proxy_with_vault(&app, Arc::new(DownVault { slow })).await;
+        let body = serde_json::to_vec(&checkout_body()).unwrap();
+        let (status, resp) = Client::plain(addr).post("/checkout", None, body).await;
+        assert_eq!((status, resp["error"]["code"].as_str().unwrap_or("")), (503, "vault_unavailable"), "slow={slow}");
     }
-    assert!(saw_503, "a vault slower than vault_timeout gives 503");
-    assert!(app.requests().iter().all(|s| !String::from_utf8_lossy(&s.body).contains(PAN)));
+    assert!(app.requests().is_empty(), "nothing forwarded while the vault is down");
 
     // Upstream down: 502.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
@@ -443,4 +513,39 @@ async fn certificate_reload_serves_the_new_certificate() {
     std::fs::write(veil.dir.path().join("server.key"), "garbage").unwrap();
     assert!(veil.running().reload_certificates().is_err());
     assert!(send_request(addr, Some(&fresh.ca_der), false, req()).await.is_ok(), "a failed reload keeps the old cert");
+}
+
+#[tokio::test]
+async fn with_non_luhn_card_tokens_the_app_never_sees_a_card_number_iban_or_test_email() {
+    let app = App::start().await;
+    // Same routes, but card tokens that fail Luhn, so any Luhn-valid number the app sees would be a leak.
+    let veil =
+        Veil::start(app.clone(), "\n[class.pan]\nformat = \"non-luhn\"\n[class.email]\nformat = \"reserved-domain\"")
+            .await;
+    for h2 in [false, true] {
+        let body = serde_json::to_vec(&checkout_body()).unwrap();
+        let (status, resp) = veil.send(h2, "POST", "/checkout", &[("content-type", "application/json")], body).await;
+        assert_eq!(status, 200, "{resp}");
+        let (status, _) =
+            veil.send(h2, "POST", "/notes/2", &[("content-type", "text/plain")], format!("{PAN} {PAN2} {EMAIL}")).await;
+        assert_eq!(status, 200);
+    }
+    for seen in app.requests() {
+        let text = String::from_utf8_lossy(&seen.all_bytes()).into_owned();
+        use veil::vault::class::Class;
+        // One scan for all classes, so an IBAN token's digit groups count as the IBAN they are.
+        for m in veil::detect::find(&text, &[Class::Pan, Class::Iban, Class::Email]) {
+            let v = &text[m.start..m.end];
+            match m.class {
+                Class::Iban => assert_ne!(v.replace(' ', ""), IBAN, "the app received the IBAN"),
+                Class::Email => assert!(v.ends_with("@example.com"), "the app received a real-looking email: {v}"),
+                // The detector also tries leading/trailing groups of a longer run; a Luhn-valid part of a 16-digit
+                // non-Luhn token is not a card number the app holds.
+                _ if text[..m.start].trim_end_matches([' ', '-']).ends_with(|c: char| c.is_ascii_digit())
+                    || text[m.end..].trim_start_matches([' ', '-']).starts_with(|c: char| c.is_ascii_digit()) => {}
+                other => panic!("the app received a Luhn-valid {other}: {v}"),
+            }
+        }
+    }
+    veil.assert_app_saw_no_secret();
 }

@@ -379,7 +379,9 @@ impl App {
                                     .collect(),
                                 body,
                             };
-                            let out = reply(&s);
+                            // The reply may block (slow-app tests): keep it off the runtime's workers.
+                            let s2 = s.clone();
+                            let out = tokio::task::spawn_blocking(move || reply(&s2)).await.unwrap();
                             seen.lock().unwrap().push(s);
                             Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(out)))
                         }
