@@ -166,11 +166,13 @@ impl Engine {
                     });
                 }
             }
-            let outcomes = self.store.insert(records.clone()).await?;
+            // The store takes the records; keep only the drawn tokens (no copy of the sealed values).
+            let drawn: Vec<String> = records.iter().map(|r| r.token.clone()).collect();
+            let outcomes = self.store.insert(records).await?;
             let mut retry = Vec::new();
-            for ((mut e, rec), outcome) in pending.into_iter().zip(records).zip(outcomes) {
+            for ((mut e, token), outcome) in pending.into_iter().zip(drawn).zip(outcomes) {
                 let token = match outcome {
-                    Inserted::New => rec.token,
+                    Inserted::New => token,
                     Inserted::Existing(existing) => existing.token,
                     Inserted::TokenTaken => {
                         e.attempt += 1;
