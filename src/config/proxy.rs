@@ -16,6 +16,7 @@ use crate::vault::class::Class;
 pub(super) struct RawProxy {
     listen: String,
     upstream: String,
+    upstream_ca: Option<PathBuf>,
     max_body_bytes: Option<u64>,
     max_header_bytes: Option<u64>,
     max_connections: Option<u64>,
@@ -81,6 +82,8 @@ pub(super) struct RawRoute {
 pub struct ProxyConfig {
     pub listen: SocketAddr,
     pub upstream: Uri,
+    /// A CA trusted for an https:// upstream in addition to the system roots.
+    pub upstream_ca: Option<PathBuf>,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     pub max_connections: usize,
@@ -222,6 +225,7 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
     let cfg = ProxyConfig {
         listen: listen?,
         upstream: upstream?,
+        upstream_ca: raw.upstream_ca,
         max_body_bytes: super::bounded(raw.max_body_bytes, 1 << 20, 1024, 1 << 30, "proxy.max_body_bytes", &mut p),
         max_header_bytes: super::bounded(
             raw.max_header_bytes,

@@ -78,7 +78,7 @@ impl Proxy {
         keys: Arc<KeySet>,
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, crate::tls::TlsError> {
-        let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, None)?;
+        let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
         let caller = Caller {
             name: "proxy".into(),
             allow: vec![crate::policy::Permission { op: Some(crate::policy::Op::Tokenize), class: None }],
