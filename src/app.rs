@@ -9,9 +9,10 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, StoreUrl};
+use crate::config::{Config, EgressConfig, StoreUrl};
 use crate::crypto::{KeySet, Keyring};
 use crate::metrics::Metrics;
+use crate::proxy::egress::Egress;
 use crate::proxy::Proxy;
 use crate::server::{self, Limits};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
@@ -19,7 +20,7 @@ use crate::store::Store;
 use crate::tls::ReloadableCert;
 use crate::vault::api::{self, ApiState};
 use crate::vault::audit::AuditLog;
-use crate::vault::auth::Callers;
+use crate::vault::auth::{Caller, Callers};
 use crate::vault::class::Class;
 use crate::vault::engine::{self, Clock, Engine};
 use crate::vault::{LocalVault, Vault};
@@ -38,6 +39,8 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("egress {0}: its caller is not configured")]
+    EgressCaller(String),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -47,6 +50,8 @@ pub struct Running {
     pub proxy_addr: Option<SocketAddr>,
     pub vault_addr: SocketAddr,
     pub admin_addr: Option<SocketAddr>,
+    /// Each egress route's name and address.
+    pub egress_addrs: Vec<(String, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     proxy_cert: Option<Arc<ReloadableCert>>,
@@ -153,6 +158,13 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         proxy_cert = cert;
     }
 
+    let dyn_vault: Arc<dyn Vault> = vault.clone();
+    let mut egress_addrs = Vec::new();
+    for e in &cfg.egress {
+        let addr = start_egress(&cfg, e, dyn_vault.clone(), metrics.clone(), &stopped, &mut tasks).await?;
+        egress_addrs.push((e.name().to_owned(), addr));
+    }
+
     let mut admin_addr = None;
     if let Some(a) = &cfg.admin {
         let listener = bind(a.listen).await?;
@@ -171,7 +183,36 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         )));
         tracing::info!(addr = ?admin_addr, "admin listening");
     }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, stop, tasks, proxy_cert })
+    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert })
+}
+
+/// Binds one egress route and serves it; returns its address.
+async fn start_egress(
+    cfg: &Config,
+    e: &EgressConfig,
+    vault: Arc<dyn Vault>,
+    metrics: Arc<Metrics>,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<SocketAddr, StartError> {
+    let caller =
+        cfg.callers.iter().find(|c| c.name == e.caller).ok_or_else(|| StartError::EgressCaller(e.name().into()))?;
+    let caller = Caller { name: caller.name.clone(), allow: caller.allow.clone() };
+    let egress = Arc::new(Egress::new(e.clone(), caller, vault, metrics)?);
+    let listener = bind(e.listen).await?;
+    let addr = local_addr(&listener, e.listen)?;
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        None,
+        Limits::default(),
+        move |_conn| {
+            let egress = egress.clone();
+            move |req| egress.clone().handle(req)
+        },
+        stopped.clone(),
+    )));
+    tracing::info!(egress = e.name(), addr = %addr, upstream = %e.upstream, "egress listening");
+    Ok(addr)
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
@@ -146,47 +146,6 @@ async fn a_50_mib_upload_no_rule_touches_streams_through_with_flat_memory() {
     assert_eq!(app.requests.load(Ordering::SeqCst), 2);
 }
 
-/// An HTTPS app (HTTP/1.1 and h2 by ALPN) with a certificate from `pki`'s CA; records bodies and versions.
-async fn start_tls_app(pki_dir: &Path) -> (SocketAddr, Arc<std::sync::Mutex<Vec<(String, Bytes)>>>) {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki_dir.join("server.pem"))
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki_dir.join("server.key")).unwrap();
-    let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let seen: Arc<std::sync::Mutex<Vec<(String, Bytes)>>> = Arc::default();
-    let record = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else { return };
-            let (acceptor, record) = (acceptor.clone(), record.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let record = record.clone();
-                    async move {
-                        let version = format!("{:?}", req.version());
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        record.lock().unwrap().push((version, body));
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
-                            b"{\"ok\":true}",
-                        ))))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
-}
-
 /// A veil in this process, plain HTTP in front, forwarding to `upstream` with `upstream_ca` trusted if given.
 async fn veil_to(dir: &Path, upstream: &str, upstream_ca: Option<&Path>) -> veil::app::Running {
     veil::crypto::Keyring::generate_file(&dir.join("master.key")).unwrap();
@@ -215,16 +174,17 @@ async fn post_card(proxy: SocketAddr, card: &str) -> (u16, Value) {
 async fn https_upstream_is_verified_against_the_configured_ca() {
     let upstream_pki = tempfile::tempdir().unwrap();
     Pki::new(upstream_pki.path());
-    let (app, seen) = start_tls_app(upstream_pki.path()).await;
+    let app = tls_app::TlsApp::start(upstream_pki.path()).await;
     let pan = random_pan("411111", 16);
 
     let dir = tempfile::tempdir().unwrap();
-    let running = veil_to(dir.path(), &format!("https://{app}"), Some(&upstream_pki.path().join("ca.pem"))).await;
+    let running =
+        veil_to(dir.path(), &format!("https://{}", app.addr), Some(&upstream_pki.path().join("ca.pem"))).await;
     let (status, body) = post_card(running.proxy_addr.unwrap(), &pan).await;
     assert_eq!((status, &body), (200, &json!({"ok": true})));
-    let (version, received) = seen.lock().unwrap().pop().unwrap();
+    let (version, received) = app.requests().pop().unwrap();
     assert_eq!(version, "HTTP/2.0", "ALPN picks h2 towards an upstream that offers it");
-    let received: Value = serde_json::from_slice(&received).unwrap();
+    let received: Value = serde_json::from_slice(&received.body).unwrap();
     let token = received["card"].as_str().unwrap();
     assert_ne!(token, pan);
     assert!(luhn_valid(token) && token.len() == pan.len());
@@ -232,9 +192,9 @@ async fn https_upstream_is_verified_against_the_configured_ca() {
 
     // Without the CA the upstream certificate does not verify: 502, and the app gets nothing.
     let dir = tempfile::tempdir().unwrap();
-    let running = veil_to(dir.path(), &format!("https://{app}"), None).await;
+    let running = veil_to(dir.path(), &format!("https://{}", app.addr), None).await;
     let (status, body) = post_card(running.proxy_addr.unwrap(), &pan).await;
     assert_eq!((status, body["error"]["code"].as_str().unwrap()), (502, "upstream_unavailable"), "{body}");
-    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!(app.requests().len(), 1, "only the first veil's request reached the app");
     running.shutdown().await;
 }

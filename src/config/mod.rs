@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod egress;
 pub mod proxy;
 
+pub use egress::EgressConfig;
 pub use proxy::{Action, FieldRule, PathMatch, ProxyConfig, Route, Selector};
 
 use crate::policy::Permission;
@@ -37,6 +39,8 @@ struct RawConfig {
     proxy: Option<proxy::RawProxy>,
     #[serde(default)]
     route: Vec<proxy::RawRoute>,
+    #[serde(default)]
+    egress: Vec<egress::RawEgress>,
     vault: Option<RawVault>,
     admin: Option<RawAdmin>,
     #[serde(default)]
@@ -93,6 +97,7 @@ struct RawClass {
 pub struct Config {
     pub proxy: Option<ProxyConfig>,
     pub routes: Vec<Route>,
+    pub egress: Vec<EgressConfig>,
     pub vault: VaultConfig,
     pub admin: Option<AdminConfig>,
     pub callers: Vec<CallerConfig>,
@@ -253,6 +258,16 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow });
     }
 
+    let egress = egress::validate(raw.egress, &callers, &mut p);
+    for e in &egress {
+        if routes.iter().any(|r| r.name == e.name()) {
+            p(
+                "egress",
+                format!("{:?} is both a route and an egress name; names label metrics, keep them apart", e.name()),
+            );
+        }
+    }
+
     let mut formats = ClassFormats::default();
     for (name, c) in &raw.class {
         let at = format!("class.{name}");
@@ -269,7 +284,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     match (vault, problems.is_empty()) {
-        (Some(vault), true) => Ok(Config { proxy, routes, vault, admin, callers, formats }),
+        (Some(vault), true) => Ok(Config { proxy, routes, egress, vault, admin, callers, formats }),
         _ => Err(ConfigError { problems }),
     }
 }

@@ -114,6 +114,8 @@ pub enum Action {
     Mask,
     Drop,
     Reject,
+    /// Egress routes only: put the value back for the route's caller.
+    Detokenize,
 }
 
 impl Action {
@@ -124,6 +126,7 @@ impl Action {
             Action::Mask => "mask",
             Action::Drop => "drop",
             Action::Reject => "reject",
+            Action::Detokenize => "detokenize",
         }
     }
 }
@@ -183,9 +186,9 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-type Problems<'a> = dyn FnMut(&str, String) + 'a;
+pub(super) type Problems<'a> = dyn FnMut(&str, String) + 'a;
 
-fn dur(v: &Option<String>, default: Duration, path: &str, p: &mut Problems<'_>) -> Duration {
+pub(super) fn dur(v: &Option<String>, default: Duration, path: &str, p: &mut Problems<'_>) -> Duration {
     match v.as_deref().map(duration) {
         None => default,
         Some(Ok(d)) if d > Duration::ZERO && d <= Duration::from_secs(3600) => d,
@@ -246,7 +249,7 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
     Some(cfg)
 }
 
-fn selector(raw: &RawSelector, at: &str, p: &mut Problems<'_>) -> Option<Selector> {
+pub(super) fn selector(raw: &RawSelector, at: &str, p: &mut Problems<'_>) -> Option<Selector> {
     let given: Vec<(&str, &String)> = [
         ("json", &raw.json),
         ("form", &raw.form),

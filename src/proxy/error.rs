@@ -27,6 +27,14 @@ pub enum ProxyError {
     InvalidValue { field: String, class: &'static str },
     #[error("field {0} is not accepted on this route")]
     Rejected(String),
+    #[error("this route's caller may not reveal class {0}")]
+    Forbidden(&'static str),
+    #[error("field {field} holds a token the vault cannot give back ({reason})")]
+    TokenUnavailable { field: String, reason: &'static str },
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(&'static str),
+    #[error("the upstream's response was withheld: {0}")]
+    UpstreamResponse(&'static str),
     #[error("the vault is unavailable; the request was not forwarded")]
     VaultUnavailable,
     #[error("too many connections; try again")]
@@ -50,6 +58,10 @@ impl ProxyError {
             ProxyError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
             ProxyError::InvalidValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             ProxyError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "field_rejected"),
+            ProxyError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ProxyError::TokenUnavailable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_token"),
+            ProxyError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ProxyError::UpstreamResponse(_) => (StatusCode::BAD_GATEWAY, "upstream_response_withheld"),
             ProxyError::VaultUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "vault_unavailable"),
             ProxyError::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             ProxyError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
@@ -63,6 +75,7 @@ impl ProxyError {
         match self {
             ProxyError::UpstreamUnavailable => Some("unavailable"),
             ProxyError::UpstreamTimeout => Some("timeout"),
+            ProxyError::UpstreamResponse(_) => Some("response_withheld"),
             _ => None,
         }
     }

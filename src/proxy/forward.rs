@@ -43,6 +43,15 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// Who the forwarded request is sent for.
+#[derive(Debug, Clone, Copy)]
+pub enum Hop {
+    /// Ingress: the app learns the client's address and scheme (`X-Forwarded-For`/`-Proto`); Host is kept.
+    Ingress { peer: SocketAddr, tls: bool },
+    /// Egress: the provider sees its own origin as Host, and nothing about the app's network.
+    Egress,
+}
+
 /// One upstream origin and a connection pool to it.
 pub struct Upstream {
     client: Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>,
@@ -85,13 +94,9 @@ impl Upstream {
         Ok(Upstream { client, scheme, authority, timeout })
     }
 
-    /// Sends `req` (any URI: only its path and query are used) to the upstream origin.
-    pub async fn send(
-        &self,
-        mut req: Request<ProxyBody>,
-        peer: SocketAddr,
-        tls: bool,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    /// Sends `req` to the upstream origin. Only the path and query of its URI are used: an absolute-form URI or
+    /// a Host header cannot point the request anywhere else.
+    pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop) -> Result<Response<Incoming>, ProxyError> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
@@ -99,9 +104,17 @@ impl Upstream {
             .path_and_query(path)
             .build()
             .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
-        // h2 clients carry the host in :authority; give the app a Host header either way.
-        if !req.headers().contains_key(header::HOST) {
-            if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+        match hop {
+            Hop::Ingress { .. } => {
+                // h2 clients carry the host in :authority; give the app a Host header either way.
+                if !req.headers().contains_key(header::HOST) {
+                    if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
+                        req.headers_mut().insert(header::HOST, host);
+                    }
+                }
+            }
+            Hop::Egress => {
+                let host = HeaderValue::from_str(self.authority.as_str()).map_err(|_| ProxyError::Internal)?;
                 req.headers_mut().insert(header::HOST, host);
             }
         }
@@ -109,15 +122,17 @@ impl Upstream {
         *req.version_mut() = http::Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
-        let ip = peer.ip().to_string();
-        let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(prev) => format!("{prev}, {ip}"),
-            None => ip,
-        };
-        if let Ok(v) = HeaderValue::from_str(&xff) {
-            headers.insert("x-forwarded-for", v);
+        if let Hop::Ingress { peer, tls } = hop {
+            let ip = peer.ip().to_string();
+            let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+                Some(prev) => format!("{prev}, {ip}"),
+                None => ip,
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert("x-forwarded-for", v);
+            }
+            headers.insert("x-forwarded-proto", HeaderValue::from_static(if tls { "https" } else { "http" }));
         }
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(if tls { "https" } else { "http" }));
 
         match tokio::time::timeout(self.timeout, self.client.request(req)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),

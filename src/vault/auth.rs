@@ -13,6 +13,14 @@ pub struct Caller {
     pub allow: Vec<Permission>,
 }
 
+impl Caller {
+    /// The identity the proxy tokenises as in-process: `tokenize:*`, nothing else.
+    pub fn proxy() -> Caller {
+        let tokenize_any = Permission { op: Some(crate::policy::Op::Tokenize), class: None };
+        Caller { name: "proxy".into(), allow: vec![tokenize_any] }
+    }
+}
+
 /// The configured callers.
 pub struct Callers {
     list: Vec<CallerConfig>,

@@ -1,0 +1,212 @@
+//! `[[egress]]` routes: payment flows leaving the app. Each listens on its own address, forwards to its one
+//! https:// upstream only, and reveals the configured fields as its caller.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use super::proxy::{dur, selector, Action, FieldRule, PathMatch, Problems, RawSelector, Route, Selector};
+use super::CallerConfig;
+use crate::vault::class::Class;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEgress {
+    name: String,
+    listen: String,
+    upstream: String,
+    ca: Option<PathBuf>,
+    caller: String,
+    #[serde(default)]
+    fields: Vec<RawEgressField>,
+    response_detect: Option<Vec<String>>,
+    purpose: Option<String>,
+    max_body_bytes: Option<u64>,
+    body_timeout: Option<String>,
+    upstream_timeout: Option<String>,
+    vault_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEgressField {
+    #[serde(flatten)]
+    selector: RawSelector,
+    class: String,
+}
+
+/// One validated egress route.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    pub listen: SocketAddr,
+    /// `https://host[:port]`: the only origin this route ever connects to.
+    pub upstream: Uri,
+    /// A CA trusted for the upstream in addition to the system roots.
+    pub ca: Option<PathBuf>,
+    /// The `[[caller]]` whose rights the route reveals with, and under whose name reveals are audited.
+    pub caller: String,
+    /// The fields to reveal, as a route (any method, any path; every field's action is `detokenize`).
+    pub route: Route,
+    /// Classes tokenised again when the upstream's response carries them.
+    pub response_detect: Vec<Class>,
+    /// The purpose recorded with every reveal in the audit log.
+    pub purpose: String,
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub vault_timeout: Duration,
+}
+
+impl EgressConfig {
+    pub fn name(&self) -> &str {
+        &self.route.name
+    }
+}
+
+pub(super) fn validate(raw: Vec<RawEgress>, callers: &[CallerConfig], mut p: &mut Problems<'_>) -> Vec<EgressConfig> {
+    let mut out: Vec<EgressConfig> = Vec::new();
+    for (i, e) in raw.into_iter().enumerate() {
+        let at = format!("egress[{i}]");
+        if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
+        }
+        if out.iter().any(|o| o.name() == e.name) {
+            p(&format!("{at}.name"), "duplicate egress name".into());
+        }
+        let listen = e
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| p(&format!("{at}.listen"), format!("expected an ip:port socket address, got {:?}", e.listen)));
+        let upstream = match e.upstream.parse::<Uri>() {
+            Ok(u)
+                if u.scheme_str() == Some("https")
+                    && u.authority().is_some()
+                    && matches!(u.path(), "" | "/")
+                    && u.query().is_none() =>
+            {
+                Ok(u)
+            }
+            _ => {
+                p(&format!("{at}.upstream"), "expected https://host[:port] (no path): egress is TLS only".into());
+                Err(())
+            }
+        };
+        if !callers.iter().any(|c| c.name == e.caller) {
+            p(&format!("{at}.caller"), format!("no [[caller]] is named {:?}", e.caller));
+        }
+        let mut fields = Vec::new();
+        for (j, f) in e.fields.iter().enumerate() {
+            let fat = format!("{at}.fields[{j}]");
+            let class = f.class.parse::<Class>().map_err(|err| p(&format!("{fat}.class"), err));
+            match (selector(&f.selector, &fat, p), class) {
+                (Some(Selector::Multipart(_)), _) => {
+                    p(&fat, "egress fields use json, form, xml, header or query selectors".into())
+                }
+                (Some(selector), Ok(class)) => {
+                    fields.push(FieldRule { selector, class: Some(class), action: Action::Detokenize })
+                }
+                _ => {}
+            }
+        }
+        if fields.is_empty() {
+            p(&format!("{at}.fields"), "name at least one field to reveal".into());
+        }
+        let mut response_detect = Vec::new();
+        let detect = e.response_detect.unwrap_or_else(|| vec!["pan".into(), "iban".into()]);
+        for (j, d) in detect.iter().enumerate() {
+            match d.parse::<Class>() {
+                Ok(c @ (Class::Pan | Class::Iban | Class::Email | Class::Phone)) => response_detect.push(c),
+                Ok(_) => p(&format!("{at}.response_detect[{j}]"), "detection covers pan, iban, email and phone".into()),
+                Err(err) => p(&format!("{at}.response_detect[{j}]"), err),
+            }
+        }
+        if matches!(&e.purpose, Some(s) if s.trim().is_empty()) {
+            p(&format!("{at}.purpose"), "must not be empty".into());
+        }
+        let max_body_bytes =
+            super::bounded(e.max_body_bytes, 1 << 20, 1024, 64 << 20, &format!("{at}.max_body_bytes"), &mut p);
+        let body_timeout = dur(&e.body_timeout, Duration::from_secs(30), &format!("{at}.body_timeout"), p);
+        let upstream_timeout = dur(&e.upstream_timeout, Duration::from_secs(30), &format!("{at}.upstream_timeout"), p);
+        let vault_timeout = dur(&e.vault_timeout, Duration::from_secs(5), &format!("{at}.vault_timeout"), p);
+        let (Ok(listen), Ok(upstream)) = (listen, upstream) else { continue };
+        out.push(EgressConfig {
+            listen,
+            upstream,
+            ca: e.ca,
+            caller: e.caller,
+            purpose: e.purpose.unwrap_or_else(|| format!("egress:{}", e.name)),
+            route: Route {
+                name: e.name,
+                methods: Vec::new(),
+                path: PathMatch::Prefix("/".into()),
+                fields,
+                detect: Vec::new(),
+                subject: None,
+                observe: false,
+            },
+            response_detect,
+            max_body_bytes,
+            body_timeout,
+            upstream_timeout,
+            vault_timeout,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    const VAULT: &str = r#"
+[vault]
+listen = "127.0.0.1:0"
+store = "sqlite://x.db"
+master_key_file = "k"
+audit_log = "a"
+[[caller]]
+name = "payments"
+api_key_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+allow = ["detokenize:pan"]
+"#;
+
+    #[test]
+    fn a_valid_egress_route() {
+        let cfg = parse(&format!(
+            "{VAULT}\n[[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:8445\"\nupstream = \"https://api.psp.example\"\n\
+             caller = \"payments\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }}, \
+             {{ header = \"x-card\", class = \"pan\" }} ]\n"
+        ))
+        .unwrap();
+        let e = &cfg.egress[0];
+        assert_eq!((e.name(), e.caller.as_str(), e.purpose.as_str()), ("psp", "payments", "egress:psp"));
+        assert_eq!(e.route.fields.len(), 2);
+        assert_eq!(e.response_detect.len(), 2, "pan and iban by default");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let err = parse(&format!(
+            "{VAULT}\n[[egress]]\nname = \"psp\"\nlisten = \"nowhere\"\nupstream = \"http://api.psp.example/v1\"\n\
+             caller = \"nobody\"\nfields = [ {{ multipart = \"card\", class = \"pan\" }}, \
+             {{ json = \"$.x\", class = \"cheese\" }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        for expected in [
+            "egress[0].listen: expected an ip:port",
+            "egress[0].upstream: expected https://",
+            "egress[0].caller: no [[caller]] is named \"nobody\"",
+            "egress[0].fields[0]: egress fields use json",
+            "egress[0].fields[1].class:",
+            "egress[0].fields: name at least one field",
+            "egress[0].response_detect[0]: detection covers",
+            "egress[0].purpose: must not be empty",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+    }
+}

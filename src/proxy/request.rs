@@ -1,0 +1,310 @@
+//! The request side shared by ingress and egress routes: gather every value a route selects (and detects) in a
+//! request — body, headers, query — then write the request back with one [`Edit`] per value.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::Request;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::body::{is_body_selector, Doc, Kind};
+use super::error::ProxyError;
+use super::ProxyBody;
+use crate::config::{Route, Selector};
+use crate::rewrite::form::FormDoc;
+use crate::rewrite::{Edit, Found, Origin};
+
+/// How much of a body may be read, and how long it may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: Duration,
+}
+
+/// Where a found value sits in the request.
+#[derive(Clone, Copy)]
+pub enum Place {
+    Body,
+    Header(usize),
+    Query,
+}
+
+/// One value to decide about: where it is, what it is, and which of the route's fields (if any) selected it.
+/// A hit with no rule and an `Origin::Field` origin is the route's subject: read, never edited.
+pub struct Hit {
+    pub place: Place,
+    pub found: Found,
+    pub rule: Option<usize>,
+}
+
+/// A request taken apart: its values to decide about, and what is needed to put it back together.
+pub struct Gathered {
+    pub parts: Parts,
+    pub hits: Vec<Hit>,
+    /// The subject id the route's `subject` selector found, if any.
+    pub subject: Option<String>,
+    doc: Option<Doc>,
+    body_bytes: Option<Bytes>,
+    incoming: Option<Incoming>,
+    query_doc: Option<FormDoc>,
+    header_values: Vec<(HeaderName, String)>,
+}
+
+/// What [`gather`] found. Built and taken apart once per request, so the variants' sizes don't matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Gather {
+    /// Only detection applies and the body is a format detection cannot read (a binary upload): forward as is.
+    Untouched(Request<ProxyBody>),
+    Gathered(Gathered),
+}
+
+/// Reads what the route needs (the body only when a body selector or detection needs it) and lists every value.
+pub async fn gather(route: &Route, req: Request<Incoming>, limits: BodyLimits) -> Result<Gather, ProxyError> {
+    let (parts, incoming) = req.into_parts();
+    let mut g = Gathered {
+        parts,
+        hits: Vec::new(),
+        subject: None,
+        doc: None,
+        body_bytes: None,
+        incoming: Some(incoming),
+        query_doc: None,
+        header_values: Vec::new(),
+    };
+    if !g.gather_body(route, limits).await? {
+        let body = rest(g.incoming.take());
+        return Ok(Gather::Untouched(Request::from_parts(g.parts, body)));
+    }
+    g.gather_headers(route)?;
+    g.gather_query(route)?;
+    Ok(Gather::Gathered(g))
+}
+
+impl Gathered {
+    /// Returns false when the body cannot be scanned and only detection wanted it.
+    async fn gather_body(&mut self, route: &Route, limits: BodyLimits) -> Result<bool, ProxyError> {
+        let kind = Kind::of(&self.parts.headers);
+        let body_rules: Vec<usize> =
+            (0..route.fields.len()).filter(|&i| is_body_selector(&route.fields[i].selector)).collect();
+        let subject_in_body = route.subject.as_ref().is_some_and(is_body_selector);
+        let needs_body = !body_rules.is_empty() || !route.detect.is_empty() || subject_in_body;
+        let has_body = self.incoming.as_ref().is_some_and(|b| incoming_has_body(&self.parts.headers, b));
+        if !(needs_body && has_body) {
+            return Ok(true);
+        }
+        let encoding =
+            self.parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return Err(ProxyError::UnsupportedEncoding(encoding.chars().take(32).collect()));
+        }
+        let kind_rules: Vec<usize> =
+            body_rules.iter().copied().filter(|&i| kind.selects(&route.fields[i].selector)).collect();
+        if !body_rules.is_empty() && kind_rules.is_empty() {
+            // Configured fields may be in this body, in a form veil cannot read: fail closed.
+            let ct = match &kind {
+                Kind::Other(ct) => ct.clone(),
+                other => format!("{other:?}").to_ascii_lowercase(),
+            };
+            return Err(ProxyError::UnsupportedMediaType(ct.chars().take(64).collect()));
+        }
+        if !kind.scannable() && kind_rules.is_empty() {
+            return Ok(false);
+        }
+        let bytes = read_body(self.incoming.take().ok_or(ProxyError::Internal)?, limits).await?;
+        let mut doc = Doc::parse(&kind, &bytes).map_err(ProxyError::Malformed)?;
+        let mut selectors: Vec<&Selector> = kind_rules.iter().map(|&i| &route.fields[i].selector).collect();
+        selectors.extend(route.subject.as_ref().filter(|s| kind.selects(s)));
+        for f in doc.find(&selectors, &route.detect).map_err(ProxyError::Malformed)? {
+            let rule = match f.origin {
+                Origin::Field(k) if k < kind_rules.len() => Some(kind_rules[k]),
+                Origin::Field(_) => {
+                    self.subject_hit(Place::Body, f);
+                    continue;
+                }
+                Origin::Detected(_) => None,
+            };
+            self.hits.push(Hit { place: Place::Body, found: f, rule });
+        }
+        self.doc = Some(doc);
+        self.body_bytes = Some(bytes);
+        Ok(true)
+    }
+
+    /// The subject selector's value: remembered (the first non-empty one), kept in place.
+    fn subject_hit(&mut self, place: Place, f: Found) {
+        if self.subject.is_none() && !f.value.is_empty() {
+            self.subject = Some(f.value);
+        }
+        self.hits.push(Hit { place, found: Found { origin: f.origin, value: String::new() }, rule: None });
+    }
+
+    fn gather_headers(&mut self, route: &Route) -> Result<(), ProxyError> {
+        for (i, f) in route.fields.iter().enumerate() {
+            let Selector::Header(name) = &f.selector else { continue };
+            for v in self.parts.headers.get_all(name) {
+                let v = v.to_str().map_err(|_| ProxyError::BadRequest("a selected header is not text"))?;
+                self.hits.push(Hit {
+                    place: Place::Header(self.header_values.len()),
+                    found: Found { origin: Origin::Field(i), value: v.to_owned() },
+                    rule: Some(i),
+                });
+                self.header_values.push((name.clone(), v.to_owned()));
+            }
+        }
+        if let (None, Some(Selector::Header(h))) = (&self.subject, &route.subject) {
+            self.subject = self.parts.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    fn gather_query(&mut self, route: &Route) -> Result<(), ProxyError> {
+        let rules: Vec<(usize, &str)> = route
+            .fields
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| if let Selector::Query(n) = &f.selector { Some((i, n.as_str())) } else { None })
+            .collect();
+        let subject = match &route.subject {
+            Some(Selector::Query(q)) => Some(q.as_str()),
+            _ => None,
+        };
+        let Some(q) = self.parts.uri.query().filter(|_| !rules.is_empty() || subject.is_some()) else {
+            return Ok(());
+        };
+        let mut qd = FormDoc::parse(q.as_bytes()).map_err(ProxyError::Malformed)?;
+        let mut names: Vec<&str> = rules.iter().map(|&(_, n)| n).collect();
+        names.extend(subject);
+        for f in qd.find(&names, &[]) {
+            match f.origin {
+                Origin::Field(k) if k < rules.len() => {
+                    self.hits.push(Hit { place: Place::Query, found: f, rule: Some(rules[k].0) })
+                }
+                _ => self.subject_hit(Place::Query, f),
+            }
+        }
+        self.query_doc = Some(qd);
+        Ok(())
+    }
+
+    /// The request exactly as received (observe mode).
+    pub fn unchanged(self) -> Request<ProxyBody> {
+        let body = match self.body_bytes {
+            Some(b) => Full::new(b).map_err(|never| match never {}).boxed(),
+            None => rest(self.incoming),
+        };
+        Request::from_parts(self.parts, body)
+    }
+
+    /// The request with `edits` (one per hit, in order) applied; Content-Length recomputed for a new body.
+    pub fn apply(self, edits: &[Edit]) -> Result<Request<ProxyBody>, ProxyError> {
+        let Gathered { mut parts, hits, doc, incoming, query_doc, header_values, .. } = self;
+        if edits.len() != hits.len() {
+            return Err(ProxyError::Internal);
+        }
+        let mut body_edits = Vec::new();
+        let mut query_edits = Vec::new();
+        for (hit, edit) in hits.iter().zip(edits) {
+            match hit.place {
+                Place::Body => body_edits.push(edit.clone()),
+                Place::Query => query_edits.push(edit.clone()),
+                Place::Header(_) => {}
+            }
+        }
+        let body: ProxyBody = match doc {
+            Some(d) => {
+                let bytes = Bytes::from(d.apply(&body_edits).map_err(ProxyError::Malformed)?);
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                Full::new(bytes).map_err(|never| match never {}).boxed()
+            }
+            None => rest(incoming),
+        };
+        for (name, _) in &header_values {
+            parts.headers.remove(name);
+        }
+        for (hit, edit) in hits.iter().zip(edits) {
+            let Place::Header(i) = hit.place else { continue };
+            let (name, original) = header_values.get(i).ok_or(ProxyError::Internal)?;
+            let value = match edit {
+                Edit::Keep => original,
+                Edit::Replace(v) => v,
+                Edit::Remove => continue,
+            };
+            let value = HeaderValue::from_str(value).map_err(|_| ProxyError::Internal)?;
+            parts.headers.append(name.clone(), value);
+        }
+        if let Some(qd) = query_doc {
+            let q = qd.apply(&query_edits).map_err(ProxyError::Malformed)?;
+            let q = String::from_utf8(q).map_err(|_| ProxyError::Internal)?;
+            let pq = if q.is_empty() { parts.uri.path().to_owned() } else { format!("{}?{q}", parts.uri.path()) };
+            let mut uri_parts = parts.uri.clone().into_parts();
+            uri_parts.path_and_query = Some(pq.parse().map_err(|_| ProxyError::Internal)?);
+            parts.uri = http::Uri::from_parts(uri_parts).map_err(|_| ProxyError::Internal)?;
+        }
+        Ok(Request::from_parts(parts, body))
+    }
+}
+
+/// Reads a whole body within `limits`.
+pub async fn read_body<B>(body: B, limits: BodyLimits) -> Result<Bytes, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let collect = Limited::new(body, limits.max_bytes).collect();
+    match tokio::time::timeout(limits.timeout, collect).await {
+        Err(_) => Err(ProxyError::BodyTimeout),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(limits.max_bytes)),
+        Ok(Err(_)) => Err(ProxyError::BadRequest("request body could not be read")),
+    }
+}
+
+/// The body still to forward: the unread request body, or nothing if it was read.
+pub fn rest(incoming: Option<Incoming>) -> ProxyBody {
+    match incoming {
+        Some(b) => b.map_err(Into::into).boxed(),
+        None => Full::new(Bytes::new()).map_err(|never| match never {}).boxed(),
+    }
+}
+
+/// The configured selector, for error messages (config text, never a value).
+pub fn describe(s: &Selector) -> String {
+    match s {
+        Selector::Json(p) => format!("json {p}"),
+        Selector::Form(n) => format!("form {n}"),
+        Selector::Multipart(n) => format!("multipart {n}"),
+        Selector::Xml(p) => format!("xml {p:?}"),
+        Selector::Header(h) => format!("header {h}"),
+        Selector::Query(q) => format!("query {q}"),
+    }
+}
+
+/// The field a hit came from, for error messages.
+pub fn field_of(route: &Route, hit: &Hit) -> String {
+    hit.rule.and_then(|i| route.fields.get(i)).map(|f| describe(&f.selector)).unwrap_or_else(|| "detected value".into())
+}
+
+/// Content-Length together with Transfer-Encoding, or conflicting Content-Lengths: refused (RFC 9112 §6.3).
+pub fn refuse_smuggling(headers: &http::HeaderMap) -> Result<(), ProxyError> {
+    let lengths: Vec<_> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
+    if !lengths.is_empty() && headers.contains_key(header::TRANSFER_ENCODING) {
+        return Err(ProxyError::BadRequest("Content-Length together with Transfer-Encoding"));
+    }
+    if lengths.len() > 1 {
+        return Err(ProxyError::BadRequest("more than one Content-Length"));
+    }
+    Ok(())
+}
+
+fn incoming_has_body(headers: &http::HeaderMap, body: &Incoming) -> bool {
+    use hyper::body::Body as _;
+    if body.is_end_stream() {
+        return false;
+    }
+    let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    length != Some(0)
+}
