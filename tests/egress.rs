@@ -267,3 +267,47 @@ async fn a_provider_response_that_cannot_be_inspected_is_withheld() {
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, body["error"]["code"].as_str().unwrap()), (502, "upstream_response_withheld"), "{body}");
 }
+
+#[tokio::test]
+async fn a_vault_that_is_down_or_hangs_stops_the_payment() {
+    let (ca_dir, provider) = provider(Arc::new(echo_card)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://{}\"\nca = \"{}\"\n\
+         caller = \"payments\"\nvault_timeout = \"300ms\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }} ]\n",
+        config_text(dir.path(), false, None),
+        provider.addr,
+        ca_dir.path().join("ca.pem").display()
+    );
+    let cfg = veil::config::parse(&text).unwrap();
+    let caller = veil::vault::auth::Caller { name: "payments".into(), allow: cfg.callers[0].allow.clone() };
+    for slow in [false, true] {
+        let vault: Arc<dyn veil::vault::Vault> = Arc::new(common::down_vault::DownVault { slow });
+        let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
+        let egress =
+            Arc::new(veil::proxy::egress::Egress::new(cfg.egress[0].clone(), caller.clone(), vault, metrics).unwrap());
+        let body = json!({"source": {"number": random_pan("411111", 16)}}).to_string();
+        let req = hyper::Request::post("http://psp/pay")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        // Through a real connection: hyper hands the service an `Incoming` body.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(veil::server::serve(
+            listener,
+            None,
+            veil::server::Limits::default(),
+            move |_conn| {
+                let egress = egress.clone();
+                move |req| egress.clone().handle(req)
+            },
+            stopped,
+        ));
+        let (status, _, body) = send_request(addr, None, false, req).await.unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, body["error"]["code"].as_str().unwrap()), (503, "vault_unavailable"), "{body}");
+    }
+    assert!(provider.requests().is_empty());
+}

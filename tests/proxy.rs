@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::down_vault::DownVault;
 use common::*;
 use http_body_util::Full;
 use serde_json::{json, Value};
@@ -279,45 +280,6 @@ async fn every_error_path_answers_json_and_forwards_nothing() {
         assert!(!resp.to_string().contains("4111111111111112") && !resp.to_string().contains("078-05"));
     }
     assert!(app.requests().is_empty(), "the upstream received nothing");
-}
-
-/// A vault that is down (`slow = false`) or hangs (`slow = true`).
-struct DownVault {
-    slow: bool,
-}
-
-#[async_trait::async_trait]
-impl veil::vault::Vault for DownVault {
-    async fn tokenize(
-        &self,
-        _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
-        _: Option<&str>,
-    ) -> Result<Vec<String>, veil::vault::VaultError> {
-        if self.slow {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-        }
-        Err(veil::vault::VaultError::StoreUnavailable)
-    }
-    async fn detokenize(
-        &self,
-        _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
-        _: Option<&str>,
-    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
-        Err(veil::vault::VaultError::StoreUnavailable)
-    }
-    async fn mask(
-        &self,
-        _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
-        _: Option<&str>,
-    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
-        Err(veil::vault::VaultError::StoreUnavailable)
-    }
-    async fn ready(&self) -> bool {
-        false
-    }
 }
 
 /// A plain-HTTP proxy in front of `app` that uses `vault` (services in memory, no vault process).

@@ -1,6 +1,7 @@
 //! Test harness: rcgen certificates, a vault started in-process on 127.0.0.1:0, and a small HTTPS client.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod down_vault;
 pub mod tls_app;
 
 use std::net::SocketAddr;
