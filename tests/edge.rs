@@ -120,9 +120,11 @@ async fn a_slow_body_under_a_rule_gets_408_and_nothing_is_forwarded() {
     let e = start().await;
     let addr = e.plain.proxy_addr.unwrap();
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"POST /checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-        .await
-        .unwrap();
+    s.write_all(
+        b"POST /checkout HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
