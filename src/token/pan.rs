@@ -82,8 +82,8 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     let mut canonical = String::with_capacity(trimmed.len());
     let mut previous_was_digit = false;
     for c in trimmed.chars() {
-        if c.is_ascii_digit() {
-            canonical.push(c);
+        if let Some(d) = ascii_digit(c) {
+            canonical.push(d);
             previous_was_digit = true;
         } else if c == ' ' || c == '-' {
             if !previous_was_digit {
@@ -100,7 +100,17 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     if !(MIN_DIGITS..=MAX_DIGITS).contains(&canonical.len()) {
         return Err(Invalid("card number must have 12 to 19 digits"));
     }
-    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| c.is_ascii_digit(), false) })
+    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| ascii_digit(c).is_some(), false) })
+}
+
+/// A digit, ASCII or full-width (U+FF10–U+FF19, as East Asian keyboards type them), as its ASCII digit. Tokens
+/// and revealed values are written with ASCII digits.
+fn ascii_digit(c: char) -> Option<char> {
+    match c {
+        '0'..='9' => Some(c),
+        '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + '0' as u32),
+        _ => None,
+    }
 }
 
 /// Checks that a canonical card number is a real one: 12 to 19 ASCII digits passing the Luhn check.
@@ -287,6 +297,14 @@ fn luhn_sum(digits_from_right: impl Iterator<Item = u8>, first_doubled: bool) ->
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_width_digits_are_card_digits_and_tokens_come_back_in_ascii() {
+        let p = parse("４１１１ １１１１ １１１１ １１１１").unwrap();
+        assert_eq!(p.canonical, "4111111111111111");
+        assert_eq!(p.layout.render("4000000000000002"), "4000 0000 0000 0002");
+        assert!(parse("４１１１x１１１１１１１１１１１１").is_err());
+    }
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
@@ -447,7 +465,7 @@ mod tests {
             ("4111--1111-1111-1111", "separator"),
             ("", "empty"),
             ("   ", "empty"),
-            ("４１１１１１１１１１１１１１１１", "digits"),
+            ("٤١١١١١١١١١١١١١١١", "digits"),
         ];
         for (input, expected) in cases {
             let err = parse(input).and_then(|p| validate(&p.canonical)).unwrap_err();
