@@ -198,3 +198,46 @@ async fn https_upstream_is_verified_against_the_configured_ca() {
     assert_eq!(app.requests().len(), 1, "only the first veil's request reached the app");
     running.shutdown().await;
 }
+
+/// A CA and one server certificate it signed, written as ca.pem / server.pem / server.key in `dir`.
+fn write_server_cert(dir: &Path, names: &[&str], not_after: (i32, u8, u8)) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after.0, not_after.1, not_after.2);
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+}
+
+#[tokio::test]
+async fn expired_and_wrong_host_upstream_certificates_are_refused() {
+    // Checked against a control with a valid certificate, so a refusal is the certificate's doing.
+    for (names, not_after, what) in [
+        (&["localhost"][..], (2099, 1, 1), "valid"),
+        (&["localhost"][..], (2021, 1, 1), "expired"),
+        (&["shop.example"][..], (2099, 1, 1), "issued for another host"),
+    ] {
+        let pki = tempfile::tempdir().unwrap();
+        write_server_cert(pki.path(), names, not_after);
+        let app = tls_app::TlsApp::start(pki.path()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let upstream = format!("https://localhost:{}", app.addr.port());
+        let running = veil_to(dir.path(), &upstream, Some(&pki.path().join("ca.pem"))).await;
+        let (status, body) = post_card(running.proxy_addr.unwrap(), &random_pan("411111", 16)).await;
+        if what == "valid" {
+            // The control: the same setup with a good certificate reaches the app.
+            assert_eq!((status, app.requests().len()), (200, 1), "{body}");
+        } else {
+            let code = body["error"]["code"].as_str().unwrap();
+            assert_eq!((status, code), (502, "upstream_unavailable"), "{what}: {body}");
+            assert!(app.requests().is_empty(), "{what}: the app received nothing");
+        }
+        running.shutdown().await;
+    }
+}
