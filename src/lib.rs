@@ -20,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 pub mod rewrite;
 pub mod server;
+pub mod stall;
 pub mod store;
 pub mod tls;
 pub mod token;
