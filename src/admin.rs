@@ -17,9 +17,16 @@ pub struct AdminState {
     pub vault: Arc<dyn Vault>,
 }
 
+/// Whether the vault answers within two seconds.
+async fn ready(state: &AdminState) -> bool {
+    tokio::time::timeout(std::time::Duration::from_secs(2), state.vault.ready()).await.unwrap_or(false)
+}
+
 pub async fn handle<B>(state: Arc<AdminState>, req: Request<B>) -> Result<Response<Full<Bytes>>, Infallible> {
     Ok(match req.uri().path() {
         "/metrics" => {
+            // Alerts need readiness as a series: Prometheus scrapes /metrics, not /readyz.
+            state.metrics.vault_ready.set(i64::from(ready(&state).await));
             let mut resp = Response::new(Full::new(Bytes::from(state.metrics.render())));
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -29,9 +36,7 @@ pub async fn handle<B>(state: Arc<AdminState>, req: Request<B>) -> Result<Respon
         }
         "/healthz" => json_response(StatusCode::OK, &json!({"status": "ok"})),
         "/readyz" => {
-            let ready =
-                tokio::time::timeout(std::time::Duration::from_secs(2), state.vault.ready()).await.unwrap_or(false);
-            if ready {
+            if ready(&state).await {
                 json_response(StatusCode::OK, &json!({"status": "ready"}))
             } else {
                 json_response(

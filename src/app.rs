@@ -55,15 +55,18 @@ pub struct Running {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     proxy_cert: Option<Arc<ReloadableCert>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Running {
     /// Re-reads the proxy's certificate files (SIGHUP); the old certificate stays on error.
     pub fn reload_certificates(&self) -> Result<(), crate::tls::TlsError> {
-        match &self.proxy_cert {
-            Some(c) => c.reload(),
-            None => Ok(()),
+        let Some(c) = &self.proxy_cert else { return Ok(()) };
+        c.reload()?;
+        if let Some(expiry) = c.not_after() {
+            self.metrics.set_certificate_expiry("proxy", expiry);
         }
+        Ok(())
     }
 
     /// Stops accepting, lets in-flight requests finish, and returns when every listener has drained.
@@ -101,7 +104,10 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
     let mut tasks = Vec::new();
 
     let tls = match &cfg.vault.tls {
-        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?)),
+        Some(t) => {
+            metrics.set_certificate_expiry("vault", crate::tls::chain_not_after(&t.cert)?);
+            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?))
+        }
         None => None,
     };
     let listener = bind(cfg.vault.listen).await?;
@@ -132,7 +138,13 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
             Some((c, k)) => Some(ReloadableCert::load(c, k)?),
             None => None,
         };
-        let tls = cert.as_ref().map(|c| TlsAcceptor::from(c.server_config()));
+        let tls = match &cert {
+            Some(c) => Some(TlsAcceptor::from(c.server_config()?)),
+            None => None,
+        };
+        if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
+            metrics.set_certificate_expiry("proxy", expiry);
+        }
         let dyn_vault: Arc<dyn Vault> = vault.clone();
         let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), dyn_vault, keys.clone(), metrics.clone())?);
         let listener = bind(pc.listen).await?;
@@ -170,7 +182,7 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         let listener = bind(a.listen).await?;
         admin_addr = Some(local_addr(&listener, a.listen)?);
         let dyn_vault: Arc<dyn Vault> = vault;
-        let state = Arc::new(AdminState { metrics, vault: dyn_vault });
+        let state = Arc::new(AdminState { metrics: metrics.clone(), vault: dyn_vault });
         tasks.push(tokio::spawn(server::serve(
             listener,
             None,
@@ -183,7 +195,7 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         )));
         tracing::info!(addr = ?admin_addr, "admin listening");
     }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert })
+    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
 }
 
 /// Binds one egress route and serves it; returns its address.

@@ -3,7 +3,7 @@
 //! Labels come from small fixed sets — operation, class, outcome, configured caller and route names — never a
 //! value, token, path or id.
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 pub struct Metrics {
     pub registry: Registry,
@@ -15,6 +15,12 @@ pub struct Metrics {
     pub vault_operations: IntCounterVec,
     pub vault_operation_duration: HistogramVec,
     pub detokenize: IntCounterVec,
+    /// Audit appends that failed (each one refused the audited operation, or lost a denial record).
+    pub audit_write_failures: IntCounter,
+    /// `notAfter` (Unix seconds) of the certificate each TLS listener serves, by listener (`proxy`, `vault`).
+    pub certificate_expiry: IntGaugeVec,
+    /// 1 when the vault (its store, or the remote vault) answered the last readiness check, else 0.
+    pub vault_ready: IntGauge,
 }
 
 impl Metrics {
@@ -61,6 +67,24 @@ impl Metrics {
         registry.register(Box::new(vault_operations.clone()))?;
         registry.register(Box::new(vault_operation_duration.clone()))?;
         registry.register(Box::new(detokenize.clone()))?;
+        let audit_write_failures = IntCounter::new(
+            "veil_audit_write_failures_total",
+            "Audit records that could not be written (the audited operation was refused).",
+        )?;
+        let certificate_expiry = IntGaugeVec::new(
+            Opts::new(
+                "veil_certificate_expiry_timestamp_seconds",
+                "Expiry (notAfter, Unix seconds) of the certificate a TLS listener serves, by listener.",
+            ),
+            &["listener"],
+        )?;
+        let vault_ready = IntGauge::new(
+            "veil_vault_ready",
+            "1 if the vault and its store answered the readiness check made at this scrape, else 0.",
+        )?;
+        registry.register(Box::new(audit_write_failures.clone()))?;
+        registry.register(Box::new(certificate_expiry.clone()))?;
+        registry.register(Box::new(vault_ready.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -71,7 +95,15 @@ impl Metrics {
             vault_operations,
             vault_operation_duration,
             detokenize,
+            audit_write_failures,
+            certificate_expiry,
+            vault_ready,
         })
+    }
+
+    /// Records the expiry of the certificate `listener` (a fixed name: `proxy`, `vault`) now serves.
+    pub fn set_certificate_expiry(&self, listener: &'static str, not_after_unix: i64) {
+        self.certificate_expiry.with_label_values(&[listener]).set(not_after_unix);
     }
 
     /// The text exposition of every metric.
@@ -98,5 +130,31 @@ mod tests {
         assert!(text.contains("veil_vault_operations_total{class=\"pan\",op=\"tokenize\",outcome=\"ok\"} 1"), "{text}");
         assert!(text.contains("veil_detokenize_total{"));
         assert!(text.contains("veil_vault_operation_duration_seconds_bucket{"));
+    }
+
+    #[test]
+    fn audit_failures_and_readiness_are_always_exported() {
+        let m = Metrics::new().unwrap();
+        let text = m.render();
+        // Unlabelled: present from the start, so an alert on them sees 0 rather than nothing.
+        assert!(text.contains("veil_audit_write_failures_total 0"), "{text}");
+        assert!(text.contains("veil_vault_ready 0"), "{text}");
+        m.audit_write_failures.inc();
+        m.vault_ready.set(1);
+        let text = m.render();
+        assert!(text.contains("veil_audit_write_failures_total 1"), "{text}");
+        assert!(text.contains("veil_vault_ready 1"), "{text}");
+    }
+
+    #[test]
+    fn certificate_expiry_per_listener() {
+        let m = Metrics::new().unwrap();
+        m.set_certificate_expiry("proxy", 1_900_000_000);
+        m.set_certificate_expiry("vault", 1_800_000_000);
+        m.set_certificate_expiry("proxy", 1_950_000_000);
+        let text = m.render();
+        assert!(text.contains("veil_certificate_expiry_timestamp_seconds{listener=\"proxy\"} 1950000000"), "{text}");
+        assert!(text.contains("veil_certificate_expiry_timestamp_seconds{listener=\"vault\"} 1800000000"), "{text}");
+        assert_eq!(text.matches("veil_certificate_expiry_timestamp_seconds{").count(), 2, "{text}");
     }
 }

@@ -1,11 +1,15 @@
 //! rustls configurations: server (TLS 1.2/1.3, ALPN h2 + http/1.1, optional client-certificate verification)
 //! and the identities (URI and DNS SANs) of a verified client certificate.
+//!
+//! Every server config is built from [`provider`]: TLS 1.3 and TLS 1.2 only, and only AEAD suites with
+//! forward secrecy (ECDHE + AES-GCM / ChaCha20-Poly1305), pinned here so a crate default can never widen them.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ConfigBuilder, RootCertStore, ServerConfig, WantsVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -45,15 +49,55 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// Protocol versions every veil server accepts: TLS 1.3 and TLS 1.2, nothing older.
+pub const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The crypto provider of every veil server: aws-lc-rs, restricted to AEAD suites with ECDHE key exchange.
+pub fn provider() -> Arc<CryptoProvider> {
+    use aws_lc_rs::cipher_suite as cs;
+    Arc::new(CryptoProvider {
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..aws_lc_rs::default_provider()
+    })
+}
+
+fn server_builder() -> Result<ConfigBuilder<ServerConfig, WantsVerifier>, TlsError> {
+    ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(PROTOCOL_VERSIONS)
+        .map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// `notAfter` of a certificate as Unix seconds (`None` if it does not parse).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(parsed.validity().not_after.timestamp())
+}
+
+/// `notAfter` (Unix seconds) of the first certificate of the PEM chain at `path`.
+pub fn chain_not_after(path: &Path) -> Result<i64, TlsError> {
+    let certs = load_certs(path)?;
+    certs.first().and_then(not_after).ok_or_else(|| file_err(path, "the certificate does not parse"))
+}
+
 /// A server config; with `client_ca`, client certificates are verified against it (but still optional, so
 /// API-key callers can connect too).
 pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
-    let builder = ServerConfig::builder();
+    let builder = server_builder()?;
     let builder = match client_ca {
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder(Arc::new(load_roots(ca)?))
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider())
                 .allow_unauthenticated()
                 .build()
                 .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -101,6 +145,42 @@ mod tests {
     }
 
     #[test]
+    fn only_tls12_and_tls13_with_aead_ecdhe_suites() {
+        let p = provider();
+        assert_eq!(p.cipher_suites.len(), 9);
+        for suite in &p.cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            let version = suite.version().version;
+            assert!(
+                version == rustls::ProtocolVersion::TLSv1_3 || version == rustls::ProtocolVersion::TLSv1_2,
+                "{name}"
+            );
+            assert!(name.contains("GCM") || name.contains("CHACHA20_POLY1305"), "not AEAD: {name}");
+            assert!(!name.contains("CBC") && !name.contains("NULL") && !name.contains("RC4"), "{name}");
+            if version == rustls::ProtocolVersion::TLSv1_2 {
+                assert!(name.starts_with("TLS_ECDHE_"), "no forward secrecy: {name}");
+            }
+        }
+        let versions: Vec<_> = PROTOCOL_VERSIONS.iter().map(|v| v.version).collect();
+        assert_eq!(versions, vec![rustls::ProtocolVersion::TLSv1_3, rustls::ProtocolVersion::TLSv1_2]);
+    }
+
+    #[test]
+    fn not_after_reads_the_certificate_expiry() {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(cert.der()), Some(1_936_742_400));
+        assert_eq!(not_after(&CertificateDer::from(vec![1u8, 2, 3])), None);
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("c.pem");
+        std::fs::write(&pem, cert.pem()).unwrap();
+        assert_eq!(chain_not_after(&pem).unwrap(), 1_936_742_400);
+    }
+
+    #[test]
     fn missing_files_name_the_path() {
         let err = server_config(Path::new("/nonexistent/c.pem"), Path::new("/nonexistent/k.pem"), None).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/c.pem"));
@@ -132,10 +212,19 @@ impl ReloadableCert {
     }
 
     /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate.
-    pub fn server_config(self: &Arc<Self>) -> Arc<ServerConfig> {
-        let mut config = ServerConfig::builder().with_no_client_auth().with_cert_resolver(self.clone());
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = server_builder()?.with_no_client_auth().with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Arc::new(config)
+        Ok(Arc::new(config))
+    }
+
+    /// `notAfter` (Unix seconds) of the certificate served now.
+    pub fn not_after(&self) -> Option<i64> {
+        let current = match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        current.cert.first().and_then(not_after)
     }
 }
 
@@ -151,7 +240,7 @@ impl rustls::server::ResolvesServerCert for ReloadableCert {
 fn certified_key(cert: &Path, key: &Path) -> Result<Arc<rustls::sign::CertifiedKey>, TlsError> {
     let certs = load_certs(cert)?;
     let key_der = load_key(key)?;
-    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let provider = provider();
     let signing =
         provider.key_provider.load_private_key(key_der).map_err(|_| file_err(key, "unsupported private key"))?;
     Ok(Arc::new(rustls::sign::CertifiedKey::new(certs, signing)))

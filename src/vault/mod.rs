@@ -80,6 +80,15 @@ impl LocalVault {
         &self.audit
     }
 
+    /// Appends `event` to the audit log; a failure is counted (`veil_audit_write_failures_total`).
+    async fn append_audit(&self, event: Event) -> Result<(), audit::AuditError> {
+        let result = self.audit.append(event, (self.clock)()).await;
+        if result.is_err() {
+            self.metrics.audit_write_failures.inc();
+        }
+        result
+    }
+
     /// Deny by default; a refusal is audited (best effort: the call is refused either way).
     async fn authorize(&self, caller: &Caller, op: Op, items: &[(Class, &str)]) -> Result<(), VaultError> {
         let Some(&(class, _)) = items.iter().find(|(c, _)| !policy::allowed(&caller.allow, op, *c)) else {
@@ -99,7 +108,7 @@ impl LocalVault {
                 .map(|(c, _)| Item { class: c.name().into(), token_fp: String::new(), result: "denied".into() })
                 .collect(),
         };
-        if self.audit.append(event, (self.clock)()).await.is_err() {
+        if self.append_audit(event).await.is_err() {
             tracing::error!(caller = %caller.name, op = op.name(), "denial could not be audited");
         }
         Err(VaultError::Forbidden { op, class })
@@ -142,7 +151,7 @@ impl LocalVault {
             items: audited,
         };
         // Fail closed: no value leaves unless its reveal is on disk in the audit log.
-        self.audit.append(event, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
+        self.append_audit(event).await.map_err(|_| VaultError::AuditUnavailable)?;
         for ((class, _), r) in items.iter().zip(&out) {
             let outcome = match r {
                 Ok(_) => "ok",
