@@ -16,6 +16,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub mod prom;
+
 pub const PAYMENTS_KEY: &str = "test-payments-key-0123456789";
 pub const APP_KEY: &str = "test-app-key-0123456789";
 
