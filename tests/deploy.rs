@@ -124,6 +124,37 @@ fn systemd_units_are_hardened() {
     assert!(sysusers.lines().any(|l| l.starts_with("u veil ")), "{sysusers}");
 }
 
+#[test]
+fn systemd_example_config_fits_the_unit() {
+    let cfg =
+        veil::config::parse(&read("systemd/veil.toml")).unwrap_or_else(|e| panic!("deploy/systemd/veil.toml: {e}"));
+    let unit = service_section(&read("systemd/veil.service"));
+    let (read_only, writable) = (&unit["ReadOnlyPaths"][0], &unit["ReadWritePaths"][0]);
+    let proxy = cfg.proxy.as_ref().unwrap();
+    let (cert, key) = proxy.tls.as_ref().expect("[proxy.tls]");
+    for p in [cert, key, &cfg.vault.master_key_file] {
+        assert!(p.is_absolute() && p.starts_with(read_only), "{} is not under {read_only}", p.display());
+    }
+    assert!(cfg.vault.audit_log.starts_with(writable), "the audit log must be writable");
+    let veil::config::StoreUrl::Sqlite(store) = &cfg.vault.store else { panic!("sqlite store expected") };
+    assert!(store.contains(writable.as_str()), "the SQLite store must be writable: {store}");
+    assert_eq!(unit["WorkingDirectory"][0], *writable);
+    let ports: Vec<u16> = [Some(proxy.listen), Some(cfg.vault.listen), cfg.admin.as_ref().map(|a| a.listen)]
+        .into_iter()
+        .flatten()
+        .map(|a| a.port())
+        .collect();
+    assert!(ports.iter().all(|p| *p >= 1024), "no CAP_NET_BIND_SERVICE is granted: {ports:?}");
+    // Prometheus scrapes the admin listener this config opens.
+    let scrape: Yaml = serde_norway::from_str(&read("prometheus/prometheus.yml")).unwrap();
+    let target = by_name_key(&scrape["scrape_configs"], "job_name", "veil")["static_configs"][0]["targets"][0]
+        .as_str()
+        .unwrap()
+        .parse::<std::net::SocketAddr>()
+        .unwrap();
+    assert_eq!(Some(target), cfg.admin.as_ref().map(|a| a.listen));
+}
+
 fn config_name(unit: &str) -> &'static str {
     match unit {
         "veil-proxy.service" => "proxy",
