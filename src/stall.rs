@@ -49,7 +49,6 @@ impl<T> WriteDeadline<T> {
     }
 }
 
-
 impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)

@@ -431,7 +431,10 @@ async fn metrics_count_what_the_proxy_did() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn graceful_shutdown_finishes_in_flight_requests() {
-    let app = App::start_with(Arc::new(|_| {
+    let arrived = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let signal = arrived.clone();
+    let app = App::start_with(Arc::new(move |_| {
+        signal.store(true, std::sync::atomic::Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(400));
         Bytes::from_static(b"done")
     }))
@@ -444,7 +447,14 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
             hyper::Request::builder().uri("/slow").header("host", "localhost").body(Full::new(Bytes::new())).unwrap();
         send_request(addr, Some(&ca), false, req).await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Shut down only once the request is in flight (it reached the app), however loaded the machine is.
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while !arrived.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
     let running = veil.running.take().unwrap();
     let shutdown = tokio::spawn(running.shutdown());
     tokio::time::sleep(Duration::from_millis(50)).await;
