@@ -154,6 +154,7 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
             header_timeout: pc.header_timeout,
             max_connections: pc.max_connections,
             max_header_bytes: pc.max_header_bytes,
+            write_timeout: pc.write_timeout,
             ..Limits::default()
         };
         tasks.push(tokio::spawn(server::serve(

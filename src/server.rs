@@ -16,6 +16,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
+use crate::stall::WriteDeadline;
+
 /// Connections beyond the limit that still get a 503 answer (the rest are closed at once).
 const SHED_CONNECTIONS: usize = 64;
 
@@ -42,6 +44,8 @@ pub struct Limits {
     pub drain_timeout: Duration,
     /// Largest request head (HTTP/1.1 buffer, h2 header list); hyper answers 431 beyond it.
     pub max_header_bytes: usize,
+    /// A write to the client that makes no progress this long closes the connection (a peer that stopped reading).
+    pub write_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +56,7 @@ impl Default for Limits {
             max_connections: 4096,
             drain_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -124,7 +129,7 @@ pub async fn serve<F, S, Fut, B>(
         let _ = stream.set_nodelay(true);
         let (tls, builder, make_service) = (tls.clone(), builder.clone(), make_service.clone());
         let watcher = graceful.watcher();
-        let handshake_timeout = limits.handshake_timeout;
+        let (handshake_timeout, write_timeout) = (limits.handshake_timeout, limits.write_timeout);
         tokio::spawn(async move {
             let _permit = permit;
             let (io, ids): (Box<dyn Io>, Vec<String>) = match tls {
@@ -144,7 +149,7 @@ pub async fn serve<F, S, Fut, B>(
                     }
                 },
             };
-            let io = TokioIo::new(io);
+            let io = TokioIo::new(WriteDeadline::new(io, write_timeout));
             let result = if shedding {
                 let conn = builder
                     .serve_connection(io, service_fn(|_req| async { Ok::<_, std::convert::Infallible>(overloaded()) }));

@@ -1,5 +1,5 @@
 //! The HTTP edge under hostile clients: oversized heads get 431, slowloris heads, slow bodies and silent TLS
-//! handshakes are reaped at their timeouts, and normal requests keep being served meanwhile.
+//! handshakes and clients that stop reading are reaped at their timeouts, and normal requests keep being served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -21,7 +21,15 @@ struct Edge {
 }
 
 async fn start() -> Edge {
-    let app = App::start().await;
+    // A small page, or a big one (/big) for readers that stop reading.
+    let app = App::start_with(std::sync::Arc::new(|seen: &Seen| {
+        if seen.uri.starts_with("/big") {
+            Bytes::from(vec![b'x'; 64 << 20])
+        } else {
+            Bytes::from_static(b"{\"ok\":true}")
+        }
+    }))
+    .await;
     let dir = tempfile::tempdir().unwrap();
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
     let pki = Pki::new(dir.path());
@@ -31,7 +39,8 @@ async fn start() -> Edge {
         std::fs::copy(dir.path().join("master.key"), dir.path().join(sub).join("master.key")).unwrap();
         format!(
             "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_header_bytes = 8192\n\
-             handshake_timeout = \"500ms\"\nheader_timeout = \"500ms\"\nbody_timeout = \"500ms\"\n{tls}\n{}\n\
+             handshake_timeout = \"500ms\"\nheader_timeout = \"500ms\"\nbody_timeout = \"500ms\"\n\
+             write_timeout = \"500ms\"\n{tls}\n{}\n\
              [[route]]\nname = \"checkout\"\nmatch = {{ path = \"/checkout\" }}\n\
              fields = [ {{ json = \"$.card\", class = \"pan\" }} ]\n",
             app.addr,
@@ -161,4 +170,28 @@ async fn a_silent_tls_client_is_dropped_at_the_handshake_timeout() {
     let (status, _, _) =
         send_request(e.tls.proxy_addr.unwrap(), Some(&e.pki.ca_der), false, req.unwrap()).await.unwrap();
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_at_the_write_timeout() {
+    let e = start().await;
+    let addr = e.plain.proxy_addr.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // Read nothing while socket buffers fill and the proxy's write stalls past write_timeout.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the connection stayed open");
+    assert!(total < 64 << 20, "the whole 64 MiB response was delivered to a reader that had stopped ({total} bytes)");
+    assert_eq!(normal_get(addr).await, 200, "other clients are served");
 }
