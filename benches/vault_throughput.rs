@@ -26,7 +26,7 @@ fn luhn(s: &str) -> bool {
         .enumerate()
         .map(|(i, d)| if i % 2 == 1 { (d * 2) % 10 + (d * 2) / 10 } else { d })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 async fn run(engine: Arc<Engine>, offset: u64) -> f64 {
