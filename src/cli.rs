@@ -1,5 +1,7 @@
 //! Command-line interface: the commands and their flags, and what each does.
 
+pub mod keys;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -38,6 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Master key tools.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +67,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Keygen { out, if_missing } => keygen(&out, if_missing),
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
+        Command::Keys { command } => keys::run(command),
     }
 }
 

@@ -7,7 +7,8 @@
 //! ```
 //! Subkeys: `HKDF-SHA256(salt = "veil-hkdf-v1", ikm = master[v], info = "veil/<purpose>/<class>/v<v>")`.
 //! Records are sealed under the newest version; older versions still open what they sealed. Fingerprints
-//! always use version 1's subkeys so that lookups stay stable across rotations.
+//! always use the oldest version's subkeys so that lookups stay stable across rotations.
+//! `veil keys rotate` appends a new version with [`Keyring::rotate_file`] (atomic replace, old lines kept).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
@@ -41,6 +42,10 @@ pub enum KeyError {
     Empty { path: String },
     #[error("key file {path} is readable by group or others (mode {mode:o}); chmod 600 it")]
     Permissions { path: String, mode: u32 },
+    #[error("{lock} exists: another rotation is running, or one was interrupted (then remove it and retry)")]
+    Busy { lock: String },
+    #[error("key file {path} already holds the highest possible version")]
+    VersionsExhausted { path: String },
 }
 
 /// Every master key version from the key file.
@@ -119,6 +124,57 @@ impl Keyring {
         file.write_all(line.expose().as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|source| KeyError::Write { path: shown, source })
+    }
+
+    /// Appends a fresh master key as the next version and returns that version. Every existing line (older
+    /// versions, comments) is kept. The file is replaced atomically: the new text goes to a 0600 file beside it
+    /// (created exclusively, so it also serves as a lock against a concurrent rotation), is fsynced, renamed
+    /// over the key file, and the directory is fsynced. A crash leaves either the old or the new file.
+    pub fn rotate_file(path: &Path) -> Result<u32, KeyError> {
+        let shown = path.display().to_string();
+        let ring = Keyring::load(path)?;
+        let next = ring.current_version().checked_add(1).ok_or(KeyError::VersionsExhausted { path: shown.clone() })?;
+        let old = Secret::new(
+            std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
+        );
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let key = Secret::new(raw);
+        raw.zeroize();
+        let sep = if old.expose().is_empty() || old.expose().ends_with('\n') { "" } else { "\n" };
+        let text = Secret::new(format!("{}{sep}{next} {}\n", old.expose(), hex::encode(key.expose())));
+        // What is written must load back with every old version and the new one.
+        let check = Keyring::parse(text.expose(), &shown)?;
+        if check.current_version() != next || check.keys.len() != ring.keys.len() + 1 {
+            return Err(KeyError::Format { path: shown, line: 0, reason: "rotated keyring does not load back" });
+        }
+
+        let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(d) => d.to_path_buf(),
+            None => std::path::PathBuf::from("."),
+        };
+        let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+        tmp_name.push(".rotating");
+        let tmp = dir.join(tmp_name);
+        let lock = tmp.display().to_string();
+        let mut file = match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Busy { lock }),
+            Err(source) => return Err(KeyError::Write { path: lock, source }),
+        };
+        let written = file
+            .write_all(text.expose().as_bytes())
+            .and_then(|_| file.sync_all())
+            .and_then(|_| std::fs::rename(&tmp, path))
+            .map_err(|source| KeyError::Write { path: shown.clone(), source });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| KeyError::Write { path: dir.display().to_string(), source })?;
+        Ok(next)
     }
 
     pub fn current_version(&self) -> u32 {
@@ -287,5 +343,93 @@ mod tests {
             let err = Keyring::parse(bad, "k").unwrap_err().to_string();
             assert!(!err.contains("abab"), "no key bytes in errors: {err}");
         }
+    }
+
+    #[test]
+    fn rotate_appends_a_version_and_keeps_every_old_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        Keyring::generate_file(&path).unwrap();
+        let before = std::fs::read_to_string(&path).unwrap();
+        let v1 = Keyring::load(&path).unwrap();
+        assert_eq!(Keyring::rotate_file(&path).unwrap(), 2);
+        assert_eq!(Keyring::rotate_file(&path).unwrap(), 3);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(after.starts_with(&before), "old lines kept verbatim");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let ring = Keyring::load(&path).unwrap();
+        assert_eq!(ring.versions().collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(ring.keys[&1].expose(), v1.keys[&1].expose());
+        assert_ne!(ring.keys[&2].expose(), ring.keys[&1].expose());
+        assert_ne!(ring.keys[&3].expose(), ring.keys[&2].expose());
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("master.key")], "no temp file left behind");
+    }
+
+    #[test]
+    fn rotate_handles_a_file_without_final_newline() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k");
+        std::fs::write(&path, format!("7 {}", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(Keyring::rotate_file(&path).unwrap(), 8);
+        assert_eq!(Keyring::load(&path).unwrap().versions().collect::<Vec<_>>(), vec![7, 8]);
+    }
+
+    #[test]
+    fn rotate_refuses_while_another_rotation_holds_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        Keyring::generate_file(&path).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        std::fs::write(dir.path().join("master.key.rotating"), "").unwrap();
+        let err = Keyring::rotate_file(&path).unwrap_err();
+        assert!(matches!(err, KeyError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("master.key.rotating"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn rotate_refuses_missing_loose_or_full_key_files_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(Keyring::rotate_file(&dir.path().join("none")), Err(KeyError::Read { .. })));
+        let loose = dir.path().join("loose");
+        std::fs::write(&loose, format!("1 {}\n", "ab".repeat(32))).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(Keyring::rotate_file(&loose), Err(KeyError::Permissions { .. })));
+        let full = dir.path().join("full");
+        let text = format!("{} {}\n", u32::MAX, "cd".repeat(32));
+        std::fs::write(&full, &text).unwrap();
+        std::fs::set_permissions(&full, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let err = Keyring::rotate_file(&full).unwrap_err();
+        assert!(matches!(err, KeyError::VersionsExhausted { .. }), "{err}");
+        assert!(!err.to_string().contains("cdcd"), "no key bytes in errors: {err}");
+        assert_eq!(std::fs::read_to_string(&full).unwrap(), text);
+        let bad = dir.path().join("bad");
+        std::fs::write(&bad, "1 nothex\n").unwrap();
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(matches!(Keyring::rotate_file(&bad), Err(KeyError::Format { .. })));
+    }
+
+    #[test]
+    fn after_rotation_new_records_use_the_new_version_and_old_ones_still_open() {
+        let old = KeySet::derive(&Keyring::from_keys([(1, [1u8; 32])]), &["pan", "text"]).unwrap();
+        let sealed_v1 = old.sealer("pan", 1).unwrap().seal("pan", "tok", 1, b"4111111111111111").unwrap();
+        let blob_v1 = old.encrypt_blob("text", "allergic to nuts").unwrap();
+
+        let new = KeySet::derive(&Keyring::from_keys([(1, [1u8; 32]), (2, [2u8; 32])]), &["pan", "text"]).unwrap();
+        assert_eq!(new.current_version(), 2);
+        assert_eq!(new.sealer("pan", 1).unwrap().open("pan", "tok", 1, &sealed_v1).unwrap(), b"4111111111111111");
+        let sealed_v2 = new.sealer("pan", 2).unwrap().seal("pan", "tok", 2, b"5500000000000004").unwrap();
+        assert!(old.sealer("pan", 2).is_none(), "the old keyring has no v2");
+        assert!(new.sealer("pan", 1).unwrap().open("pan", "tok", 1, &sealed_v2).is_err(), "v2 needs the v2 key");
+        assert_eq!(new.decrypt_blob("text", &blob_v1).unwrap().expose(), "allergic to nuts");
+        let blob_v2 = new.encrypt_blob("text", "allergic to nuts").unwrap();
+        assert!(blob_v2.starts_with("veil:v2:"), "{blob_v2}");
+        assert!(old.decrypt_blob("text", &blob_v2).is_none());
+        // Lookups stay stable: the same value fingerprints the same before and after a rotation.
+        assert_eq!(old.value_fingerprint("pan", "4111"), new.value_fingerprint("pan", "4111"));
+        assert_eq!(old.audit.fingerprint(b"x"), new.audit.fingerprint(b"x"));
+        assert_eq!(old.subject.fingerprint(b"x"), new.subject.fingerprint(b"x"));
     }
 }

@@ -1,0 +1,65 @@
+//! `veil keys …`: master keyring maintenance (rotate; more subcommands slot into [`KeysCommand`]).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::crypto::Keyring;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Append a new master key version: new records are sealed under it, older versions still open.
+    /// A running veil picks it up when restarted.
+    Rotate(KeyFileArg),
+}
+
+/// Which key file: the config's `vault.master_key_file`, or a path given directly.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyFileArg {
+    /// Path of the TOML config file (its `vault.master_key_file` is rotated).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Path of the key file itself (no config needed).
+    #[arg(long = "key-file")]
+    pub key_file: Option<PathBuf>,
+}
+
+pub fn run(command: KeysCommand) -> ExitCode {
+    match command {
+        KeysCommand::Rotate(arg) => match key_file(&arg) {
+            Ok(path) => rotate(&path),
+            Err(code) => code,
+        },
+    }
+}
+
+/// The key file named by the arguments; a config that does not validate exits 2.
+pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
+    match (&arg.config, &arg.key_file) {
+        (_, Some(path)) => Ok(path.clone()),
+        (Some(config), None) => super::load(config).map(|cfg| cfg.vault.master_key_file),
+        (None, None) => {
+            eprintln!("veil: name the config (-c) or the key file (--key-file)");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+fn rotate(path: &Path) -> ExitCode {
+    match Keyring::rotate_file(path) {
+        Ok(version) => {
+            println!(
+                "{}: added master key version {version}; new records are sealed under it, older versions still \
+                 open. Restart veil to use it, and back the key file up.",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
