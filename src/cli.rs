@@ -40,6 +40,8 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the GDPR Art. 30 record of processing (Markdown) derived from the config.
+    Register(ConfigArg),
     /// Master key tools.
     Keys {
         #[command(subcommand)]
@@ -68,6 +70,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
         Command::Keys { command } => keys::run(command),
+        Command::Register(a) => register(&a.config),
     }
 }
 
@@ -123,6 +126,16 @@ fn check(path: &Path) -> ExitCode {
     match load(path) {
         Ok(_) => {
             println!("{}: ok", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn register(path: &Path) -> ExitCode {
+    match load(path) {
+        Ok(cfg) => {
+            print!("{}", crate::register::render(&cfg, &path.display().to_string()));
             ExitCode::SUCCESS
         }
         Err(code) => code,

@@ -18,6 +18,7 @@ pub mod detect;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
+pub mod register;
 pub mod rewrite;
 pub mod server;
 pub mod stall;

@@ -83,6 +83,7 @@ struct RawCaller {
     tls_identity: Option<String>,
     #[serde(default)]
     allow: Vec<String>,
+    purpose: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,6 +140,8 @@ pub struct CallerConfig {
     pub api_key_sha256: Option<[u8; 32]>,
     pub tls_identity: Option<String>,
     pub allow: Vec<Permission>,
+    /// Why this caller uses the vault (for `veil register`).
+    pub purpose: Option<String>,
 }
 
 impl std::fmt::Debug for CallerConfig {
@@ -255,7 +258,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 Err(e) => p(&format!("{at}.allow[{j}]"), e),
             }
         }
-        callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow });
+        let purpose = purpose(c.purpose, &format!("{at}.purpose"), &mut p);
+        callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow, purpose });
     }
 
     let egress = egress::validate(raw.egress, &callers, &mut p);
@@ -308,6 +312,24 @@ fn bounded(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &m
             default
         }
     }
+}
+
+/// Longest `purpose` text accepted.
+pub const MAX_PURPOSE_CHARS: usize = 500;
+
+/// A `purpose = "…"`: one line of non-empty text (trimmed), at most [`MAX_PURPOSE_CHARS`] characters.
+fn purpose(v: Option<String>, path: &str, p: &mut (impl FnMut(&str, String) + ?Sized)) -> Option<String> {
+    let text = v?.trim().to_owned();
+    if text.is_empty() {
+        p(path, "must not be empty; say why the data is processed".into());
+    } else if text.chars().any(char::is_control) {
+        p(path, "must be one line of text (no control characters)".into());
+    } else if text.chars().count() > MAX_PURPOSE_CHARS {
+        p(path, format!("longer than {MAX_PURPOSE_CHARS} characters"));
+    } else {
+        return Some(text);
+    }
+    None
 }
 
 impl StoreUrl {
@@ -409,5 +431,27 @@ format = "x"
         assert!(err.problems[0].starts_with("vault.listen: plain HTTP"), "{err}");
         let ok = parse(&MINIMAL.replace("127.0.0.1:8444", "[::1]:8444"));
         assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn purposes_are_one_line_of_non_empty_text() {
+        let route = |purpose: &str| {
+            format!(
+                "{MINIMAL}\n[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n\
+                 [[route]]\nname = \"r\"\nmatch = {{ path = \"/\" }}\npurpose = {purpose}\n\
+                 [[caller]]\nname = \"c\"\ntls_identity = \"x\"\npurpose = {purpose}\n"
+            )
+        };
+        let cfg = parse(&route("\"  order fulfilment  \"")).unwrap();
+        assert_eq!(cfg.routes[0].purpose.as_deref(), Some("order fulfilment"));
+        assert_eq!(cfg.callers[0].purpose.as_deref(), Some("order fulfilment"));
+        let long = format!("\"{}\"", "x".repeat(MAX_PURPOSE_CHARS + 1));
+        for bad in ["\"\"", "\"   \"", "\"two\\nlines\"", long.as_str()] {
+            let err = parse(&route(bad)).unwrap_err();
+            let all = err.problems.join("\n");
+            assert!(all.contains("route[0].purpose: "), "{bad}: {all}");
+            assert!(all.contains("caller[0].purpose: "), "{bad}: {all}");
+        }
+        assert!(parse(&route("3")).is_err(), "a purpose is text");
     }
 }

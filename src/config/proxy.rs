@@ -76,6 +76,7 @@ pub(super) struct RawRoute {
     detect: Vec<String>,
     subject: Option<RawSelector>,
     mode: Option<String>,
+    purpose: Option<String>,
 }
 
 /// The ingress proxy: where it listens, the one app it forwards to, and its limits.
@@ -168,6 +169,8 @@ pub struct Route {
     pub subject: Option<Selector>,
     /// `mode = "observe"`: forward unchanged, only count.
     pub observe: bool,
+    /// Why this route processes personal data (for `veil register`).
+    pub purpose: Option<String>,
 }
 
 impl Route {
@@ -368,7 +371,8 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
                 false
             }
         };
-        routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe });
+        let purpose = super::purpose(r.purpose, &format!("{at}.purpose"), &mut *p);
+        routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe, purpose });
     }
     routes
 }

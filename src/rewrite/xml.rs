@@ -37,6 +37,16 @@ pub struct XmlPath {
     segments: Vec<String>,
 }
 
+/// Writes the path as it parses back (namespace prefixes, which matching ignores, are left out).
+impl std::fmt::Display for XmlPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.absolute {
+            f.write_str("/")?;
+        }
+        f.write_str(&self.segments.join("/"))
+    }
+}
+
 impl XmlPath {
     pub fn parse(s: &str) -> Result<XmlPath, String> {
         let (absolute, rest) = s.strip_prefix('/').map_or((false, s), |rest| (true, rest));

@@ -66,12 +66,19 @@ mod tests {
     fn callers() -> Callers {
         let hash: [u8; 32] = Sha256::digest(b"s3cret").into();
         Callers::new(vec![
-            CallerConfig { name: "payments".into(), api_key_sha256: Some(hash), tls_identity: None, allow: vec![] },
+            CallerConfig {
+                name: "payments".into(),
+                api_key_sha256: Some(hash),
+                tls_identity: None,
+                allow: vec![],
+                purpose: None,
+            },
             CallerConfig {
                 name: "proxy".into(),
                 api_key_sha256: None,
                 tls_identity: Some("spiffe://shop/proxy".into()),
                 allow: vec!["tokenize:*".parse().unwrap()],
+                purpose: None,
             },
         ])
     }
