@@ -14,7 +14,8 @@ use crate::vault::class::Class;
 /// Text shown for a class that has no retention period configured.
 pub const RETENTION_NOT_SET: &str = "not set (kept until erased)";
 
-/// A recipient of personal data (GDPR Art. 30(1)(d)) as one table row.
+/// A recipient of personal data (GDPR Art. 30(1)(d)) as one table row; each field is Markdown, ready for a cell
+/// (text from the config already escaped for a table cell).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
     pub name: String,
@@ -40,9 +41,31 @@ pub fn retention_of(_cfg: &Config, _class: Class) -> Option<String> {
     None
 }
 
-/// Recipients beyond the upstream application: egress routes (payment providers…) add a row each here.
-pub fn egress_recipients(_cfg: &Config) -> Vec<Recipient> {
-    Vec::new()
+/// Recipients beyond the upstream application: each `[[egress]]` route's upstream (payment providers…).
+pub fn egress_recipients(cfg: &Config) -> Vec<Recipient> {
+    cfg.egress
+        .iter()
+        .map(|e| {
+            let fields: Vec<String> = e
+                .route
+                .fields
+                .iter()
+                .map(|f| format!("{} ({})", selector(&f.selector), f.class.map_or("-", Class::name)))
+                .collect();
+            Recipient {
+                name: format!("egress `{}`", cell(e.name())),
+                receives: format!(
+                    "the values behind the tokens in {}, revealed as caller `{}` for the purpose \"{}\"; {} values it \
+                     sends back are tokenised again",
+                    fields.join(", "),
+                    cell(&e.caller),
+                    cell(&e.purpose),
+                    if e.response_detect.is_empty() { "no".to_owned() } else { names(&e.response_detect) }
+                ),
+                destination: cell(&origin(&e.upstream)),
+            }
+        })
+        .collect()
 }
 
 /// Every recipient: the application behind the proxy, then [`egress_recipients`].
@@ -54,7 +77,7 @@ pub fn recipients_of(cfg: &Config) -> Vec<Recipient> {
             receives: "requests with the configured fields replaced by tokens, masked values or encrypted blobs, \
                        and dropped fields removed"
                 .into(),
-            destination: origin(&proxy.upstream),
+            destination: cell(&origin(&proxy.upstream)),
         });
     }
     all.extend(egress_recipients(cfg));
@@ -145,9 +168,18 @@ fn classes(out: &mut String, cfg: &Config) {
             .filter(|c| c.allow.iter().any(|p| p.allows(Op::Tokenize, class)))
             .map(|c| c.name.as_str())
             .collect();
+        let egress: Vec<&str> = cfg
+            .egress
+            .iter()
+            .filter(|e| e.response_detect.contains(&class) || e.route.fields.iter().any(|f| f.class == Some(class)))
+            .map(|e| e.name())
+            .collect();
         let mut by = Vec::new();
         if !routes.is_empty() {
             by.push(format!("routes {}", ticks(&routes)));
+        }
+        if !egress.is_empty() {
+            by.push(format!("egress {}", ticks(&egress)));
         }
         if !callers.is_empty() {
             by.push(format!("vault API callers {}", ticks(&callers)));
@@ -175,7 +207,7 @@ fn recipients(out: &mut String, cfg: &Config) {
     }
     let _ = writeln!(out, "| Recipient | Receives | Destination |\n|---|---|---|");
     for r in all {
-        let _ = writeln!(out, "| {} | {} | {} |", cell(&r.name), cell(&r.receives), cell(&r.destination));
+        let _ = writeln!(out, "| {} | {} | {} |", r.name, r.receives, r.destination);
     }
     out.push('\n');
 }
@@ -269,12 +301,16 @@ fn measures(out: &mut String, cfg: &Config) {
     }
 }
 
-/// Classes the config can process: named by a route or covered by a caller's tokenize right.
+/// Classes the config can process: named by a route or an egress route, or covered by a caller's tokenize right.
 fn classes_in_use(cfg: &Config) -> BTreeSet<Class> {
     let mut set = BTreeSet::new();
     for r in &cfg.routes {
         set.extend(r.detect.iter().copied());
         set.extend(r.fields.iter().filter_map(|f| f.class));
+    }
+    for e in &cfg.egress {
+        set.extend(e.route.fields.iter().filter_map(|f| f.class));
+        set.extend(e.response_detect.iter().copied());
     }
     for c in &cfg.callers {
         set.extend(Class::ALL.into_iter().filter(|k| c.allow.iter().any(|p| p.allows(Op::Tokenize, *k))));
@@ -312,6 +348,7 @@ fn action(a: Action) -> &'static str {
         Action::Mask => "mask: replaced by an irreversible masked form",
         Action::Drop => "drop: removed before the application sees it (minimisation)",
         Action::Reject => "reject: a request carrying it is refused (422)",
+        Action::Detokenize => "detokenize: the token is replaced by the value it stands for",
     }
 }
 
@@ -377,7 +414,7 @@ fn origin(uri: &http::Uri) -> String {
     }
 }
 
-/// Text safe inside a Markdown table cell: pipes escaped, line breaks and backticks flattened.
+/// Config text made safe inside a Markdown table cell: pipes escaped, line breaks and backticks flattened.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ").replace('`', "'")
 }

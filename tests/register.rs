@@ -125,6 +125,14 @@ fields = [
 ]
 subject = { header = "x-customer" }
 
+[[egress]]
+name = "psp"
+listen = "127.0.0.1:0"
+upstream = "https://api.psp.example"
+caller = "support"
+fields = [ { json = "$.source.number", class = "pan" } ]
+purpose = "card payment | capture"
+
 [[route]]
 name = "notes"
 match = { path = "/notes" }
@@ -168,12 +176,18 @@ fn richer_config_shows_every_selector_action_mode_and_transport_without_secrets(
     let classes = "## Categories";
     assert_eq!(row(&md, classes, "pan")[2], "last4-reserved");
     assert_eq!(row(&md, classes, "phone")[4], "routes `signup`, `notes`");
-    assert!(!md[md.find(classes).unwrap()..].contains("| iban |"), "no route or caller processes IBANs");
+    assert_eq!(row(&md, classes, "pan")[4], "routes `signup`; egress `psp`");
+    assert_eq!(row(&md, classes, "iban")[4], "egress `psp`", "the provider's replies are scanned for IBANs");
+    assert!(!md[md.find(classes).unwrap()..].contains("| text |"), "no route, egress or caller processes text");
 
-    assert_eq!(
-        row(&md, "## Recipients", "the application behind the proxy (upstream)")[2],
-        "https://app.internal:8443"
-    );
+    let recipients = "## Recipients";
+    assert_eq!(row(&md, recipients, "the application behind the proxy (upstream)")[2], "https://app.internal:8443");
+    let psp = row(&md, recipients, "egress `psp`");
+    assert_eq!(psp[2], "https://api.psp.example");
+    for part in ["JSON `$.source.number` (pan)", "caller `support`", "\"card payment \\| capture\"", "pan, iban values"]
+    {
+        assert!(psp[1].contains(part), "{part} not in {psp:?}");
+    }
 
     let callers = "## Vault API callers";
     let support = row(&md, callers, "`support`");

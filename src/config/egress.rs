@@ -146,6 +146,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[CallerConfig], mut p: &mu
                 detect: Vec::new(),
                 subject: None,
                 observe: false,
+                purpose: None,
             },
             response_detect,
             max_body_bytes,
