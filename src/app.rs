@@ -1,7 +1,9 @@
-//! Builds the running parts from a validated [`Config`] — keys, store, engine, audit, vault API, admin —
-//! binds their listeners, and runs them until SIGTERM/SIGINT, then drains.
+//! Builds the running parts from a validated [`Config`] for one [`Mode`] — keys, store, engine, audit, vault API
+//! (`run`, `vault`), or a remote vault client (`proxy`); proxy and egress routes (`run`, `proxy`); admin — binds
+//! their listeners, and runs them until SIGTERM/SIGINT, then drains.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -9,7 +11,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, EgressConfig, StoreUrl};
+use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, StoreUrl, VaultConfig};
 use crate::crypto::{KeySet, Keyring};
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
@@ -23,6 +25,7 @@ use crate::vault::audit::AuditLog;
 use crate::vault::auth::{Caller, Callers};
 use crate::vault::class::Class;
 use crate::vault::engine::{self, Clock, Engine};
+use crate::vault::remote::RemoteVault;
 use crate::vault::{LocalVault, Vault};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,10 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("egress {0}: its caller is not configured")]
     EgressCaller(String),
+    #[error("{0}")]
+    Mode(ConfigError),
+    #[error(transparent)]
+    VaultClient(#[from] crate::vault::remote::RemoteSetupError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -48,7 +55,8 @@ pub enum StartError {
 /// A started veil: the addresses it listens on, and a handle to stop it.
 pub struct Running {
     pub proxy_addr: Option<SocketAddr>,
-    pub vault_addr: SocketAddr,
+    /// The vault API's address (`veil run`, `veil vault`).
+    pub vault_addr: Option<SocketAddr>,
     pub admin_addr: Option<SocketAddr>,
     /// Each egress route's name and address.
     pub egress_addrs: Vec<(String, SocketAddr)>,
@@ -78,45 +86,164 @@ impl Running {
     }
 }
 
+/// Which parts a process serves: `veil run` (all), `veil vault` (the vault API), `veil proxy` (proxy and egress
+/// routes, calling a remote vault).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    All,
+    Vault,
+    Proxy,
+}
+
+impl Mode {
+    pub fn command(self) -> &'static str {
+        match self {
+            Mode::All => "veil run",
+            Mode::Vault => "veil vault",
+            Mode::Proxy => "veil proxy",
+        }
+    }
+}
+
+/// What `mode` needs of a valid config beyond validation; every problem with its path.
+pub fn mode_problems(cfg: &Config, mode: Mode) -> Vec<String> {
+    let cmd = mode.command();
+    let mut problems = Vec::new();
+    match (mode, &cfg.vault) {
+        (Mode::Proxy, _) => {
+            if cfg.vault_client.is_none() {
+                problems.push(format!("vault_client: `{cmd}` needs a [vault_client] section (the remote vault)"));
+            }
+            if cfg.proxy.is_none() && cfg.egress.is_empty() {
+                problems.push(format!("proxy: `{cmd}` needs a [proxy] section or [[egress]] routes to serve"));
+            }
+        }
+        (_, None) => {
+            problems.push(format!("vault: `{cmd}` needs a [vault] section ([vault_client] is for `veil proxy`)"))
+        }
+        (Mode::Vault, Some(v)) => {
+            let mtls = v.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            if !mtls && !v.listen.ip().is_loopback() {
+                problems.push(format!(
+                    "vault.tls.client_ca: `{cmd}` on a non-loopback address needs [vault.tls] with client_ca (mTLS)"
+                ));
+            }
+        }
+        (Mode::All, Some(_)) => {}
+    }
+    problems
+}
+
 /// Opens the store named by the config.
-pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>, StartError> {
-    match &cfg.vault.store {
+pub async fn open_store(vault: &VaultConfig) -> Result<Arc<dyn Store>, StartError> {
+    match &vault.store {
         StoreUrl::Sqlite(url) => Ok(Arc::new(SqliteStore::open(url, SqliteOptions::default()).await?)),
         StoreUrl::Postgres(_) => Err(StartError::StoreKind("postgres://")),
     }
 }
 
-pub fn load_keys(cfg: &Config) -> Result<KeySet, StartError> {
-    let ring = Keyring::load(&cfg.vault.master_key_file)?;
+pub fn load_keys(master_key_file: &Path) -> Result<KeySet, StartError> {
+    let ring = Keyring::load(master_key_file)?;
     Ok(KeySet::derive(&ring, &Class::names())?)
 }
 
-/// Starts the vault API and admin listeners; returns once they are bound.
+/// Everything `veil run` serves: [`start_mode`] with [`Mode::All`].
 pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
-    let keys = Arc::new(load_keys(&cfg)?);
-    let audit = AuditLog::open(&cfg.vault.audit_log, keys.audit.clone())?;
-    let store = open_store(&cfg).await?;
-    let metrics = Arc::new(Metrics::new()?);
-    let engine = Engine::new(keys.clone(), store, cfg.formats, clock.clone());
-    let vault = Arc::new(LocalVault::new(engine, audit, metrics.clone(), clock.clone()));
+    start_mode(cfg, Mode::All, clock).await
+}
 
+/// Starts the listeners `mode` serves; returns once they are bound.
+pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running, StartError> {
+    let problems = mode_problems(&cfg, mode);
+    if !problems.is_empty() {
+        return Err(StartError::Mode(ConfigError { problems }));
+    }
+    let metrics = Arc::new(Metrics::new()?);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
 
-    let tls = match &cfg.vault.tls {
+    let mut vault_addr = None;
+    let (vault, keys): (Arc<dyn Vault>, Arc<KeySet>) = match (mode, &cfg.vault, &cfg.vault_client) {
+        (Mode::All | Mode::Vault, Some(v), _) => {
+            let keys = Arc::new(load_keys(&v.master_key_file)?);
+            let local = local_vault(&cfg, v, keys.clone(), metrics.clone(), clock.clone()).await?;
+            let api = start_vault_api(&cfg, v, local.clone(), clock, &metrics, &stopped, &mut tasks).await?;
+            vault_addr = Some(api);
+            (local, keys)
+        }
+        (Mode::Proxy, _, Some(c)) => {
+            let keys = Arc::new(load_keys(&c.master_key_file)?);
+            tracing::info!(url = %c.url, mtls = c.identity.is_some(), "calling the remote vault");
+            (Arc::new(RemoteVault::new(c)?), keys)
+        }
+        _ => return Err(StartError::Mode(ConfigError { problems: vec!["no vault to serve or call".into()] })),
+    };
+
+    let mut proxy_addr = None;
+    let mut proxy_cert = None;
+    let mut egress_addrs = Vec::new();
+    if mode == Mode::Vault {
+        if cfg.proxy.is_some() || !cfg.egress.is_empty() {
+            tracing::warn!("`veil vault` serves the vault API only; [proxy] and [[egress]] are for `veil proxy`");
+        }
+    } else {
+        if let Some(pc) = &cfg.proxy {
+            let (addr, cert) =
+                start_proxy(&cfg, pc, vault.clone(), keys, metrics.clone(), &stopped, &mut tasks).await?;
+            proxy_addr = Some(addr);
+            proxy_cert = cert;
+        }
+        for e in &cfg.egress {
+            let addr = start_egress(&cfg, e, vault.clone(), metrics.clone(), &stopped, &mut tasks).await?;
+            egress_addrs.push((e.name().to_owned(), addr));
+        }
+    }
+
+    let mut admin_addr = None;
+    if let Some(a) = &cfg.admin {
+        admin_addr = Some(start_admin(a.listen, metrics.clone(), vault, &stopped, &mut tasks).await?);
+    }
+    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
+}
+
+/// The vault in this process: keys, audit log, store, engine.
+async fn local_vault(
+    cfg: &Config,
+    v: &VaultConfig,
+    keys: Arc<KeySet>,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+) -> Result<Arc<LocalVault>, StartError> {
+    let audit = AuditLog::open(&v.audit_log, keys.audit.clone())?;
+    let store = open_store(v).await?;
+    let engine = Engine::new(keys, store, cfg.formats, clock.clone());
+    Ok(Arc::new(LocalVault::new(engine, audit, metrics, clock)))
+}
+
+/// Binds the vault API (TLS, optional client CA) and serves it; returns its address.
+async fn start_vault_api(
+    cfg: &Config,
+    v: &VaultConfig,
+    vault: Arc<LocalVault>,
+    clock: Clock,
+    metrics: &Metrics,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<SocketAddr, StartError> {
+    let tls = match &v.tls {
         Some(t) => {
             metrics.set_certificate_expiry("vault", crate::tls::chain_not_after(&t.cert)?);
             Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?))
         }
         None => None,
     };
-    let listener = bind(cfg.vault.listen).await?;
-    let vault_addr = local_addr(&listener, cfg.vault.listen)?;
+    let listener = bind(v.listen).await?;
+    let addr = local_addr(&listener, v.listen)?;
     let state = Arc::new(ApiState {
-        vault: vault.clone(),
+        vault,
         callers: Callers::new(cfg.callers.clone()),
-        max_body_bytes: cfg.vault.max_body_bytes,
-        max_batch: cfg.vault.max_batch,
+        max_body_bytes: v.max_body_bytes,
+        max_batch: v.max_batch,
         clock,
     });
     tasks.push(tokio::spawn(server::serve(
@@ -129,74 +256,80 @@ pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
         },
         stopped.clone(),
     )));
-    tracing::info!(addr = %vault_addr, tls = cfg.vault.tls.is_some(), "vault API listening");
+    let mtls = v.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+    tracing::info!(addr = %addr, tls = v.tls.is_some(), mtls, "vault API listening");
+    Ok(addr)
+}
 
-    let mut proxy_addr = None;
-    let mut proxy_cert = None;
-    if let Some(pc) = &cfg.proxy {
-        let cert = match &pc.tls {
-            Some((c, k)) => Some(ReloadableCert::load(c, k)?),
-            None => None,
-        };
-        let tls = match &cert {
-            Some(c) => Some(TlsAcceptor::from(c.server_config()?)),
-            None => None,
-        };
-        if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
-            metrics.set_certificate_expiry("proxy", expiry);
-        }
-        let dyn_vault: Arc<dyn Vault> = vault.clone();
-        let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), dyn_vault, keys.clone(), metrics.clone())?);
-        let listener = bind(pc.listen).await?;
-        proxy_addr = Some(local_addr(&listener, pc.listen)?);
-        let limits = Limits {
-            handshake_timeout: pc.handshake_timeout,
-            header_timeout: pc.header_timeout,
-            max_connections: pc.max_connections,
-            max_header_bytes: pc.max_header_bytes,
-            write_timeout: pc.write_timeout,
-            ..Limits::default()
-        };
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            tls,
-            limits,
-            move |conn: server::ConnInfo| {
-                let proxy = proxy.clone();
-                move |req| proxy.clone().handle(conn.peer, req)
-            },
-            stopped.clone(),
-        )));
-        tracing::info!(addr = ?proxy_addr, tls = cert.is_some(), routes = cfg.routes.len(), "proxy listening");
-        proxy_cert = cert;
+/// Binds the ingress proxy and serves it; returns its address and its reloadable certificate.
+async fn start_proxy(
+    cfg: &Config,
+    pc: &ProxyConfig,
+    vault: Arc<dyn Vault>,
+    keys: Arc<KeySet>,
+    metrics: Arc<Metrics>,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(SocketAddr, Option<Arc<ReloadableCert>>), StartError> {
+    let cert = match &pc.tls {
+        Some((c, k)) => Some(ReloadableCert::load(c, k)?),
+        None => None,
+    };
+    let tls = match &cert {
+        Some(c) => Some(TlsAcceptor::from(c.server_config()?)),
+        None => None,
+    };
+    if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
+        metrics.set_certificate_expiry("proxy", expiry);
     }
+    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics)?);
+    let listener = bind(pc.listen).await?;
+    let addr = local_addr(&listener, pc.listen)?;
+    let limits = Limits {
+        handshake_timeout: pc.handshake_timeout,
+        header_timeout: pc.header_timeout,
+        max_connections: pc.max_connections,
+        max_header_bytes: pc.max_header_bytes,
+        write_timeout: pc.write_timeout,
+        ..Limits::default()
+    };
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        tls,
+        limits,
+        move |conn: server::ConnInfo| {
+            let proxy = proxy.clone();
+            move |req| proxy.clone().handle(conn.peer, req)
+        },
+        stopped.clone(),
+    )));
+    tracing::info!(addr = %addr, tls = cert.is_some(), routes = cfg.routes.len(), "proxy listening");
+    Ok((addr, cert))
+}
 
-    let dyn_vault: Arc<dyn Vault> = vault.clone();
-    let mut egress_addrs = Vec::new();
-    for e in &cfg.egress {
-        let addr = start_egress(&cfg, e, dyn_vault.clone(), metrics.clone(), &stopped, &mut tasks).await?;
-        egress_addrs.push((e.name().to_owned(), addr));
-    }
-
-    let mut admin_addr = None;
-    if let Some(a) = &cfg.admin {
-        let listener = bind(a.listen).await?;
-        admin_addr = Some(local_addr(&listener, a.listen)?);
-        let dyn_vault: Arc<dyn Vault> = vault;
-        let state = Arc::new(AdminState { metrics: metrics.clone(), vault: dyn_vault });
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            None,
-            Limits::default(),
-            move |_conn| {
-                let state = state.clone();
-                move |req| admin::handle(state.clone(), req)
-            },
-            stopped.clone(),
-        )));
-        tracing::info!(addr = ?admin_addr, "admin listening");
-    }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
+/// Binds the admin listener (`/metrics`, `/healthz`, `/readyz`: the vault answers) and serves it.
+async fn start_admin(
+    listen: SocketAddr,
+    metrics: Arc<Metrics>,
+    vault: Arc<dyn Vault>,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<SocketAddr, StartError> {
+    let listener = bind(listen).await?;
+    let addr = local_addr(&listener, listen)?;
+    let state = Arc::new(AdminState { metrics, vault });
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        None,
+        Limits::default(),
+        move |_conn| {
+            let state = state.clone();
+            move |req| admin::handle(state.clone(), req)
+        },
+        stopped.clone(),
+    )));
+    tracing::info!(addr = %addr, "admin listening");
+    Ok(addr)
 }
 
 /// Binds one egress route and serves it; returns its address.
@@ -208,9 +341,12 @@ async fn start_egress(
     stopped: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<SocketAddr, StartError> {
-    let caller =
-        cfg.callers.iter().find(|c| c.name == e.caller).ok_or_else(|| StartError::EgressCaller(e.name().into()))?;
-    let caller = Caller { name: caller.name.clone(), allow: caller.allow.clone() };
+    let caller = match (cfg.callers.iter().find(|c| c.name == e.caller), &cfg.vault_client) {
+        (Some(c), _) => Caller { name: c.name.clone(), allow: c.allow.clone() },
+        // A remote vault holds the caller's rights and checks them; the proxy only sends its key.
+        (None, Some(vc)) if vc.api_keys.contains_key(&e.caller) => Caller { name: e.caller.clone(), allow: Vec::new() },
+        (None, _) => return Err(StartError::EgressCaller(e.name().into())),
+    };
     let egress = Arc::new(Egress::new(e.clone(), caller, vault, metrics)?);
     let listener = bind(e.listen).await?;
     let addr = local_addr(&listener, e.listen)?;
@@ -237,8 +373,8 @@ fn local_addr(l: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, StartErro
 }
 
 /// Runs until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn run(cfg: Config) -> Result<(), StartError> {
-    let running = start(cfg, engine::system_clock()).await?;
+pub async fn run(cfg: Config, mode: Mode) -> Result<(), StartError> {
+    let running = start_mode(cfg, mode, engine::system_clock()).await?;
     wait_for_signal(&running).await;
     tracing::info!("shutting down: finishing in-flight requests");
     running.shutdown().await;

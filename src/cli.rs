@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::app::Mode;
 use crate::config;
 use crate::crypto::Keyring;
 use crate::vault::audit::{self, Verdict};
@@ -21,10 +22,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run veil in one process (vault API and admin) on the configured store.
+    /// Run veil in one process (proxy, egress routes, vault API and admin) on the configured store.
     Run(ConfigArg),
-    /// Run the vault API service alone (split deployment).
+    /// Run the vault API service alone (split deployment; mTLS unless on loopback).
     Vault(ConfigArg),
+    /// Run the proxy and egress routes alone, calling a remote vault ([vault_client]; split deployment).
+    Proxy(ConfigArg),
     /// Write a new master key file (mode 0600); never overwrites.
     Keygen {
         #[arg(long)]
@@ -65,7 +68,9 @@ pub struct ConfigArg {
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 audit log broken.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run(a) | Command::Vault(a) => serve(&a.config),
+        Command::Run(a) => serve(&a.config, Mode::All),
+        Command::Vault(a) => serve(&a.config, Mode::Vault),
+        Command::Proxy(a) => serve(&a.config, Mode::Proxy),
         Command::Keygen { out, if_missing } => keygen(&out, if_missing),
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
@@ -84,11 +89,19 @@ fn load(path: &Path) -> Result<config::Config, ExitCode> {
     })
 }
 
-fn serve(path: &Path) -> ExitCode {
+fn serve(path: &Path, mode: Mode) -> ExitCode {
     let cfg = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let problems = crate::app::mode_problems(&cfg, mode);
+    if !problems.is_empty() {
+        eprintln!("veil: {} cannot start with {}:", mode.command(), path.display());
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        return ExitCode::from(2);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -96,7 +109,7 @@ fn serve(path: &Path) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(crate::app::run(cfg)) {
+    match rt.block_on(crate::app::run(cfg, mode)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("veil: {e}");
@@ -147,24 +160,28 @@ fn audit_verify(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let keys = match crate::app::load_keys(&cfg) {
+    let Some(vault) = &cfg.vault else {
+        eprintln!("veil: {}: audit verify needs the [vault] section of the vault's config", path.display());
+        return ExitCode::from(2);
+    };
+    let keys = match crate::app::load_keys(&vault.master_key_file) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("veil: {e}");
             return ExitCode::from(1);
         }
     };
-    match audit::verify(&cfg.vault.audit_log, &keys.audit) {
+    match audit::verify(&vault.audit_log, &keys.audit) {
         Ok(Verdict::Intact { entries }) => {
-            println!("{}: intact, {entries} entries", cfg.vault.audit_log.display());
+            println!("{}: intact, {entries} entries", vault.audit_log.display());
             ExitCode::SUCCESS
         }
         Ok(Verdict::Broken { line, reason }) => {
-            eprintln!("{}: BROKEN at line {line}: {reason}", cfg.vault.audit_log.display());
+            eprintln!("{}: BROKEN at line {line}: {reason}", vault.audit_log.display());
             ExitCode::from(3)
         }
         Err(e) => {
-            eprintln!("veil: cannot read {}: {e}", cfg.vault.audit_log.display());
+            eprintln!("veil: cannot read {}: {e}", vault.audit_log.display());
             ExitCode::from(1)
         }
     }

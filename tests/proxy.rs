@@ -121,7 +121,7 @@ impl Veil {
     }
 
     async fn detokenize(&self, class: &str, token: &str) -> String {
-        let client = Client::plain(self.running().vault_addr);
+        let client = Client::plain(self.running().vault_addr.unwrap());
         let (status, body) = client
             .post_json("/v1/detokenize", PAYMENTS_KEY, &json!({"items":[{"class": class, "token": token}]}))
             .await;

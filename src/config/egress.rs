@@ -9,7 +9,6 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::proxy::{dur, selector, Action, FieldRule, PathMatch, Problems, RawSelector, Route, Selector};
-use super::CallerConfig;
 use crate::vault::class::Class;
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +65,7 @@ impl EgressConfig {
     }
 }
 
-pub(super) fn validate(raw: Vec<RawEgress>, callers: &[CallerConfig], mut p: &mut Problems<'_>) -> Vec<EgressConfig> {
+pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Problems<'_>) -> Vec<EgressConfig> {
     let mut out: Vec<EgressConfig> = Vec::new();
     for (i, e) in raw.into_iter().enumerate() {
         let at = format!("egress[{i}]");
@@ -94,7 +93,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[CallerConfig], mut p: &mu
                 Err(())
             }
         };
-        if !callers.iter().any(|c| c.name == e.caller) {
+        if !callers.contains(&e.caller.as_str()) {
             p(&format!("{at}.caller"), format!("no [[caller]] is named {:?}", e.caller));
         }
         let mut fields = Vec::new();

@@ -11,9 +11,11 @@ use serde::Deserialize;
 
 pub mod egress;
 pub mod proxy;
+pub mod vault_client;
 
 pub use egress::EgressConfig;
 pub use proxy::{Action, FieldRule, PathMatch, ProxyConfig, Route, Selector};
+pub use vault_client::VaultClientConfig;
 
 use crate::policy::Permission;
 use crate::vault::class::{Class, ClassFormats};
@@ -42,6 +44,7 @@ struct RawConfig {
     #[serde(default)]
     egress: Vec<egress::RawEgress>,
     vault: Option<RawVault>,
+    vault_client: Option<vault_client::RawVaultClient>,
     admin: Option<RawAdmin>,
     #[serde(default)]
     caller: Vec<RawCaller>,
@@ -99,7 +102,10 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     pub routes: Vec<Route>,
     pub egress: Vec<EgressConfig>,
-    pub vault: VaultConfig,
+    /// The vault this process holds (`veil run`, `veil vault`); absent in a `veil proxy` config.
+    pub vault: Option<VaultConfig>,
+    /// The remote vault `veil proxy` calls.
+    pub vault_client: Option<VaultClientConfig>,
     pub admin: Option<AdminConfig>,
     pub callers: Vec<CallerConfig>,
     pub formats: ClassFormats,
@@ -176,9 +182,13 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut p = |path: &str, msg: String| problems.push(format!("{path}: {msg}"));
 
+    let has_client = raw.vault_client.is_some();
+    let raw_has_vault = raw.vault.is_some();
     let vault = match raw.vault {
         None => {
-            p("vault", "missing section [vault]".into());
+            if !has_client {
+                p("vault", "missing section [vault] (or [vault_client] for `veil proxy`)".into());
+            }
             None
         }
         Some(v) => {
@@ -216,6 +226,11 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
     };
+
+    if has_client && raw_has_vault {
+        p("vault_client", "use either [vault] (this process holds the vault) or [vault_client] (a remote one)".into());
+    }
+    let vault_client = raw.vault_client.and_then(|c| vault_client::validate(c, &mut p));
 
     let has_routes = !raw.route.is_empty();
     let proxy = raw.proxy.and_then(|r| proxy::validate_proxy(r, &mut p));
@@ -262,7 +277,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow, purpose });
     }
 
-    let egress = egress::validate(raw.egress, &callers, &mut p);
+    // Egress routes reveal as a caller: a [[caller]] of the local vault, or one the proxy holds a key file for.
+    let caller_names: Vec<&str> = match &vault_client {
+        Some(c) => c.api_keys.keys().map(String::as_str).collect(),
+        None => callers.iter().map(|c| c.name.as_str()).collect(),
+    };
+    let egress = egress::validate(raw.egress, &caller_names, &mut p);
     for e in &egress {
         if routes.iter().any(|r| r.name == e.name()) {
             p(
@@ -287,9 +307,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
-    match (vault, problems.is_empty()) {
-        (Some(vault), true) => Ok(Config { proxy, routes, egress, vault, admin, callers, formats }),
-        _ => Err(ConfigError { problems }),
+    if problems.is_empty() {
+        Ok(Config { proxy, routes, egress, vault, vault_client, admin, callers, formats })
+    } else {
+        Err(ConfigError { problems })
     }
 }
 
@@ -368,9 +389,10 @@ audit_log = "data/audit.jsonl"
     #[test]
     fn minimal_config_gets_defaults() {
         let cfg = parse(MINIMAL).unwrap();
-        assert_eq!(cfg.vault.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
-        assert_eq!(cfg.vault.max_batch, DEFAULT_MAX_BATCH);
-        assert_eq!(cfg.vault.store, StoreUrl::Sqlite("sqlite://data/vault.db".into()));
+        let vault = cfg.vault.unwrap();
+        assert_eq!(vault.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(vault.max_batch, DEFAULT_MAX_BATCH);
+        assert_eq!(vault.store, StoreUrl::Sqlite("sqlite://data/vault.db".into()));
         assert!(cfg.admin.is_none());
     }
 

@@ -33,7 +33,7 @@ pub struct ApiState {
 pub enum ApiError {
     #[error("no such endpoint")]
     NoRoute,
-    #[error("method not allowed; use POST")]
+    #[error("method not allowed: POST for /v1/tokenize|detokenize|mask, GET for /v1/ready")]
     Method,
     #[error("missing or unknown credentials: send `Authorization: Bearer <key>` or a client certificate")]
     Unauthenticated,
@@ -51,6 +51,8 @@ pub enum ApiError {
     UnknownClass { index: usize },
     #[error("{0}")]
     BadField(&'static str),
+    #[error("the vault store does not answer")]
+    NotReady,
     #[error(transparent)]
     Vault(#[from] VaultError),
 }
@@ -68,12 +70,14 @@ impl ApiError {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
             ApiError::BadField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Vault(v) => match v {
                 VaultError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
                 VaultError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
                 VaultError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
                 VaultError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
                 VaultError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                VaultError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "vault_unavailable"),
             },
         }
     }
@@ -129,6 +133,16 @@ enum Endpoint {
     Tokenize,
     Detokenize,
     Mask,
+    Ready,
+}
+
+impl Endpoint {
+    fn method(self) -> Method {
+        match self {
+            Endpoint::Ready => Method::GET,
+            _ => Method::POST,
+        }
+    }
 }
 
 /// Serves one request. `tls_identities` are the verified SANs of the client certificate, if any.
@@ -160,9 +174,10 @@ where
         "/v1/tokenize" => Endpoint::Tokenize,
         "/v1/detokenize" => Endpoint::Detokenize,
         "/v1/mask" => Endpoint::Mask,
+        "/v1/ready" => Endpoint::Ready,
         _ => return Err(ApiError::NoRoute),
     };
-    if req.method() != Method::POST {
+    if req.method() != endpoint.method() {
         return Err(ApiError::Method);
     }
     let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
@@ -170,10 +185,17 @@ where
         audit_unauthenticated(state, endpoint).await;
         return Err(ApiError::Unauthenticated);
     };
+    if let Endpoint::Ready = endpoint {
+        // Authenticated (so it tells strangers nothing) but not audited: it reveals and changes nothing.
+        return match state.vault.ready().await {
+            true => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
+            false => Err(ApiError::NotReady),
+        };
+    }
     let body = read_body(req, state.max_body_bytes).await?;
     match endpoint {
         Endpoint::Tokenize => tokenize(state, &caller, &body).await,
-        Endpoint::Detokenize | Endpoint::Mask => reveal(state, &caller, endpoint, &body).await,
+        _ => reveal(state, &caller, endpoint, &body).await,
     }
 }
 
@@ -265,6 +287,7 @@ async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint) {
         Endpoint::Tokenize => "tokenize",
         Endpoint::Detokenize => "detokenize",
         Endpoint::Mask => "mask",
+        Endpoint::Ready => "ready",
     };
     let event = Event { caller: "-".into(), op, outcome: "unauthenticated", purpose: None, items: Vec::<Item>::new() };
     if state.vault.audit().append(event, (state.clock)()).await.is_err() {

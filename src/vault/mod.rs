@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod class;
 pub mod engine;
+pub mod remote;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,9 @@ pub enum VaultError {
     AuditUnavailable,
     #[error("internal vault error")]
     Internal,
+    /// A remote vault could not be reached, did not answer in time, or failed (split deployment).
+    #[error("the vault could not be reached")]
+    Unavailable,
 }
 
 /// One item's answer from detokenize or mask: the value (or masked value), or why there is none.

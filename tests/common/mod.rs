@@ -128,7 +128,7 @@ impl TestVault {
         let cfg = veil::config::parse(&config_text(dir.path(), tls, audit_log)).unwrap();
         let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
         let tls_cfg = tls.then(|| TlsClient { ca: pki.ca_der.clone(), client: None });
-        let client = Client { addr: running.vault_addr, tls: tls_cfg, pki: Some(Arc::new(pki)) };
+        let client = Client { addr: running.vault_addr.unwrap(), tls: tls_cfg, pki: Some(Arc::new(pki)) };
         let admin = running.admin_addr.unwrap();
         TestVault { dir, running: Some(running), client, admin }
     }

@@ -1,0 +1,336 @@
+//! `RemoteVault`: the [`Vault`] trait over the vault HTTP API of another process (`veil proxy` -> `veil vault`),
+//! with a pooled HTTPS client (mTLS, h2 or keep-alive HTTP/1.1), timeouts, batches split to the configured size,
+//! and every answer mapped back to the same results and errors the in-process vault gives.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::class::Class;
+use super::engine::Missing;
+use super::{ItemResult, Vault, VaultError};
+use crate::config::vault_client::PROXY_CALLER;
+use crate::config::VaultClientConfig;
+use crate::crypto::Secret;
+use crate::policy::Op;
+use crate::token::Invalid;
+
+/// Largest answer read from the vault (a full batch of long values fits many times over).
+const MAX_RESPONSE_BYTES: usize = 32 << 20;
+
+/// The reason given for an item the remote vault refused: its own sentence stays on the vault's side.
+const REMOTE_INVALID: Invalid = Invalid("the vault refused this value for its class");
+
+/// Why a `RemoteVault` could not be built. Names files, never their contents.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteSetupError {
+    #[error("vault_client: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("vault_client.api_keys.{name}: {path}: {reason}")]
+    ApiKey { name: String, path: String, reason: &'static str },
+}
+
+/// A vault reached over HTTP(S).
+pub struct RemoteVault {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    base: Uri,
+    request_timeout: Duration,
+    max_batch: usize,
+    api_keys: BTreeMap<String, Secret<String>>,
+}
+
+#[derive(Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct TokenItem {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct RevealItem {
+    value: Option<String>,
+    masked: Option<String>,
+    error: Option<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl RemoteVault {
+    /// Reads the client certificate, CA and key files, and builds the pooled client (no connection yet).
+    pub fn new(cfg: &VaultClientConfig) -> Result<RemoteVault, RemoteSetupError> {
+        let roots = match &cfg.ca {
+            Some(ca) => crate::tls::load_roots(ca)?,
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                roots
+            }
+        };
+        let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+        let tls = match &cfg.identity {
+            Some((cert, key)) => builder
+                .with_client_auth_cert(crate::tls::load_certs(cert)?, crate::tls::load_key(key)?)
+                .map_err(|e| crate::tls::TlsError::Config(e.to_string()))?,
+            None => builder.with_no_client_auth(),
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        let mut api_keys = BTreeMap::new();
+        for (name, path) in &cfg.api_keys {
+            api_keys.insert(name.clone(), read_key(name, path)?);
+        }
+        Ok(RemoteVault {
+            client,
+            base: cfg.url.clone(),
+            request_timeout: cfg.request_timeout,
+            max_batch: cfg.max_batch,
+            api_keys,
+        })
+    }
+
+    /// One call; answers the status and body, or `Unavailable` for network errors and timeouts.
+    async fn call(
+        &self,
+        caller: &str,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), VaultError> {
+        let uri = Uri::builder()
+            .scheme(self.base.scheme_str().unwrap_or("https"))
+            .authority(self.base.authority().map(|a| a.as_str()).unwrap_or_default())
+            .path_and_query(path)
+            .build()
+            .map_err(|_| VaultError::Internal)?;
+        let mut req = Request::builder().method(method).uri(uri);
+        if !body.is_empty() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(key) = self.api_keys.get(caller) {
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| VaultError::Internal)?;
+            value.set_sensitive(true);
+            req = req.header(header::AUTHORIZATION, value);
+        }
+        let req = req.body(Full::new(body)).map_err(|_| VaultError::Internal)?;
+        let exchange = async {
+            let resp = self.client.request(req).await.map_err(|e| {
+                tracing::warn!(error = %e, connect = e.is_connect(), "vault request failed");
+                VaultError::Unavailable
+            })?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|_| {
+                tracing::warn!("vault answer could not be read");
+                VaultError::Unavailable
+            })?;
+            Ok((status, bytes.to_bytes()))
+        };
+        match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!("vault did not answer in time");
+                Err(VaultError::Unavailable)
+            }
+        }
+    }
+
+    /// Calls `path` once per chunk of at most `max_batch` items; results are concatenated in order.
+    async fn batched<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        body: impl Fn(&[(Class, &str)]) -> serde_json::Value,
+    ) -> Result<Vec<T>, VaultError> {
+        let path = match op {
+            Op::Tokenize => "/v1/tokenize",
+            Op::Mask => "/v1/mask",
+            _ => "/v1/detokenize",
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for (n, chunk) in items.chunks(self.max_batch).enumerate() {
+            let bytes = serde_json::to_vec(&body(chunk)).map_err(|_| VaultError::Internal)?;
+            let (status, answer) = self.call(&caller.name, Method::POST, path, bytes.into()).await?;
+            if status != StatusCode::OK {
+                return Err(error_from(status, &answer, op, chunk, n * self.max_batch));
+            }
+            let parsed: Items<T> = serde_json::from_slice(&answer).map_err(|_| {
+                tracing::error!(op = op.name(), "the vault's answer has an unexpected shape");
+                VaultError::Internal
+            })?;
+            if parsed.items.len() != chunk.len() {
+                tracing::error!(op = op.name(), "the vault answered a different number of items");
+                return Err(VaultError::Internal);
+            }
+            out.extend(parsed.items);
+        }
+        Ok(out)
+    }
+
+    async fn reveal(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        let body = |chunk: &[(Class, &str)]| {
+            let items: Vec<_> = chunk.iter().map(|(c, t)| json!({"class": c.name(), "token": t})).collect();
+            match purpose {
+                Some(p) => json!({"items": items, "purpose": p}),
+                None => json!({"items": items}),
+            }
+        };
+        let answers: Vec<RevealItem> = self.batched(caller, op, items, body).await?;
+        answers
+            .into_iter()
+            .map(|a| match (a.value.or(a.masked), a.error) {
+                (Some(v), None) => Ok(Ok(v)),
+                // Every per-item code (`not_found`, `gone`, ...) means the same to a caller: no value here.
+                (None, Some(_)) => Ok(Err(Missing::NotFound)),
+                _ => {
+                    tracing::error!(op = op.name(), "the vault's item answer has an unexpected shape");
+                    Err(VaultError::Internal)
+                }
+            })
+            .collect()
+    }
+}
+
+/// A key file's first line, trimmed; refused when empty.
+fn read_key(name: &str, path: &std::path::Path) -> Result<Secret<String>, RemoteSetupError> {
+    let err = |reason| RemoteSetupError::ApiKey { name: name.to_owned(), path: path.display().to_string(), reason };
+    let text = Secret::new(std::fs::read_to_string(path).map_err(|_| err("cannot read the key file"))?);
+    let key = text.expose().lines().next().unwrap_or_default().trim();
+    if key.is_empty() {
+        return Err(err("the key file is empty"));
+    }
+    if HeaderValue::from_str(key).is_err() {
+        return Err(err("the key holds characters a header cannot carry"));
+    }
+    Ok(Secret::new(key.to_owned()))
+}
+
+/// Maps a refused call back to the error the in-process vault would have given. `offset` is the index of the
+/// chunk's first item in the whole batch.
+fn error_from(status: StatusCode, body: &[u8], op: Op, chunk: &[(Class, &str)], offset: usize) -> VaultError {
+    let detail = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
+    let code = detail.as_ref().map(|d| d.code.as_str()).unwrap_or("-");
+    let message = detail.as_ref().map(|d| d.message.as_str()).unwrap_or_default();
+    match (status, code) {
+        (StatusCode::FORBIDDEN, _) => {
+            // "caller may not OP class CLASS": the vault's own sentence names the class it refused.
+            let named = message.rsplit(' ').next().and_then(|c| c.parse::<Class>().ok());
+            let class = named.or_else(|| chunk.first().map(|(c, _)| *c)).unwrap_or(Class::Text);
+            VaultError::Forbidden { op, class }
+        }
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value") => {
+            // "item N: reason"
+            let index = message
+                .strip_prefix("item ")
+                .and_then(|rest| rest.split(':').next())
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0);
+            VaultError::Invalid { index: offset + index, reason: REMOTE_INVALID }
+        }
+        (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable") => VaultError::StoreUnavailable,
+        (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable") => VaultError::AuditUnavailable,
+        (StatusCode::UNAUTHORIZED, _) => {
+            tracing::error!(op = op.name(), "the vault did not accept this proxy's credentials");
+            VaultError::Unavailable
+        }
+        (s, _) if s.is_server_error() => {
+            tracing::warn!(op = op.name(), status = s.as_u16(), code, "the vault failed the call");
+            VaultError::Unavailable
+        }
+        (s, _) => {
+            tracing::error!(op = op.name(), status = s.as_u16(), code, "the vault refused the call");
+            VaultError::Internal
+        }
+    }
+}
+
+#[async_trait]
+impl Vault for RemoteVault {
+    async fn tokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        subject: Option<&str>,
+    ) -> Result<Vec<String>, VaultError> {
+        let body = |chunk: &[(Class, &str)]| {
+            let items: Vec<_> = chunk.iter().map(|(c, v)| json!({"class": c.name(), "value": v})).collect();
+            match subject {
+                Some(s) => json!({"items": items, "subject": s}),
+                None => json!({"items": items}),
+            }
+        };
+        let tokens: Vec<TokenItem> = self.batched(caller, Op::Tokenize, items, body).await?;
+        Ok(tokens.into_iter().map(|t| t.token).collect())
+    }
+
+    async fn detokenize(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, Op::Detokenize, items, purpose).await
+    }
+
+    async fn mask(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, Op::Mask, items, purpose).await
+    }
+
+    /// The vault answers `GET /v1/ready` with 200 (authenticated as the proxy).
+    async fn ready(&self) -> bool {
+        matches!(self.call(PROXY_CALLER, Method::GET, "/v1/ready", Bytes::new()).await, Ok((StatusCode::OK, _)))
+    }
+}
+
+#[cfg(test)]
+mod tests;
