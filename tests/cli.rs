@@ -72,3 +72,60 @@ fn run_refuses_a_missing_master_key_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.key"));
 }
+
+/// Every `.toml` under config/ (recursively), sorted.
+fn shipped_configs(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            shipped_configs(&path, out);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            out.push(path);
+        }
+    }
+    out.sort();
+}
+
+#[test]
+fn check_accepts_every_shipped_config() {
+    let mut files = Vec::new();
+    shipped_configs(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), &mut files);
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    for must in ["config/veil.toml", "config/split/proxy.toml", "config/split/vault.toml"] {
+        assert!(names.iter().any(|n| n.ends_with(must)), "{must} missing from {names:?}");
+    }
+    for f in &files {
+        let out = veil(&["check", "-c", f.to_str().unwrap()]);
+        assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+#[test]
+fn each_command_refuses_a_config_that_lacks_what_it_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let vault = format!(
+        "[vault]\nlisten = \"0.0.0.0:0\"\nstore = \"sqlite://{d}/v.db\"\nmaster_key_file = \"{d}/k\"\naudit_log = \"{d}/a\"\n\
+         [vault.tls]\ncert = \"{d}/c.pem\"\nkey = \"{d}/k.pem\"\n"
+    );
+    let vault_cfg = dir.path().join("vault.toml");
+    std::fs::write(&vault_cfg, &vault).unwrap();
+    let proxy_cfg = dir.path().join("proxy.toml");
+    std::fs::write(
+        &proxy_cfg,
+        "[vault_client]\nurl = \"http://127.0.0.1:1\"\nmaster_key_file = \"k\"\napi_keys = { proxy = \"p.key\" }\n",
+    )
+    .unwrap();
+    let cases: [(&str, &std::path::PathBuf, &str); 4] = [
+        ("vault", &vault_cfg, "vault.tls.client_ca: `veil vault` on a non-loopback address needs"),
+        ("proxy", &vault_cfg, "vault_client: `veil proxy` needs a [vault_client] section"),
+        ("proxy", &proxy_cfg, "proxy: `veil proxy` needs a [proxy] section or [[egress]] routes"),
+        ("run", &proxy_cfg, "vault: `veil run` needs a [vault] section"),
+    ];
+    for (cmd, cfg, needle) in cases {
+        let out = veil(&[cmd, "-c", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd}: {err}");
+        assert!(err.contains(needle), "{cmd}: missing {needle:?} in {err}");
+    }
+}

@@ -122,8 +122,12 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                 Err(err) => p(&format!("{at}.response_detect[{j}]"), err),
             }
         }
-        if matches!(&e.purpose, Some(s) if s.trim().is_empty()) {
+        // The vault API refuses purposes that are not short labels: check the one every reveal will carry.
+        let purpose = e.purpose.unwrap_or_else(|| format!("egress:{}", e.name.to_ascii_lowercase()));
+        if purpose.trim().is_empty() {
             p(&format!("{at}.purpose"), "must not be empty".into());
+        } else if let Some(problem) = crate::vault::api::purpose_problem(&purpose) {
+            p(&format!("{at}.purpose"), problem.into());
         }
         let max_body_bytes =
             super::bounded(e.max_body_bytes, 1 << 20, 1024, 64 << 20, &format!("{at}.max_body_bytes"), &mut p);
@@ -136,7 +140,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
             upstream,
             ca: e.ca,
             caller: e.caller,
-            purpose: e.purpose.unwrap_or_else(|| format!("egress:{}", e.name)),
+            purpose,
             route: Route {
                 name: e.name,
                 methods: Vec::new(),

@@ -248,6 +248,14 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
+/// Why `purpose` is not acceptable, if it is not. The purpose is written to the audit log: it must be a short label
+/// so no value can hide in it. Config checks (egress routes) use the same rule, so the vault never refuses them.
+pub fn purpose_problem(purpose: &str) -> Option<&'static str> {
+    let label = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:".contains(c);
+    (purpose.is_empty() || purpose.len() > 64 || !purpose.chars().all(label))
+        .then_some("purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.', ':'")
+}
+
 async fn reveal(
     state: &ApiState,
     caller: &Caller,
@@ -255,14 +263,8 @@ async fn reveal(
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let req: RevealBody = json(body)?;
-    // The purpose is written to the audit log: keep it a short label so no value can hide in it.
-    if let Some(p) = &req.purpose {
-        if p.is_empty()
-            || p.len() > 64
-            || !p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
-        {
-            return Err(ApiError::BadField("purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.'"));
-        }
+    if let Some(problem) = req.purpose.as_deref().and_then(purpose_problem) {
+        return Err(ApiError::BadField(problem));
     }
     let items = classes(req.items.iter().map(|i| (i.class.as_str(), i.token.as_str())), state.max_batch)?;
     let purpose = req.purpose.as_deref();
