@@ -3,6 +3,7 @@
 
 pub mod down_vault;
 pub mod relay;
+pub mod split;
 pub mod tls_app;
 
 use std::net::SocketAddr;
