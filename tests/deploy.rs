@@ -132,18 +132,21 @@ fn systemd_example_config_fits_the_unit() {
     let (read_only, writable) = (&unit["ReadOnlyPaths"][0], &unit["ReadWritePaths"][0]);
     let proxy = cfg.proxy.as_ref().unwrap();
     let (cert, key) = proxy.tls.as_ref().expect("[proxy.tls]");
-    for p in [cert, key, &cfg.vault.master_key_file] {
+    for p in [cert, key, &cfg.vault.as_ref().unwrap().master_key_file] {
         assert!(p.is_absolute() && p.starts_with(read_only), "{} is not under {read_only}", p.display());
     }
-    assert!(cfg.vault.audit_log.starts_with(writable), "the audit log must be writable");
-    let veil::config::StoreUrl::Sqlite(store) = &cfg.vault.store else { panic!("sqlite store expected") };
+    assert!(cfg.vault.as_ref().unwrap().audit_log.starts_with(writable), "the audit log must be writable");
+    let veil::config::StoreUrl::Sqlite(store) = &cfg.vault.as_ref().unwrap().store else {
+        panic!("sqlite store expected")
+    };
     assert!(store.contains(writable.as_str()), "the SQLite store must be writable: {store}");
     assert_eq!(unit["WorkingDirectory"][0], *writable);
-    let ports: Vec<u16> = [Some(proxy.listen), Some(cfg.vault.listen), cfg.admin.as_ref().map(|a| a.listen)]
-        .into_iter()
-        .flatten()
-        .map(|a| a.port())
-        .collect();
+    let ports: Vec<u16> =
+        [Some(proxy.listen), Some(cfg.vault.as_ref().unwrap().listen), cfg.admin.as_ref().map(|a| a.listen)]
+            .into_iter()
+            .flatten()
+            .map(|a| a.port())
+            .collect();
     assert!(ports.iter().all(|p| *p >= 1024), "no CAP_NET_BIND_SERVICE is granted: {ports:?}");
     // Prometheus scrapes the admin listener this config opens.
     let scrape: Yaml = serde_norway::from_str(&read("prometheus/prometheus.yml")).unwrap();
@@ -193,7 +196,7 @@ fn kubernetes_sidecar_matches_veil_config() {
     let cfg = veil::config::parse(toml).unwrap_or_else(|e| panic!("the ConfigMap's veil.toml: {e}"));
     let proxy = cfg.proxy.as_ref().expect("[proxy]");
     let admin = cfg.admin.as_ref().expect("[admin]").listen;
-    assert!(cfg.vault.listen.ip().is_loopback(), "the vault API stays inside the pod");
+    assert!(cfg.vault.as_ref().unwrap().listen.ip().is_loopback(), "the vault API stays inside the pod");
 
     let deploy = kind(&docs, "Deployment");
     let pod = &deploy["spec"]["template"]["spec"];
@@ -259,8 +262,8 @@ fn kubernetes_sidecar_matches_veil_config() {
     let (tls_cert, tls_key) = proxy.tls.as_ref().expect("[proxy.tls]");
     assert_eq!(mount_of(tls_cert), ("proxy-tls".to_owned(), true));
     assert_eq!(mount_of(tls_key), ("proxy-tls".to_owned(), true));
-    assert_eq!(mount_of(&cfg.vault.master_key_file), ("key-copy".to_owned(), true));
-    assert_eq!(mount_of(&cfg.vault.audit_log).0, "data");
+    assert_eq!(mount_of(&cfg.vault.as_ref().unwrap().master_key_file), ("key-copy".to_owned(), true));
+    assert_eq!(mount_of(&cfg.vault.as_ref().unwrap().audit_log).0, "data");
     let args: Vec<&str> = veil["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args[..2], ["run", "-c"]);
     assert_eq!(mount_of(Path::new(args[2])), ("config".to_owned(), true));
@@ -269,7 +272,7 @@ fn kubernetes_sidecar_matches_veil_config() {
     let init = by_name(&pod["initContainers"], "veil-key");
     let cmd: Vec<&str> = init["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(cmd[..3], ["install", "-m", "0400"]);
-    assert_eq!(Path::new(cmd[4]), cfg.vault.master_key_file);
+    assert_eq!(Path::new(cmd[4]), cfg.vault.as_ref().unwrap().master_key_file);
     assert!(mounts(init).contains(&("master-key".to_owned(), "/etc/veil/keys".to_owned(), true)));
     assert!(Path::new(cmd[3]).starts_with("/etc/veil/keys"));
 

@@ -89,7 +89,7 @@ async fn app_side_faults_fail_closed_and_the_proxy_recovers() {
     for r in s.app.requests() {
         assert!(!String::from_utf8_lossy(&r.all_bytes()).contains(&pan));
     }
-    let vault = Client::plain(s.running.vault_addr);
+    let vault = Client::plain(s.running.vault_addr.unwrap());
     let (_, body) =
         vault.post_json("/v1/tokenize", PAYMENTS_KEY, &json!({"items": [{"class": "pan", "value": pan}]})).await;
     assert_eq!(body["items"][0]["token"], token, "the vault holds one token for the value");

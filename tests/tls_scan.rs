@@ -139,7 +139,7 @@ async fn proxy_and_vault_listeners_accept_only_strong_tls() {
     let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
     let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
 
-    for (listener, addr) in [("proxy", running.proxy_addr.unwrap()), ("vault", running.vault_addr)] {
+    for (listener, addr) in [("proxy", running.proxy_addr.unwrap()), ("vault", running.vault_addr.unwrap())] {
         let xml = sslscan(addr).await;
         assert!(xml.contains(&format!("port=\"{}\"", addr.port())), "{listener}: scanned the wrong port?\n{xml}");
         let bad = problems(&xml);
@@ -242,7 +242,7 @@ async fn tls_compression_is_never_negotiated() {
     );
     let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
     let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
-    for addr in [running.proxy_addr.unwrap(), running.vault_addr] {
+    for addr in [running.proxy_addr.unwrap(), running.vault_addr.unwrap()] {
         // DEFLATE and null offered: the server picks null.
         assert_eq!(hello(addr, &[1, 0]).await, (0x16, Some(0)), "{addr}");
         // Only DEFLATE offered: refused with an alert.
