@@ -194,12 +194,24 @@ impl Split {
 
     /// Starts a proxy that authenticates with `client` (the proxy's certificate, or the rogue one).
     async fn start_proxy(&mut self, rogue: bool) {
+        self.start_proxy_with(rogue, "", "", &[]).await;
+    }
+
+    /// Like `start_proxy`, with lines added to [vault_client] and to the routes, and more listeners to wait for.
+    async fn start_proxy_with(&mut self, rogue: bool, client_extra: &str, routes: &str, listeners: &[&str]) {
         let client = if rogue { &self.pki.rogue_client } else { &self.pki.proxy_client };
         let upstream = format!("http://{}", self.app.addr);
-        let text = proxy_config(self.dir.path(), &self.pki, client, self.vault_addr(), &upstream, ROUTES);
+        let routes = format!("{ROUTES}\n{routes}");
+        let text =
+            proxy_config(self.dir.path(), &self.pki, client, self.vault_addr(), &upstream, client_extra, &routes);
         let path = self.dir.path().join(if rogue { "rogue-proxy.toml" } else { "proxy.toml" });
         std::fs::write(&path, text).unwrap();
-        self.proxy = Some(spawn("proxy", &path, &["proxy", "admin"]).await);
+        let expect: Vec<&str> = ["proxy", "admin"].iter().chain(listeners).copied().collect();
+        self.proxy = Some(spawn("proxy", &path, &expect).await);
+    }
+
+    fn listener(&self, name: &str) -> SocketAddr {
+        self.proxy.as_ref().unwrap().addr(name)
     }
 
     fn vault_addr(&self) -> SocketAddr {
@@ -323,4 +335,74 @@ async fn killing_the_vault_fails_closed_and_restarting_it_recovers() {
     assert_eq!(again["card"]["number"], token.as_str(), "same value, same token after the restart");
     assert_eq!(t.detokenize("pan", &token).await, PAN);
     assert_eq!(get(split.proxy_admin(), "/readyz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_reveals_through_the_remote_vault_as_its_own_caller() {
+    use common::tls_app::TlsApp;
+    // The payment provider: HTTPS with a certificate from its own test CA; it echoes the card number back.
+    let provider_dir = tempfile::tempdir().unwrap();
+    Pki::new(provider_dir.path());
+    let provider = TlsApp::start_with(
+        provider_dir.path(),
+        std::sync::Arc::new(|seen: &Seen| {
+            let sent: Value = serde_json::from_slice(&seen.body).unwrap_or(Value::Null);
+            let body = json!({"status": "captured", "card": sent["source"]["number"]}).to_string();
+            (200, vec![("content-type", "application/json".to_owned())], Bytes::from(body))
+        }),
+    )
+    .await;
+
+    let mut split = Split::start_vault().await;
+    let keys = split.dir.path();
+    std::fs::write(keys.join("payments.key"), format!("{PAYMENTS_KEY}\n")).unwrap();
+    std::fs::write(keys.join("app.key"), APP_KEY).unwrap();
+    let client_extra =
+        format!("api_keys = {{ payments = \"{0}/payments.key\", app = \"{0}/app.key\" }}", keys.display());
+    let egress = |name: &str, caller: &str| {
+        format!(
+            "[[egress]]\nname = \"{name}\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://localhost:{port}\"\n\
+             ca = \"{ca}\"\ncaller = \"{caller}\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }} ]\n",
+            port = provider.addr.port(),
+            ca = provider_dir.path().join("ca.pem").display(),
+        )
+    };
+    let routes = format!("{}{}", egress("psp", "payments"), egress("psp-app", "app"));
+    split.start_proxy_with(false, &client_extra, &routes, &["egress:psp", "egress:psp-app"]).await;
+
+    // The browser's checkout: the app stores the token.
+    let t = split.target();
+    let body = serde_json::to_vec(&json!({"card": {"number": PAN}})).unwrap();
+    assert_eq!(t.send(false, "/checkout", "application/json", body).await.0, 200);
+    let stored: Value = serde_json::from_slice(&t.app.requests()[0].body).unwrap();
+    let token = stored["card"]["number"].as_str().unwrap().to_owned();
+
+    let pay = |route: &str, token: &str| {
+        let addr = split.listener(&format!("egress:{route}"));
+        let body = serde_json::to_vec(&json!({"source": {"number": token}, "amount": 1999})).unwrap();
+        async move { Client::plain(addr).post("/v1/payments", None, body).await }
+    };
+    // The provider gets the card number; the app gets the echoed number back as a token.
+    let (status, resp) = pay("psp", &token).await;
+    assert_eq!(status, 200, "{resp}");
+    let sent: Value = serde_json::from_slice(&provider.requests()[0].1.body).unwrap();
+    assert_eq!(sent["source"]["number"], PAN);
+    assert_eq!(resp["card"], token.as_str(), "the echoed card number is tokenised again");
+
+    // A caller without detokenize:pan, and an unknown token: refused, the provider receives nothing more.
+    let (status, resp) = pay("psp-app", &token).await;
+    assert_eq!((status, &resp["error"]["code"]), (403, &json!("forbidden")), "{resp}");
+    let (status, resp) = pay("psp", "4111110000001111").await;
+    assert_eq!((status, &resp["error"]["code"]), (422, &json!("unknown_token")), "{resp}");
+    assert_eq!(provider.requests().len(), 1);
+
+    // The vault audited the reveal under the route's caller and purpose, and the refusal under `app`.
+    let audit = std::fs::read_to_string(split.dir.path().join("audit.jsonl")).unwrap();
+    let lines: Vec<Value> = audit.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        lines.iter().any(|l| l["caller"] == "payments" && l["op"] == "detokenize" && l["purpose"] == "egress:psp"),
+        "{audit}"
+    );
+    assert!(lines.iter().any(|l| l["caller"] == "app" && l["outcome"] == "denied"), "{audit}");
+    assert!(!audit.contains(PAN), "the audit log holds no value");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use super::{sha256_hex, TlsClient, PAYMENTS_KEY};
+use super::{sha256_hex, TlsClient, APP_KEY, PAYMENTS_KEY};
 
 /// The SAN of the proxies' client certificate; the vault maps it to its `proxy` caller.
 pub const PROXY_IDENTITY: &str = "spiffe://shop/veil-proxy";
@@ -98,8 +98,8 @@ impl SplitPki {
     }
 }
 
-/// `veil vault` config: mTLS with the test CA; callers `proxy` (by certificate, tokenize only) and `payments`
-/// (by key, everything).
+/// `veil vault` config: mTLS with the test CA; callers `proxy` (by certificate, tokenize only), `payments`
+/// (by key, everything) and `app` (by key, tokenize only).
 pub fn vault_config(dir: &Path, pki: &SplitPki, listen: SocketAddr) -> String {
     let d = dir.display();
     format!(
@@ -127,22 +127,30 @@ allow = ["tokenize:*"]
 name = "payments"
 api_key_sha256 = "{payments}"
 allow = ["tokenize:*", "detokenize:*", "mask:*"]
+
+[[caller]]
+name = "app"
+api_key_sha256 = "{app}"
+allow = ["tokenize:*"]
 "#,
         cert = pki.server.cert_file.display(),
         key = pki.server.key_file.display(),
         ca = pki.ca_file.display(),
         payments = sha256_hex(PAYMENTS_KEY),
+        app = sha256_hex(APP_KEY),
     )
 }
 
 /// `veil proxy` config: TLS ingress to `upstream`, the vault at `vault` over mTLS with `client`'s certificate,
-/// batches of at most 2 items (so a request's batch is split), then `routes`.
+/// batches of at most 2 items (so a request's batch is split), `client_extra` lines in [vault_client] (api_keys),
+/// then `routes`.
 pub fn proxy_config(
     dir: &Path,
     pki: &SplitPki,
     client: &Issued,
     vault: SocketAddr,
     upstream: &str,
+    client_extra: &str,
     routes: &str,
 ) -> String {
     let d = dir.display();
@@ -166,6 +174,7 @@ connect_timeout = "1s"
 request_timeout = "3s"
 max_batch = 2
 master_key_file = "{d}/proxy-master.key"
+{client_extra}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -180,10 +189,11 @@ listen = "127.0.0.1:0"
     )
 }
 
-/// A spawned `veil` process (killed on drop) and the addresses it logged, by listener.
+/// A spawned `veil` process (killed on drop) and the addresses it logged, by listener (`vault`, `proxy`,
+/// `admin`, `egress:NAME`).
 pub struct Spawned {
     pub child: tokio::process::Child,
-    pub addrs: HashMap<&'static str, SocketAddr>,
+    pub addrs: HashMap<String, SocketAddr>,
 }
 
 impl Spawned {
@@ -197,12 +207,27 @@ impl Spawned {
     }
 }
 
-/// The log line of each listener: `vault API listening addr=…`, `proxy listening addr=…`, `admin listening addr=…`.
-const LISTENERS: [(&str, &str); 3] =
-    [("vault", "vault API listening"), ("proxy", "proxy listening"), ("admin", "admin listening")];
+/// The listener a log line announces (`vault API listening addr=…`, `egress listening egress=psp addr=…`), and
+/// its address.
+fn listening(line: &str) -> Option<(String, SocketAddr)> {
+    let field =
+        |name: &str| Some(line.split(&format!(" {name}=")).nth(1)?.split_whitespace().next()?.trim_matches('"'));
+    let key = if line.contains("vault API listening") {
+        "vault".to_owned()
+    } else if line.contains("proxy listening") {
+        "proxy".to_owned()
+    } else if line.contains("admin listening") {
+        "admin".to_owned()
+    } else if line.contains("egress listening") {
+        format!("egress:{}", field("egress")?)
+    } else {
+        return None;
+    };
+    Some((key, field("addr")?.parse().ok()?))
+}
 
-/// Runs `veil COMMAND -c config` and waits until each of `expect` (keys of [`LISTENERS`]) has logged its address.
-pub async fn spawn(command: &str, config: &Path, expect: &[&'static str]) -> Spawned {
+/// Runs `veil COMMAND -c config` and waits until each listener of `expect` has logged its address.
+pub async fn spawn(command: &str, config: &Path, expect: &[&str]) -> Spawned {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_veil"))
         .args([command, "-c"])
@@ -217,13 +242,10 @@ pub async fn spawn(command: &str, config: &Path, expect: &[&'static str]) -> Spa
     let mut addrs = HashMap::new();
     let mut log = Vec::new();
     let waited = tokio::time::timeout(Duration::from_secs(30), async {
-        while expect.iter().any(|k| !addrs.contains_key(k)) {
+        while expect.iter().any(|k| !addrs.contains_key(*k)) {
             let Some(line) = lines.next_line().await.unwrap() else { return false };
-            for (key, marker) in LISTENERS {
-                if line.contains(marker) {
-                    let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-                    addrs.insert(key, addr.parse::<SocketAddr>().unwrap());
-                }
+            if let Some((key, addr)) = listening(&line) {
+                addrs.insert(key, addr);
             }
             log.push(line);
         }
