@@ -129,3 +129,44 @@ fn each_command_refuses_a_config_that_lacks_what_it_serves() {
         assert!(err.contains(needle), "{cmd}: missing {needle:?} in {err}");
     }
 }
+
+#[test]
+fn veil_proxy_names_the_file_it_cannot_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let key = dir.path().join("master.key");
+    assert!(veil(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    let cfg = dir.path().join("proxy.toml");
+    let write = |client: &str| {
+        std::fs::write(
+            &cfg,
+            format!("[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n[vault_client]\n{client}\n"),
+        )
+        .unwrap()
+    };
+    let cases = [
+        (
+            format!("url = \"https://127.0.0.1:1\"\ncert = \"{d}/none.pem\"\nkey = \"{d}/none.key\"\nmaster_key_file = \"{d}/master.key\""),
+            "none.pem",
+        ),
+        (
+            format!("url = \"http://127.0.0.1:1\"\nmaster_key_file = \"{d}/master.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
+            "vault_client.api_keys.proxy:",
+        ),
+        (
+            format!("url = \"http://127.0.0.1:1\"\nmaster_key_file = \"{d}/gone.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
+            "gone.key",
+        ),
+    ];
+    for (client, needle) in cases {
+        write(&client);
+        let out = veil(&["proxy", "-c", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "missing {needle:?} in {err}");
+    }
+    // The vault's audit log belongs to the vault's config.
+    let out = veil(&["audit", "verify", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs the [vault] section"));
+}

@@ -283,6 +283,8 @@ async fn the_vault_refuses_clients_without_a_valid_certificate() {
         proxy.request("POST", "/v1/detokenize", None, serde_json::to_vec(&reveal).unwrap().into()).await;
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&resp));
     assert_eq!(proxy.request("GET", "/v1/ready", None, Bytes::new()).await.0, 200);
+    assert_eq!(proxy.request("POST", "/v1/ready", None, Bytes::new()).await.0, 405);
+    assert_eq!(proxy.request("GET", "/v1/tokenize", None, Bytes::new()).await.0, 405);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,6 +309,27 @@ mod tests {
     }
 
     #[test]
+    fn a_vault_that_is_not_ready_or_unreachable_answers_503() {
+        for (err, code) in
+            [(ApiError::NotReady, "not_ready"), (ApiError::Vault(VaultError::Unavailable), "vault_unavailable")]
+        {
+            let resp = error_response(&err);
+            assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(err.status_and_code().1, code);
+        }
+    }
+
+    #[test]
+    fn purposes_are_short_labels() {
+        for ok in ["payment", "egress:psp", "card-payment.v2", "a"] {
+            assert_eq!(purpose_problem(ok), None, "{ok}");
+        }
+        for bad in ["", "Card 4111", "card payment", "x\n", &"a".repeat(65)] {
+            assert!(purpose_problem(bad).is_some(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn every_error_has_a_json_body_with_code_and_message() {
         let resp = error_response(&ApiError::BodyTimeout);
         assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
