@@ -249,14 +249,23 @@ fn measures(out: &mut String, cfg: &Config) {
         Some(p) if p.tls.is_some() => "proxy: TLS 1.2/1.3 (rustls)".to_owned(),
         Some(_) => "proxy: plain HTTP: put a TLS terminator in front of it".to_owned(),
     };
-    let vault_tls = match &cfg.vault.tls {
-        Some(t) if t.client_ca.is_some() => "vault API: TLS with client certificates (mTLS)",
-        Some(_) => "vault API: TLS",
-        None => "vault API: plain HTTP on loopback only",
+    let vault_tls = match (&cfg.vault, &cfg.vault_client) {
+        (Some(v), _) => match &v.tls {
+            Some(t) if t.client_ca.is_some() => "vault API: TLS with client certificates (mTLS)",
+            Some(_) => "vault API: TLS",
+            None => "vault API: plain HTTP on loopback only",
+        },
+        (None, Some(c)) if c.identity.is_some() => "to the vault service: TLS with a client certificate (mTLS)",
+        (None, _) => "to the vault service: HTTPS (plain HTTP on loopback only)",
     };
-    let store = match &cfg.vault.store {
-        StoreUrl::Sqlite(_) => "embedded SQLite store (WAL, synchronous commits)",
-        StoreUrl::Postgres(_) => "PostgreSQL store",
+    let store = match cfg.vault.as_ref().map(|v| &v.store) {
+        Some(StoreUrl::Sqlite(_)) => "embedded SQLite store (WAL, synchronous commits)",
+        Some(StoreUrl::Postgres(_)) => "PostgreSQL store",
+        None => "records kept by the separate vault service",
+    };
+    let audit_log = match &cfg.vault {
+        Some(v) => format!("`{}`", cell(&v.audit_log.display().to_string())),
+        None => "kept by the vault service".to_owned(),
     };
     let measures = [
         (
@@ -281,9 +290,8 @@ fn measures(out: &mut String, cfg: &Config) {
         (
             "Accountability",
             format!(
-                "hash-chained audit log (`{}`) without values; an operation whose audit entry cannot be written is \
-                 refused; `veil audit verify` checks the chain",
-                cell(&cfg.vault.audit_log.display().to_string())
+                "hash-chained audit log ({audit_log}) without values; an operation whose audit entry cannot be written \
+                 is refused; `veil audit verify` checks the chain"
             ),
         ),
         ("Encryption in transit", format!("{proxy_tls}; {vault_tls}")),

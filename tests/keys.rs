@@ -44,7 +44,7 @@ async fn start(cfg: &Path) -> veil::app::Running {
 }
 
 async fn tokenize(running: &veil::app::Running, pan: &str) -> String {
-    let c = Client::plain(running.vault_addr);
+    let c = Client::plain(running.vault_addr.unwrap());
     let (status, body) =
         c.post_json("/v1/tokenize", PAYMENTS_KEY, &json!({"items":[{"class":"pan","value":pan}]})).await;
     assert_eq!(status, 200, "{body}");
@@ -52,7 +52,7 @@ async fn tokenize(running: &veil::app::Running, pan: &str) -> String {
 }
 
 async fn detokenize(running: &veil::app::Running, tokens: &[&str]) -> Vec<String> {
-    let c = Client::plain(running.vault_addr);
+    let c = Client::plain(running.vault_addr.unwrap());
     let items: Vec<Value> = tokens.iter().map(|t| json!({"class":"pan","token":t})).collect();
     let (status, body) = c.post_json("/v1/detokenize", PAYMENTS_KEY, &json!({ "items": items })).await;
     assert_eq!(status, 200, "{body}");
@@ -120,7 +120,7 @@ async fn rotate_then_restart_seals_new_records_under_v2_and_everything_old_still
     assert_eq!(key_version(dir.path(), &tok1).await, 1);
     assert_eq!(key_version(dir.path(), &tok2).await, 2);
 
-    let keys = veil::app::load_keys(&veil::config::load(&cfg).unwrap()).unwrap();
+    let keys = veil::app::load_keys(veil::config::load(&cfg).unwrap().master_key_file().unwrap()).unwrap();
     assert_eq!(keys.current_version(), 2);
     for blob in [&blob1, &blob2] {
         assert_eq!(keys.decrypt_blob("text", blob).unwrap().expose(), "allergic to nuts");

@@ -39,7 +39,13 @@ pub fn run(command: KeysCommand) -> ExitCode {
 pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
     match (&arg.config, &arg.key_file) {
         (_, Some(path)) => Ok(path.clone()),
-        (Some(config), None) => super::load(config).map(|cfg| cfg.vault.master_key_file),
+        (Some(config), None) => {
+            let cfg = super::load(config)?;
+            cfg.master_key_file().map(Path::to_path_buf).ok_or_else(|| {
+                eprintln!("veil: {} names no master_key_file ([vault] or [vault_client])", config.display());
+                ExitCode::from(2)
+            })
+        }
         (None, None) => {
             eprintln!("veil: name the config (-c) or the key file (--key-file)");
             Err(ExitCode::from(2))

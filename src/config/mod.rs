@@ -111,6 +111,16 @@ pub struct Config {
     pub formats: ClassFormats,
 }
 
+impl Config {
+    /// The master key file this process reads: the vault's, or (for `veil proxy`) the vault client's.
+    pub fn master_key_file(&self) -> Option<&Path> {
+        self.vault
+            .as_ref()
+            .map(|v| v.master_key_file.as_path())
+            .or_else(|| self.vault_client.as_ref().map(|c| c.master_key_file.as_path()))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct VaultConfig {
     pub listen: SocketAddr,
