@@ -184,8 +184,7 @@ fn richer_config_shows_every_selector_action_mode_and_transport_without_secrets(
     assert_eq!(row(&md, recipients, "the application behind the proxy (upstream)")[2], "https://app.internal:8443");
     let psp = row(&md, recipients, "egress `psp`");
     assert_eq!(psp[2], "https://api.psp.example");
-    for part in ["JSON `$.source.number` (pan)", "caller `support`", "\"card-payment:capture\"", "pan, iban values"]
-    {
+    for part in ["JSON `$.source.number` (pan)", "caller `support`", "\"card-payment:capture\"", "pan, iban values"] {
         assert!(psp[1].contains(part), "{part} not in {psp:?}");
     }
 

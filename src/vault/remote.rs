@@ -141,22 +141,40 @@ impl RemoteVault {
             .path_and_query(path)
             .build()
             .map_err(|_| VaultError::Internal)?;
-        let mut req = Request::builder().method(method).uri(uri);
-        if !body.is_empty() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
-        }
+        let mut auth = None;
         if let Some(key) = self.api_keys.get(caller) {
             let mut value =
                 HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| VaultError::Internal)?;
             value.set_sensitive(true);
-            req = req.header(header::AUTHORIZATION, value);
+            auth = Some(value);
         }
-        let req = req.body(Full::new(body)).map_err(|_| VaultError::Internal)?;
+        let build = || {
+            let mut req = Request::builder().method(method.clone()).uri(uri.clone());
+            if !body.is_empty() {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+            }
+            if let Some(value) = &auth {
+                req = req.header(header::AUTHORIZATION, value.clone());
+            }
+            req.body(Full::new(body.clone())).map_err(|_| VaultError::Internal)
+        };
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                tracing::warn!(error = %e, connect = e.is_connect(), "vault request failed");
-                VaultError::Unavailable
-            })?;
+            // A pooled connection the vault closed (it restarted) fails without a connect error: retry once on a
+            // fresh connection. Safe: tokenising is idempotent and reveals only read (each attempt is audited).
+            let mut retried = false;
+            let resp = loop {
+                match self.client.request(build()?).await {
+                    Ok(resp) => break resp,
+                    Err(e) if !retried && !e.is_connect() => {
+                        tracing::debug!(error = %e, "pooled vault connection failed; retrying on a new one");
+                        retried = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, connect = e.is_connect(), "vault request failed");
+                        return Err(VaultError::Unavailable);
+                    }
+                }
+            };
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|_| {
                 tracing::warn!("vault answer could not be read");

@@ -225,3 +225,49 @@ async fn ready_asks_the_vault() {
     assert_eq!((first.method.as_str(), first.path.as_str()), ("GET", "/v1/ready"));
     assert!(!vault_answering(503, &error("not_ready", "x")).await.ready().await);
 }
+
+#[tokio::test]
+async fn a_connection_dropped_mid_request_is_retried_once_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Connection 1 takes the request and dies (a vault killed mid-call); later ones answer.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0usize));
+    let count = accepted.clone();
+    let always_drop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let drop_all = always_drop.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let n = {
+                let mut c = count.lock().unwrap();
+                *c += 1;
+                *c
+            };
+            let drop_it = n == 1 || drop_all.load(std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                if drop_it {
+                    return;
+                }
+                let body = r#"{"items":[{"token":"4111118304731111"},{"token":"DE44370400440532013001"}]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+                let _ = s.read(&mut buf).await;
+            });
+        }
+    });
+    let v = RemoteVault::new(&config(addr, 10, BTreeMap::new())).unwrap();
+    let tokens = v.tokenize(&caller("proxy"), ITEMS, None).await.unwrap();
+    assert_eq!(tokens.len(), 2);
+    assert_eq!(*accepted.lock().unwrap(), 2, "one retry, on a new connection");
+
+    // Only once: a vault that drops every call is unavailable.
+    always_drop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let v = RemoteVault::new(&config(addr, 10, BTreeMap::new())).unwrap();
+    assert!(matches!(v.tokenize(&caller("proxy"), ITEMS, None).await, Err(VaultError::Unavailable)));
+    assert_eq!(*accepted.lock().unwrap(), 4);
+}
