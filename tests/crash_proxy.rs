@@ -26,6 +26,9 @@ match = { methods = ["POST"], path = "/checkout" }
 fields = [ { json = "$.cards[*]", class = "pan" } ]
 "#;
 
+/// Request id -> (the card numbers sent, the status the client got).
+type Sent = HashMap<String, (Vec<String>, u16)>;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_sigkills_under_load_lose_no_token_and_forward_nothing_that_failed() {
     let cycles: usize = std::env::var("VEIL_PROXY_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -47,8 +50,7 @@ async fn vault_sigkills_under_load_lose_no_token_and_forward_nothing_that_failed
     let proxy = spawn("proxy", &proxy_toml, &["proxy"]).await;
     let proxy_addr = proxy.addr("proxy");
 
-    // Request id -> (the card numbers sent, the status the client got).
-    let sent: Arc<Mutex<HashMap<String, (Vec<String>, u16)>>> = Arc::default();
+    let sent: Arc<Mutex<Sent>> = Arc::default();
     for cycle in 0..cycles {
         let stop = Arc::new(AtomicBool::new(false));
         let served = Arc::new(AtomicUsize::new(0));
