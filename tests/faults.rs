@@ -1,6 +1,6 @@
-//! Network faults between the proxy and the app (resets, half-open connections, delays, injected by a TCP relay):
-//! the proxy fails closed with the spec's errors, creates no second token for a value the client retries, and
-//! recovers when the fault ends.
+//! Network faults between the proxy and the app, and between `veil proxy` and `veil vault` (resets, half-open
+//! connections, delays, injected by a TCP relay): the proxy fails closed with the spec's errors, creates no second
+//! token for a value the client retries, and recovers when the fault ends.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -116,4 +116,60 @@ async fn pass_through_survives_resets_of_pooled_connections() {
         s.relay.set(Fault::None);
     }
     assert!(s.relay.accepted() >= 5, "each round needed a new upstream connection");
+}
+
+/// `veil proxy` whose vault (`veil vault`, mTLS) sits behind a fault-injecting relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_side_faults_fail_closed_and_the_proxy_recovers() {
+    use common::split::{proxy_config, spawn, vault_config, SplitPki};
+    let dir = tempfile::tempdir().unwrap();
+    veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
+    veil::crypto::Keyring::generate_file(&dir.path().join("proxy-master.key")).unwrap();
+    let pki = SplitPki::new(dir.path());
+    let vault_toml = dir.path().join("vault.toml");
+    std::fs::write(&vault_toml, vault_config(dir.path(), &pki, "127.0.0.1:0".parse().unwrap())).unwrap();
+    let vault = spawn("vault", &vault_toml, &["vault"]).await;
+    let relay = Relay::start(vault.addr("vault")).await;
+    let app = App::start().await;
+    let route = "[[route]]\nname = \"checkout\"\nmatch = { path = \"/checkout\" }\n\
+                 fields = [ { json = \"$.card\", class = \"pan\" } ]\n";
+    let text =
+        proxy_config(dir.path(), &pki, &pki.proxy_client, relay.addr, &format!("http://{}", app.addr), "", route)
+            .replace("vault_timeout = \"5s\"", "vault_timeout = \"1s\"");
+    let proxy_toml = dir.path().join("proxy.toml");
+    std::fs::write(&proxy_toml, text).unwrap();
+    let proxy = spawn("proxy", &proxy_toml, &["proxy"]).await;
+    let addr = proxy.addr("proxy");
+    let pan = random_pan("411111", 16);
+    let send = || async {
+        let req = hyper::Request::post("https://localhost/checkout")
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(json!({ "card": pan }).to_string())))
+            .unwrap();
+        let (status, _, body) = send_request(addr, Some(&pki.ca), false, req).await.unwrap();
+        (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+    };
+
+    assert_eq!(send().await.0, 200);
+    for fault in [Fault::Reset, Fault::Blackhole] {
+        relay.set(fault);
+        let started = Instant::now();
+        let (status, body) = send().await;
+        assert_eq!((status, body["error"]["code"].as_str().unwrap()), (503, "vault_unavailable"), "{fault:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{fault:?}: answered within the vault timeouts");
+    }
+    relay.set(Fault::Delay(Duration::from_millis(100)));
+    assert_eq!(send().await.0, 200, "a slow but working vault link still serves");
+    relay.set(Fault::None);
+    let mut recovered = 0;
+    for _ in 0..3 {
+        recovered += usize::from(send().await.0 == 200);
+    }
+    assert_eq!(recovered, 3, "recovered once the fault ended");
+
+    let tokens = tokens_seen(&app);
+    assert_eq!(tokens.len(), 5, "only the successful requests reached the app");
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "the retried value kept its one token");
+    drop((proxy, vault));
 }
