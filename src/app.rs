@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
 use crate::proxy::Proxy;
 use crate::server::{self, Limits};
+use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::tls::ReloadableCert;
@@ -34,8 +35,6 @@ pub enum StartError {
     Keys(#[from] crate::crypto::keys::KeyError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
-    #[error("store: {0} is not supported by this build yet; use sqlite://PATH")]
-    StoreKind(&'static str),
     #[error("audit: {0}")]
     Audit(#[from] crate::vault::audit::AuditError),
     #[error("tls: {0}")]
@@ -138,7 +137,7 @@ pub fn mode_problems(cfg: &Config, mode: Mode) -> Vec<String> {
 pub async fn open_store(vault: &VaultConfig) -> Result<Arc<dyn Store>, StartError> {
     match &vault.store {
         StoreUrl::Sqlite(url) => Ok(Arc::new(SqliteStore::open(url, SqliteOptions::default()).await?)),
-        StoreUrl::Postgres(_) => Err(StartError::StoreKind("postgres://")),
+        StoreUrl::Postgres(url) => Ok(Arc::new(PostgresStore::open(url, PostgresOptions::default()).await?)),
     }
 }
 

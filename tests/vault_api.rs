@@ -1,11 +1,42 @@
 //! End to end: the vault API over TLS on 127.0.0.1:0 with rcgen certificates — round trips, authentication,
-//! authorisation, every error shape, audit and metrics.
+//! authorisation, every error shape, audit and metrics. One suite, both stores: every test runs on SQLite
+//! (`sqlite::NAME`) and on PostgreSQL (`postgres::NAME`, a fresh database each; see tests/common/pg.rs).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use common::pg::Backend;
 use common::*;
 use serde_json::{json, Value};
+
+/// `sqlite::NAME` and `postgres::NAME` test functions for each `async fn NAME(backend: Backend)`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    tokenize_detokenize_round_trip_over_tls,
+    client_certificate_identifies_the_caller,
+    authentication_and_authorisation_errors,
+    unknown_tokens_and_every_bad_request_get_a_clear_error,
+    audit_chain_verifies_and_tampering_is_detected,
+    unwritable_audit_log_refuses_reveals_with_503,
+    admin_serves_metrics_health_and_readiness,
+    graceful_shutdown_stops_listening,
+);
 
 const VALUES: &[(&str, &str)] = &[
     ("pan", "4111 1111 1111 1111"),
@@ -27,9 +58,8 @@ fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<none>")
 }
 
-#[tokio::test]
-async fn tokenize_detokenize_round_trip_over_tls() {
-    let v = TestVault::start(true).await;
+async fn tokenize_detokenize_round_trip_over_tls(backend: Backend) {
+    let v = TestVault::start_on(backend, true, None).await;
     let (status, body) = v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(VALUES, "value")).await;
     assert_eq!(status, 200, "{body}");
     let tokens: Vec<String> =
@@ -71,9 +101,8 @@ async fn tokenize_detokenize_round_trip_over_tls() {
     assert_eq!(masked["items"][0]["masked"], "**** **** **** 1111");
 }
 
-#[tokio::test]
-async fn client_certificate_identifies_the_caller() {
-    let v = TestVault::start(true).await;
+async fn client_certificate_identifies_the_caller(backend: Backend) {
+    let v = TestVault::start_on(backend, true, None).await;
     let (_, body) =
         v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
@@ -90,9 +119,8 @@ async fn client_certificate_identifies_the_caller() {
     assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
 }
 
-#[tokio::test]
-async fn authentication_and_authorisation_errors() {
-    let v = TestVault::start(false).await;
+async fn authentication_and_authorisation_errors(backend: Backend) {
+    let v = TestVault::start_on(backend, false, None).await;
     let req = items(&[("pan", "4111111111111111")], "value");
     let (status, body) = v.client.post_json("/v1/tokenize", "wrong-key", &req).await;
     assert_eq!((status, error_code(&body)), (401, "unauthenticated"));
@@ -117,9 +145,8 @@ async fn authentication_and_authorisation_errors() {
     assert!(audit.contains("\"outcome\":\"unauthenticated\""));
 }
 
-#[tokio::test]
-async fn unknown_tokens_and_every_bad_request_get_a_clear_error() {
-    let v = TestVault::start(false).await;
+async fn unknown_tokens_and_every_bad_request_get_a_clear_error(backend: Backend) {
+    let v = TestVault::start_on(backend, false, None).await;
     let c = &v.client;
     let (status, body) = c
         .post_json(
@@ -184,9 +211,8 @@ async fn unknown_tokens_and_every_bad_request_get_a_clear_error() {
     assert_eq!(body["items"][0]["error"]["code"], "not_found");
 }
 
-#[tokio::test]
-async fn audit_chain_verifies_and_tampering_is_detected() {
-    let v = TestVault::start(false).await;
+async fn audit_chain_verifies_and_tampering_is_detected(backend: Backend) {
+    let v = TestVault::start_on(backend, false, None).await;
     let (_, body) =
         v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     let token = body["items"][0]["token"].as_str().unwrap().to_owned();
@@ -224,9 +250,8 @@ async fn audit_chain_verifies_and_tampering_is_detected() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 1"));
 }
 
-#[tokio::test]
-async fn unwritable_audit_log_refuses_reveals_with_503() {
-    let v = TestVault::start_with(false, Some("/dev/full")).await;
+async fn unwritable_audit_log_refuses_reveals_with_503(backend: Backend) {
+    let v = TestVault::start_on(backend, false, Some("/dev/full")).await;
     let (status, body) =
         v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111")], "value")).await;
     assert_eq!(status, 200, "tokenize is not audited: {body}");
@@ -238,9 +263,8 @@ async fn unwritable_audit_log_refuses_reveals_with_503() {
     }
 }
 
-#[tokio::test]
-async fn admin_serves_metrics_health_and_readiness() {
-    let v = TestVault::start(false).await;
+async fn admin_serves_metrics_health_and_readiness(backend: Backend) {
+    let v = TestVault::start_on(backend, false, None).await;
     v.client
         .post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("pan", "4111111111111111"), ("email", "a@b.co")], "value"))
         .await;
@@ -266,9 +290,8 @@ async fn admin_serves_metrics_health_and_readiness() {
     assert_eq!(get(v.admin, "/readyz").await.0, 200);
 }
 
-#[tokio::test]
-async fn graceful_shutdown_stops_listening() {
-    let mut v = TestVault::start(false).await;
+async fn graceful_shutdown_stops_listening(backend: Backend) {
+    let mut v = TestVault::start_on(backend, false, None).await;
     let addr = v.client.addr;
     v.running.take().unwrap().shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after shutdown");

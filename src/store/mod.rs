@@ -4,6 +4,8 @@
 //! deterministic (one token per value and class). Inserts return only after the record is durably committed,
 //! and concurrent inserts share commits (group commit).
 
+mod group;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;

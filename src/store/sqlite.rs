@@ -6,22 +6,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::group::{Committer, GroupWriter};
+use super::{Fingerprint, Inserted, Record, Store, StoreError};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
 use sqlx::{Connection, Row, Sqlite, Transaction};
-use tokio::sync::{mpsc, oneshot};
-
-use super::{Fingerprint, Inserted, Record, Store, StoreError};
 
 const SCHEMA_VERSION: i64 = 1;
 const READERS: u32 = 4;
 /// Keys per read query (two bound parameters each).
 const READ_CHUNK: usize = 200;
-/// Queued insert requests before `insert` waits for room.
-const QUEUE: usize = 4096;
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at";
 
 const SCHEMA: &[&str] = &[
@@ -54,17 +51,10 @@ impl Default for SqliteOptions {
     }
 }
 
-type Reply = oneshot::Sender<Result<Vec<Inserted>, StoreError>>;
-
-struct Request {
-    records: Vec<Record>,
-    reply: Reply,
-}
-
 /// A [`Store`] on one SQLite file. Dropping it lets the writer finish what is queued and close.
 pub struct SqliteStore {
     read: SqlitePool,
-    writer: mpsc::Sender<Request>,
+    writer: GroupWriter,
     commits: Arc<AtomicU64>,
 }
 
@@ -99,12 +89,10 @@ impl SqliteStore {
             .connect_with(base)
             .await
             .map_err(unavailable)?;
-        let (tx, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        let writer =
-            Writer { opts: write_opts, conn: Some(conn), max_batch: opts.max_batch.max(1), commits: commits.clone() };
-        tokio::spawn(writer.run(rx));
-        Ok(SqliteStore { read, writer: tx, commits })
+        let committer = Writer { opts: write_opts, conn: Some(conn), commits: commits.clone() };
+        let writer = GroupWriter::start(committer, opts.max_batch, "sqlite");
+        Ok(SqliteStore { read, writer, commits })
     }
 
     /// Group-commit transactions committed so far.
@@ -160,64 +148,18 @@ struct Writer {
     opts: SqliteConnectOptions,
     /// `None` after a failure left the connection in doubt; reconnected on the next batch.
     conn: Option<SqliteConnection>,
-    max_batch: usize,
     commits: Arc<AtomicU64>,
 }
 
-impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let mut carry: Option<Request> = None;
-        loop {
-            let first = match carry.take() {
-                Some(r) => r,
-                None => match rx.recv().await {
-                    Some(r) => r,
-                    None => break,
-                },
-            };
-            let mut total = first.records.len();
-            let mut batch = vec![first];
-            while total < self.max_batch {
-                match rx.try_recv() {
-                    Ok(r) if total + r.records.len() > self.max_batch => {
-                        carry = Some(r);
-                        break;
-                    }
-                    Ok(r) => {
-                        total += r.records.len();
-                        batch.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            tracing::debug!(requests = batch.len(), records = total, "sqlite group commit");
-            match self.commit_batch(&batch).await {
-                Ok(outcomes) => {
-                    for (req, out) in batch.into_iter().zip(outcomes) {
-                        let _ = req.reply.send(Ok(out));
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, records = total, "sqlite group commit failed");
-                    let msg = e.to_string();
-                    for req in batch {
-                        let _ = req.reply.send(Err(StoreError::Unavailable(msg.clone())));
-                    }
-                }
-            }
-        }
-        if let Some(conn) = self.conn.take() {
-            let _ = conn.close().await;
-        }
-    }
-
+#[async_trait]
+impl Committer for Writer {
     /// One transaction for the whole batch; on any failure it is rolled back and nothing is kept.
-    async fn commit_batch(&mut self, batch: &[Request]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+    async fn commit(&mut self, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable)?,
         };
-        let result = Self::transact(&mut conn, batch).await;
+        let result = transact(&mut conn, records).await;
         match &result {
             Ok(_) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -236,26 +178,28 @@ impl Writer {
         result
     }
 
-    async fn transact(conn: &mut SqliteConnection, batch: &[Request]) -> Result<Vec<Vec<Inserted>>, StoreError> {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for req in batch {
-            let mut out = Vec::with_capacity(req.records.len());
-            for rec in &req.records {
-                match insert_one(&mut tx, rec).await {
-                    Ok(o) => out.push(o),
-                    Err(e) => {
-                        let _ = tx.rollback().await;
-                        return Err(e);
-                    }
-                }
-            }
-            outcomes.push(out);
+    async fn close(mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
         }
-        // On a failed COMMIT the transaction guard rolls back when dropped.
-        tx.commit().await.map_err(unavailable)?;
-        Ok(outcomes)
     }
+}
+
+async fn transact(conn: &mut SqliteConnection, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+    let mut out = Vec::with_capacity(records.len());
+    for rec in records {
+        match insert_one(&mut tx, rec).await {
+            Ok(o) => out.push(o),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        }
+    }
+    // On a failed COMMIT the transaction guard rolls back when dropped.
+    tx.commit().await.map_err(unavailable)?;
+    Ok(out)
 }
 
 async fn insert_one(tx: &mut Transaction<'_, Sqlite>, rec: &Record) -> Result<Inserted, StoreError> {
@@ -332,13 +276,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let gone = || StoreError::Unavailable("sqlite writer stopped".into());
-        let (reply, answer) = oneshot::channel();
-        self.writer.send(Request { records, reply }).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        self.writer.submit(records).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -349,6 +287,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    //! SQLite specifics; the behaviour every store shares is held by tests/store_contract.rs on both backends.
     use super::*;
     use std::time::Instant;
 
@@ -367,114 +306,6 @@ mod tests {
     async fn open_in(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
         let url = format!("sqlite://{}/sub/dir/vault.db", dir.path().display());
         Arc::new(SqliteStore::open(&url, SqliteOptions::default()).await.unwrap())
-    }
-
-    #[tokio::test]
-    async fn insert_then_find_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir).await;
-        store.ping().await.unwrap();
-        let (a, b) = (rec("email", "tokA", 1), rec("card", "tokB", 2));
-        assert_eq!(store.insert(vec![a.clone(), b.clone()]).await.unwrap(), vec![Inserted::New, Inserted::New]);
-        let by_value = store
-            .find_by_values(&[("card".into(), [2; 32]), ("email".into(), [2; 32]), ("email".into(), [1; 32])])
-            .await
-            .unwrap();
-        assert_eq!(by_value, vec![Some(b.clone()), None, Some(a.clone())]);
-        let by_token = store
-            .find_by_tokens(&[
-                ("email".into(), "tokA".into()),
-                ("card".into(), "tokA".into()),
-                ("card".into(), "tokB".into()),
-            ])
-            .await
-            .unwrap();
-        assert_eq!(by_token, vec![Some(a), None, Some(b)]);
-        assert!(store.find_by_values(&[]).await.unwrap().is_empty());
-        // More keys than one read chunk.
-        let many: Vec<(String, Fingerprint)> = (0..450).map(|i| ("email".to_string(), [(i % 3) as u8; 32])).collect();
-        let got = store.find_by_values(&many).await.unwrap();
-        assert_eq!(got.iter().filter(|r| r.is_some()).count(), 150);
-        assert!(got[1].is_some() && got[0].is_none() && got[2].is_none());
-    }
-
-    #[tokio::test]
-    async fn same_value_twice_in_one_call() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir).await;
-        let first = rec("email", "t1", 7);
-        let out = store.insert(vec![first.clone(), rec("email", "t2", 7), rec("phone", "t3", 7)]).await.unwrap();
-        assert_eq!(out, vec![Inserted::New, Inserted::Existing(first), Inserted::New]);
-    }
-
-    #[tokio::test]
-    async fn concurrent_same_value_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir).await;
-        let tasks: Vec<_> = (0..50)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move { (i, store.insert(vec![rec("email", &format!("tok{i}"), 9)]).await.unwrap()) })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        let mut existing = Vec::new();
-        for t in tasks {
-            let (i, out) = t.await.unwrap();
-            match out.as_slice() {
-                [Inserted::New] => winners.push(format!("tok{i}")),
-                [Inserted::Existing(r)] => existing.push(r.token.clone()),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        assert_eq!(winners.len(), 1);
-        assert_eq!(existing.len(), 49);
-        assert!(existing.iter().all(|t| *t == winners[0]));
-    }
-
-    #[tokio::test]
-    async fn token_collision_is_token_taken() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir).await;
-        let a = rec("email", "same", 1);
-        store.insert(vec![a.clone()]).await.unwrap();
-        assert_eq!(store.insert(vec![rec("email", "same", 2)]).await.unwrap(), vec![Inserted::TokenTaken]);
-        assert_eq!(store.find_by_tokens(&[("email".into(), "same".into())]).await.unwrap(), vec![Some(a)]);
-        assert_eq!(store.find_by_values(&[("email".into(), [2; 32])]).await.unwrap(), vec![None]);
-    }
-
-    #[tokio::test]
-    async fn group_commit_batches() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open_in(&dir).await;
-        let before = store.commits();
-        let tasks: Vec<_> = (0..200u32)
-            .map(|i| {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let mut r = rec("email", &format!("tok{i}"), 0);
-                    r.value_fp[..4].copy_from_slice(&i.to_be_bytes());
-                    store.insert(vec![r]).await.unwrap()
-                })
-            })
-            .collect();
-        for t in tasks {
-            assert_eq!(t.await.unwrap(), vec![Inserted::New]);
-        }
-        let commits = store.commits() - before;
-        assert!(commits < 200, "{commits} commits for 200 inserts");
-    }
-
-    #[tokio::test]
-    async fn durable_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = rec("email", "tokA", 5);
-        {
-            let store = open_in(&dir).await;
-            store.insert(vec![a.clone()]).await.unwrap();
-        }
-        let store = open_in(&dir).await;
-        assert_eq!(store.find_by_values(&[("email".into(), [5; 32])]).await.unwrap(), vec![Some(a)]);
     }
 
     #[tokio::test]

@@ -5,6 +5,7 @@ pub mod down_vault;
 pub mod relay;
 pub mod split;
 pub mod tls_app;
+pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,8 @@ pub struct TestVault {
     pub running: Option<veil::app::Running>,
     pub client: Client,
     pub admin: SocketAddr,
+    /// The `store = "…"` URL this vault runs on.
+    pub store_url: String,
 }
 
 impl TestVault {
@@ -123,15 +126,22 @@ impl TestVault {
     }
 
     pub async fn start_with(tls: bool, audit_log: Option<&str>) -> TestVault {
+        Self::start_on(pg::Backend::Sqlite, tls, audit_log).await
+    }
+
+    /// A vault on the given store backend (PostgreSQL: a fresh database of its own).
+    pub async fn start_on(backend: pg::Backend, tls: bool, audit_log: Option<&str>) -> TestVault {
         let dir = tempfile::tempdir().unwrap();
         veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
         let pki = Pki::new(dir.path());
-        let cfg = veil::config::parse(&config_text(dir.path(), tls, audit_log)).unwrap();
+        let store_url = backend.store_url(dir.path()).await;
+        let text = pg::with_store(&config_text(dir.path(), tls, audit_log), &store_url);
+        let cfg = veil::config::parse(&text).unwrap();
         let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
         let tls_cfg = tls.then(|| TlsClient { ca: pki.ca_der.clone(), client: None });
         let client = Client { addr: running.vault_addr.unwrap(), tls: tls_cfg, pki: Some(Arc::new(pki)) };
         let admin = running.admin_addr.unwrap();
-        TestVault { dir, running: Some(running), client, admin }
+        TestVault { dir, running: Some(running), client, admin, store_url }
     }
 
     pub fn audit_path(&self) -> PathBuf {
@@ -141,7 +151,7 @@ impl TestVault {
     pub fn config_path(&self) -> PathBuf {
         let p = self.dir.path().join("veil.toml");
         let tls = self.client.tls.is_some();
-        std::fs::write(&p, config_text(self.dir.path(), tls, None)).unwrap();
+        std::fs::write(&p, pg::with_store(&config_text(self.dir.path(), tls, None), &self.store_url)).unwrap();
         p
     }
 }

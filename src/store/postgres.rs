@@ -1,0 +1,279 @@
+//! PostgreSQL backend for several vault replicas sharing one database: a connection pool, schema migrations
+//! run at start (`migrations/postgres/`, embedded in the binary), and one writer task per process that
+//! group-commits inserts.
+//!
+//! Uniqueness lives in the database — `(class, token)` and `(class, value_fp)` — so replicas agree without
+//! talking to each other: a batch is one `INSERT … ON CONFLICT DO NOTHING RETURNING`, and every record it did
+//! not insert is read back inside the same transaction (a concurrent winner from another replica is committed
+//! by then: PostgreSQL makes the conflicting insert wait for it). Records are inserted in (class, fingerprint)
+//! order so that two replicas' batches lock rows in the same order; a deadlock or serialization failure that
+//! still happens is retried. Commits run with `synchronous_commit = on`: a token is returned only once its
+//! record is durable.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+
+use super::group::{Committer, GroupWriter};
+use super::{Fingerprint, Inserted, Record, Store, StoreError};
+
+const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at";
+/// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
+const RETRIES: u32 = 5;
+
+/// The schema, oldest first; applied in order and recorded in `_sqlx_migrations`.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tokens", include_str!("../../migrations/postgres/0001_tokens.sql"))];
+
+/// Tuning for [`PostgresStore`].
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Pooled connections (readers and the writer share them).
+    pub max_connections: u32,
+    /// Most records committed in one group-commit transaction (a single larger request still goes whole).
+    pub max_batch: usize,
+    /// How long a request waits for a pooled connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, max_batch: 512, acquire_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// A [`Store`] on a PostgreSQL database. Dropping it lets the writer finish what is queued.
+pub struct PostgresStore {
+    pool: PgPool,
+    writer: GroupWriter,
+    commits: Arc<AtomicU64>,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    // sqlx's messages name the server's error, never bound parameters.
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The embedded migrations as a sqlx migration source.
+#[derive(Debug)]
+struct Embedded;
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, sqlx::error::BoxDynError>> + Send>> {
+        Box::pin(async {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(v, d, sql)| {
+                    Migration::new(*v, Cow::Borrowed(d), MigrationType::Simple, Cow::Borrowed(sql), false)
+                })
+                .collect())
+        })
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db`), runs pending migrations (under PostgreSQL's
+    /// advisory lock, so replicas starting together apply them once), and starts the writer task.
+    pub async fn open(url: &str, opts: PostgresOptions) -> Result<PostgresStore, StoreError> {
+        let connect = PgConnectOptions::from_str(url)
+            .map_err(|_| StoreError::Unavailable("the postgres:// URL cannot be parsed".into()))?
+            .application_name("veil")
+            .options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(2))
+            .acquire_timeout(opts.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(unavailable)?;
+        let migrator = Migrator::new(Embedded).await.map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        migrator.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::VersionMissing(v) => {
+                StoreError::Corrupt(format!("database has migration {v}, which this veil does not know: newer schema?"))
+            }
+            other => StoreError::Unavailable(format!("migration failed: {other}")),
+        })?;
+        let commits = Arc::new(AtomicU64::new(0));
+        let committer = Writer { pool: pool.clone(), commits: commits.clone() };
+        let writer = GroupWriter::start(committer, opts.max_batch, "postgres");
+        Ok(PostgresStore { pool, writer, commits })
+    }
+
+    /// Group-commit transactions committed so far by this process.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+}
+
+fn record_from_row(row: &PgRow) -> Result<Record, StoreError> {
+    let fp: Vec<u8> = row.try_get("value_fp").map_err(unavailable)?;
+    let value_fp: Fingerprint =
+        fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
+    let key_version: i32 = row.try_get("key_version").map_err(unavailable)?;
+    Ok(Record {
+        class: row.try_get("class").map_err(unavailable)?,
+        token: row.try_get("token").map_err(unavailable)?,
+        value_fp,
+        key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
+        sealed: row.try_get("sealed").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
+    })
+}
+
+/// A deadlock or serialization failure: the batch can simply run again.
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01") | Some("40001")))
+}
+
+struct Writer {
+    pool: PgPool,
+    commits: Arc<AtomicU64>,
+}
+
+#[async_trait]
+impl Committer for Writer {
+    async fn commit(&mut self, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
+        // Lock order: by (class, fingerprint); the sort is stable, so of two records for one value the first
+        // offered wins, as in a sequential insert.
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        order.sort_by(|&a, &b| {
+            (&records[a].class, &records[a].value_fp).cmp(&(&records[b].class, &records[b].value_fp))
+        });
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match transact(&self.pool, records, &order).await {
+                Ok(out) => {
+                    self.commits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(out);
+                }
+                Err(e) if attempt < RETRIES && retryable(&e) => {
+                    tracing::debug!(attempt, "postgres batch hit a lock conflict; retrying");
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+    }
+
+    async fn close(self) {}
+}
+
+/// One transaction: insert what is free, read back the winners for the rest. Dropping the transaction on an
+/// error rolls it back.
+async fn transact(pool: &PgPool, records: &[Record], order: &[usize]) -> Result<Vec<Inserted>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let sorted = || order.iter().map(|&i| &records[i]);
+    let inserted: Vec<(String, String, Vec<u8>)> = sqlx::query_as(&format!(
+        "INSERT INTO tokens ({COLUMNS})
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int8[], $7::int8[])
+         ON CONFLICT DO NOTHING
+         RETURNING class, token, value_fp"
+    ))
+    .bind(sorted().map(|r| r.class.clone()).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.token.clone()).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.value_fp.to_vec()).collect::<Vec<_>>())
+    .bind(sorted().map(|r| i32::try_from(r.key_version).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.sealed.clone()).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.last_used_at).collect::<Vec<_>>())
+    .fetch_all(&mut *tx)
+    .await?;
+    let new: HashSet<(String, String, Vec<u8>)> = inserted.into_iter().collect();
+    let is_new = |r: &Record| new.contains(&(r.class.clone(), r.token.clone(), r.value_fp.to_vec()));
+
+    let rest: Vec<&Record> = records.iter().filter(|r| !is_new(r)).collect();
+    let mut winners: HashMap<(String, Fingerprint), Record> = HashMap::new();
+    if !rest.is_empty() {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE (class, value_fp) IN (SELECT * FROM UNNEST($1::text[], $2::bytea[]))"
+        ))
+        .bind(rest.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
+        .bind(rest.iter().map(|r| r.value_fp.to_vec()).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            let rec = record_from_row(row).map_err(|e| sqlx::Error::Decode(e.to_string().into()))?;
+            winners.insert((rec.class.clone(), rec.value_fp), rec);
+        }
+    }
+    tx.commit().await?;
+    Ok(records
+        .iter()
+        .map(|r| {
+            if is_new(r) {
+                Inserted::New
+            } else {
+                match winners.get(&(r.class.clone(), r.value_fp)) {
+                    Some(w) => Inserted::Existing(w.clone()),
+                    // The only other uniqueness constraint is the (class, token) primary key.
+                    None => Inserted::TokenTaken,
+                }
+            }
+        })
+        .collect())
+}
+
+/// `SELECT` of the records whose (class, `col`) pair is in the two bound arrays.
+fn lookup_sql(col: &str, sql_type: &str) -> String {
+    format!("SELECT {COLUMNS} FROM tokens WHERE (class, {col}) IN (SELECT * FROM UNNEST($1::text[], $2::{sql_type}))")
+}
+
+/// The rows' records arranged in the order of `wanted`.
+fn in_order<K: Eq + std::hash::Hash>(
+    rows: Vec<PgRow>,
+    wanted: &[(String, K)],
+    key_of: impl Fn(&Record) -> K,
+) -> Result<Vec<Option<Record>>, StoreError> {
+    let mut found: HashMap<(String, K), Record> = HashMap::new();
+    for row in &rows {
+        let rec = record_from_row(row)?;
+        found.insert((rec.class.clone(), key_of(&rec)), rec);
+    }
+    Ok(wanted.iter().map(|k| found.get(k).cloned()).collect())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&lookup_sql("value_fp", "bytea[]"))
+            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        in_order(rows, keys, |r| r.value_fp)
+    }
+
+    async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&lookup_sql("token", "text[]"))
+            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        in_order(rows, keys, |r| r.token.clone())
+    }
+
+    async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+        self.writer.submit(records).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+}

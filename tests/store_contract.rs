@@ -1,0 +1,271 @@
+//! The `Store` contract, held against both backends (`sqlite::NAME`, `postgres::NAME`): lookups in order,
+//! one token per value under concurrency, token collisions, group commit, durability across reopen; plus
+//! PostgreSQL specifics: two stores (replicas) on one database, migrations, connection errors.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pg::Backend;
+use veil::store::postgres::{PostgresOptions, PostgresStore};
+use veil::store::sqlite::{SqliteOptions, SqliteStore};
+use veil::store::{Fingerprint, Inserted, Record, Store, StoreError};
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    insert_then_find_in_order,
+    same_value_twice_in_one_call,
+    concurrent_same_value_one_winner,
+    token_collision_is_token_taken,
+    group_commit_shares_transactions,
+    durable_across_reopen,
+);
+
+fn rec(class: &str, token: &str, fp: u8) -> Record {
+    Record {
+        class: class.into(),
+        token: token.into(),
+        value_fp: [fp; 32],
+        key_version: 3,
+        sealed: vec![fp, 1, 2, 3],
+        created_at: 1_700_000_000,
+        last_used_at: 1_700_000_100,
+    }
+}
+
+/// A store location that can be opened more than once.
+struct Place {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Place {
+    async fn new(backend: Backend) -> Place {
+        let dir = tempfile::tempdir().unwrap();
+        let url = backend.store_url(dir.path()).await;
+        Place { _dir: dir, url }
+    }
+
+    async fn open(&self) -> Arc<dyn Store> {
+        self.open_counted().await.0
+    }
+
+    /// The store and a function reading its commit counter.
+    async fn open_counted(&self) -> (Arc<dyn Store>, Box<dyn Fn() -> u64 + Send + Sync>) {
+        if self.url.starts_with("sqlite://") {
+            let s = Arc::new(SqliteStore::open(&self.url, SqliteOptions::default()).await.unwrap());
+            let c = s.clone();
+            (s, Box::new(move || c.commits()))
+        } else {
+            let s = Arc::new(PostgresStore::open(&self.url, PostgresOptions::default()).await.unwrap());
+            let c = s.clone();
+            (s, Box::new(move || c.commits()))
+        }
+    }
+}
+
+async fn insert_then_find_in_order(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    store.ping().await.unwrap();
+    let (a, b) = (rec("email", "tokA", 1), rec("pan", "tokB", 2));
+    assert_eq!(store.insert(vec![a.clone(), b.clone()]).await.unwrap(), vec![Inserted::New, Inserted::New]);
+    let by_value = store
+        .find_by_values(&[("pan".into(), [2; 32]), ("email".into(), [2; 32]), ("email".into(), [1; 32])])
+        .await
+        .unwrap();
+    assert_eq!(by_value, vec![Some(b.clone()), None, Some(a.clone())]);
+    let by_token = store
+        .find_by_tokens(&[
+            ("email".into(), "tokA".into()),
+            ("pan".into(), "tokA".into()),
+            ("pan".into(), "tokB".into()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(by_token, vec![Some(a), None, Some(b)]);
+    assert!(store.find_by_values(&[]).await.unwrap().is_empty());
+    assert!(store.find_by_tokens(&[]).await.unwrap().is_empty());
+    assert!(store.insert(vec![]).await.unwrap().is_empty());
+    // Many keys, repeated ones included.
+    let many: Vec<(String, Fingerprint)> = (0..450).map(|i| ("email".to_string(), [(i % 3) as u8; 32])).collect();
+    let got = store.find_by_values(&many).await.unwrap();
+    assert_eq!(got.iter().filter(|r| r.is_some()).count(), 150);
+    assert!(got[1].is_some() && got[0].is_none() && got[2].is_none());
+}
+
+async fn same_value_twice_in_one_call(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let first = rec("email", "t1", 7);
+    let out = store.insert(vec![first.clone(), rec("email", "t2", 7), rec("phone", "t3", 7)]).await.unwrap();
+    assert_eq!(out, vec![Inserted::New, Inserted::Existing(first), Inserted::New]);
+}
+
+/// 50 concurrent inserts of one value: exactly one token wins, everybody else is told that one.
+async fn concurrent_same_value_one_winner(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { (i, store.insert(vec![rec("email", &format!("tok{i}"), 9)]).await.unwrap()) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut existing = Vec::new();
+    for t in tasks {
+        let (i, out) = t.await.unwrap();
+        match out.as_slice() {
+            [Inserted::New] => winners.push(format!("tok{i}")),
+            [Inserted::Existing(r)] => existing.push(r.token.clone()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(existing.len(), 49);
+    assert!(existing.iter().all(|t| *t == winners[0]));
+}
+
+async fn token_collision_is_token_taken(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let a = rec("email", "same", 1);
+    store.insert(vec![a.clone()]).await.unwrap();
+    assert_eq!(store.insert(vec![rec("email", "same", 2)]).await.unwrap(), vec![Inserted::TokenTaken]);
+    assert_eq!(store.find_by_tokens(&[("email".into(), "same".into())]).await.unwrap(), vec![Some(a)]);
+    assert_eq!(store.find_by_values(&[("email".into(), [2; 32])]).await.unwrap(), vec![None]);
+    // The same token in another class is another record.
+    assert_eq!(store.insert(vec![rec("phone", "same", 2)]).await.unwrap(), vec![Inserted::New]);
+}
+
+async fn group_commit_shares_transactions(backend: Backend) {
+    let place = Place::new(backend).await;
+    let (store, commits) = place.open_counted().await;
+    let before = commits();
+    let tasks: Vec<_> = (0..200u32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut r = rec("email", &format!("tok{i}"), 0);
+                r.value_fp[..4].copy_from_slice(&i.to_be_bytes());
+                store.insert(vec![r]).await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), vec![Inserted::New]);
+    }
+    let commits = commits() - before;
+    assert!(commits < 200, "{commits} commits for 200 inserts");
+}
+
+async fn durable_across_reopen(backend: Backend) {
+    let place = Place::new(backend).await;
+    let a = rec("email", "tokA", 5);
+    {
+        let store = place.open().await;
+        store.insert(vec![a.clone()]).await.unwrap();
+    }
+    let store = place.open().await;
+    assert_eq!(store.find_by_values(&[("email".into(), [5; 32])]).await.unwrap(), vec![Some(a)]);
+}
+
+/// Two stores on one database (two replicas): the same values inserted concurrently through both, in
+/// opposite orders and batches (the case that deadlocks without ordered inserts): one token per value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_stores_on_one_database_agree() {
+    let place = Place::new(Backend::Postgres).await;
+    let (a, b) = (place.open().await, place.open().await);
+    let mut tasks = Vec::new();
+    for round in 0..20u8 {
+        for (n, store) in [(0u8, a.clone()), (1u8, b.clone())] {
+            tasks.push(tokio::spawn(async move {
+                let mut batch: Vec<Record> =
+                    (0..10u8).map(|v| rec("email", &format!("r{round}-s{n}-v{v}"), v)).collect();
+                if n == 1 {
+                    batch.reverse();
+                }
+                let out = store.insert(batch.clone()).await.unwrap();
+                batch
+                    .into_iter()
+                    .zip(out)
+                    .map(|(r, o)| match o {
+                        Inserted::New => (r.value_fp[0], r.token),
+                        Inserted::Existing(w) => (r.value_fp[0], w.token),
+                        Inserted::TokenTaken => panic!("tokens are unique here"),
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+    }
+    let mut seen: std::collections::HashMap<u8, String> = std::collections::HashMap::new();
+    for t in tasks {
+        for (v, token) in t.await.unwrap() {
+            let first = seen.entry(v).or_insert_with(|| token.clone());
+            assert_eq!(*first, token, "value {v} got two tokens");
+        }
+    }
+    assert_eq!(seen.len(), 10);
+    for (v, token) in &seen {
+        let found = b.find_by_values(&[("email".into(), [*v; 32])]).await.unwrap();
+        assert_eq!(found[0].as_ref().map(|r| &r.token), Some(token));
+    }
+}
+
+#[tokio::test]
+async fn postgres_migrations_run_once_and_refuse_an_unknown_newer_schema() {
+    let place = Place::new(Backend::Postgres).await;
+    let first = place.open().await;
+    first.insert(vec![rec("email", "kept", 1)]).await.unwrap();
+    let again = place.open().await; // migrations already applied: nothing to do, data kept
+    assert_eq!(
+        again.find_by_tokens(&[("email".into(), "kept".into())]).await.unwrap()[0].as_ref().unwrap().token,
+        "kept"
+    );
+
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&place.url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    match PostgresStore::open(&place.url, PostgresOptions::default()).await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("9999"), "{msg}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn postgres_unreachable_or_bad_url_is_an_error() {
+    // A port nobody listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let opts = PostgresOptions { acquire_timeout: std::time::Duration::from_secs(2), ..PostgresOptions::default() };
+    let url = format!("postgres://veil:secret-pass@127.0.0.1:{port}/veil");
+    let err = PostgresStore::open(&url, opts.clone()).await.err().expect("no server there");
+    assert!(matches!(err, StoreError::Unavailable(_)));
+    assert!(!err.to_string().contains("secret-pass"), "error shows the password: {err}");
+    let err = PostgresStore::open("postgres://[::1", opts).await.err().expect("bad url");
+    assert!(matches!(err, StoreError::Unavailable(_)));
+}
