@@ -166,6 +166,15 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
         (Mode::All | Mode::Vault, Some(v), _) => {
             let keys = Arc::new(load_keys(&v.master_key_file)?);
             let local = local_vault(&cfg, v, keys.clone(), metrics.clone(), clock.clone()).await?;
+            // Retention purge (and the veil_tokens gauge), at start and every purge_interval.
+            if let Err(e) = local.refresh_token_gauge().await {
+                tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
+            }
+            tasks.push(tokio::spawn(crate::vault::retention::purge_task(
+                local.clone(),
+                v.purge_interval,
+                stopped.clone(),
+            )));
             let api = start_vault_api(&cfg, v, local.clone(), clock, &metrics, &stopped, &mut tasks).await?;
             vault_addr = Some(api);
             (local, keys)
@@ -216,7 +225,11 @@ async fn local_vault(
     let audit = AuditLog::open(&v.audit_log, keys.audit.clone())?;
     let store = open_store(v).await?;
     let engine = Engine::new(keys, store, cfg.formats, clock.clone());
-    Ok(Arc::new(LocalVault::new(engine, audit, metrics, clock)))
+    Ok(Arc::new(
+        LocalVault::new(engine, audit, metrics, clock)
+            .with_audit_path(v.audit_log.clone())
+            .with_retention(cfg.retention.clone()),
+    ))
 }
 
 /// Binds the vault API (TLS, optional client CA) and serves it; returns its address.

@@ -50,6 +50,13 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
+    /// Data subjects: export everything held for one (Art. 15) or erase it (Art. 17).
+    Subjects {
+        #[command(subcommand)]
+        command: crate::vault::offline::SubjectsCommand,
+    },
+    /// Delete the records past their class's retention now (the vault also does it every purge_interval).
+    Purge(ConfigArg),
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,6 +83,19 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
         Command::Keys { command } => keys::run(command),
         Command::Register(a) => register(&a.config),
+        Command::Subjects { command } => {
+            let path = command.config().to_path_buf();
+            with_config(&path, |cfg| crate::vault::offline::subjects(cfg, command))
+        }
+        Command::Purge(a) => with_config(&a.config, crate::vault::offline::purge),
+    }
+}
+
+/// Loads the config, then runs `f` (exit 2 on a bad config).
+fn with_config(path: &Path, f: impl FnOnce(config::Config) -> ExitCode) -> ExitCode {
+    match load(path) {
+        Ok(cfg) => f(cfg),
+        Err(code) => code,
     }
 }
 

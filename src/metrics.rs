@@ -21,6 +21,10 @@ pub struct Metrics {
     pub certificate_expiry: IntGaugeVec,
     /// 1 when the vault (its store, or the remote vault) answered the last readiness check, else 0.
     pub vault_ready: IntGauge,
+    /// Records purged by retention, by class.
+    pub purged: IntCounterVec,
+    /// Live records held, by class (refreshed at start and by every purge run).
+    pub tokens: IntGaugeVec,
 }
 
 impl Metrics {
@@ -85,6 +89,14 @@ impl Metrics {
         registry.register(Box::new(audit_write_failures.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(vault_ready.clone()))?;
+        let purged = IntCounterVec::new(
+            Opts::new("veil_purged_total", "Records deleted because their class's retention expired, by class."),
+            &["class"],
+        )?;
+        let tokens =
+            IntGaugeVec::new(Opts::new("veil_tokens", "Live records held in the vault, by class."), &["class"])?;
+        registry.register(Box::new(purged.clone()))?;
+        registry.register(Box::new(tokens.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -98,6 +110,8 @@ impl Metrics {
             audit_write_failures,
             certificate_expiry,
             vault_ready,
+            purged,
+            tokens,
         })
     }
 

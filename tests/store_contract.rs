@@ -47,6 +47,7 @@ fn rec(class: &str, token: &str, fp: u8) -> Record {
         sealed: vec![fp, 1, 2, 3],
         created_at: 1_700_000_000,
         last_used_at: 1_700_000_100,
+        gone_at: None,
     }
 }
 

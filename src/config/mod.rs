@@ -19,6 +19,7 @@ pub use vault_client::VaultClientConfig;
 
 use crate::policy::Permission;
 use crate::vault::class::{Class, ClassFormats};
+use crate::vault::retention::{parse_duration, Retention};
 
 /// A configuration that failed to load or validate: every problem, each with its path.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,8 @@ struct RawVault {
     audit_log: PathBuf,
     max_body_bytes: Option<u64>,
     max_batch: Option<u64>,
+    /// How often the vault purges records past their class's retention, e.g. "1h".
+    purge_interval: Option<String>,
     tls: Option<RawTls>,
 }
 
@@ -93,6 +96,8 @@ struct RawCaller {
 #[serde(deny_unknown_fields)]
 struct RawClass {
     format: Option<String>,
+    /// e.g. "180d", "7y": counted from the last time the value was tokenised.
+    retention: Option<String>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -109,6 +114,7 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     pub callers: Vec<CallerConfig>,
     pub formats: ClassFormats,
+    pub retention: Retention,
 }
 
 impl Config {
@@ -129,6 +135,7 @@ pub struct VaultConfig {
     pub audit_log: PathBuf,
     pub max_body_bytes: usize,
     pub max_batch: usize,
+    pub purge_interval: std::time::Duration,
     pub tls: Option<TlsFiles>,
 }
 
@@ -168,6 +175,7 @@ impl std::fmt::Debug for CallerConfig {
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_BATCH: usize = 1000;
+pub const DEFAULT_PURGE_INTERVAL_SECS: i64 = 3600;
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -222,6 +230,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
             }
             let tls = v.tls.map(|t| TlsFiles { cert: t.cert, key: t.key, client_ca: t.client_ca });
+            let purge_secs = match v.purge_interval.as_deref().map(parse_duration) {
+                None => DEFAULT_PURGE_INTERVAL_SECS,
+                Some(Ok(secs)) if secs <= 7 * 86_400 => secs,
+                Some(Ok(_)) => {
+                    p("vault.purge_interval", "at most 7d".into());
+                    DEFAULT_PURGE_INTERVAL_SECS
+                }
+                Some(Err(e)) => {
+                    p("vault.purge_interval", e);
+                    DEFAULT_PURGE_INTERVAL_SECS
+                }
+            };
+            let purge_interval = std::time::Duration::from_secs(purge_secs.unsigned_abs());
             match (listen, store) {
                 (Some(listen), Some(store)) => Some(VaultConfig {
                     listen,
@@ -230,6 +251,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     audit_log: v.audit_log,
                     max_body_bytes,
                     max_batch,
+                    purge_interval,
                     tls,
                 }),
                 _ => None,
@@ -303,6 +325,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let mut formats = ClassFormats::default();
+    let mut retention = Retention::default();
     for (name, c) in &raw.class {
         let at = format!("class.{name}");
         match name.parse::<Class>() {
@@ -313,12 +336,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         p(&format!("{at}.format"), e);
                     }
                 }
+                match c.retention.as_deref().map(parse_duration) {
+                    None => {}
+                    Some(Ok(secs)) => retention.classes.push((class, secs)),
+                    Some(Err(e)) => p(&format!("{at}.retention"), e),
+                }
             }
         }
     }
 
     if problems.is_empty() {
-        Ok(Config { proxy, routes, egress, vault, vault_client, admin, callers, formats })
+        Ok(Config { proxy, routes, egress, vault, vault_client, admin, callers, formats, retention })
     } else {
         Err(ConfigError { problems })
     }
@@ -422,6 +450,7 @@ store = "mysql://x"
 master_key_file = "k"
 audit_log = "a"
 max_batch = 0
+purge_interval = "30d"
 
 [admin]
 listen = "nope"
@@ -436,6 +465,10 @@ name = "payments"
 
 [class.pan]
 format = "sparkly"
+[class.email]
+retention = "forever"
+[class.phone]
+retention = "0d"
 [class.ssn]
 format = "x"
 "#;
@@ -444,6 +477,7 @@ format = "x"
         for needle in [
             "vault.store:",
             "vault.max_batch:",
+            "vault.purge_interval:",
             "admin.listen:",
             "caller[0].api_key_sha256:",
             "caller[0].allow[1]:",
@@ -451,10 +485,22 @@ format = "x"
             "caller[1].name: duplicate",
             "caller[1]: needs api_key_sha256 or tls_identity",
             "class.pan.format:",
+            "class.email.retention:",
+            "class.phone.retention:",
             "class.ssn:",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in\n{all}");
         }
+    }
+
+    #[test]
+    fn retention_and_purge_interval() {
+        let cfg = parse(&format!("{MINIMAL}purge_interval = \"10m\"\n[class.pan]\nretention = \"7y\"\n")).unwrap();
+        assert_eq!(cfg.vault.purge_interval, std::time::Duration::from_secs(600));
+        assert_eq!(cfg.retention.classes, vec![(Class::Pan, 7 * 365 * 86_400)]);
+        let cfg = parse(MINIMAL).unwrap();
+        assert!(cfg.retention.classes.is_empty());
+        assert_eq!(cfg.vault.purge_interval, std::time::Duration::from_secs(3600));
     }
 
     #[test]

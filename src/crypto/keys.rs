@@ -208,6 +208,8 @@ pub struct KeySet {
     pub audit: Fingerprinter,
     /// Fingerprints subject ids.
     pub subject: Fingerprinter,
+    /// Signs erasure receipts (HMAC-SHA256).
+    pub receipt: Fingerprinter,
 }
 
 impl KeySet {
@@ -229,7 +231,8 @@ impl KeySet {
         }
         let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
         let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
-        Ok(KeySet { current: ring.current_version(), sealers, blob_sealers, value_fp, audit, subject })
+        let receipt = Fingerprinter::new(ring.derive("erasure-receipt", "-", first).ok_or_else(empty)?.expose());
+        Ok(KeySet { current: ring.current_version(), sealers, blob_sealers, value_fp, audit, subject, receipt })
     }
 
     pub fn current_version(&self) -> u32 {

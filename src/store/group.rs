@@ -1,25 +1,25 @@
-//! Group commit: one writer task per store takes every queued insert request, commits them together in one
-//! transaction, and answers each request with its own outcomes — only after the commit.
+//! Group commit: one writer task per store takes every queued write, commits them together in one
+//! transaction, and answers each write with its own outcomes — only after the commit.
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Inserted, Record, StoreError};
+use super::{Inserted, StoreError, Write};
 
 /// Queued insert requests before `submit` waits for room.
 const QUEUE: usize = 4096;
 
-/// A backend's way of committing one batch of records in one transaction (all or nothing).
+/// A backend's way of committing a batch of writes in one transaction (all or nothing).
 #[async_trait]
 pub(crate) trait Committer: Send + 'static {
-    /// One outcome per record, in order; on error nothing of the batch is kept.
-    async fn commit(&mut self, records: &[Record]) -> Result<Vec<Inserted>, StoreError>;
+    /// Per write, one outcome per record, in order; on error nothing of the batch is kept.
+    async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError>;
     /// Releases the backend's resources once the queue is closed.
     async fn close(self);
 }
 
 struct Request {
-    records: Vec<Record>,
+    write: Write,
     reply: oneshot::Sender<Result<Vec<Inserted>, StoreError>>,
 }
 
@@ -30,22 +30,22 @@ pub(crate) struct GroupWriter {
 }
 
 impl GroupWriter {
-    /// Starts the writer task (needs a tokio runtime). A batch holds at most `max_batch` records unless a single
-    /// request is larger (it then goes whole).
+    /// Starts the writer task (needs a tokio runtime). A batch changes at most `max_batch` rows unless a single
+    /// write is larger (it then goes whole).
     pub(crate) fn start(committer: impl Committer, max_batch: usize, name: &'static str) -> GroupWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(run(committer, rx, max_batch.max(1), name));
         GroupWriter { tx }
     }
 
-    /// Queues `records` and waits for their outcomes (after the commit).
-    pub(crate) async fn submit(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        if records.is_empty() {
+    /// Queues `write` and waits for its outcomes (after the commit).
+    pub(crate) async fn submit(&self, write: Write) -> Result<Vec<Inserted>, StoreError> {
+        if write.records.is_empty() && write.touch.is_empty() {
             return Ok(Vec::new());
         }
         let gone = || StoreError::Unavailable("store writer stopped".into());
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Request { records, reply }).await.map_err(|_| gone())?;
+        self.tx.send(Request { write, reply }).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
     }
 }
@@ -60,45 +60,42 @@ async fn run(mut committer: impl Committer, mut rx: mpsc::Receiver<Request>, max
                 None => break,
             },
         };
-        let mut total = first.records.len();
+        let mut total = first.write.size();
         let mut batch = vec![first];
         while total < max_batch {
             match rx.try_recv() {
-                Ok(r) if total + r.records.len() > max_batch => {
+                Ok(r) if total + r.write.size() > max_batch => {
                     carry = Some(r);
                     break;
                 }
                 Ok(r) => {
-                    total += r.records.len();
+                    total += r.write.size();
                     batch.push(r);
                 }
                 Err(_) => break,
             }
         }
-        tracing::debug!(store = name, requests = batch.len(), records = total, "group commit");
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut records = Vec::with_capacity(total);
-        for req in batch {
-            replies.push((req.reply, req.records.len()));
-            records.extend(req.records);
-        }
-        match committer.commit(&records).await {
-            Ok(outcomes) if outcomes.len() == total => {
-                let mut outcomes = outcomes.into_iter();
-                for (reply, n) in replies {
-                    let _ = reply.send(Ok(outcomes.by_ref().take(n).collect()));
+        tracing::debug!(store = name, writes = batch.len(), rows = total, "group commit");
+        let (writes, replies): (Vec<Write>, Vec<_>) = batch.into_iter().map(|r| (r.write, r.reply)).unzip();
+        match committer.commit(&writes).await {
+            Ok(outcomes)
+                if outcomes.len() == writes.len()
+                    && outcomes.iter().zip(&writes).all(|(o, w)| o.len() == w.records.len()) =>
+            {
+                for (reply, out) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(out));
                 }
             }
             Ok(_) => {
                 tracing::error!(store = name, "group commit returned the wrong number of outcomes");
-                for (reply, _) in replies {
+                for reply in replies {
                     let _ = reply.send(Err(StoreError::Corrupt("store answered the wrong number of outcomes".into())));
                 }
             }
             Err(e) => {
                 tracing::warn!(store = name, error = %e, records = total, "group commit failed");
                 let msg = e.to_string();
-                for (reply, _) in replies {
+                for reply in replies {
                     let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
                 }
             }

@@ -3,6 +3,11 @@
 //! A record maps (class, token) to a sealed value; a keyed fingerprint of the canonical value makes tokens
 //! deterministic (one token per value and class). Inserts return only after the record is durably committed,
 //! and concurrent inserts share commits (group commit).
+//!
+//! Lifecycle: records can be linked to data subjects (a keyed fingerprint of the subject id; the id itself is
+//! never stored), erased per subject and purged per class after their retention. An erased or purged record
+//! becomes a tombstone: its sealed value is deleted and its value fingerprint replaced by random bytes (no
+//! longer linkable to the value), while the row keeps the token so it is never issued again.
 
 mod group;
 pub mod postgres;
@@ -26,6 +31,8 @@ pub struct Record {
     pub created_at: i64,
     /// Unix seconds: the last time the value was tokenised.
     pub last_used_at: i64,
+    /// Unix seconds: when the record was erased or purged (a tombstone: `sealed` is empty).
+    pub gone_at: Option<i64>,
 }
 
 impl std::fmt::Debug for Record {
@@ -48,6 +55,36 @@ pub enum Inserted {
     TokenTaken,
 }
 
+/// One durable write: new records, re-tokenised records to mark as used, and links to a data subject — all in
+/// one transaction.
+#[derive(Debug, Default)]
+pub struct Write {
+    pub records: Vec<Record>,
+    /// (class, token) of existing records tokenised again: `last_used_at` moves up to `now`.
+    pub touch: Vec<(String, String)>,
+    /// Links every record of this write (the winner's token where another value won) and every touched token
+    /// to this subject.
+    pub subject: Option<Fingerprint>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+impl Write {
+    /// Rows this write changes (group-commit sizing).
+    pub fn size(&self) -> usize {
+        self.records.len() + self.touch.len()
+    }
+}
+
+/// What an erasure did to one token of the subject.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erased {
+    pub class: String,
+    pub token: String,
+    /// `true`: the record is now a tombstone. `false`: another subject holds the token too; it stays.
+    pub erased: bool,
+}
+
 /// Storage failures. Messages never carry a value, token or key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -65,7 +102,21 @@ pub trait Store: Send + Sync + 'static {
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError>;
     /// Durably inserts the records (one outcome each, in order); returns only after the commit is on disk.
     /// Concurrent calls are batched into shared transactions.
-    async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError>;
+    async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
+        self.write(Write { records, ..Write::default() }).await
+    }
+    /// Durably applies `w` (one outcome per record, in order), batched like [`Store::insert`].
+    async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError>;
+    /// Every record linked to this subject (tombstones included), ordered by class and token.
+    async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError>;
+    /// In one transaction: tombstones the subject's records that no other subject is linked to, and removes the
+    /// subject's links. Returns what happened to each of its tokens.
+    async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError>;
+    /// Tombstones the live records of `class` last used before `cutoff` (unix seconds) and drops their subject
+    /// links; returns how many.
+    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError>;
+    /// Live (not tombstoned) records per class.
+    async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Answers when the store can serve (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -25,14 +25,17 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::group::{Committer, GroupWriter};
-use super::{Fingerprint, Inserted, Record, Store, StoreError};
+use super::{Erased, Fingerprint, Inserted, Record, Store, StoreError, Write};
 
-const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at";
+const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 /// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
 const RETRIES: u32 = 5;
 
 /// The schema, oldest first; applied in order and recorded in `_sqlx_migrations`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "tokens", include_str!("../../migrations/postgres/0001_tokens.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tokens", include_str!("../../migrations/postgres/0001_tokens.sql")),
+    (2, "lifecycle", include_str!("../../migrations/postgres/0002_lifecycle.sql")),
+];
 
 /// Tuning for [`PostgresStore`].
 #[derive(Debug, Clone)]
@@ -126,6 +129,7 @@ fn record_from_row(row: &PgRow) -> Result<Record, StoreError> {
         sealed: row.try_get("sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
+        gone_at: row.try_get("gone_at").map_err(unavailable)?,
     })
 }
 
@@ -141,7 +145,8 @@ struct Writer {
 
 #[async_trait]
 impl Committer for Writer {
-    async fn commit(&mut self, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
+    async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+        let records: Vec<&Record> = writes.iter().flat_map(|w| &w.records).collect();
         // Lock order: by (class, fingerprint); the sort is stable, so of two records for one value the first
         // offered wins, as in a sequential insert.
         let mut order: Vec<usize> = (0..records.len()).collect();
@@ -151,7 +156,7 @@ impl Committer for Writer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match transact(&self.pool, records, &order).await {
+            match transact(&self.pool, writes, &records, &order).await {
                 Ok(out) => {
                     self.commits.fetch_add(1, Ordering::Relaxed);
                     return Ok(out);
@@ -167,14 +172,20 @@ impl Committer for Writer {
     async fn close(self) {}
 }
 
-/// One transaction: insert what is free, read back the winners for the rest. Dropping the transaction on an
-/// error rolls it back.
-async fn transact(pool: &PgPool, records: &[Record], order: &[usize]) -> Result<Vec<Inserted>, sqlx::Error> {
+/// One transaction: insert what is free, read back the winners for the rest, mark re-tokenised records used,
+/// link subjects. Dropping the transaction on an error rolls it back.
+async fn transact(
+    pool: &PgPool,
+    writes: &[Write],
+    records: &[&Record],
+    order: &[usize],
+) -> Result<Vec<Vec<Inserted>>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let sorted = || order.iter().map(|&i| &records[i]);
     let inserted: Vec<(String, String, Vec<u8>)> = sqlx::query_as(&format!(
         "INSERT INTO tokens ({COLUMNS})
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int8[], $7::int8[])
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int8[], $7::int8[],
+                              $8::int8[])
          ON CONFLICT DO NOTHING
          RETURNING class, token, value_fp"
     ))
@@ -185,12 +196,13 @@ async fn transact(pool: &PgPool, records: &[Record], order: &[usize]) -> Result<
     .bind(sorted().map(|r| r.sealed.clone()).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.created_at).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.last_used_at).collect::<Vec<_>>())
+    .bind(sorted().map(|r| r.gone_at).collect::<Vec<_>>())
     .fetch_all(&mut *tx)
     .await?;
     let new: HashSet<(String, String, Vec<u8>)> = inserted.into_iter().collect();
     let is_new = |r: &Record| new.contains(&(r.class.clone(), r.token.clone(), r.value_fp.to_vec()));
 
-    let rest: Vec<&Record> = records.iter().filter(|r| !is_new(r)).collect();
+    let rest: Vec<&Record> = records.iter().copied().filter(|r| !is_new(r)).collect();
     let mut winners: HashMap<(String, Fingerprint), Record> = HashMap::new();
     if !rest.is_empty() {
         let rows = sqlx::query(&format!(
@@ -205,21 +217,86 @@ async fn transact(pool: &PgPool, records: &[Record], order: &[usize]) -> Result<
             winners.insert((rec.class.clone(), rec.value_fp), rec);
         }
     }
-    tx.commit().await?;
-    Ok(records
-        .iter()
-        .map(|r| {
-            if is_new(r) {
-                Inserted::New
-            } else {
-                match winners.get(&(r.class.clone(), r.value_fp)) {
-                    Some(w) => Inserted::Existing(w.clone()),
-                    // The only other uniqueness constraint is the (class, token) primary key.
-                    None => Inserted::TokenTaken,
-                }
+    let outcome = |r: &Record| {
+        if is_new(r) {
+            Inserted::New
+        } else {
+            match winners.get(&(r.class.clone(), r.value_fp)) {
+                Some(w) => Inserted::Existing(w.clone()),
+                // The only other uniqueness constraint is the (class, token) primary key.
+                None => Inserted::TokenTaken,
             }
-        })
-        .collect())
+        }
+    };
+    let out: Vec<Vec<Inserted>> = writes.iter().map(|w| w.records.iter().map(outcome).collect()).collect();
+
+    let (mut t_class, mut t_token, mut t_now) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut l_subject, mut l_class, mut l_token) = (Vec::new(), Vec::new(), Vec::new());
+    for (w, o) in writes.iter().zip(&out) {
+        for (class, token) in &w.touch {
+            t_class.push(class.clone());
+            t_token.push(token.clone());
+            t_now.push(w.now);
+        }
+        let Some(subject) = &w.subject else { continue };
+        let finals = w.records.iter().zip(o).filter_map(|(r, o)| match o {
+            Inserted::New => Some((&r.class, &r.token)),
+            Inserted::Existing(win) => Some((&r.class, &win.token)),
+            Inserted::TokenTaken => None,
+        });
+        for (class, token) in finals.chain(w.touch.iter().map(|(c, t)| (c, t))) {
+            l_subject.push(subject.to_vec());
+            l_class.push(class.clone());
+            l_token.push(token.clone());
+        }
+    }
+    if !t_class.is_empty() {
+        sqlx::query(
+            "UPDATE tokens t SET last_used_at = GREATEST(t.last_used_at, u.now)
+             FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(class, token, now)
+             WHERE t.class = u.class AND t.token = u.token AND t.gone_at IS NULL",
+        )
+        .bind(t_class)
+        .bind(t_token)
+        .bind(t_now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !l_subject.is_empty() {
+        sqlx::query(
+            "INSERT INTO subject_tokens (subject_fp, class, token)
+             SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(l_subject)
+        .bind(l_class)
+        .bind(l_token)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// Deletes the sealed values and unlinks the value fingerprints (random bytes); the tokens stay taken.
+async fn tombstone(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    class: &[String],
+    token: &[String],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let fps: Vec<Vec<u8>> = class.iter().map(|_| rand::random::<[u8; 32]>().to_vec()).collect();
+    sqlx::query(
+        "UPDATE tokens t SET sealed = ''::bytea, value_fp = u.fp, gone_at = $4
+         FROM UNNEST($1::text[], $2::text[], $3::bytea[]) AS u(class, token, fp)
+         WHERE t.class = u.class AND t.token = u.token",
+    )
+    .bind(class)
+    .bind(token)
+    .bind(fps)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// `SELECT` of the records whose (class, `col`) pair is in the two bound arrays.
@@ -269,8 +346,77 @@ impl Store for PostgresStore {
         in_order(rows, keys, |r| r.token.clone())
     }
 
-    async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        self.writer.submit(records).await
+    async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
+        self.writer.submit(w).await
+    }
+
+    async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError> {
+        let cols = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM subject_tokens s JOIN tokens t ON t.class = s.class AND t.token = s.token
+             WHERE s.subject_fp = $1 ORDER BY t.class, t.token"
+        ))
+        .bind(subject.to_vec())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // Lock the subject's links (and, through the tokens' rows, concurrent erasures of the same tokens).
+        let rows: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT s.class, s.token,
+                    EXISTS (SELECT 1 FROM subject_tokens o
+                            WHERE o.class = s.class AND o.token = s.token AND o.subject_fp <> s.subject_fp)
+             FROM subject_tokens s WHERE s.subject_fp = $1 ORDER BY s.class, s.token FOR UPDATE",
+        )
+        .bind(subject.to_vec())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let (class, token): (Vec<String>, Vec<String>) =
+            rows.iter().filter(|(_, _, shared)| !shared).map(|(c, t, _)| (c.clone(), t.clone())).unzip();
+        tombstone(&mut tx, &class, &token, now).await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM subject_tokens WHERE subject_fp = $1")
+            .bind(subject.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(class, token, shared)| Erased { class, token, erased: !shared }).collect())
+    }
+
+    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let tokens: Vec<String> = sqlx::query_scalar(
+            "SELECT token FROM tokens WHERE class = $1 AND last_used_at < $2 AND gone_at IS NULL FOR UPDATE",
+        )
+        .bind(class)
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let classes = vec![class.to_owned(); tokens.len()];
+        tombstone(&mut tx, &classes, &tokens, now).await.map_err(unavailable)?;
+        sqlx::query("DELETE FROM subject_tokens WHERE class = $1 AND token = ANY($2)")
+            .bind(class)
+            .bind(&tokens)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(tokens.len() as u64)
+    }
+
+    async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT class, COUNT(*) FROM tokens WHERE gone_at IS NULL GROUP BY class ORDER BY class")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(c, n)| (c, n.max(0) as u64)).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

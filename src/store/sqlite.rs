@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::group::{Committer, GroupWriter};
-use super::{Fingerprint, Inserted, Record, Store, StoreError};
+use super::{Erased, Fingerprint, Inserted, Record, Store, StoreError, Write};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -15,13 +15,15 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Row, Sqlite, Transaction};
 
-const SCHEMA_VERSION: i64 = 1;
 const READERS: u32 = 4;
 /// Keys per read query (two bound parameters each).
 const READ_CHUNK: usize = 200;
-const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at";
+const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 
-const SCHEMA: &[&str] = &[
+/// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
+const MIGRATIONS: &[&[&str]] = &[V1, V2];
+
+const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS tokens (
         class TEXT NOT NULL,
@@ -34,6 +36,19 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (class, token),
         UNIQUE (class, value_fp)
     ) WITHOUT ROWID",
+];
+
+/// Lifecycle: tombstones, subject links.
+const V2: &[&str] = &[
+    "ALTER TABLE tokens ADD COLUMN gone_at INTEGER",
+    "CREATE TABLE subject_tokens (
+        subject_fp BLOB NOT NULL,
+        class TEXT NOT NULL,
+        token TEXT NOT NULL,
+        PRIMARY KEY (subject_fp, class, token)
+    ) WITHOUT ROWID",
+    "CREATE INDEX subject_tokens_by_token ON subject_tokens (class, token)",
+    "CREATE INDEX tokens_by_last_use ON tokens (class, last_used_at) WHERE gone_at IS NULL",
 ];
 
 /// Tuning for [`SqliteStore`].
@@ -54,6 +69,8 @@ impl Default for SqliteOptions {
 /// A [`Store`] on one SQLite file. Dropping it lets the writer finish what is queued and close.
 pub struct SqliteStore {
     read: SqlitePool,
+    /// For the rare writes outside the group writer (erasure, purge): they wait on its lock (busy timeout).
+    write_opts: SqliteConnectOptions,
     writer: GroupWriter,
     commits: Arc<AtomicU64>,
 }
@@ -90,9 +107,9 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let commits = Arc::new(AtomicU64::new(0));
-        let committer = Writer { opts: write_opts, conn: Some(conn), commits: commits.clone() };
+        let committer = Writer { opts: write_opts.clone(), conn: Some(conn), commits: commits.clone() };
         let writer = GroupWriter::start(committer, opts.max_batch, "sqlite");
-        Ok(SqliteStore { read, writer, commits })
+        Ok(SqliteStore { read, write_opts, writer, commits })
     }
 
     /// Group-commit transactions committed so far.
@@ -103,21 +120,26 @@ impl SqliteStore {
 
 async fn init_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-    for stmt in SCHEMA {
-        sqlx::query(stmt).execute(&mut *tx).await.map_err(unavailable)?;
-    }
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     let version: Option<i64> =
         sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await.map_err(unavailable)?;
-    match version {
-        None => {
-            sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
-                .bind(SCHEMA_VERSION)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+    let version = usize::try_from(version.unwrap_or(0)).unwrap_or(usize::MAX);
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Corrupt(format!("unsupported schema version {version}: written by a newer veil?")));
+    }
+    for (i, stmts) in MIGRATIONS.iter().enumerate().skip(version) {
+        for stmt in *stmts {
+            sqlx::query(stmt).execute(&mut *tx).await.map_err(unavailable)?;
         }
-        Some(SCHEMA_VERSION) => {}
-        Some(v) => return Err(StoreError::Corrupt(format!("unsupported schema version {v}"))),
+        sqlx::query("DELETE FROM schema_version").execute(&mut *tx).await.map_err(unavailable)?;
+        sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+            .bind(i as i64 + 1)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
     }
     tx.commit().await.map_err(unavailable)
 }
@@ -135,6 +157,7 @@ fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
         sealed: row.try_get("sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
         last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
+        gone_at: row.try_get("gone_at").map_err(unavailable)?,
     })
 }
 
@@ -154,12 +177,12 @@ struct Writer {
 #[async_trait]
 impl Committer for Writer {
     /// One transaction for the whole batch; on any failure it is rolled back and nothing is kept.
-    async fn commit(&mut self, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
+    async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
         let mut conn = match self.conn.take() {
             Some(c) => c,
             None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable)?,
         };
-        let result = transact(&mut conn, records).await;
+        let result = transact(&mut conn, writes).await;
         match &result {
             Ok(_) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
@@ -185,11 +208,11 @@ impl Committer for Writer {
     }
 }
 
-async fn transact(conn: &mut SqliteConnection, records: &[Record]) -> Result<Vec<Inserted>, StoreError> {
+async fn transact(conn: &mut SqliteConnection, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-    let mut out = Vec::with_capacity(records.len());
-    for rec in records {
-        match insert_one(&mut tx, rec).await {
+    let mut out = Vec::with_capacity(writes.len());
+    for w in writes {
+        match apply(&mut tx, w).await {
             Ok(o) => out.push(o),
             Err(e) => {
                 let _ = tx.rollback().await;
@@ -202,10 +225,64 @@ async fn transact(conn: &mut SqliteConnection, records: &[Record]) -> Result<Vec
     Ok(out)
 }
 
+async fn apply(tx: &mut Transaction<'_, Sqlite>, w: &Write) -> Result<Vec<Inserted>, StoreError> {
+    let mut out = Vec::with_capacity(w.records.len());
+    let mut linked: Vec<(&str, &str)> = Vec::with_capacity(w.records.len() + w.touch.len());
+    for rec in &w.records {
+        out.push(insert_one(tx, rec).await?);
+    }
+    for (rec, o) in w.records.iter().zip(&out) {
+        match o {
+            Inserted::New => linked.push((&rec.class, &rec.token)),
+            Inserted::Existing(win) => linked.push((&rec.class, &win.token)),
+            Inserted::TokenTaken => {}
+        }
+    }
+    for (class, token) in &w.touch {
+        sqlx::query(
+            "UPDATE tokens SET last_used_at = MAX(last_used_at, ?) WHERE class = ? AND token = ? AND gone_at IS NULL",
+        )
+        .bind(w.now)
+        .bind(class)
+        .bind(token)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+        linked.push((class, token));
+    }
+    if let Some(subject) = &w.subject {
+        for (class, token) in linked {
+            sqlx::query(
+                "INSERT INTO subject_tokens (subject_fp, class, token) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&subject[..])
+            .bind(class)
+            .bind(token)
+            .execute(&mut **tx)
+            .await
+            .map_err(unavailable)?;
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes the sealed value and unlinks the value fingerprint (random bytes); the token stays taken.
+async fn tombstone(tx: &mut Transaction<'_, Sqlite>, class: &str, token: &str, now: i64) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tokens SET sealed = X'', value_fp = ?, gone_at = ? WHERE class = ? AND token = ?")
+        .bind(&rand::random::<[u8; 32]>()[..])
+        .bind(now)
+        .bind(class)
+        .bind(token)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
 async fn insert_one(tx: &mut Transaction<'_, Sqlite>, rec: &Record) -> Result<Inserted, StoreError> {
     let done = sqlx::query(
-        "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
     )
     .bind(&rec.class)
     .bind(&rec.token)
@@ -214,6 +291,7 @@ async fn insert_one(tx: &mut Transaction<'_, Sqlite>, rec: &Record) -> Result<In
     .bind(&rec.sealed)
     .bind(rec.created_at)
     .bind(rec.last_used_at)
+    .bind(rec.gone_at)
     .execute(&mut **tx)
     .await
     .map_err(unavailable)?;
@@ -275,8 +353,84 @@ impl Store for SqliteStore {
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
     }
 
-    async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {
-        self.writer.submit(records).await
+    async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
+        self.writer.submit(w).await
+    }
+
+    async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError> {
+        let cols = COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM subject_tokens s JOIN tokens t ON t.class = s.class AND t.token = s.token
+             WHERE s.subject_fp = ? ORDER BY t.class, t.token"
+        ))
+        .bind(&subject[..])
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT s.class, s.token,
+                    EXISTS (SELECT 1 FROM subject_tokens o
+                            WHERE o.class = s.class AND o.token = s.token AND o.subject_fp != s.subject_fp)
+             FROM subject_tokens s WHERE s.subject_fp = ? ORDER BY s.class, s.token",
+        )
+        .bind(&subject[..])
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (class, token, shared) in rows {
+            if shared == 0 {
+                tombstone(&mut tx, &class, &token, now).await?;
+            }
+            out.push(Erased { class, token, erased: shared == 0 });
+        }
+        sqlx::query("DELETE FROM subject_tokens WHERE subject_fp = ?")
+            .bind(&subject[..])
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let _ = conn.close().await;
+        Ok(out)
+    }
+
+    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let tokens: Vec<String> =
+            sqlx::query_scalar("SELECT token FROM tokens WHERE class = ? AND last_used_at < ? AND gone_at IS NULL")
+                .bind(class)
+                .bind(cutoff)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        for token in &tokens {
+            tombstone(&mut tx, class, token, now).await?;
+            sqlx::query("DELETE FROM subject_tokens WHERE class = ? AND token = ?")
+                .bind(class)
+                .bind(token)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        let _ = conn.close().await;
+        Ok(tokens.len() as u64)
+    }
+
+    async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT class, COUNT(*) FROM tokens WHERE gone_at IS NULL GROUP BY class ORDER BY class")
+                .fetch_all(&self.read)
+                .await
+                .map_err(unavailable)?;
+        Ok(rows.into_iter().map(|(c, n)| (c, n.max(0) as u64)).collect())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -300,6 +454,7 @@ mod tests {
             sealed: vec![fp, 1, 2, 3],
             created_at: 1_700_000_000,
             last_used_at: 1_700_000_100,
+            gone_at: None,
         }
     }
 

@@ -1,5 +1,6 @@
-//! The vault HTTP API (`/v1/tokenize`, `/v1/detokenize`, `/v1/mask`): authenticate, parse with limits,
-//! call the vault, and map every error to one JSON shape in one place ([`error_response`]).
+//! The vault HTTP API (`/v1/tokenize`, `/v1/detokenize`, `/v1/mask`, `/v1/ready`, `GET|DELETE
+//! /v1/subjects/{id}`): authenticate, parse with limits, call the vault, and map every error to one JSON shape in
+//! one place ([`error_response`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,7 +34,10 @@ pub struct ApiState {
 pub enum ApiError {
     #[error("no such endpoint")]
     NoRoute,
-    #[error("method not allowed: POST for /v1/tokenize|detokenize|mask, GET for /v1/ready")]
+    #[error(
+        "method not allowed: POST for /v1/tokenize|detokenize|mask, GET for /v1/ready, GET or DELETE for \
+         /v1/subjects/{{id}}"
+    )]
     Method,
     #[error("missing or unknown credentials: send `Authorization: Bearer <key>` or a client certificate")]
     Unauthenticated,
@@ -72,7 +76,7 @@ impl ApiError {
             ApiError::BadField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ApiError::Vault(v) => match v {
-                VaultError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+                VaultError::Forbidden { .. } | VaultError::ForbiddenOp(_) => (StatusCode::FORBIDDEN, "forbidden"),
                 VaultError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
                 VaultError::StoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
                 VaultError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
@@ -134,15 +138,32 @@ enum Endpoint {
     Detokenize,
     Mask,
     Ready,
+    /// `GET` (export) or `DELETE` (erase) of `/v1/subjects/{id}`.
+    Subject,
 }
 
 impl Endpoint {
-    fn method(self) -> Method {
+    fn allows(self, method: &Method) -> bool {
         match self {
-            Endpoint::Ready => Method::GET,
-            _ => Method::POST,
+            Endpoint::Ready => method == Method::GET,
+            Endpoint::Subject => method == Method::GET || method == Method::DELETE,
+            _ => method == Method::POST,
         }
     }
+}
+
+/// Longest subject id accepted (bytes).
+const MAX_SUBJECT: usize = 256;
+
+/// The percent-decoded subject id of a `/v1/subjects/{id}` path.
+fn subject_id(raw: &str) -> Result<String, ApiError> {
+    let id = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| ApiError::BadField("subject id must be UTF-8"))?;
+    if id.is_empty() || id.len() > MAX_SUBJECT {
+        return Err(ApiError::BadField("subject id must be 1 to 256 characters"));
+    }
+    Ok(id.into_owned())
 }
 
 /// Serves one request. `tls_identities` are the verified SANs of the client certificate, if any.
@@ -175,16 +196,28 @@ where
         "/v1/detokenize" => Endpoint::Detokenize,
         "/v1/mask" => Endpoint::Mask,
         "/v1/ready" => Endpoint::Ready,
-        _ => return Err(ApiError::NoRoute),
+        p => match p.strip_prefix("/v1/subjects/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => Endpoint::Subject,
+            _ => return Err(ApiError::NoRoute),
+        },
     };
-    if req.method() != endpoint.method() {
+    if !endpoint.allows(req.method()) {
         return Err(ApiError::Method);
     }
+    let erase = req.method() == Method::DELETE;
     let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(auth::bearer);
     let Some(caller) = state.callers.authenticate(bearer, tls_identities) else {
-        audit_unauthenticated(state, endpoint).await;
+        audit_unauthenticated(state, endpoint, erase).await;
         return Err(ApiError::Unauthenticated);
     };
+    if let Endpoint::Subject = endpoint {
+        let id = subject_id(req.uri().path().trim_start_matches("/v1/subjects/"))?;
+        let body = match erase {
+            true => state.vault.erase_subject(&caller, &id).await?,
+            false => state.vault.export_subject(&caller, &id).await?,
+        };
+        return Ok(json_response(StatusCode::OK, &body));
+    }
     if let Endpoint::Ready = endpoint {
         // Authenticated (so it tells strangers nothing) but not audited: it reveals and changes nothing.
         return match state.vault.ready().await {
@@ -284,12 +317,14 @@ async fn reveal(
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
-async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint) {
+async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint, erase: bool) {
     let op = match endpoint {
         Endpoint::Tokenize => "tokenize",
         Endpoint::Detokenize => "detokenize",
         Endpoint::Mask => "mask",
         Endpoint::Ready => "ready",
+        Endpoint::Subject if erase => "erase",
+        Endpoint::Subject => "export",
     };
     let event = Event { caller: "-".into(), op, outcome: "unauthenticated", purpose: None, items: Vec::<Item>::new() };
     if state.vault.audit().append(event, (state.clock)()).await.is_err() {

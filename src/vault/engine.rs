@@ -4,18 +4,24 @@
 //! one token per value and class) -> values that are themselves tokens come back unchanged (idempotent) ->
 //! validate the new ones (checksums) -> draw candidate tokens, seal, and insert them in one durable group
 //! commit; candidates another value already holds are redrawn. Nothing is inserted unless every value of the
-//! batch is valid, and a token is returned only after its record is committed.
+//! batch is valid, and a token is returned only after its record is committed. Known values and tokens
+//! tokenised again are marked used (`last_used_at`, which retention counts from; written at most once per
+//! [`TOUCH_EVERY`] per record unless a subject must be linked anyway), and with a subject every token of the
+//! batch is linked to it — in the same transaction as the new records.
 
 use std::sync::Arc;
 
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
-use crate::store::{Inserted, Record, Store, StoreError};
+use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
 use crate::token::{Invalid, Layout};
 use crate::vault::class::{self, Class, ClassFormats};
 
 /// Redraws allowed for one value before giving up (the formats widen their room as attempts grow).
 const MAX_ATTEMPTS: u32 = 96;
+/// Seconds: a record's `last_used_at` is moved on re-tokenisation only when it is at least this old, so a hot
+/// value does not cost a write per request. Retention is therefore counted with this granularity.
+pub const TOUCH_EVERY: i64 = 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -33,12 +39,15 @@ pub enum EngineError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
     NotFound,
+    /// Erased or purged: the token is known, its value deleted.
+    Gone,
 }
 
 impl Missing {
     pub fn code(self) -> &'static str {
         match self {
             Missing::NotFound => "not_found",
+            Missing::Gone => "gone",
         }
     }
 }
@@ -95,6 +104,50 @@ impl Engine {
 
     /// Tokens for `items` (class, value), in order, each written like its value.
     pub async fn tokenize(&self, items: &[(Class, &str)]) -> Result<Vec<String>, EngineError> {
+        self.tokenize_for(items, None).await
+    }
+
+    /// The keyed fingerprint of a subject id (the id itself is never stored).
+    pub fn subject_fingerprint(&self, subject: &str) -> Fingerprint {
+        self.keys.subject.fingerprint(subject.as_bytes())
+    }
+
+    /// The canonical form of a token as written by a caller (separators dropped), if it has the class's shape.
+    pub fn canonical_token(&self, class: Class, token: &str) -> Option<String> {
+        class::parse(class, token).ok().map(|p| p.canonical)
+    }
+
+    /// The clock this engine stamps records with.
+    pub fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
+    /// Opens a live record's sealed value.
+    pub fn open_record(&self, rec: &Record) -> Result<Secret<String>, EngineError> {
+        let sealer = self.keys.sealer(&rec.class, rec.key_version).ok_or(EngineError::Crypto)?;
+        let plain =
+            sealer.open(&rec.class, &rec.token, rec.key_version, &rec.sealed).map_err(|_| EngineError::Crypto)?;
+        String::from_utf8(plain).map(Secret::new).map_err(|_| EngineError::Crypto)
+    }
+
+    /// Like [`Engine::tokenize`]; with `subject` (a fingerprint from [`Engine::subject_fingerprint`]) every
+    /// token of the batch is linked to that subject.
+    pub async fn tokenize_for(
+        &self,
+        items: &[(Class, &str)],
+        subject: Option<Fingerprint>,
+    ) -> Result<Vec<String>, EngineError> {
+        let now = (self.clock)();
+        // Existing records to mark used (and link): (class, token), once each.
+        let mut touch: Vec<(String, String)> = Vec::new();
+        let mut touch_one = |rec: &Record| {
+            if (subject.is_some() || now - rec.last_used_at >= TOUCH_EVERY)
+                && rec.gone_at.is_none()
+                && !touch.iter().any(|(c, t)| *c == rec.class && *t == rec.token)
+            {
+                touch.push((rec.class.clone(), rec.token.clone()));
+            }
+        };
         let mut parsed = Vec::with_capacity(items.len());
         for (index, (class, value)) in items.iter().enumerate() {
             let p = class::parse(*class, value).map_err(|reason| EngineError::Invalid { index, reason })?;
@@ -110,6 +163,7 @@ impl Engine {
         for (i, rec) in found.into_iter().enumerate() {
             if let Some(rec) = rec {
                 out[i] = Some(parsed[i].0.layout.render(&rec.token));
+                touch_one(&rec);
             }
         }
 
@@ -120,8 +174,9 @@ impl Engine {
                 unknown.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
             let found = self.store.find_by_tokens(&keys).await?;
             for (&i, rec) in unknown.iter().zip(found) {
-                if rec.is_some() {
+                if let Some(rec) = rec {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
+                    touch_one(&rec);
                 }
             }
         }
@@ -143,8 +198,12 @@ impl Engine {
             }
         }
 
+        if pending.is_empty() && !touch.is_empty() {
+            self.store.write(Write { records: Vec::new(), touch, subject, now }).await?;
+            return out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect();
+        }
+        let mut touch = Some(touch);
         while !pending.is_empty() {
-            let now = (self.clock)();
             let version = self.keys.current_version();
             let mut records = Vec::with_capacity(pending.len());
             {
@@ -163,12 +222,14 @@ impl Engine {
                         sealed,
                         created_at: now,
                         last_used_at: now,
+                        gone_at: None,
                     });
                 }
             }
             // The store takes the records; keep only the drawn tokens (no copy of the sealed values).
             let drawn: Vec<String> = records.iter().map(|r| r.token.clone()).collect();
-            let outcomes = self.store.insert(records).await?;
+            let write = Write { records, touch: touch.take().unwrap_or_default(), subject, now };
+            let outcomes = self.store.write(write).await?;
             let mut retry = Vec::new();
             for ((mut e, token), outcome) in pending.into_iter().zip(drawn).zip(outcomes) {
                 let token = match outcome {
@@ -228,6 +289,10 @@ impl Engine {
                 out.push(Err(Missing::NotFound));
                 continue;
             };
+            if rec.gone_at.is_some() {
+                out.push(Err(Missing::Gone));
+                continue;
+            }
             let sealer = self.keys.sealer(class.name(), rec.key_version).ok_or(EngineError::Crypto)?;
             let plain =
                 sealer.open(class.name(), &rec.token, rec.key_version, &rec.sealed).map_err(|_| EngineError::Crypto)?;

@@ -6,8 +6,12 @@ pub mod audit;
 pub mod auth;
 pub mod class;
 pub mod engine;
+pub mod offline;
 pub mod remote;
+pub mod retention;
+pub mod subjects;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +30,8 @@ use engine::{Clock, Engine, EngineError, Missing};
 pub enum VaultError {
     #[error("caller may not {op} class {class}")]
     Forbidden { op: Op, class: Class },
+    #[error("caller may not {0} here")]
+    ForbiddenOp(Op),
     #[error("item {index}: {reason}")]
     Invalid { index: usize, reason: Invalid },
     #[error("the vault store is unavailable")]
@@ -73,11 +79,30 @@ pub struct LocalVault {
     audit: AuditLog,
     metrics: Arc<Metrics>,
     clock: Clock,
+    /// The audit log's file, read back for subject exports (who revealed what).
+    audit_path: Option<PathBuf>,
+    retention: retention::Retention,
 }
 
 impl LocalVault {
     pub fn new(engine: Engine, audit: AuditLog, metrics: Arc<Metrics>, clock: Clock) -> LocalVault {
-        LocalVault { engine, audit, metrics, clock }
+        LocalVault { engine, audit, metrics, clock, audit_path: None, retention: retention::Retention::default() }
+    }
+
+    /// Lets subject exports report the reveals recorded in this audit log file.
+    pub fn with_audit_path(mut self, path: PathBuf) -> LocalVault {
+        self.audit_path = Some(path);
+        self
+    }
+
+    /// Per-class retention for [`LocalVault::purge_expired`].
+    pub fn with_retention(mut self, retention: retention::Retention) -> LocalVault {
+        self.retention = retention;
+        self
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn audit(&self) -> &AuditLog {
@@ -139,9 +164,11 @@ impl LocalVault {
                 Ok(_) => "ok",
                 Err(m) => m.code(),
             };
+            // Fingerprint the canonical token, so a subject export matches reveals however the token was written.
+            let canonical = self.engine.canonical_token(*class, token);
             audited.push(Item {
                 class: class.name().into(),
-                token_fp: self.audit.token_fp(class.name(), token),
+                token_fp: self.audit.token_fp(class.name(), canonical.as_deref().unwrap_or(token)),
                 result: outcome.into(),
             });
             out.push(result);
@@ -191,11 +218,12 @@ impl Vault for LocalVault {
         &self,
         caller: &Caller,
         items: &[(Class, &str)],
-        _subject: Option<&str>,
+        subject: Option<&str>,
     ) -> Result<Vec<String>, VaultError> {
         self.authorize(caller, Op::Tokenize, items).await?;
         let started = Instant::now();
-        let result = self.engine.tokenize(items).await;
+        let subject = subject.map(|s| self.engine.subject_fingerprint(s));
+        let result = self.engine.tokenize_for(items, subject).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(EngineError::Invalid { .. }) => "invalid",

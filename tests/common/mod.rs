@@ -2,10 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod down_vault;
+pub mod pg;
 pub mod relay;
 pub mod split;
 pub mod tls_app;
-pub mod pg;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,112 @@
+//! The vault without listeners, for operator commands (`veil subjects export|erase`, `veil purge`): the same
+//! keys, store, audit log and retention as the running vault, acting as the operator caller `cli`.
+
+use std::sync::Arc;
+
+use super::auth::Caller;
+use super::engine::{Clock, Engine};
+use super::LocalVault;
+use crate::app::{self, StartError};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::policy::Permission;
+use crate::vault::audit::AuditLog;
+
+/// The operator at the command line: every right (the commands are for the operator who holds the key file),
+/// audited under this name.
+pub fn operator() -> Caller {
+    Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }] }
+}
+
+/// Opens keys, audit log and store as configured (needs a tokio runtime).
+pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
+    let Some(v) = &cfg.vault else {
+        return Err(StartError::Mode(crate::config::ConfigError {
+            problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
+        }));
+    };
+    let keys = Arc::new(app::load_keys(&v.master_key_file)?);
+    let audit = AuditLog::open(&v.audit_log, keys.audit.clone())?;
+    let store = app::open_store(v).await?;
+    let metrics = Arc::new(Metrics::new()?);
+    let engine = Engine::new(keys, store, cfg.formats, clock.clone());
+    Ok(LocalVault::new(engine, audit, metrics, clock)
+        .with_audit_path(v.audit_log.clone())
+        .with_retention(cfg.retention.clone()))
+}
+
+/// `veil subjects …`
+#[derive(Debug, clap::Subcommand)]
+pub enum SubjectsCommand {
+    /// Print everything held for the subject as JSON (values included).
+    Export {
+        /// The subject id (as the routes' subject selector or the API's "subject" field gave it).
+        id: String,
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
+    /// Erase the subject's tokens (those no other subject holds) and print the signed receipt.
+    Erase {
+        id: String,
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+    },
+}
+
+impl SubjectsCommand {
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            SubjectsCommand::Export { config, .. } | SubjectsCommand::Erase { config, .. } => config,
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(f)
+}
+
+fn exit(result: Result<String, String>) -> std::process::ExitCode {
+    match result {
+        Ok(out) => {
+            println!("{out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veil: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs `veil subjects export|erase ID -c …`.
+pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode {
+    exit(block_on(async move {
+        let vault = open(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let out = match &command {
+            SubjectsCommand::Export { id, .. } => vault.export_subject(&operator(), id).await,
+            SubjectsCommand::Erase { id, .. } => vault.erase_subject(&operator(), id).await,
+        }
+        .map_err(|e| e.to_string())?;
+        serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
+    }))
+}
+
+/// Runs `veil purge -c …`.
+pub fn purge(cfg: Config) -> std::process::ExitCode {
+    exit(block_on(async move {
+        let vault = open(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let purged = vault.purge_expired().await.map_err(|e| e.to_string())?;
+        let mut out = format!("purged {} records", purged.total());
+        for (class, n) in &purged.classes {
+            out.push_str(&format!("\n  {}: {n}", class.name()));
+        }
+        if purged.classes.is_empty() {
+            out.push_str(" (no class has a retention)");
+        }
+        Ok(out)
+    }))
+}

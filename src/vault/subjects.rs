@@ -1,0 +1,222 @@
+//! Data subjects (GDPR Art. 15 and 17): export everything held for a subject, and erase it with a signed receipt.
+//!
+//! A subject is known only by the keyed fingerprint of its id. The export lists the subject's tokens (classes
+//! the caller may `export`), their values (classes the caller may also `detokenize`), creation and last-use
+//! times, and every reveal of those tokens found in the audit log (audit lines hold keyed token fingerprints,
+//! matched here). Erasure tombstones the tokens no other subject holds and answers an HMAC-signed receipt.
+//! Both are audited; an export is refused if its audit record cannot be written, an erasure if its intent
+//! cannot be.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use serde_json::{json, Value};
+
+use super::audit::{Event, Item};
+use super::auth::Caller;
+use super::class::Class;
+use super::{engine_error, LocalVault, VaultError};
+use crate::crypto::KeySet;
+use crate::policy::{self, Op};
+use crate::store::Record;
+
+const RECEIPT_TYPE: &str = "veil-erasure-receipt";
+
+impl LocalVault {
+    /// Everything held for `subject` that `caller` may export (see the module docs).
+    pub async fn export_subject(&self, caller: &Caller, subject: &str) -> Result<Value, VaultError> {
+        let exportable: Vec<Class> =
+            Class::ALL.into_iter().filter(|c| policy::allowed(&caller.allow, Op::Export, *c)).collect();
+        if exportable.is_empty() {
+            self.audit_subject_denied(caller, Op::Export).await;
+            return Err(VaultError::ForbiddenOp(Op::Export));
+        }
+        let engine = self.engine();
+        let fp = engine.subject_fingerprint(subject);
+        let records = engine.store().subject_records(&fp).await.map_err(|e| engine_error(e.into()))?;
+        let mut withheld = 0usize;
+        let mut items = Vec::new();
+        let mut audited = vec![self.subject_item(&fp, "subject")];
+        let mut by_fp: HashMap<String, (String, String)> = HashMap::new();
+        for rec in &records {
+            let Some(class) = rec.class.parse::<Class>().ok().filter(|c| exportable.contains(c)) else {
+                withheld += 1;
+                continue;
+            };
+            let token_fp = self.audit.token_fp(&rec.class, &rec.token);
+            by_fp.insert(token_fp.clone(), (rec.class.clone(), rec.token.clone()));
+            audited.push(Item { class: rec.class.clone(), token_fp, result: "exported".into() });
+            items.push(self.export_item(caller, class, rec)?);
+        }
+        let reveals = self.reveals_of(&by_fp)?;
+        let event = Event { caller: caller.name.clone(), op: "export", outcome: "ok", purpose: None, items: audited };
+        self.audit.append(event, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
+        self.metrics.vault_operations.with_label_values(&["export", "-", "ok"]).inc();
+        Ok(json!({
+            "subject_fp": hex::encode(fp),
+            "complete": withheld == 0,
+            "withheld_records": withheld,
+            "items": items,
+            "reveals": reveals,
+        }))
+    }
+
+    fn export_item(&self, caller: &Caller, class: Class, rec: &Record) -> Result<Value, VaultError> {
+        let mut item = json!({
+            "class": rec.class,
+            "token": rec.token,
+            "state": if rec.gone_at.is_some() { "gone" } else { "active" },
+            "created_at": rec.created_at,
+            "last_used_at": rec.last_used_at,
+        });
+        if let Some(gone) = rec.gone_at {
+            item["gone_at"] = json!(gone);
+        } else if policy::allowed(&caller.allow, Op::Detokenize, class) {
+            let value = self.engine().open_record(rec).map_err(engine_error)?;
+            item["value"] = json!(value.expose());
+        }
+        Ok(item)
+    }
+
+    /// Reveals (detokenize, mask) of these token fingerprints in the audit log, oldest first.
+    fn reveals_of(&self, tokens: &HashMap<String, (String, String)>) -> Result<Vec<Value>, VaultError> {
+        let Some(path) = &self.audit_path else { return Ok(Vec::new()) };
+        if tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(_) => return Err(VaultError::AuditUnavailable),
+        };
+        let mut out = Vec::new();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line.map_err(|_| VaultError::AuditUnavailable)?;
+            let Ok(entry) = serde_json::from_str::<Value>(&line) else { continue };
+            let op = entry["op"].as_str().unwrap_or_default();
+            if op != "detokenize" && op != "mask" {
+                continue;
+            }
+            for item in entry["items"].as_array().into_iter().flatten() {
+                let Some((class, token)) = item["token_fp"].as_str().and_then(|fp| tokens.get(fp)) else { continue };
+                let mut reveal = json!({
+                    "at": entry["ts"],
+                    "caller": entry["caller"],
+                    "op": op,
+                    "class": class,
+                    "token": token,
+                    "result": item["result"],
+                });
+                if let Some(p) = entry["purpose"].as_str() {
+                    reveal["purpose"] = json!(p);
+                }
+                out.push(reveal);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Erases `subject` (see the module docs) and answers the signed receipt.
+    pub async fn erase_subject(&self, caller: &Caller, subject: &str) -> Result<Value, VaultError> {
+        if !Class::ALL.into_iter().all(|c| policy::allowed(&caller.allow, Op::Erase, c)) {
+            self.audit_subject_denied(caller, Op::Erase).await;
+            return Err(VaultError::ForbiddenOp(Op::Erase));
+        }
+        let engine = self.engine();
+        let fp = engine.subject_fingerprint(subject);
+        // Fail closed: nothing is erased unless the request is on record.
+        let intent = Event {
+            caller: caller.name.clone(),
+            op: "erase",
+            outcome: "requested",
+            purpose: None,
+            items: vec![self.subject_item(&fp, "subject")],
+        };
+        self.audit.append(intent, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
+        let now = engine.now();
+        let erased = engine.store().erase_subject(&fp, now).await.map_err(|e| engine_error(e.into()))?;
+        let mut audited = vec![self.subject_item(&fp, "subject")];
+        let (mut gone, mut kept) = (Vec::new(), Vec::new());
+        for e in &erased {
+            let token_fp = self.audit.token_fp(&e.class, &e.token);
+            let entry = json!({"class": e.class, "token_fp": token_fp});
+            if e.erased {
+                gone.push(entry);
+            } else {
+                kept.push(entry);
+            }
+            let result = if e.erased { "erased" } else { "kept_shared" };
+            audited.push(Item { class: e.class.clone(), token_fp, result: result.into() });
+        }
+        let done = Event { caller: caller.name.clone(), op: "erase", outcome: "ok", purpose: None, items: audited };
+        if self.audit.append(done, (self.clock)()).await.is_err() {
+            // The erasure is committed and cannot be undone; its request is on record.
+            tracing::error!(caller = %caller.name, "erasure result could not be audited");
+        }
+        self.metrics.vault_operations.with_label_values(&["erase", "-", "ok"]).inc();
+        let receipt = json!({
+            "type": RECEIPT_TYPE,
+            "version": 1,
+            "subject_fp": hex::encode(fp),
+            "erased_at": now,
+            "caller": caller.name,
+            "erased": gone,
+            "kept_shared": kept,
+        });
+        Ok(sign_receipt(engine.keys(), receipt))
+    }
+
+    fn subject_item(&self, fp: &[u8; 32], result: &str) -> Item {
+        Item { class: "-".into(), token_fp: self.audit.token_fp("subject", &hex::encode(fp)), result: result.into() }
+    }
+
+    async fn audit_subject_denied(&self, caller: &Caller, op: Op) {
+        self.metrics.vault_operations.with_label_values(&[op.name(), "-", "denied"]).inc();
+        let event =
+            Event { caller: caller.name.clone(), op: op.name(), outcome: "denied", purpose: None, items: vec![] };
+        if self.audit.append(event, (self.clock)()).await.is_err() {
+            tracing::error!(caller = %caller.name, op = op.name(), "denial could not be audited");
+        }
+    }
+}
+
+/// `{"receipt": …, "signature": hex(HMAC-SHA256(receipt key, compact JSON of the receipt))}`.
+pub fn sign_receipt(keys: &KeySet, receipt: Value) -> Value {
+    let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
+    let signature = hex::encode(keys.receipt.fingerprint(&bytes));
+    json!({ "receipt": receipt, "signature": signature })
+}
+
+/// Whether a signed receipt (as answered by an erasure, possibly after a JSON round trip) is intact.
+pub fn verify_receipt(keys: &KeySet, signed: &Value) -> bool {
+    let (Some(receipt), Some(sig)) = (signed.get("receipt"), signed["signature"].as_str()) else { return false };
+    if receipt["type"] != RECEIPT_TYPE {
+        return false;
+    }
+    let Ok(bytes) = serde_json::to_vec(receipt) else { return false };
+    let Ok(sig) = hex::decode(sig) else { return false };
+    let expected = keys.receipt.fingerprint(&bytes);
+    use subtle::ConstantTimeEq;
+    sig.len() == expected.len() && bool::from(expected.ct_eq(&sig[..]))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::crypto::Keyring;
+
+    #[test]
+    fn receipts_verify_and_edits_break_them() {
+        let keys = KeySet::derive(&Keyring::from_keys([(1, [3u8; 32])]), &Class::names()).unwrap();
+        let signed = sign_receipt(&keys, json!({"type": RECEIPT_TYPE, "erased": [{"class": "pan"}], "erased_at": 5}));
+        let round_trip: Value = serde_json::from_str(&signed.to_string()).unwrap();
+        assert!(verify_receipt(&keys, &round_trip));
+        let mut edited = round_trip.clone();
+        edited["receipt"]["erased_at"] = json!(6);
+        assert!(!verify_receipt(&keys, &edited));
+        let other = KeySet::derive(&Keyring::from_keys([(1, [4u8; 32])]), &Class::names()).unwrap();
+        assert!(!verify_receipt(&other, &round_trip));
+        assert!(!verify_receipt(&keys, &json!({"receipt": {}, "signature": "zz"})));
+    }
+}
