@@ -105,6 +105,10 @@ impl LocalVault {
         &self.engine
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     pub fn audit(&self) -> &AuditLog {
         &self.audit
     }

@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod down_vault;
+pub mod lifecycle;
 pub mod pg;
 pub mod relay;
 pub mod split;
