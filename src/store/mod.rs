@@ -85,6 +85,17 @@ pub struct Erased {
     pub erased: bool,
 }
 
+/// A record sealed again under a newer key version (key rotation).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resealed {
+    pub class: String,
+    pub token: String,
+    /// The version the record was sealed under when read: the update applies only if it still is.
+    pub from_version: u32,
+    pub key_version: u32,
+    pub sealed: Vec<u8>,
+}
+
 /// Storage failures. Messages never carry a value, token or key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,6 +128,17 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError>;
     /// Live (not tombstoned) records per class.
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Up to `limit` live records sealed under a key version older than `version`, ordered by (class, token),
+    /// after the cursor `after` (a page of a rewrap).
+    async fn sealed_before(
+        &self,
+        version: u32,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError>;
+    /// In one transaction, replaces the sealed values of records still live and still sealed under their
+    /// `from_version`; returns how many were replaced (the others changed meanwhile and are left alone).
+    async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError>;
     /// Answers when the store can serve (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::group::{Committer, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Store, StoreError, Write};
+use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 /// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
@@ -408,6 +408,50 @@ impl Store for PostgresStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(tokens.len() as u64)
+    }
+
+    async fn sealed_before(
+        &self,
+        version: u32,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (class, token) = after.cloned().unwrap_or_default();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE key_version < $1 AND gone_at IS NULL AND (class, token) > ($2, $3)
+             ORDER BY class, token LIMIT $4"
+        ))
+        .bind(i32::try_from(version).unwrap_or(i32::MAX))
+        .bind(class)
+        .bind(token)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let version = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        let done = sqlx::query(
+            "UPDATE tokens t SET sealed = u.sealed, key_version = u.key_version
+             FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bytea[])
+                  AS u(class, token, from_version, key_version, sealed)
+             WHERE t.class = u.class AND t.token = u.token AND t.key_version = u.from_version AND t.gone_at IS NULL",
+        )
+        .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| version(r.from_version)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| version(r.key_version)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
+        .execute(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        Ok(done)
     }
 
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::group::{Committer, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Store, StoreError, Write};
+use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -422,6 +422,54 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         let _ = conn.close().await;
         Ok(tokens.len() as u64)
+    }
+
+    async fn sealed_before(
+        &self,
+        version: u32,
+        after: Option<&(String, String)>,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let (class, token) = after.cloned().unwrap_or_default();
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE key_version < ? AND gone_at IS NULL AND (class, token) > (?, ?)
+             ORDER BY class, token LIMIT ?"
+        ))
+        .bind(i64::from(version))
+        .bind(class)
+        .bind(token)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let mut done = 0;
+        for r in records {
+            done += sqlx::query(
+                "UPDATE tokens SET sealed = ?, key_version = ?
+                 WHERE class = ? AND token = ? AND key_version = ? AND gone_at IS NULL",
+            )
+            .bind(&r.sealed)
+            .bind(i64::from(r.key_version))
+            .bind(&r.class)
+            .bind(&r.token)
+            .bind(i64::from(r.from_version))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(unavailable)?;
+        let _ = conn.close().await;
+        Ok(done)
     }
 
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {

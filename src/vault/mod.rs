@@ -9,6 +9,7 @@ pub mod engine;
 pub mod offline;
 pub mod remote;
 pub mod retention;
+pub mod rewrap;
 pub mod subjects;
 
 use std::path::PathBuf;

@@ -18,15 +18,31 @@ pub fn operator() -> Caller {
     Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }] }
 }
 
-/// Opens keys, audit log and store as configured (needs a tokio runtime).
+/// Opens keys, audit log and store as configured (needs a tokio runtime). Appends to the audit log: the vault
+/// on the same log must not be running (its chain would fork).
 pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
+    open_with_audit(cfg, clock, None).await
+}
+
+/// Like [`open`], for the commands that audit nothing (purge, rewrap) and may run beside a serving vault: the
+/// configured audit log is not even opened (opening trims a torn last line, which could be the vault's write in
+/// progress).
+pub async fn open_unaudited(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
+    open_with_audit(cfg, clock, Some(std::path::Path::new("/dev/null"))).await
+}
+
+async fn open_with_audit(
+    cfg: &Config,
+    clock: Clock,
+    audit_log: Option<&std::path::Path>,
+) -> Result<LocalVault, StartError> {
     let Some(v) = &cfg.vault else {
         return Err(StartError::Mode(crate::config::ConfigError {
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
         }));
     };
     let keys = Arc::new(app::load_keys(&v.master_key_file)?);
-    let audit = AuditLog::open(&v.audit_log, keys.audit.clone())?;
+    let audit = AuditLog::open(audit_log.unwrap_or(&v.audit_log), keys.audit.clone())?;
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);
     let engine = Engine::new(keys, store, cfg.formats, clock.clone());
@@ -98,7 +114,7 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 /// Runs `veil purge -c …`.
 pub fn purge(cfg: Config) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open_unaudited(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
         let purged = vault.purge_expired().await.map_err(|e| e.to_string())?;
         let mut out = format!("purged {} records", purged.total());
         for (class, n) in &purged.classes {
@@ -108,5 +124,50 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
             out.push_str(" (no class has a retention)");
         }
         Ok(out)
+    }))
+}
+
+/// `veil keys …` (this build: rewrap).
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Re-seal records sealed under older master key versions with the newest one; resumable, safe to rerun,
+    /// and the vault keeps serving meanwhile (restart the vaults after adding a key version, first).
+    Rewrap {
+        #[arg(short = 'c', long = "config")]
+        config: std::path::PathBuf,
+        /// Records per page (one transaction each).
+        #[arg(long, default_value_t = 500)]
+        page: usize,
+        /// Stop after this many records (a rerun continues).
+        #[arg(long)]
+        max: Option<u64>,
+    },
+}
+
+impl KeysCommand {
+    pub fn config(&self) -> &std::path::Path {
+        match self {
+            KeysCommand::Rewrap { config, .. } => config,
+        }
+    }
+}
+
+/// Runs `veil keys rewrap -c …`.
+pub fn keys(cfg: Config, command: KeysCommand) -> std::process::ExitCode {
+    let KeysCommand::Rewrap { page, max, .. } = command;
+    exit(block_on(async move {
+        let vault = open_unaudited(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let progress = super::rewrap::rewrap(vault.engine(), page.max(1), max, |p| {
+            eprintln!("rewrap: {} re-sealed, {} skipped", p.resealed, p.skipped);
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "re-sealed {} records under key version {} ({} changed meanwhile and were left alone); {}",
+            progress.resealed,
+            progress.target_version,
+            progress.skipped,
+            if progress.done { "done" } else { "stopped early: run again to continue" }
+        ))
     }))
 }
