@@ -28,7 +28,11 @@ macro_rules! on_both_stores {
     };
 }
 
-on_both_stores!(export_and_erase_a_subject, subject_commands_on_the_command_line);
+on_both_stores!(
+    export_and_erase_a_subject,
+    subject_commands_on_the_command_line,
+    unwritable_audit_log_refuses_export_and_erasure,
+);
 
 const T0: i64 = 1_800_000_000;
 
@@ -201,4 +205,36 @@ async fn subject_commands_on_the_command_line(backend: Backend) {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Fail closed: without an audit record, no export leaves and nothing is erased. Bad subject ids are refused.
+async fn unwritable_audit_log_refuses_export_and_erasure(backend: Backend) {
+    let v = start_lifecycle_vault_edited(backend, "", "", ManualClock::at(T0), |text| {
+        let start = text.find("audit_log = ").unwrap();
+        let end = start + text[start..].find('\n').unwrap();
+        format!("{}audit_log = \"/dev/full\"{}", &text[..start], &text[end..])
+    })
+    .await;
+    let c = &v.client;
+    let own = tokenize(c, &[("pan", "4111111111111111")], Some("cust-1")).await;
+    for method in ["GET", "DELETE"] {
+        let (status, body) = subject_call(c, method, "cust-1", DPO_KEY).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (503, Some("audit_unavailable")), "{method}");
+        assert!(!body.to_string().contains("4111111111111111"));
+    }
+    // Nothing was erased: the record is still live and linked.
+    let store = veil::app::open_store(
+        &veil::config::parse(&std::fs::read_to_string(v.dir.path().join("veil.toml")).unwrap()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let rec = store.find_by_tokens(&[("pan".into(), own[0].clone())]).await.unwrap().remove(0).unwrap();
+    assert!(rec.gone_at.is_none() && !rec.sealed.is_empty());
+    let subject = keys_of(&v).subject.fingerprint(b"cust-1");
+    assert_eq!(store.subject_records(&subject).await.unwrap().len(), 1);
+
+    for (id, code) in [("%FF%FE", 400), (&"x".repeat(300)[..], 400), ("a/b", 404)] {
+        let (status, body) = subject_call(c, "GET", id, DPO_KEY).await;
+        assert_eq!(status, code, "{id}: {body}");
+    }
 }

@@ -537,6 +537,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_version_1_database_is_migrated_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v1.db", dir.path().display());
+        {
+            let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
+            let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+            for stmt in V1 {
+                sqlx::query(stmt).execute(&mut conn).await.unwrap();
+            }
+            sqlx::query("INSERT INTO schema_version (version) VALUES (1)").execute(&mut conn).await.unwrap();
+            sqlx::query(
+                "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at)
+                 VALUES ('email', 'old', ?, 1, X'01', 5, 6)",
+            )
+            .bind(&[3u8; 32][..])
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let store = SqliteStore::open(&url, SqliteOptions::default()).await.unwrap();
+        let rec = store.find_by_tokens(&[("email".into(), "old".into())]).await.unwrap().remove(0).unwrap();
+        assert_eq!((rec.created_at, rec.last_used_at, rec.gone_at), (5, 6, None));
+        assert!(store.subject_records(&[1; 32]).await.unwrap().is_empty());
+        let version: i64 =
+            sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&store.read).await.unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        drop(store);
+
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE schema_version SET version = 99").execute(&mut conn).await.unwrap();
+        match SqliteStore::open(&url, SqliteOptions::default()).await {
+            Err(StoreError::Corrupt(msg)) => assert!(msg.contains("99"), "{msg}"),
+            other => panic!("a newer schema was accepted: {:?}", other.err()),
+        }
+    }
+
+    #[tokio::test]
     async fn unusable_path_is_an_error() {
         let res = SqliteStore::open("sqlite:///proc/nope/x.db", SqliteOptions::default()).await;
         assert!(matches!(res, Err(StoreError::Unavailable(_))));

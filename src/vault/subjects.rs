@@ -89,6 +89,10 @@ impl LocalVault {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(_) => return Err(VaultError::AuditUnavailable),
         };
+        // Only a regular file can be read to its end (a device such as /dev/zero never ends).
+        if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+            return Err(VaultError::AuditUnavailable);
+        }
         let mut out = Vec::new();
         for line in std::io::BufReader::new(file).lines() {
             let line = line.map_err(|_| VaultError::AuditUnavailable)?;

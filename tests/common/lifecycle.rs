@@ -58,11 +58,22 @@ pub fn config_with(dir: &Path, store_url: &str, vault_extra: &str, extra: &str) 
 
 /// A vault (plain HTTP) on `backend` with [`config_with`]; the config is also written to `dir/veil.toml`.
 pub async fn start_lifecycle_vault(backend: Backend, vault_extra: &str, extra: &str, clock: ManualClock) -> TestVault {
+    start_lifecycle_vault_edited(backend, vault_extra, extra, clock, |t| t).await
+}
+
+/// Like [`start_lifecycle_vault`], with the config text passed through `edit` first.
+pub async fn start_lifecycle_vault_edited(
+    backend: Backend,
+    vault_extra: &str,
+    extra: &str,
+    clock: ManualClock,
+    edit: impl Fn(String) -> String,
+) -> TestVault {
     let dir = tempfile::tempdir().unwrap();
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
     let pki = Pki::new(dir.path());
     let store_url = backend.store_url(dir.path()).await;
-    let text = config_with(dir.path(), &store_url, vault_extra, extra);
+    let text = edit(config_with(dir.path(), &store_url, vault_extra, extra));
     std::fs::write(dir.path().join("veil.toml"), &text).unwrap();
     let cfg = veil::config::parse(&text).unwrap();
     let running = veil::app::start(cfg, clock.clock()).await.unwrap();
