@@ -238,3 +238,48 @@ async fn unwritable_audit_log_refuses_export_and_erasure(backend: Backend) {
         assert_eq!(status, code, "{id}: {body}");
     }
 }
+
+/// A route's `subject` selector links the tokens of a proxied request to the subject found in the body.
+#[tokio::test]
+async fn the_proxy_links_a_routes_tokens_to_its_subject() {
+    let app = App::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
+    let store = Backend::Sqlite.store_url(dir.path()).await;
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\n{}\n{}",
+        app.addr,
+        config_with(dir.path(), &store, "", ""),
+        r#"
+[[route]]
+name = "checkout"
+match = { methods = ["POST"], path = "/checkout" }
+fields = [ { json = "$.card.number", class = "pan" }, { json = "$.customer.email", class = "email" } ]
+subject = { json = "$.customer.id" }
+"#
+    );
+    let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
+    let body =
+        json!({"card": {"number": "4111111111111111"}, "customer": {"id": "cust-99", "email": "jo@example.org"}});
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri("/checkout")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let (status, _, _) = send_request(running.proxy_addr.unwrap(), None, false, req).await.unwrap();
+    assert_eq!(status, 200);
+    let seen: Value = serde_json::from_slice(&app.requests()[0].body).unwrap();
+    let (card, email) = (seen["card"]["number"].as_str().unwrap(), seen["customer"]["email"].as_str().unwrap());
+    assert_ne!(card, "4111111111111111");
+
+    let (status, export) = subject_call(&Client::plain(running.vault_addr), "GET", "cust-99", DPO_KEY).await;
+    assert_eq!(status, 200, "{export}");
+    let items = export["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{export}");
+    assert!(items.iter().any(|i| i["class"] == "pan" && i["token"] == card && i["value"] == "4111111111111111"));
+    assert!(items.iter().any(|i| i["class"] == "email" && i["token"] == email && i["value"] == "jo@example.org"));
+    running.shutdown().await;
+}
