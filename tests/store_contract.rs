@@ -270,3 +270,37 @@ async fn postgres_unreachable_or_bad_url_is_an_error() {
     let err = PostgresStore::open("postgres://[::1", opts).await.err().expect("bad url");
     assert!(matches!(err, StoreError::Unavailable(_)));
 }
+
+/// `cargo nextest run --run-ignored only -E 'test(bench_inserts)' --no-capture`: 10 000 single-record inserts
+/// from 64 concurrent tasks, per backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn bench_inserts() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let place = Place::new(backend).await;
+        let (store, commits) = place.open_counted().await;
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let start = std::time::Instant::now();
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (store, next) = (store.clone(), next.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= 10_000 {
+                            break;
+                        }
+                        let mut r = rec("email", &format!("tok{i}"), 0);
+                        r.value_fp[..8].copy_from_slice(&i.to_be_bytes());
+                        assert_eq!(store.insert(vec![r]).await.unwrap(), vec![Inserted::New]);
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!("{backend:?}: 10000 inserts in {secs:.3}s = {:.0}/s, {} commits", 10_000.0 / secs, commits());
+    }
+}
