@@ -204,7 +204,16 @@ fn record(keys: &KeySet, n: u64) -> Record {
         .sealer("pan", 1)
         .and_then(|s| s.seal("pan", &token, 1, format!("4{n:015}").as_bytes()).ok())
         .unwrap_or_default();
-    Record { class: "pan".into(), token, value_fp, key_version: 1, sealed, created_at: 0, last_used_at: 0 }
+    Record {
+        class: "pan".into(),
+        token,
+        value_fp,
+        key_version: 1,
+        sealed,
+        created_at: 0,
+        last_used_at: 0,
+        gone_at: None,
+    }
 }
 
 fn store(c: &mut Criterion) {

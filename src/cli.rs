@@ -57,11 +57,6 @@ pub enum Command {
     },
     /// Delete the records past their class's retention now (the vault also does it every purge_interval).
     Purge(ConfigArg),
-    /// Master key versions.
-    Keys {
-        #[command(subcommand)]
-        command: crate::vault::offline::KeysCommand,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,10 +88,6 @@ pub fn run(cli: Cli) -> ExitCode {
             with_config(&path, |cfg| crate::vault::offline::subjects(cfg, command))
         }
         Command::Purge(a) => with_config(&a.config, crate::vault::offline::purge),
-        Command::Keys { command } => {
-            let path = command.config().to_path_buf();
-            with_config(&path, |cfg| crate::vault::offline::keys(cfg, command))
-        }
     }
 }
 

@@ -36,9 +36,9 @@ pub fn render(cfg: &Config, source: &str) -> String {
 }
 
 /// The retention period of a class, as configured; `None` when the class keeps data until it is erased.
-/// The data-lifecycle work fills this in from `[class.X] retention`.
-pub fn retention_of(_cfg: &Config, _class: Class) -> Option<String> {
-    None
+pub fn retention_of(cfg: &Config, class: Class) -> Option<String> {
+    let secs = cfg.retention.classes.iter().find(|(c, _)| *c == class)?.1;
+    Some(format!("{} after the last tokenisation, then purged", crate::vault::retention::format_duration(secs)))
 }
 
 /// Recipients beyond the upstream application: each `[[egress]]` route's upstream (payment providers…).

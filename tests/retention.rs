@@ -33,6 +33,21 @@ macro_rules! on_both_stores {
 
 on_both_stores!(the_purge_task_expires_records_past_retention, veil_purge_on_the_command_line);
 
+/// The Art. 30 record states each class's configured retention.
+#[test]
+fn the_record_of_processing_shows_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_with(dir.path(), "sqlite://x.db", "", "[class.pan]\nretention = \"7y\"\n");
+    let cfg = veil::config::parse(&text).unwrap();
+    assert_eq!(
+        veil::register::retention_of(&cfg, Class::Pan).as_deref(),
+        Some("7y after the last tokenisation, then purged")
+    );
+    assert_eq!(veil::register::retention_of(&cfg, Class::Email), None);
+    let md = veil::register::render(&cfg, "veil.toml");
+    assert!(md.contains("7y after the last tokenisation"), "{md}");
+}
+
 const T0: i64 = 1_800_000_000;
 const HOUR: i64 = 3600;
 const RETENTION: &str = "[class.email]\nretention = \"1d\"\n";

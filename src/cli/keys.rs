@@ -12,6 +12,18 @@ pub enum KeysCommand {
     /// Append a new master key version: new records are sealed under it, older versions still open.
     /// A running veil picks it up when restarted.
     Rotate(KeyFileArg),
+    /// Re-seal records sealed under older master key versions with the newest one; resumable, safe to rerun,
+    /// and the vault keeps serving meanwhile (restart the vaults after `rotate`, first).
+    Rewrap {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// Records per page (one transaction each).
+        #[arg(long, default_value_t = 500)]
+        page: usize,
+        /// Stop after this many records (a rerun continues).
+        #[arg(long)]
+        max: Option<u64>,
+    },
 }
 
 /// Which key file: the config's `vault.master_key_file`, or a path given directly.
@@ -30,6 +42,10 @@ pub fn run(command: KeysCommand) -> ExitCode {
     match command {
         KeysCommand::Rotate(arg) => match key_file(&arg) {
             Ok(path) => rotate(&path),
+            Err(code) => code,
+        },
+        KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
+            Ok(cfg) => crate::vault::offline::rewrap(cfg, page, max),
             Err(code) => code,
         },
     }

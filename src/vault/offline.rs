@@ -127,34 +127,8 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
     }))
 }
 
-/// `veil keys …` (this build: rewrap).
-#[derive(Debug, clap::Subcommand)]
-pub enum KeysCommand {
-    /// Re-seal records sealed under older master key versions with the newest one; resumable, safe to rerun,
-    /// and the vault keeps serving meanwhile (restart the vaults after adding a key version, first).
-    Rewrap {
-        #[arg(short = 'c', long = "config")]
-        config: std::path::PathBuf,
-        /// Records per page (one transaction each).
-        #[arg(long, default_value_t = 500)]
-        page: usize,
-        /// Stop after this many records (a rerun continues).
-        #[arg(long)]
-        max: Option<u64>,
-    },
-}
-
-impl KeysCommand {
-    pub fn config(&self) -> &std::path::Path {
-        match self {
-            KeysCommand::Rewrap { config, .. } => config,
-        }
-    }
-}
-
 /// Runs `veil keys rewrap -c …`.
-pub fn keys(cfg: Config, command: KeysCommand) -> std::process::ExitCode {
-    let KeysCommand::Rewrap { page, max, .. } = command;
+pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
     exit(block_on(async move {
         let vault = open_unaudited(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
         let progress = super::rewrap::rewrap(vault.engine(), page.max(1), max, |p| {

@@ -33,6 +33,14 @@ pub fn parse_duration(s: &str) -> Result<i64, String> {
     n.checked_mul(secs).filter(|v| *v <= 1000 * 365 * 86_400).ok_or_else(|| "too long".to_owned())
 }
 
+/// Seconds written back in the largest unit that divides them exactly (`"7y"`, `"180d"`, `"90s"`).
+pub fn format_duration(secs: i64) -> String {
+    const UNITS: [(&str, i64); 6] =
+        [("y", 365 * 86_400), ("w", 7 * 86_400), ("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)];
+    let (unit, size) = UNITS.into_iter().find(|(_, size)| secs % size == 0).unwrap_or(("s", 1));
+    format!("{}{unit}", secs / size)
+}
+
 /// What one purge did: records tombstoned per class.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -107,6 +115,9 @@ mod tests {
         assert_eq!(parse_duration("7y"), Ok(7 * 365 * 86_400));
         assert_eq!(parse_duration("12h"), Ok(12 * 3600));
         assert_eq!(parse_duration("90s"), Ok(90));
+        for s in ["7y", "180d", "12h", "90s", "8w", "30m"] {
+            assert_eq!(format_duration(parse_duration(s).unwrap()), s);
+        }
         for bad in ["", "d", "12", "12x", "-3d", "1.5d", "0d", "99999999999y", "12 h"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
