@@ -1,12 +1,11 @@
-//! Key rotation and rewrap on both stores: records sealed under key version 1, a second version appended to the
-//! keyring file (as `veil keys rotate` will), the vault restarted; then `veil keys rewrap` — stopped part way,
+//! Key rotation and rewrap on both stores: records sealed under key version 1, a second version added by
+//! `veil keys rotate`, the vault restarted; then `veil keys rewrap` — stopped part way,
 //! rerun — re-seals everything under version 2 while clients keep tokenising and detokenising, and every token
 //! from every key version still detokenises.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -91,12 +90,15 @@ async fn rewrap_while_serving_keeps_every_token(backend: Backend) {
     }
     v.running.take().unwrap().shutdown().await;
 
-    // Rotation: a second master key version; the restarted vault seals new records under it.
-    let key_file = v.dir.path().join("master.key");
-    let mut f = std::fs::OpenOptions::new().append(true).open(&key_file).unwrap();
-    writeln!(f, "2 {}", hex::encode(rand::random::<[u8; 32]>())).unwrap();
-    drop(f);
+    // Rotation: `veil keys rotate` appends a second master key version; the restarted vault seals new records
+    // under it.
     let cfg_path = v.dir.path().join("veil.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["keys", "rotate", "-c"])
+        .arg(&cfg_path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let cfg = veil::config::load(&cfg_path).unwrap();
     let running = veil::app::start(cfg.clone(), clock.clock()).await.unwrap();
     let client = Client::plain(running.vault_addr);
