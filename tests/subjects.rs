@@ -223,11 +223,8 @@ async fn unwritable_audit_log_refuses_export_and_erasure(backend: Backend) {
         assert!(!body.to_string().contains("4111111111111111"));
     }
     // Nothing was erased: the record is still live and linked.
-    let store = veil::app::open_store(
-        &veil::config::parse(&std::fs::read_to_string(v.dir.path().join("veil.toml")).unwrap()).unwrap(),
-    )
-    .await
-    .unwrap();
+    let cfg = veil::config::load(&v.dir.path().join("veil.toml")).unwrap();
+    let store = veil::app::open_store(cfg.vault.as_ref().unwrap()).await.unwrap();
     let rec = store.find_by_tokens(&[("pan".into(), own[0].clone())]).await.unwrap().remove(0).unwrap();
     assert!(rec.gone_at.is_none() && !rec.sealed.is_empty());
     let subject = keys_of(&v).subject.fingerprint(b"cust-1");
@@ -275,7 +272,7 @@ subject = { json = "$.customer.id" }
     let (card, email) = (seen["card"]["number"].as_str().unwrap(), seen["customer"]["email"].as_str().unwrap());
     assert_ne!(card, "4111111111111111");
 
-    let (status, export) = subject_call(&Client::plain(running.vault_addr), "GET", "cust-99", DPO_KEY).await;
+    let (status, export) = subject_call(&Client::plain(running.vault_addr.unwrap()), "GET", "cust-99", DPO_KEY).await;
     assert_eq!(status, 200, "{export}");
     let items = export["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{export}");

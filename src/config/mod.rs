@@ -496,11 +496,11 @@ format = "x"
     #[test]
     fn retention_and_purge_interval() {
         let cfg = parse(&format!("{MINIMAL}purge_interval = \"10m\"\n[class.pan]\nretention = \"7y\"\n")).unwrap();
-        assert_eq!(cfg.vault.purge_interval, std::time::Duration::from_secs(600));
+        assert_eq!(cfg.vault.as_ref().unwrap().purge_interval, std::time::Duration::from_secs(600));
         assert_eq!(cfg.retention.classes, vec![(Class::Pan, 7 * 365 * 86_400)]);
         let cfg = parse(MINIMAL).unwrap();
         assert!(cfg.retention.classes.is_empty());
-        assert_eq!(cfg.vault.purge_interval, std::time::Duration::from_secs(3600));
+        assert_eq!(cfg.vault.as_ref().unwrap().purge_interval, std::time::Duration::from_secs(3600));
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub async fn start_lifecycle_vault_edited(
     std::fs::write(dir.path().join("veil.toml"), &text).unwrap();
     let cfg = veil::config::parse(&text).unwrap();
     let running = veil::app::start(cfg, clock.clock()).await.unwrap();
-    let client = Client { addr: running.vault_addr, tls: None, pki: Some(Arc::new(pki)) };
+    let client = Client { addr: running.vault_addr.unwrap(), tls: None, pki: Some(Arc::new(pki)) };
     let admin = running.admin_addr.unwrap();
     TestVault { dir, running: Some(running), client, admin, store_url }
 }
