@@ -243,7 +243,8 @@ impl RemoteVault {
             .into_iter()
             .map(|a| match (a.value.or(a.masked), a.error) {
                 (Some(v), None) => Ok(Ok(v)),
-                // Every per-item code (`not_found`, `gone`, ...) means the same to a caller: no value here.
+                // Erased or purged tokens keep their meaning; any other per-item code means no value here.
+                (None, Some(e)) if e.code == "gone" => Ok(Err(Missing::Gone)),
                 (None, Some(_)) => Ok(Err(Missing::NotFound)),
                 _ => {
                     tracing::error!(op = op.name(), "the vault's item answer has an unexpected shape");

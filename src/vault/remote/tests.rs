@@ -125,7 +125,7 @@ async fn per_item_errors_come_back_as_missing_values() {
     let v = vault_answering(200, r#"{"items":[{"value":"4111111111111111"},{"error":{"code":"gone","message":"x"}}]}"#)
         .await;
     let got = v.detokenize(&caller("payments"), ITEMS, Some("payment")).await.unwrap();
-    assert_eq!(got, vec![Ok("4111111111111111".to_owned()), Err(Missing::NotFound)]);
+    assert_eq!(got, vec![Ok("4111111111111111".to_owned()), Err(Missing::Gone)]);
     let v = vault_answering(200, r#"{"items":[{"masked":"************1111"},{"error":{"code":"not_found"}}]}"#).await;
     let got = v.mask(&caller("payments"), ITEMS, None).await.unwrap();
     assert_eq!(got, vec![Ok("************1111".to_owned()), Err(Missing::NotFound)]);
