@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::Either;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -15,6 +16,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
+
+pub mod h1guard;
 
 use crate::stall::WriteDeadline;
 
@@ -80,7 +83,7 @@ pub async fn serve<F, S, Fut, B>(
     F: Fn(ConnInfo) -> S + Send + Sync + 'static,
     S: Fn(Request<Incoming>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<B>, std::convert::Infallible>> + Send + 'static,
-    B: hyper::body::Body + Send + 'static,
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
@@ -130,14 +133,16 @@ pub async fn serve<F, S, Fut, B>(
         let (tls, builder, make_service) = (tls.clone(), builder.clone(), make_service.clone());
         let watcher = graceful.watcher();
         let (handshake_timeout, write_timeout) = (limits.handshake_timeout, limits.write_timeout);
+        let max_head = limits.max_header_bytes.max(8192);
         tokio::spawn(async move {
             let _permit = permit;
-            let (io, ids): (Box<dyn Io>, Vec<String>) = match tls {
-                None => (Box::new(stream), Vec::new()),
+            let (io, ids, h2): (Box<dyn Io>, Vec<String>, bool) = match tls {
+                None => (Box::new(stream), Vec::new(), false),
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => {
                         let ids = s.get_ref().1.peer_certificates().and_then(|c| c.first()).map(crate::tls::identities);
-                        (Box::new(s), ids.unwrap_or_default())
+                        let h2 = s.get_ref().1.alpn_protocol() == Some(b"h2");
+                        (Box::new(s), ids.unwrap_or_default(), h2)
                     }
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -149,14 +154,31 @@ pub async fn serve<F, S, Fut, B>(
                     }
                 },
             };
+            // HTTP/1.x request heads are checked for smuggling shapes before hyper parses them (h1guard).
+            let verdicts = Arc::new(h1guard::Verdicts::default());
+            let io: Box<dyn Io> = if h2 { io } else { Box::new(h1guard::H1Guard::new(io, max_head, verdicts.clone())) };
             let io = TokioIo::new(WriteDeadline::new(io, write_timeout));
             let result = if shedding {
                 let conn = builder
                     .serve_connection(io, service_fn(|_req| async { Ok::<_, std::convert::Infallible>(overloaded()) }));
                 watcher.watch(conn.into_owned()).await
             } else {
-                let svc = make_service(ConnInfo { peer, tls_identities: Arc::new(ids) });
-                watcher.watch(builder.serve_connection(io, service_fn(svc)).into_owned()).await
+                let svc = Arc::new(make_service(ConnInfo { peer, tls_identities: Arc::new(ids) }));
+                let svc = service_fn(move |req| {
+                    // A refused head reaches hyper as a stand-in request; answer it here, never in a handler.
+                    let refusal = verdicts.next_request();
+                    let svc = svc.clone();
+                    async move {
+                        match refusal {
+                            Some(r) => {
+                                tracing::info!(%peer, reason = r.message(), "HTTP/1 request refused");
+                                Ok(h1guard::refused_response(r).map(Either::Right))
+                            }
+                            None => svc(req).await.map(|resp| resp.map(Either::Left)),
+                        }
+                    }
+                });
+                watcher.watch(builder.serve_connection(io, svc).into_owned()).await
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
