@@ -10,8 +10,9 @@
 //!   framed per RFC 9112 §6.3: exactly one `Transfer-Encoding: chunked` (HTTP/1.1 only), or exactly one
 //!   all-digit `Content-Length`, or no body. Anything else is refused.
 //! - Body bytes then flow through while a small state machine skips them (a length, or chunk-size lines, chunk
-//!   data, CRLFs and trailers for chunked) so that the next pipelined head is found; body data is never
-//!   buffered, and when the remaining body is larger than hyper's read buffer the guard reads straight into it.
+//!   data, CRLFs and trailers for chunked) so that the next pipelined head is found. Body data is never
+//!   buffered: the guard reads it straight into hyper's buffer and checks it in place; when a body ends inside
+//!   such a read, the bytes after it (the next head) are taken back into the head buffer before hyper sees them.
 //!   A chunked body already in hand with its head is checked before the head is released, so a head whose
 //!   first chunk line is bad is refused whole; a chunk framing error found later fails the read, which hyper
 //!   treats like its own chunk decoding error (the body errors, nothing more is parsed on the connection).
@@ -269,15 +270,6 @@ impl Body {
             Body::Chunked(c) => c.advance(data),
         }
     }
-
-    /// Body bytes that certainly come next with no framing to check (lengths, chunk data).
-    fn opaque_run(&self) -> u64 {
-        match self {
-            Body::Length(rest) => *rest,
-            Body::Chunked(Chunked { state: Chunk::Data, size, .. }) => *size,
-            Body::Chunked(_) => 0,
-        }
-    }
 }
 
 /// The chunked-body state machine; it mirrors hyper's decoder and is stricter in extensions and trailers.
@@ -505,11 +497,12 @@ impl<T> H1Guard<T> {
         }
     }
 
-    /// Whether the next `room` bytes from the client can go straight to hyper, unbuffered.
+    /// Whether the next read can go straight into hyper's buffer: body bytes are checked in place, and a
+    /// following head (at most `room` bytes, within the limit) is taken back into the head buffer.
     fn direct(&self, room: usize) -> bool {
         match &self.state {
             State::Passthrough => true,
-            State::Body(body) => body.opaque_run() >= room as u64,
+            State::Body(_) => room <= self.limit,
             _ => false,
         }
     }
@@ -553,15 +546,35 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
                 let before = out.filled().len();
                 std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, out))?;
                 let fresh = out.filled().get(before..).unwrap_or_default();
-                if let State::Body(body) = &mut this.state {
-                    // Only opaque body bytes were asked for, so they are all this body's.
-                    match body.advance(fresh) {
-                        Ok((_, true)) => this.state = State::Head(HeadScan::default()),
-                        Ok((_, false)) => {}
-                        Err(_) => this.state = State::Broken,
+                let State::Body(body) = &mut this.state else { return Poll::Ready(Ok(())) };
+                if fresh.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                match body.advance(fresh) {
+                    Ok((_, false)) => return Poll::Ready(Ok(())),
+                    Ok((used, true)) => {
+                        // The body ended inside this read: what follows is the next head, taken back from hyper.
+                        let tail = fresh.get(used..).unwrap_or_default();
+                        if this.buf.len() < tail.len() {
+                            this.buf.resize(tail.len(), 0);
+                        }
+                        if let Some(slot) = this.buf.get_mut(..tail.len()) {
+                            slot.copy_from_slice(tail);
+                        }
+                        (this.pos, this.ready, this.len) = (0, 0, tail.len());
+                        this.state = State::Head(HeadScan::default());
+                        out.set_filled(before + used);
+                        this.process();
+                        if used > 0 {
+                            return Poll::Ready(Ok(()));
+                        }
+                    }
+                    Err(_) => {
+                        out.set_filled(before);
+                        this.state = State::Broken;
                     }
                 }
-                return Poll::Ready(Ok(()));
+                continue;
             }
             // Only the head being collected is left in the buffer: move it to the front and read more.
             if this.pos > 0 {
