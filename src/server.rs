@@ -133,7 +133,7 @@ pub async fn serve<F, S, Fut, B>(
         let (tls, builder, make_service) = (tls.clone(), builder.clone(), make_service.clone());
         let watcher = graceful.watcher();
         let (handshake_timeout, write_timeout) = (limits.handshake_timeout, limits.write_timeout);
-        let max_head = limits.max_header_bytes.max(8192);
+        let (max_head, head_timeout) = (limits.max_header_bytes.max(8192), limits.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
             let (io, ids, h2): (Box<dyn Io>, Vec<String>, bool) = match tls {
@@ -156,7 +156,12 @@ pub async fn serve<F, S, Fut, B>(
             };
             // HTTP/1.x request heads are checked for smuggling shapes before hyper parses them (h1guard).
             let verdicts = Arc::new(h1guard::Verdicts::default());
-            let io: Box<dyn Io> = if h2 { io } else { Box::new(h1guard::H1Guard::new(io, max_head, verdicts.clone())) };
+            let io: Box<dyn Io> = match h2 {
+                true => io,
+                false => Box::new(
+                    h1guard::H1Guard::new(io, max_head, verdicts.clone()).with_first_head_deadline(head_timeout),
+                ),
+            };
             let io = TokioIo::new(WriteDeadline::new(io, write_timeout));
             let result = if shedding {
                 let conn = builder

@@ -22,8 +22,9 @@
 //! (`GET / HTTP/1.1`, `Connection: close`) in its place; after that its reads stay pending. hyper answers
 //! requests on a connection in order, so any earlier pipelined request still gets its own response first. The
 //! service wrapper in `server.rs` asks [`Verdicts::next_request`] before each call and answers the replacement
-//! request itself with [`refused_response`]: 400 (431 for an over-long head or too many header lines), the
-//! spec's JSON error and `Connection: close`, so hyper closes the connection after writing it. The replacement
+//! request itself with [`refused_response`]: 400 (431 for an over-long head or too many header lines, 408 for
+//! a first head not complete within the header timeout), the spec's JSON error and `Connection: close`, so
+//! hyper closes the connection after writing it. The replacement
 //! request never reaches a handler, so nothing is forwarded.
 //!
 //! veil never accepts a protocol upgrade (no `hyper::upgrade::on`): after a `101` or a successful `CONNECT`
@@ -32,6 +33,7 @@
 //! h2 connections are not guarded: TLS connections that negotiated ALPN `h2` are not wrapped, and on other
 //! connections the guard steps aside once the first 24 bytes are the h2 connection preface.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,12 +72,15 @@ pub enum Refusal {
     InvalidChunk,
     HeadTooLarge,
     TooManyHeaders,
+    /// The first head did not arrive within the header timeout.
+    HeadTimeout,
 }
 
 impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Refusal::HeadTooLarge | Refusal::TooManyHeaders => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Refusal::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -83,6 +88,7 @@ impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
             Refusal::HeadTooLarge | Refusal::TooManyHeaders => "headers_too_large",
+            Refusal::HeadTimeout => "header_timeout",
             _ => "bad_request",
         }
     }
@@ -101,6 +107,7 @@ impl Refusal {
             Refusal::InvalidChunk => "invalid chunked body framing",
             Refusal::HeadTooLarge => "request head is larger than the limit",
             Refusal::TooManyHeaders => "too many header lines",
+            Refusal::HeadTimeout => "request head did not arrive in time",
         }
     }
 }
@@ -408,6 +415,8 @@ pub struct H1Guard<T> {
     state: State,
     heads: u64,
     verdicts: Arc<Verdicts>,
+    /// Deadline for the first head (see [`H1Guard::with_first_head_deadline`]).
+    first_head: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<T> H1Guard<T> {
@@ -424,7 +433,25 @@ impl<T> H1Guard<T> {
             state: State::Sniff,
             heads: 0,
             verdicts,
+            first_head: None,
         }
+    }
+
+    /// Bounds the wait for the first request head. hyper's own header timer covers every later head, but the
+    /// first one is awaited by hyper-util's protocol sniffing, before hyper's HTTP/1 connection (and its timer)
+    /// exists, and the guard withholds it until it is complete. On expiry a partly received head is answered
+    /// 408 (like hyper's header timeout); a connection that sent nothing is closed. Needs a tokio runtime.
+    pub fn with_first_head_deadline(mut self, timeout: std::time::Duration) -> H1Guard<T> {
+        self.first_head = Some(Box::pin(tokio::time::sleep(timeout)));
+        self
+    }
+
+    /// Called when the client has nothing more yet: whether the first-head deadline has passed.
+    fn first_head_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.heads > 0 || !matches!(self.state, State::Sniff | State::Head(_)) {
+            self.first_head = None;
+        }
+        self.first_head.as_mut().is_some_and(|d| d.as_mut().poll(cx).is_ready())
     }
 
     fn refuse(&mut self, refusal: Refusal) {
@@ -590,7 +617,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
                 this.buf.resize(grown, 0);
             }
             let mut spare = ReadBuf::new(this.buf.get_mut(this.len..).unwrap_or_default());
-            std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, &mut spare))?;
+            if Pin::new(&mut this.inner).poll_read(cx, &mut spare)?.is_pending() {
+                if !this.first_head_expired(cx) {
+                    return Poll::Pending;
+                }
+                this.first_head = None;
+                if this.len == this.ready {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "no request head in time")));
+                }
+                this.refuse(Refusal::HeadTimeout);
+                continue;
+            }
             let n = spare.filled().len();
             if n == 0 {
                 // End of stream: an unfinished head is dropped, hyper sees the end.

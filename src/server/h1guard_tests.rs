@@ -3,6 +3,7 @@
 use super::*;
 use proptest::prelude::*;
 use std::collections::VecDeque;
+use std::time::Duration;
 
 /// Hands out the scripted chunks one read at a time (a chunk larger than the read is split), then EOF.
 struct Script {
@@ -205,6 +206,33 @@ fn heads_over_the_limit_or_with_too_many_lines_get_431() {
 fn an_unfinished_head_is_never_released() {
     let run = one(b"POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chu");
     assert_eq!((run.out, run.end, run.verdict), (Vec::new(), End::Eof, None));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_head_slower_than_the_deadline_gets_408_and_silence_gets_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client, server) = tokio::io::duplex(1024);
+    client.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+    let verdicts = Arc::new(Verdicts::default());
+    let mut guard = H1Guard::new(server, 8192, verdicts.clone()).with_first_head_deadline(Duration::from_secs(5));
+    let mut out = vec![0u8; REPLACEMENT_HEAD.len()];
+    guard.read_exact(&mut out).await.unwrap();
+    assert_eq!((&out[..], verdicts.refusal()), (REPLACEMENT_HEAD, Some((0, Refusal::HeadTimeout))));
+    assert_eq!(Refusal::HeadTimeout.status(), StatusCode::REQUEST_TIMEOUT);
+
+    let (_client, server) = tokio::io::duplex(1024);
+    let mut guard = H1Guard::new(server, 8192, Arc::default()).with_first_head_deadline(Duration::from_secs(5));
+    let err = guard.read(&mut [0u8; 64]).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+
+    // Once the first head is through, hyper's own header timer takes over: the guard just waits.
+    let (mut client, server) = tokio::io::duplex(1024);
+    client.write_all(GET).await.unwrap();
+    let mut guard = H1Guard::new(server, 8192, Arc::default()).with_first_head_deadline(Duration::from_secs(5));
+    let mut out = vec![0u8; GET.len()];
+    guard.read_exact(&mut out).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), guard.read(&mut [0u8; 64])).await;
+    assert!(waited.is_err(), "no deadline after the first head");
 }
 
 #[test]
