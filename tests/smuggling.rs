@@ -166,6 +166,20 @@ async fn pipelined_requests_before_a_bad_head_are_answered_and_nothing_after_it_
 }
 
 #[tokio::test]
+async fn a_refused_head_followed_by_a_large_body_still_gets_its_answer() {
+    let app = App::start().await;
+    let veil = Veil::start(&app, false).await;
+    let mut attack =
+        b"POST /pass HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    attack.extend(std::iter::repeat_n(b'a', 200_000));
+    for _ in 0..5 {
+        let (text, closed) = raw(veil.proxy(), None, &attack).await;
+        assert_refused(&text, closed, "400", "bad_request", "CL+TE with 200 kB behind it");
+    }
+    assert!(app.requests().is_empty());
+}
+
+#[tokio::test]
 async fn oversized_heads_get_431_json() {
     let app = App::start().await;
     let veil = Veil::start(&app, false).await;

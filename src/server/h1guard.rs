@@ -10,9 +10,10 @@
 //!   framed per RFC 9112 §6.3: exactly one `Transfer-Encoding: chunked` (HTTP/1.1 only), or exactly one
 //!   all-digit `Content-Length`, or no body. Anything else is refused.
 //! - Body bytes then flow through while a small state machine skips them (a length, or chunk-size lines, chunk
-//!   data, CRLFs and trailers for chunked) so that the next pipelined head is found. Body data is never
-//!   buffered: the guard reads it straight into hyper's buffer and checks it in place; when a body ends inside
-//!   such a read, the bytes after it (the next head) are taken back into the head buffer before hyper sees them.
+//!   data, CRLFs and trailers for chunked) so that the next pipelined head is found. Body data is not
+//!   buffered (beyond what arrived in the same read as its head): the guard reads it straight into hyper's
+//!   buffer and checks it in place; when a body ends inside such a read, the bytes after it (the next head)
+//!   are taken back into the head buffer before hyper sees them.
 //!   A chunked body already in hand with its head is checked before the head is released, so a head whose
 //!   first chunk line is bad is refused whole; a chunk framing error found later fails the read, which hyper
 //!   treats like its own chunk decoding error (the body errors, nothing more is parsed on the connection).
@@ -24,8 +25,9 @@
 //! service wrapper in `server.rs` asks [`Verdicts::next_request`] before each call and answers the replacement
 //! request itself with [`refused_response`]: 400 (431 for an over-long head or too many header lines, 408 for
 //! a first head not complete within the header timeout), the spec's JSON error and `Connection: close`, so
-//! hyper closes the connection after writing it. The replacement
-//! request never reaches a handler, so nothing is forwarded.
+//! hyper closes the connection after writing it. The replacement request never reaches a handler, so nothing
+//! is forwarded. While the answer is written the guard discards (a bounded amount of) what the client still
+//! sends, so that closing with unread bytes does not turn into a reset that destroys the answer.
 //!
 //! veil never accepts a protocol upgrade (no `hyper::upgrade::on`): after a `101` or a successful `CONNECT`
 //! hyper drops the connection. The guard therefore keeps watching after `Upgrade`/`CONNECT` heads: stopping
@@ -57,6 +59,8 @@ const MAX_CHUNK_EXTENSION: usize = 4096;
 const MAX_TRAILER_BYTES: usize = 16 * 1024;
 /// First size of the head buffer; it grows up to the header limit only for larger heads.
 const INITIAL_BUFFER: usize = 8 * 1024;
+/// Client bytes discarded after a refusal, at most.
+const DISCARD_LIMIT: usize = 256 * 1024;
 
 /// Why the guard refused a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,6 +401,7 @@ enum State {
     /// A head was refused: the replacement head is being handed over, then reads stay pending.
     Refused {
         sent: usize,
+        discarded: usize,
     },
     /// A body framing error after its head was released: reads fail.
     Broken,
@@ -458,7 +463,7 @@ impl<T> H1Guard<T> {
         tracing::debug!(reason = refusal.message(), request = self.heads, "HTTP/1 request head refused");
         self.verdicts.refuse(self.heads, refusal);
         self.len = self.ready;
-        self.state = State::Refused { sent: 0 };
+        self.state = State::Refused { sent: 0, discarded: 0 };
     }
 
     /// Runs the state machine over the collected bytes `buf[ready..len]`, releasing what passes.
@@ -552,10 +557,17 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
                 return Poll::Ready(Ok(()));
             }
             match &mut this.state {
-                State::Refused { sent } => {
+                State::Refused { sent, discarded } => {
                     let rest = REPLACEMENT_HEAD.get(*sent..).unwrap_or_default();
                     if rest.is_empty() {
-                        // hyper closes after answering the replacement request; nothing more is read.
+                        // hyper closes after answering the replacement request; until then, drop what comes.
+                        while *discarded < DISCARD_LIMIT {
+                            let mut sink = ReadBuf::new(&mut this.buf);
+                            match Pin::new(&mut this.inner).poll_read(cx, &mut sink) {
+                                Poll::Ready(Ok(())) if !sink.filled().is_empty() => *discarded += sink.filled().len(),
+                                _ => break,
+                            }
+                        }
                         return Poll::Pending;
                     }
                     let n = rest.len().min(out.remaining());
