@@ -198,7 +198,7 @@ async fn vault_api_and_admin_listeners_are_guarded_and_h2_still_works() {
     let veil = Veil::start(&app, false).await;
     let attack =
         "POST /v1/tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    for addr in [veil.running.vault_addr, veil.running.admin_addr.unwrap()] {
+    for addr in [veil.running.vault_addr.unwrap(), veil.running.admin_addr.unwrap()] {
         let (text, closed) = raw(addr, None, attack.as_bytes()).await;
         assert_refused(&text, closed, "400", "bad_request", &format!("CL+TE to {addr}"));
     }
