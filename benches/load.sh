@@ -1,0 +1,442 @@
+#!/usr/bin/env bash
+# Load benchmark: veil against nginx on the same machine in the same run (issue 6). See README "Benchmarks".
+#
+#   bash benches/load.sh                      # full run: 5 rounds x 10 s per scenario, writes benches/RESULTS.md
+#   DURATION=2 ROUNDS=1 bash benches/load.sh  # quick check
+#
+# Everything listens on 127.0.0.1 (free ports) and lives in a temp dir. The proxy under test (veil, or nginx with
+# worker_processes 1) is pinned to core PROXY_CPU (0); the load generator and the upstream share core LOAD_CPU (1).
+# Scenarios, each over plain HTTP/1.1 and over TLS (ECDSA P-256, keep-alive), run interleaved in rounds with the
+# order rotated every round: direct to the upstream; nginx reverse proxy (GET, and the 1 KiB checkout POST);
+# veil pass-through (GET, no route matches); veil tokenising a 1 KiB JSON checkout body with four fields (card,
+# email, IBAN, phone) with the same values every request; the same with fresh values every request (durable
+# SQLite store); and the same on PostgreSQL when VEIL_BENCH_PG_URL is set.
+#
+# Per round and scenario: `wrk` (closed loop, CONNS connections) gives requests/s and, from /proc/PID/stat, the
+# proxy's CPU seconds per 1,000 requests and its peak RSS (VmHWM, reset before each run through clear_refs);
+# benches/load_gen (open loop) then sends RATE_FRACTION of nginx's measured maximum for LAT_DURATION seconds and
+# reports latency corrected for coordinated omission. After the rounds: peak RSS at BIG_CONNS connections, and
+# before them the RSS per extra idle TLS connection (IDLE_CONNS handshaken connections, RSS delta / N).
+#
+# Environment: DURATION (10) ROUNDS (5) LAT_DURATION (DURATION/2) CONNS (64) BIG_CONNS (1000) IDLE_CONNS (1000)
+#   RATE_FRACTION (0.5) RATE_HTTP / RATE_TLS (override the fixed rates) PROXY_CPU (0) LOAD_CPU (1)
+#   VEIL_BENCH_PG_URL (postgres://user:pass@host/db, optional) OUT (benches/RESULTS.md) KEEP_TMP (1 keeps the dir)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-5}
+LAT_DURATION=${LAT_DURATION:-$(python3 -c "print(max(1.0, $DURATION / 2))")}
+CONNS=${CONNS:-64}
+BIG_CONNS=${BIG_CONNS:-1000}
+IDLE_CONNS=${IDLE_CONNS:-1000}
+RATE_FRACTION=${RATE_FRACTION:-0.5}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+OUT=${OUT:-$ROOT/benches/RESULTS.md}
+PG_URL=${VEIL_BENCH_PG_URL:-}
+COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS bash benches/load.sh"
+LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+log() { printf '[load %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ------------------------------------------------------------------------------------------------ tools
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v wrk >/dev/null || need+=(wrk)
+command -v openssl >/dev/null || need+=(openssl)
+command -v taskset >/dev/null || need+=(util-linux)
+command -v curl >/dev/null || need+=(curl)
+command -v python3 >/dev/null || need+=(python3)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing from Debian: ${need[*]}"
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install ${need[*]} (or install them first)"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+[ "$(nproc)" -ge 2 ] || die "needs 2 cores (proxy on one, load generator + upstream on the other)"
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+log "building veil and the load generator (release)"
+cargo build --release --locked --quiet
+cargo build --release --locked --quiet --manifest-path benches/load_gen/Cargo.toml --target-dir "$ROOT/target"
+VEIL=$ROOT/target/release/veil
+GEN=$ROOT/target/release/veil-load-gen
+
+# ------------------------------------------------------------------------------------------------ workspace
+TMP=$(mktemp -d /tmp/veil-load.XXXXXX)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+log "workspace $TMP"
+
+read -r P_UP P_UP_TLS P_NGX P_NGX_TLS P_VH P_VH_VAULT P_VH_ADMIN P_VT P_VT_VAULT P_VT_ADMIN \
+  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN < <(python3 - <<'EOF'
+import socket
+socks = [socket.socket() for _ in range(16)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+EOF
+)
+
+# ECDSA P-256 CA and server certificate for 127.0.0.1 / localhost.
+(
+  cd "$TMP"
+  openssl ecparam -name prime256v1 -genkey -noout -out ca.key 2>/dev/null
+  openssl req -x509 -new -key ca.key -days 2 -subj "/CN=veil bench CA" -out ca.crt 2>/dev/null
+  openssl ecparam -name prime256v1 -genkey -noout -out server.ec.key 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in server.ec.key -out server.key
+  openssl req -new -key server.key -subj "/CN=localhost" -out server.csr 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > san.ext
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext \
+    -out server.crt 2>/dev/null
+)
+
+# The 1 KiB checkout body: four sensitive fields (card number, email, IBAN, phone) among ordinary ones.
+cat > "$TMP/checkout.tpl" <<'EOF'
+{"order":{"id":"ord-2026-118734","currency":"EUR","total":"149.90","created":"2026-11-24T10:15:00Z","channel":"web"},"customer":{"id":"{CUST}","email":"{EMAIL}","phone":"{PHONE}","name":"Alex Example","locale":"de-DE","newsletter":false},"card":{"number":"{PAN}","holder":"ALEX EXAMPLE","expiry":"12/29","brand":"visa"},"payment":{"method":"card","iban":"{IBAN}","reference":"Invoice 118734"},"billing":{"street":"Hauptstrasse 12","city":"Berlin","postcode":"10115","country":"DE"},"shipping":{"street":"Hauptstrasse 12","city":"Berlin","postcode":"10115","country":"DE","method":"standard","notes":"Please leave the parcel with the neighbour if nobody is at home."},"items":[{"sku":"BK-ALPHA-01","name":"Trail running shoes","qty":1,"price":"119.90"},{"sku":"SK-MERINO-07","name":"Merino socks, three pairs","qty":1,"price":"24.00"},{"sku":"GF-WRAP-00","name":"Gift wrapping","qty":1,"price":"6.00"}],"consent":{"terms":true,"privacy":"2026-05"}}
+EOF
+"$GEN" body --template "$TMP/checkout.tpl" --seed 4242424242 > "$TMP/checkout.json"
+BODY_BYTES=$(wc -c < "$TMP/checkout.json")
+
+# ------------------------------------------------------------------------------------------------ nginx
+# Upstream: fixed JSON for any path and method, keep-alive (core LOAD_CPU). Proxy: keep-alive upstream pool.
+mkdir -p "$TMP/up/logs" "$TMP/ngx/logs"
+cat > "$TMP/up/nginx.conf" <<EOF
+worker_processes 1;
+error_log $TMP/up/logs/error.log warn;
+pid $TMP/up/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $TMP/up/body;
+  server {
+    listen 127.0.0.1:$P_UP;
+    listen 127.0.0.1:$P_UP_TLS ssl;
+    ssl_certificate $TMP/server.crt;
+    ssl_certificate_key $TMP/server.key;
+    location / { default_type application/json; return 200 '{"ok":true}'; }
+  }
+}
+EOF
+cat > "$TMP/ngx/nginx.conf" <<EOF
+worker_processes 1;
+error_log $TMP/ngx/logs/error.log warn;
+pid $TMP/ngx/nginx.pid;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 120s;
+  client_body_temp_path $TMP/ngx/body;
+  proxy_temp_path $TMP/ngx/proxy;
+  upstream app { server 127.0.0.1:$P_UP; keepalive 128; }
+  server {
+    listen 127.0.0.1:$P_NGX;
+    listen 127.0.0.1:$P_NGX_TLS ssl;
+    ssl_certificate $TMP/server.crt;
+    ssl_certificate_key $TMP/server.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+taskset -c "$LOAD_CPU" "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' 2>>"$TMP/up/logs/stderr" &
+UP_PID=$!; PIDS+=("$UP_PID")
+taskset -c "$PROXY_CPU" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -g 'daemon off;' 2>>"$TMP/ngx/logs/stderr" &
+NGX_PID=$!; PIDS+=("$NGX_PID")
+
+# ------------------------------------------------------------------------------------------------ veil
+"$VEIL" keygen --out "$TMP/master.key" >/dev/null
+API_KEY_SHA=$(printf %s "bench-$RANDOM$RANDOM" | sha256sum | cut -d' ' -f1)
+
+# veil_config NAME PROXY VAULT ADMIN STORE TLS(0|1)
+veil_config() {
+  local dir=$TMP/$1
+  mkdir -p "$dir"
+  {
+    printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "http://127.0.0.1:%s"\n' "$2" "$P_UP"
+    if [ "$6" = 1 ]; then
+      printf '[proxy.tls]\ncert = "%s"\nkey = "%s"\n' "$TMP/server.crt" "$TMP/server.key"
+    fi
+    cat <<EOF
+
+[vault]
+listen = "127.0.0.1:$3"
+store = "$5"
+master_key_file = "$TMP/master.key"
+audit_log = "$dir/audit.jsonl"
+
+[admin]
+listen = "127.0.0.1:$4"
+
+[[caller]]
+name = "bench"
+api_key_sha256 = "$API_KEY_SHA"
+allow = ["mask:*"]
+
+[[route]]
+name = "checkout"
+match = { methods = ["POST"], path = "/checkout" }
+fields = [
+  { json = "\$.card.number", class = "pan" },
+  { json = "\$.customer.email", class = "email" },
+  { json = "\$.payment.iban", class = "iban" },
+  { json = "\$.customer.phone", class = "phone" },
+]
+detect = ["pan", "iban"]
+subject = { json = "\$.customer.id" }
+EOF
+  } > "$dir/veil.toml"
+  "$VEIL" check -c "$dir/veil.toml" >/dev/null || die "generated config $dir/veil.toml does not validate"
+}
+
+# start_veil NAME ADMIN_PORT -> sets STARTED_PID (empty if it did not become ready)
+start_veil() {
+  local dir=$TMP/$1
+  (cd "$dir" && VEIL_LOG=warn exec taskset -c "$PROXY_CPU" "$VEIL" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$STARTED_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "veil $1 did not become ready: $(tail -n 3 "$dir/stderr" | tr '\n' ' ')"
+  STARTED_PID=""
+}
+
+veil_config veil-http "$P_VH" "$P_VH_VAULT" "$P_VH_ADMIN" "sqlite://$TMP/veil-http/vault.db" 0
+veil_config veil-tls "$P_VT" "$P_VT_VAULT" "$P_VT_ADMIN" "sqlite://$TMP/veil-tls/vault.db" 1
+start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID
+start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
+[ -n "$VH_PID" ] && [ -n "$VT_PID" ] || die "veil did not start"
+GH_PID=""; GT_PID=""; PG_NOTE="not run: VEIL_BENCH_PG_URL not set"
+if [ -n "$PG_URL" ]; then
+  PG_NOTE="not run: veil did not start on VEIL_BENCH_PG_URL (see the log)"
+  veil_config veil-pg-http "$P_GH" "$P_GH_VAULT" "$P_GH_ADMIN" "$PG_URL" 0
+  veil_config veil-pg-tls "$P_GT" "$P_GT_VAULT" "$P_GT_ADMIN" "$PG_URL" 1
+  start_veil veil-pg-http "$P_GH_ADMIN"; GH_PID=$STARTED_PID
+  start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID
+  [ -n "$GH_PID" ] && [ -n "$GT_PID" ] && PG_NOTE=""
+fi
+
+for port in "$P_UP" "$P_NGX"; do
+  for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
+done
+UP_WORKER=$(pgrep -P "$UP_PID" | head -n 1)
+NGX_WORKER=$(pgrep -P "$NGX_PID" | head -n 1)
+[ -n "$UP_WORKER" ] && [ -n "$NGX_WORKER" ] || die "nginx did not start (see $TMP/*/logs)"
+
+# Every proxy must answer the checkout body with 200 before anything is measured.
+check_200() { # URL [curl args...]
+  local url=$1; shift
+  local code
+  code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TMP/ca.crt" "$@" "$url") || code=000
+  [ "$code" = 200 ] || die "$url answered $code"
+}
+for base in "http://127.0.0.1:$P_NGX" "https://127.0.0.1:$P_NGX_TLS" "http://127.0.0.1:$P_VH" \
+  "https://127.0.0.1:$P_VT"; do
+  check_200 "$base/item/42"
+  check_200 "$base/checkout" -H 'Content-Type: application/json' --data-binary "@$TMP/checkout.json"
+done
+"$GEN" body --template "$TMP/checkout.tpl" --seed 777 > "$TMP/one-unique.json"
+check_200 "http://127.0.0.1:$P_VH/checkout" -H 'Content-Type: application/json' --data-binary "@$TMP/one-unique.json"
+
+# ------------------------------------------------------------------------------------------------ measuring
+# Scenario table: id | label | transport | url | body mode | pid whose CPU/RSS is measured | skip reason
+SCEN=()
+add() { SCEN+=("$1|$2|$3|$4|$5|$6|${7:-}"); }
+add direct-http "direct to upstream" http "http://127.0.0.1:$P_UP/item/42" get "" ""
+add direct-tls "direct to upstream" tls "https://127.0.0.1:$P_UP_TLS/item/42" get "" ""
+add nginx-http "nginx reverse proxy (GET)" http "http://127.0.0.1:$P_NGX/item/42" get "$NGX_PID" ""
+add nginx-tls "nginx reverse proxy (GET)" tls "https://127.0.0.1:$P_NGX_TLS/item/42" get "$NGX_PID" ""
+add nginxpost-http "nginx reverse proxy (1 KiB checkout POST)" http "http://127.0.0.1:$P_NGX/checkout" static \
+  "$NGX_PID" ""
+add nginxpost-tls "nginx reverse proxy (1 KiB checkout POST)" tls "https://127.0.0.1:$P_NGX_TLS/checkout" static \
+  "$NGX_PID" ""
+add pass-http "veil pass-through (GET, no route)" http "http://127.0.0.1:$P_VH/item/42" get "$VH_PID" ""
+add pass-tls "veil pass-through (GET, no route)" tls "https://127.0.0.1:$P_VT/item/42" get "$VT_PID" ""
+add rep-http "veil checkout, 4 fields, repeated values" http "http://127.0.0.1:$P_VH/checkout" static "$VH_PID" ""
+add rep-tls "veil checkout, 4 fields, repeated values" tls "https://127.0.0.1:$P_VT/checkout" static "$VT_PID" ""
+add uniq-http "veil checkout, 4 fields, unique values (SQLite)" http "http://127.0.0.1:$P_VH/checkout" unique \
+  "$VH_PID" ""
+add uniq-tls "veil checkout, 4 fields, unique values (SQLite)" tls "https://127.0.0.1:$P_VT/checkout" unique \
+  "$VT_PID" ""
+add pg-http "veil checkout, 4 fields, unique values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" unique \
+  "$GH_PID" "$PG_NOTE"
+add pg-tls "veil checkout, 4 fields, unique values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" unique \
+  "$GT_PID" "$PG_NOTE"
+
+RAW=$TMP/raw.jsonl
+: > "$RAW"
+
+# CPU ticks (utime+stime) of a process and its children processes (nginx workers), all threads included.
+cpu_ticks() {
+  local total=0 p f
+  for p in "$1" $(pgrep -P "$1" || true); do
+    f=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
+    set -- $f
+    total=$((total + ${12} + ${13}))
+  done
+  echo "$total"
+}
+# Peak RSS (KiB) of the process that does the work: veil itself, or nginx's single worker.
+work_pid() { local c; c=$(pgrep -P "$1" | head -n 1 || true); echo "${c:-$1}"; }
+reset_hwm() { echo 5 > "/proc/$(work_pid "$1")/clear_refs" 2>/dev/null || true; }
+hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$(work_pid "$1")/status"; }
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$(work_pid "$1")/status"; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# run_wrk URL MODE CONNS SECONDS -> the RESULT JSON line
+run_wrk() {
+  local file="" seed
+  seed=$(python3 -c "import random; print(random.randrange(10**12))")
+  case $2 in static) file=$TMP/checkout.json ;; unique) file=$TMP/checkout.tpl ;; esac
+  LOAD_MODE=$2 LOAD_FILE=$file LOAD_SEED=$seed taskset -c "$LOAD_CPU" wrk -t1 -c"$3" -d"$4"s --timeout 10s \
+    -s "$ROOT/benches/load_wrk.lua" "$1" > "$TMP/wrk.out" 2>&1 || true
+  if grep -q '^RESULT ' "$TMP/wrk.out"; then
+    grep '^RESULT ' "$TMP/wrk.out" | sed 's/^RESULT //'
+  else
+    log "wrk failed on $1: $(tail -n 2 "$TMP/wrk.out" | tr '\n' ' ')"
+    echo '{"requests":0,"duration_us":0,"failed":true}'
+  fi
+}
+
+# run_rate URL MODE RATE -> load_gen JSON line
+run_rate() {
+  local args=()
+  case $2 in static) args=(--method POST --body-file "$TMP/checkout.json") ;; unique) args=(--method POST --template "$TMP/checkout.tpl") ;; esac
+  taskset -c "$LOAD_CPU" "$GEN" rate --url "$1" --rate "$3" --duration "$LAT_DURATION" --connections "$CONNS" \
+    --cacert "$TMP/ca.crt" "${args[@]}" 2>>"$TMP/gen.err" || echo '{"requests":0,"failed":true}'
+}
+
+# measure ROUND ID URL MODE PID [RATE] -> appends one JSON record to RAW
+measure() {
+  local round=$1 id=$2 url=$3 mode=$4 pid=$5 rate=${6:-0} c0=0 c1=0 hwm=0 wrk lat='null'
+  [ -n "$pid" ] && { reset_hwm "$pid"; c0=$(cpu_ticks "$pid"); }
+  wrk=$(run_wrk "$url" "$mode" "$CONNS" "$DURATION")
+  [ -n "$pid" ] && { c1=$(cpu_ticks "$pid"); hwm=$(hwm_kib "$pid"); }
+  if [ "$rate" != 0 ]; then lat=$(run_rate "$url" "$mode" "$rate"); fi
+  printf '{"round":%s,"id":"%s","wrk":%s,"cpu_s":%s,"hwm_kib":%s,"rate":%s,"lat":%s}\n' "$round" "$id" "$wrk" \
+    "$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")" "${hwm:-0}" "$rate" "$lat" >> "$RAW"
+  log "round $round $id: $(python3 -c "import json,sys; w=json.loads(sys.argv[1]); print(round(w.get('requests',0)/max(w.get('duration_us',1),1)*1e6), 'req/s', w.get('non2xx',0), 'non-2xx')" "$wrk")"
+}
+
+# Idle TLS connections: RSS delta per connection (first, before any large load has grown the heaps).
+idle_rss() { # ID PORT PID
+  local before after out
+  before=$(rss_kib "$3")
+  coproc IDLE { taskset -c "$LOAD_CPU" "$GEN" idle --url "https://127.0.0.1:$2/" --connections "$IDLE_CONNS" \
+    --duration 60 --cacert "$TMP/ca.crt" 2>&1; }
+  read -r -t 60 out <&"${IDLE[0]}" || out=""
+  sleep 1
+  after=$(rss_kib "$3")
+  eval "exec ${IDLE[1]}>&-"
+  wait "$IDLE_PID" 2>/dev/null || true
+  printf '{"idle":"%s","conns":%s,"ready":"%s","before_kib":%s,"after_kib":%s}\n' "$1" "$IDLE_CONNS" "$out" \
+    "$before" "$after" >> "$RAW"
+  log "idle TLS $1: $out, RSS $before -> $after KiB"
+}
+
+log "idle TLS connections ($IDLE_CONNS)"
+# A few requests first so both have their TLS and connection state initialised.
+run_wrk "https://127.0.0.1:$P_NGX_TLS/item/42" get 4 1 >/dev/null
+run_wrk "https://127.0.0.1:$P_VT/item/42" get 4 1 >/dev/null
+sleep 1
+idle_rss nginx-tls "$P_NGX_TLS" "$NGX_PID"
+idle_rss veil-tls "$P_VT" "$VT_PID"
+
+log "warm-up and calibration (each scenario once, $(python3 -c "print(max(1, $DURATION // 2))") s)"
+for s in "${SCEN[@]}"; do
+  IFS='|' read -r id label tr url mode pid skip <<< "$s"
+  [ -z "$skip" ] || continue
+  w=$(run_wrk "$url" "$mode" "$CONNS" "$(python3 -c "print(max(1, $DURATION // 2))")")
+  printf '{"warmup":"%s","wrk":%s}\n' "$id" "$w" >> "$RAW"
+done
+rate_of() { python3 - "$RAW" "$1" "$RATE_FRACTION" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r.get("warmup") == sys.argv[2]:
+        w = r["wrk"]
+        print(max(100, int(w["requests"] / (w["duration_us"] / 1e6) * float(sys.argv[3]) // 100 * 100)))
+EOF
+}
+RATE_HTTP=${RATE_HTTP:-$(rate_of nginx-http)}
+RATE_TLS=${RATE_TLS:-$(rate_of nginx-tls)}
+log "fixed rates for latency: HTTP $RATE_HTTP req/s, TLS $RATE_TLS req/s"
+
+n=${#SCEN[@]}
+for round in $(seq 1 "$ROUNDS"); do
+  log "round $round/$ROUNDS"
+  for i in $(seq 0 $((n - 1))); do
+    IFS='|' read -r id label tr url mode pid skip <<< "${SCEN[$(((i + round - 1) % n))]}"
+    [ -z "$skip" ] || continue
+    rate=$RATE_HTTP; [ "$tr" = tls ] && rate=$RATE_TLS
+    measure "$round" "$id" "$url" "$mode" "$pid" "$rate"
+  done
+done
+
+BIG_SECONDS=$(python3 -c "print(max(1, min($DURATION, 5)))")
+log "peak RSS at $BIG_CONNS connections"
+for s in "${SCEN[@]}"; do
+  IFS='|' read -r id label tr url mode pid skip <<< "$s"
+  [ -z "$skip" ] && [ -n "$pid" ] || continue
+  reset_hwm "$pid"
+  w=$(run_wrk "$url" "$mode" "$BIG_CONNS" "$BIG_SECONDS")
+  printf '{"big":"%s","conns":%s,"hwm_kib":%s,"wrk":%s}\n' "$id" "$BIG_CONNS" "$(hwm_kib "$pid")" "$w" >> "$RAW"
+done
+
+# What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
+for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
+  curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
+    > "$TMP/metrics-${name%%:*}.txt" || true
+done
+
+# ------------------------------------------------------------------------------------------------ report
+{
+  printf '{"meta":{'
+  printf '"date":"%s",' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf '"nproc":%s,' "$(nproc)"
+  printf '"cpu":"%s",' "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  printf '"kernel":"%s",' "$(uname -sr)"
+  printf '"loadavg_start":"%s",' "${LOADAVG_START:-}"
+  printf '"loadavg_end":"%s",' "$(cut -d' ' -f1-3 /proc/loadavg)"
+  printf '"veil_rev":"%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)"
+  printf '"rustc":"%s",' "$(rustc --version)"
+  printf '"nginx":"%s",' "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
+  printf '"wrk":"%s",' "$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+  printf '"openssl":"%s",' "$(openssl version)"
+  printf '"command":"%s",' "$COMMAND"
+  printf '"duration":%s,"lat_duration":%s,"rounds":%s,"conns":%s,"big_conns":%s,"idle_conns":%s,' \
+    "$DURATION" "$LAT_DURATION" "$ROUNDS" "$CONNS" "$BIG_CONNS" "$IDLE_CONNS"
+  printf '"rate_fraction":%s,"rate_http":%s,"rate_tls":%s,"body_bytes":%s,' "$RATE_FRACTION" "$RATE_HTTP" \
+    "$RATE_TLS" "$BODY_BYTES"
+  printf '"pg_note":"%s"' "$PG_NOTE"
+  printf '}}\n'
+} >> "$RAW"
+for s in "${SCEN[@]}"; do
+  IFS='|' read -r id label tr url mode pid skip <<< "$s"
+  python3 -c 'import json,sys; print(json.dumps({"scenario": sys.argv[1], "label": sys.argv[2], "transport": sys.argv[3], "skip": sys.argv[4]}))' \
+    "$id" "$label" "$tr" "$skip" >> "$RAW"
+done
+python3 "$ROOT/benches/load_report.py" "$RAW" "$TMP"/metrics-*.txt > "$OUT"
+log "wrote $OUT"

@@ -1,0 +1,80 @@
+-- wrk script for benches/load.sh (closed-loop throughput runs).
+-- Environment: LOAD_MODE, LOAD_FILE (template or body file), LOAD_SEED (first counter value, unique mode).
+-- (The mode is read from the environment at load time because wrk decides whether requests are static -- built
+-- once, fastest -- by looking for a `request` function before `init` runs.)
+--   get     plain GET of the URL's path
+--   static  POST the file's bytes as application/json on every request (the "repeated values" body)
+--   unique  POST the checkout template with fresh values on every request: a Luhn-valid 16-digit PAN, a German
+--           IBAN with correct ISO 13616 check digits, an email, a phone number and a customer id, all derived
+--           from a per-run counter (the same scheme as benches/load_gen's `fill`).
+-- At the end it prints one JSON line (prefixed RESULT) with requests, duration and error counts.
+
+local mode = os.getenv("LOAD_MODE") or "get"
+local template, n
+
+local function read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+local function luhn_digit(s)
+  local sum, len = 0, #s
+  for i = len, 1, -1 do
+    local d = s:byte(i) - 48
+    if (len - i) % 2 == 0 then
+      d = d * 2
+      if d > 9 then d = d - 9 end
+    end
+    sum = sum + d
+  end
+  return (10 - sum % 10) % 10
+end
+
+local function mod97(s)
+  local acc = 0
+  for i = 1, #s do acc = (acc * 10 + s:byte(i) - 48) % 97 end
+  return acc
+end
+
+local function fill(k)
+  local pan = string.format("4%014.0f", k % 1e14)
+  pan = pan .. luhn_digit(pan)
+  local bban = string.format("37040044%010.0f", k % 1e10)
+  local iban = string.format("DE%02d%s", 98 - mod97(bban .. "131400"), bban)
+  local out = template
+  out = out:gsub("{PAN}", pan)
+  out = out:gsub("{EMAIL}", string.format("c%.0f@example.com", k))
+  out = out:gsub("{IBAN}", iban)
+  out = out:gsub("{PHONE}", string.format("+49 30 %08.0f", k % 1e8))
+  out = out:gsub("{CUST}", string.format("cust-%.0f", k))
+  return out
+end
+
+function init(args)
+  if mode == "static" then
+    wrk.method = "POST"
+    wrk.body = read_file(os.getenv("LOAD_FILE"))
+    wrk.headers["Content-Type"] = "application/json"
+  elseif mode == "unique" then
+    template = read_file(os.getenv("LOAD_FILE"))
+    n = tonumber(os.getenv("LOAD_SEED")) or os.time()
+  end
+end
+
+if mode == "unique" then
+  function request()
+    n = n + 1
+    return wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, fill(n))
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'RESULT {"requests":%d,"duration_us":%d,"bytes":%d,"non2xx":%d,"connect_errors":%d,"read_errors":%d,' ..
+    '"write_errors":%d,"timeouts":%d,"p50_us":%d,"p99_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes, e.status, e.connect, e.read, e.write, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
