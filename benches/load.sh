@@ -293,6 +293,7 @@ cpu_ticks() {
   local total=0 p f
   for p in "$1" $(pgrep -P "$1" || true); do
     f=$(cut -d')' -f2- "/proc/$p/stat" 2>/dev/null) || continue
+    # shellcheck disable=SC2086 # split the stat fields on purpose
     set -- $f
     total=$((total + ${12} + ${13}))
   done
@@ -404,6 +405,23 @@ for s in "${SCEN[@]}"; do
   w=$(run_wrk "$url" "$mode" "$BIG_CONNS" "$BIG_SECONDS")
   printf '{"big":"%s","conns":%s,"hwm_kib":%s,"wrk":%s}\n' "$id" "$BIG_CONNS" "$(hwm_kib "$pid")" "$w" >> "$RAW"
 done
+
+# PERF=1: sample veil's stacks (perf record -g, cpu-clock) under load in a few scenarios; reports kept in the temp
+# dir (use KEEP_TMP=1), e.g. perf-uniq-http.txt. Not part of RESULTS.md.
+if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
+  for s in "${SCEN[@]}"; do
+    IFS='|' read -r id label tr url mode pid skip <<< "$s"
+    case $id in pass-http | pass-tls | rep-http | uniq-http) ;; *) continue ;; esac
+    log "perf: $id"
+    perf record -F 499 -g -p "$pid" -o "$TMP/perf-$id.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+    perf_pid=$!
+    run_wrk "$url" "$mode" "$CONNS" "$DURATION" >/dev/null
+    wait "$perf_pid" || true
+    perf report -i "$TMP/perf-$id.data" --stdio --no-children --percent-limit 1 > "$TMP/perf-$id.txt" 2>/dev/null || true
+    perf report -i "$TMP/perf-$id.data" --stdio --children --no-call-graph --percent-limit 2 \
+      > "$TMP/perf-$id-children.txt" 2>/dev/null || true
+  done
+fi
 
 # What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
 for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
