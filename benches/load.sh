@@ -50,6 +50,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
+command -v ss >/dev/null || need+=(iproute2)
+command -v pgrep >/dev/null || need+=(procps)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing from Debian: ${need[*]}"
   [ "$(id -u)" = 0 ] || die "need root to apt-get install ${need[*]} (or install them first)"
@@ -348,13 +350,16 @@ idle_rss() { # ID PORT PID
   coproc IDLE { taskset -c "$LOAD_CPU" "$GEN" idle --url "https://127.0.0.1:$2/" --connections "$IDLE_CONNS" \
     --duration 60 --cacert "$TMP/ca.crt" 2>&1; }
   read -r -t 60 out <&"${IDLE[0]}" || out=""
-  sleep 1
+  sleep 0.5
   after=$(rss_kib "$3")
+  # How many of them the server still holds open at that moment (a server that dropped idle connections early
+  # would look cheaper than it is).
+  open=$(ss -Htn state established "( sport = :$2 )" | wc -l)
   eval "exec ${IDLE[1]}>&-"
   wait "$IDLE_PID" 2>/dev/null || true
-  printf '{"idle":"%s","conns":%s,"ready":"%s","before_kib":%s,"after_kib":%s}\n' "$1" "$IDLE_CONNS" "$out" \
-    "$before" "$after" >> "$RAW"
-  log "idle TLS $1: $out, RSS $before -> $after KiB"
+  printf '{"idle":"%s","conns":%s,"open":%s,"ready":"%s","before_kib":%s,"after_kib":%s}\n' "$1" "$IDLE_CONNS" \
+    "$open" "$out" "$before" "$after" >> "$RAW"
+  log "idle TLS $1: $out, $open open at the server, RSS $before -> $after KiB"
 }
 
 log "idle TLS connections ($IDLE_CONNS)"

@@ -186,13 +186,18 @@ def main():
     p()
     p("## Idle TLS connections")
     p()
-    p("| proxy | connections | RSS before (MiB) | RSS with them open (MiB) | per connection |")
-    p("|---|---|---|---|---|")
+    p("| proxy | connections | open at the server when measured | RSS before (MiB) | RSS with them open (MiB)"
+      " | per connection |")
+    p("|---|---|---|---|---|---|")
     for name, label in (("nginx-tls", "nginx worker"), ("veil-tls", "veil")):
         v = idle.get(name)
         if v and v.get("conns"):
             per = (v["after_kib"] - v["before_kib"]) / v["conns"]
-            p(f"| {label} | {v['conns']} | {fmt_mib(v['before_kib'])} | {fmt_mib(v['after_kib'])} | {per:.1f} KiB |")
+            p(f"| {label} | {v['conns']} | {v.get('open', '?')} | {fmt_mib(v['before_kib'])} | {fmt_mib(v['after_kib'])}"
+              f" | {per:.1f} KiB |")
+    p()
+    p("Measured first, on fresh processes after a few warm-up requests: N connections with completed TLS handshakes")
+    p("and no request, RSS (VmRSS) delta / N.")
     p()
     p("## Targets from issue 6")
     p()

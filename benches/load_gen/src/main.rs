@@ -400,9 +400,18 @@ async fn rate_mode(o: &Opts) -> Result<(), BoxError> {
 
 async fn idle_mode(o: &Opts) -> Result<(), BoxError> {
     let t = target(o)?;
+    // Handshakes 100 at a time, so that N connections are open well within the server's header timeout.
     let mut conns = Vec::with_capacity(o.connections);
-    for _ in 0..o.connections {
-        conns.push(connect(&t).await?);
+    while conns.len() < o.connections {
+        let batch = (o.connections - conns.len()).min(100);
+        let mut handshakes = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let t = t.clone();
+            handshakes.push(tokio::spawn(async move { connect(&t).await }));
+        }
+        for h in handshakes {
+            conns.push(h.await??);
+        }
     }
     println!("ready {}", conns.len());
     let mut stdin = tokio::io::stdin();
