@@ -432,6 +432,13 @@ fi
 for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
   curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
     > "$TMP/metrics-${name%%:*}.txt" || true
+  # Distinct values the store holds per class: shows that the "unique" runs really sent fresh values.
+  python3 - "$TMP/${name%%:*}/vault.db" >> "$TMP/metrics-${name%%:*}.txt" <<'EOF' || true
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = db.execute("SELECT class, COUNT(*) FROM tokens GROUP BY class ORDER BY class").fetchall()
+print("store tokens per class: " + ", ".join(f"{c}={n}" for c, n in rows))
+EOF
 done
 
 # ------------------------------------------------------------------------------------------------ report
