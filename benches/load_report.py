@@ -87,6 +87,7 @@ def summarise(scenarios, runs, big):
             "p99": median([l.get("p99_us") for l in lats]),
             "p99_max": max((l.get("p99_us", 0) for l in lats), default=None),
             "achieved": median([l.get("achieved_rps") for l in lats]),
+            "missed": sum(l.get("missed", 0) for l in lats),
         }
     return out
 
@@ -193,6 +194,8 @@ def main():
         rng = f"{fmt_int(r['rps_med'])} ({fmt_int(r['rps_min'])}–{fmt_int(r['rps_max'])})"
         lat = f"{fmt_ms(r['p50'])} / {fmt_ms(r['p99'])} ({fmt_ms(r['p99_max'])})"
         ach = "—" if r["achieved"] is None else f"{fmt_int(r['achieved'])} / {fmt_int(r['rate'])}"
+        if r["missed"]:
+            ach += f" ({fmt_int(r['missed'])} due, never sent)"
         cpu = "—" if r["cpu_per_1k"] is None else f"{r['cpu_per_1k']:.3f}"
         busy = "—" if not r["busy"] else f"{r['busy'] * 100:.0f}%"
         p(f"| {s['label']} | {tr} | {rng} | {lat} | {ach} | {cpu} | {busy} | {fmt_mib(r['hwm64'])} | {fmt_mib(r['hwm_big'])}"
