@@ -15,8 +15,8 @@
 # Per round and scenario: `wrk` (closed loop, CONNS connections) gives requests/s and, from /proc/PID/stat, the
 # proxy's CPU seconds per 1,000 requests and its peak RSS (VmHWM, reset before each run through clear_refs);
 # benches/load_gen (open loop) then sends RATE_FRACTION of nginx's measured maximum for LAT_DURATION seconds and
-# reports latency corrected for coordinated omission. After the rounds: peak RSS at BIG_CONNS connections, and
-# before them the RSS per extra idle TLS connection (IDLE_CONNS handshaken connections, RSS delta / N).
+# reports latency corrected for coordinated omission. After the rounds: peak RSS at BIG_CONNS connections, then the
+# RSS per extra idle TLS connection on restarted proxies (IDLE_CONNS handshaken connections, RSS delta / N).
 #
 # Environment: DURATION (10) ROUNDS (5) LAT_DURATION (DURATION/2) CONNS (64) BIG_CONNS (1000) IDLE_CONNS (1000)
 #   RATE_FRACTION (0.5) RATE_HTTP / RATE_TLS (override the fixed rates) PROXY_CPU (0) LOAD_CPU (1) NICE (0; -10
@@ -71,6 +71,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "building veil and the load generator (release)"
 cargo build --release --locked --quiet
 cargo build --release --locked --quiet --manifest-path benches/load_gen/Cargo.toml --target-dir "$ROOT/target"
+VEIL_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo -dirty)"
 VEIL=$ROOT/target/release/veil
 GEN=$ROOT/target/release/veil-load-gen
 
@@ -349,7 +350,7 @@ measure() {
   log "round $round $id: $(python3 -c "import json,sys; w=json.loads(sys.argv[1]); print(round(w.get('requests',0)/max(w.get('duration_us',1),1)*1e6), 'req/s', w.get('non2xx',0), 'non-2xx')" "$wrk")"
 }
 
-# Idle TLS connections: RSS delta per connection (first, before any large load has grown the heaps).
+# Idle TLS connections: RSS delta per connection (run last, on restarted processes).
 idle_rss() { # ID PORT PID
   local before after out
   before=$(rss_kib "$3")
@@ -367,14 +368,6 @@ idle_rss() { # ID PORT PID
     "$open" "$out" "$before" "$after" >> "$RAW"
   log "idle TLS $1: $out, $open open at the server, RSS $before -> $after KiB"
 }
-
-log "idle TLS connections ($IDLE_CONNS)"
-# A few requests first so both have their TLS and connection state initialised.
-run_wrk "https://127.0.0.1:$P_NGX_TLS/item/42" get 4 1 >/dev/null
-run_wrk "https://127.0.0.1:$P_VT/item/42" get 4 1 >/dev/null
-sleep 1
-idle_rss nginx-tls "$P_NGX_TLS" "$NGX_PID"
-idle_rss veil-tls "$P_VT" "$VT_PID"
 
 log "warm-up and calibration (each scenario once, $(python3 -c "print(max(1, $DURATION // 2))") s)"
 for s in "${SCEN[@]}"; do
@@ -417,7 +410,38 @@ for s in "${SCEN[@]}"; do
   printf '{"big":"%s","conns":%s,"hwm_kib":%s,"wrk":%s}\n' "$id" "$BIG_CONNS" "$(hwm_kib "$pid")" "$w" >> "$RAW"
 done
 
-# PERF=1: sample veil's stacks (perf record, cpu-clock, DWARF call graphs) under load in a few scenarios; reports kept in the temp
+# What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
+for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
+  curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
+    > "$TMP/metrics-${name%%:*}.txt" || true
+  # Distinct values the store holds per class: shows that the "unique" runs really sent fresh values.
+  python3 - "$TMP/${name%%:*}/vault.db" >> "$TMP/metrics-${name%%:*}.txt" <<'EOF' || true
+import sqlite3, sys
+db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
+rows = db.execute("SELECT class, COUNT(*) FROM tokens GROUP BY class ORDER BY class").fetchall()
+print("store tokens per class: " + ", ".join(f"{c}={n}" for c, n in rows))
+EOF
+done
+
+# Idle TLS connections, last, on freshly restarted proxies (a process that served 1,000 connections keeps heap it
+# would reuse for idle ones, and an idle test before the rounds would inflate their peak RSS).
+log "idle TLS connections ($IDLE_CONNS), on restarted nginx and veil"
+kill "$NGX_PID" "$VT_PID"
+wait "$NGX_PID" "$VT_PID" 2>/dev/null || true
+"${PIN_PROXY[@]}" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -g 'daemon off;' 2>>"$TMP/ngx/logs/stderr" &
+NGX_PID=$!; PIDS+=("$NGX_PID")
+start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
+[ -n "$VT_PID" ] || die "veil did not restart"
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$P_NGX/" >/dev/null 2>&1 && break; sleep 0.1; done
+# A few requests first so both have their TLS and connection state initialised.
+run_wrk "https://127.0.0.1:$P_NGX_TLS/item/42" get 4 1 >/dev/null
+run_wrk "https://127.0.0.1:$P_VT/item/42" get 4 1 >/dev/null
+sleep 1
+idle_rss nginx-tls "$P_NGX_TLS" "$NGX_PID"
+idle_rss veil-tls "$P_VT" "$VT_PID"
+
+# PERF=1: sample veil's stacks (perf record, cpu-clock, DWARF call graphs) under load in a few scenarios, and
+# count syscalls and context switches per request (perf-summary.txt); reports kept in the temp
 # dir (use KEEP_TMP=1), e.g. perf-uniq-http.txt. Not part of RESULTS.md.
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   for s in "${SCEN[@]}"; do
@@ -450,19 +474,6 @@ EOF
   done
 fi
 
-# What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
-for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
-  curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
-    > "$TMP/metrics-${name%%:*}.txt" || true
-  # Distinct values the store holds per class: shows that the "unique" runs really sent fresh values.
-  python3 - "$TMP/${name%%:*}/vault.db" >> "$TMP/metrics-${name%%:*}.txt" <<'EOF' || true
-import sqlite3, sys
-db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)
-rows = db.execute("SELECT class, COUNT(*) FROM tokens GROUP BY class ORDER BY class").fetchall()
-print("store tokens per class: " + ", ".join(f"{c}={n}" for c, n in rows))
-EOF
-done
-
 # ------------------------------------------------------------------------------------------------ report
 {
   printf '{"meta":{'
@@ -472,7 +483,7 @@ done
   printf '"kernel":"%s",' "$(uname -sr)"
   printf '"loadavg_start":"%s",' "${LOADAVG_START:-}"
   printf '"loadavg_end":"%s",' "$(cut -d' ' -f1-3 /proc/loadavg)"
-  printf '"veil_rev":"%s",' "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)"
+  printf '"veil_rev":"%s",' "$VEIL_REV"
   printf '"rustc":"%s",' "$(rustc --version)"
   printf '"nginx":"%s",' "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
   printf '"wrk":"%s",' "$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"

@@ -205,7 +205,8 @@ def main():
     p("means its throughput was bounded elsewhere (the load generator's core, or other work on the machine).")
     p("Direct-to-upstream rows measure the upstream and load generator sharing one core (no proxy process: no CPU or")
     p("RSS column). An achieved rate below the fixed rate means the proxy could not keep up: its latency then")
-    p("includes the queue that built up (the generator measures from when each request was due).")
+    p("includes the queue that built up (the generator measures from when each request was due), and requests still")
+    p("queued in the generator when the run ended are counted as never sent, not as latencies.")
     p()
     p("## Idle TLS connections")
     p()
@@ -219,7 +220,7 @@ def main():
             p(f"| {label} | {v['conns']} | {v.get('open', '?')} | {fmt_mib(v['before_kib'])} | {fmt_mib(v['after_kib'])}"
               f" | {per:.1f} KiB |")
     p()
-    p("Measured first, on fresh processes after a few warm-up requests: N connections with completed TLS handshakes")
+    p("Measured last, on restarted processes after a few warm-up requests: N connections with completed TLS handshakes")
     p("and no request, RSS (VmRSS) delta / N.")
     p()
     p("## Targets from issue 6")
