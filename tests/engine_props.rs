@@ -183,3 +183,39 @@ async fn short_pans_fall_back_instead_of_colliding() {
         assert!(pan::luhn_valid(t) && t != v && t.len() == 12);
     }
 }
+
+#[tokio::test]
+async fn a_repeated_tokenisation_for_the_same_subject_needs_no_durable_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeySet::derive(&Keyring::from_keys([(1, [5u8; 32])]), &Class::names()).unwrap();
+    let store = Arc::new(
+        SqliteStore::open(&format!("sqlite://{}/links.db", dir.path().display()), SqliteOptions::default())
+            .await
+            .unwrap(),
+    );
+    let engine = Engine::new(keys, store.clone(), ClassFormats::default(), system_clock());
+    let alice = engine.subject_fingerprint("alice");
+    let bob = engine.subject_fingerprint("bob");
+    let items = [(Class::Pan, "4111111111111111")];
+
+    let first = engine.tokenize_for(&items, Some(alice)).await.unwrap();
+    let commits = store.commits();
+    assert_eq!(engine.tokenize_for(&items, Some(alice)).await.unwrap(), first);
+    assert_eq!(store.commits(), commits, "the link was written a moment ago: nothing to commit");
+
+    // Another subject is linked (one commit), and both hold the token.
+    assert_eq!(engine.tokenize_for(&items, Some(bob)).await.unwrap(), first);
+    assert_eq!(store.commits(), commits + 1);
+    use veil::store::Store as _;
+    for s in [alice, bob] {
+        let held: Vec<String> = store.subject_records(&s).await.unwrap().into_iter().map(|r| r.token).collect();
+        assert_eq!(held, first);
+    }
+
+    // Erasing alice drops what was remembered for her: her next tokenisation links the (shared) token again.
+    store.erase_subject(&alice, 0).await.unwrap();
+    engine.forget_links(&alice);
+    assert!(store.subject_records(&alice).await.unwrap().is_empty());
+    assert_eq!(engine.tokenize_for(&items, Some(alice)).await.unwrap(), first);
+    assert_eq!(store.subject_records(&alice).await.unwrap().len(), 1, "linked again after the erasure");
+}

@@ -11,6 +11,8 @@
 
 use std::sync::Arc;
 
+use dashmap::DashMap;
+
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
 use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
@@ -78,7 +80,17 @@ pub struct Engine {
     store: Arc<dyn Store>,
     formats: ClassFormats,
     clock: Clock,
+    /// (subject, class, token) links this process wrote, and when: a repeated tokenisation for the same subject
+    /// then needs no durable write. Entries live [`LINK_FRESH`] seconds; an erasure here drops its subject's.
+    linked: DashMap<(Fingerprint, String, String), i64>,
 }
+
+/// How long a link this process wrote is trusted without writing it again (another replica's erasure of the
+/// subject is seen after at most this long).
+pub const LINK_FRESH: i64 = 60;
+
+/// Bound on remembered links; beyond it the memory is simply cleared.
+const LINKS_REMEMBERED: usize = 100_000;
 
 struct Pending {
     /// Indexes of the batch items that share this value.
@@ -91,7 +103,7 @@ struct Pending {
 
 impl Engine {
     pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
-        Engine { keys: keys.into(), store, formats, clock }
+        Engine { keys: keys.into(), store, formats, clock, linked: DashMap::new() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -100,6 +112,21 @@ impl Engine {
 
     pub fn keys(&self) -> &Arc<KeySet> {
         &self.keys
+    }
+
+    fn remember_links(&self, subject: Option<Fingerprint>, links: Vec<(String, String)>, now: i64) {
+        let Some(subject) = subject else { return };
+        if self.linked.len() + links.len() > LINKS_REMEMBERED {
+            self.linked.clear();
+        }
+        for (class, token) in links {
+            self.linked.insert((subject, class, token), now);
+        }
+    }
+
+    /// Forgets the links remembered for `subject` (its erasure removed them from the store).
+    pub fn forget_links(&self, subject: &Fingerprint) {
+        self.linked.retain(|(s, _, _), _| s != subject);
     }
 
     /// Tokens for `items` (class, value), in order, each written like its value.
@@ -140,8 +167,14 @@ impl Engine {
         let now = (self.clock)();
         // Existing records to mark used (and link): (class, token), once each.
         let mut touch: Vec<(String, String)> = Vec::new();
+        let recently_linked = |rec: &Record| {
+            subject.is_some_and(|s| {
+                let key = (s, rec.class.clone(), rec.token.clone());
+                self.linked.get(&key).is_some_and(|at| now - *at < LINK_FRESH)
+            })
+        };
         let mut touch_one = |rec: &Record| {
-            if (subject.is_some() || now - rec.last_used_at >= TOUCH_EVERY)
+            if ((subject.is_some() && !recently_linked(rec)) || now - rec.last_used_at >= TOUCH_EVERY)
                 && rec.gone_at.is_none()
                 && !touch.iter().any(|(c, t)| *c == rec.class && *t == rec.token)
             {
@@ -199,7 +232,9 @@ impl Engine {
         }
 
         if pending.is_empty() && !touch.is_empty() {
+            let linked: Vec<(String, String)> = if subject.is_some() { touch.clone() } else { Vec::new() };
             self.store.write(Write { records: Vec::new(), touch, subject, now }).await?;
+            self.remember_links(subject, linked, now);
             return out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect();
         }
         let mut touch = Some(touch);
@@ -228,12 +263,19 @@ impl Engine {
             }
             // The store takes the records; keep only the drawn tokens (no copy of the sealed values).
             let drawn: Vec<String> = records.iter().map(|r| r.token.clone()).collect();
-            let write = Write { records, touch: touch.take().unwrap_or_default(), subject, now };
+            let touched = touch.take().unwrap_or_default();
+            let mut linked: Vec<(String, String)> = if subject.is_some() { touched.clone() } else { Vec::new() };
+            let write = Write { records, touch: touched, subject, now };
             let outcomes = self.store.write(write).await?;
             let mut retry = Vec::new();
             for ((mut e, token), outcome) in pending.into_iter().zip(drawn).zip(outcomes) {
                 let token = match outcome {
-                    Inserted::New => token,
+                    Inserted::New => {
+                        if subject.is_some() {
+                            linked.push((e.class.name().to_owned(), token.clone()));
+                        }
+                        token
+                    }
                     Inserted::Existing(existing) => existing.token,
                     Inserted::TokenTaken => {
                         e.attempt += 1;
@@ -248,6 +290,7 @@ impl Engine {
                     out[i] = Some(parsed[i].0.layout.render(&token));
                 }
             }
+            self.remember_links(subject, linked, now);
             pending = retry;
         }
         out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()

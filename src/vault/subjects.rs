@@ -139,6 +139,7 @@ impl LocalVault {
         self.audit.append(intent, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
         let now = engine.now();
         let erased = engine.store().erase_subject(&fp, now).await.map_err(|e| engine_error(e.into()))?;
+        engine.forget_links(&fp);
         let mut audited = vec![self.subject_item(&fp, "subject")];
         let (mut gone, mut kept) = (Vec::new(), Vec::new());
         for e in &erased {
