@@ -121,11 +121,7 @@ impl Egress {
             Err(_) => return Err(ProxyError::VaultUnavailable),
             Ok(Err(VaultError::Forbidden { class, .. })) => return Err(ProxyError::Forbidden(class.name())),
             Ok(Err(VaultError::Invalid { index, .. })) => {
-                let field = slots.get(index).and_then(|&n| hits.get(n)).map(|h| field_of(route, h));
-                return Err(ProxyError::InvalidValue {
-                    field: field.unwrap_or_else(|| "a field".into()),
-                    class: items.get(index).map(|i| i.0.name()).unwrap_or("-"),
-                });
+                return Err(request::invalid_item(route, hits, &slots, &items, index));
             }
             Ok(Err(e)) => {
                 tracing::warn!(egress = %route.name, error = %e, "vault refused the egress reveal");

@@ -178,11 +178,7 @@ impl Proxy {
         let tokens = match tokio::time::timeout(self.vault_timeout, call).await {
             Err(_) => return Err(ProxyError::VaultUnavailable),
             Ok(Err(VaultError::Invalid { index, .. })) => {
-                let field = batch_slots.get(index).and_then(|&n| hits.get(n)).map(|h| field_of(route, h));
-                return Err(ProxyError::InvalidValue {
-                    field: field.unwrap_or_else(|| "a field".into()),
-                    class: batch.get(index).map(|b| b.0.name()).unwrap_or("-"),
-                });
+                return Err(request::invalid_item(route, hits, &batch_slots, &batch, index));
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "vault refused the proxy's batch");

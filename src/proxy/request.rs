@@ -16,6 +16,7 @@ use super::ProxyBody;
 use crate::config::{Route, Selector};
 use crate::rewrite::form::FormDoc;
 use crate::rewrite::{Edit, Found, Origin};
+use crate::vault::class::Class;
 
 /// How much of a body may be read, and how long it may take to arrive.
 #[derive(Debug, Clone, Copy)]
@@ -286,6 +287,16 @@ pub fn describe(s: &Selector) -> String {
 /// The field a hit came from, for error messages.
 pub fn field_of(route: &Route, hit: &Hit) -> String {
     hit.rule.and_then(|i| route.fields.get(i)).map(|f| describe(&f.selector)).unwrap_or_else(|| "detected value".into())
+}
+
+/// The error for the vault's refusal of batch item `index` as invalid: names the field it came from.
+/// `slots[i]` is the hit the batch's item `i` was taken from.
+pub fn invalid_item(route: &Route, hits: &[Hit], slots: &[usize], items: &[(Class, &str)], index: usize) -> ProxyError {
+    let field = slots.get(index).and_then(|&n| hits.get(n)).map(|h| field_of(route, h));
+    ProxyError::InvalidValue {
+        field: field.unwrap_or_else(|| "a field".into()),
+        class: items.get(index).map(|i| i.0.name()).unwrap_or("-"),
+    }
 }
 
 /// Content-Length together with Transfer-Encoding, or conflicting Content-Lengths: refused (RFC 9112 §6.3).
