@@ -14,24 +14,7 @@ use serde_json::{json, Value};
 use veil::vault::class::Class;
 use veil::vault::Vault;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(the_purge_task_expires_records_past_retention, veil_purge_on_the_command_line);
+common::pg::on_both_stores!(the_purge_task_expires_records_past_retention, veil_purge_on_the_command_line);
 
 /// The Art. 30 record states each class's configured retention.
 #[test]

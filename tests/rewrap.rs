@@ -14,24 +14,7 @@ use common::pg::Backend;
 use common::*;
 use serde_json::json;
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(rewrap_while_serving_keeps_every_token);
+common::pg::on_both_stores!(rewrap_while_serving_keeps_every_token);
 
 type Pairs = Arc<Mutex<Vec<(String, String, String)>>>;
 

@@ -12,24 +12,7 @@ use veil::store::postgres::{PostgresOptions, PostgresStore};
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
 use veil::store::{Fingerprint, Inserted, Record, Store, StoreError};
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+common::pg::on_both_stores!(
     insert_then_find_in_order,
     same_value_twice_in_one_call,
     concurrent_same_value_one_winner,

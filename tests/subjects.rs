@@ -11,24 +11,7 @@ use common::pg::Backend;
 use common::*;
 use serde_json::{json, Value};
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+common::pg::on_both_stores!(
     export_and_erase_a_subject,
     subject_commands_on_the_command_line,
     unwritable_audit_log_refuses_export_and_erasure,

@@ -9,25 +9,7 @@ use common::pg::Backend;
 use common::*;
 use serde_json::{json, Value};
 
-/// `sqlite::NAME` and `postgres::NAME` test functions for each `async fn NAME(backend: Backend)`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Sqlite).await
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test]
-            async fn $name() {
-                super::$name(super::Backend::Postgres).await
-            })*
-        }
-    };
-}
-
-on_both_stores!(
+common::pg::on_both_stores!(
     tokenize_detokenize_round_trip_over_tls,
     client_certificate_identifies_the_caller,
     authentication_and_authorisation_errors,

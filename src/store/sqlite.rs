@@ -491,7 +491,6 @@ impl Store for SqliteStore {
 mod tests {
     //! SQLite specifics; the behaviour every store shares is held by tests/store_contract.rs on both backends.
     use super::*;
-    use std::time::Instant;
 
     fn rec(class: &str, token: &str, fp: u8) -> Record {
         Record {
@@ -504,11 +503,6 @@ mod tests {
             last_used_at: 1_700_000_100,
             gone_at: None,
         }
-    }
-
-    async fn open_in(dir: &tempfile::TempDir) -> Arc<SqliteStore> {
-        let url = format!("sqlite://{}/sub/dir/vault.db", dir.path().display());
-        Arc::new(SqliteStore::open(&url, SqliteOptions::default()).await.unwrap())
     }
 
     #[tokio::test]
@@ -578,36 +572,5 @@ mod tests {
         let res = SqliteStore::open("sqlite:///proc/nope/x.db", SqliteOptions::default()).await;
         assert!(matches!(res, Err(StoreError::Unavailable(_))));
         assert!(SqliteStore::open("sqlite::memory:", SqliteOptions::default()).await.is_err());
-    }
-
-    /// `cargo test --release -- --ignored --nocapture bench_inserts`
-    #[tokio::test(flavor = "multi_thread")]
-    #[ignore]
-    async fn bench_inserts() {
-        let dir = tempfile::tempdir_in(".").unwrap();
-        let store = open_in(&dir).await;
-        let next = Arc::new(AtomicU64::new(0));
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..64)
-            .map(|_| {
-                let (store, next) = (store.clone(), next.clone());
-                tokio::spawn(async move {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= 10_000 {
-                            break;
-                        }
-                        let mut r = rec("email", &format!("tok{i}"), 0);
-                        r.value_fp[..8].copy_from_slice(&i.to_be_bytes());
-                        assert_eq!(store.insert(vec![r]).await.unwrap(), vec![Inserted::New]);
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        println!("10000 inserts in {secs:.3}s = {:.0}/s, {} commits", 10_000.0 / secs, store.commits());
     }
 }

@@ -179,3 +179,25 @@ pub async fn spawn_veil_command(command: &str, config: &Path) -> (tokio::process
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, addr)
 }
+
+/// Generates `sqlite::NAME` and `postgres::NAME` tests, each calling the invoking file's `async fn NAME(Backend)`
+/// (one suite, both stores).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
