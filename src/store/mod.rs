@@ -9,6 +9,7 @@
 //! becomes a tombstone: its sealed value is deleted and its value fingerprint replaced by random bytes (no
 //! longer linkable to the value), while the row keeps the token so it is never issued again.
 
+mod erasures;
 mod group;
 pub mod postgres;
 pub mod sqlite;
@@ -118,6 +119,13 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Durably applies `w` (one outcome per record, in order), batched like [`Store::insert`].
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError>;
+    /// How this process learns that *other* processes turned records into tombstones (erasure, purge), for
+    /// in-memory caches of live records. `None`: nothing else changes the store while this process serves
+    /// (the embedded store). `Some`: an epoch that moves on every such change and is odd while changes cannot be
+    /// followed (caches must then be bypassed).
+    fn erasure_epoch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
     /// Every record linked to this subject (tombstones included), ordered by class and token.
     async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError>;
     /// In one transaction: tombstones the subject's records that no other subject is linked to, and removes the

@@ -24,6 +24,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
+use super::erasures::{self, Follower};
 use super::group::{Committer, GroupWriter};
 use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 
@@ -59,6 +60,8 @@ pub struct PostgresStore {
     pool: PgPool,
     writer: GroupWriter,
     commits: Arc<AtomicU64>,
+    /// Other replicas' erasures, for the engine's known values.
+    erasures: Follower,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -92,7 +95,7 @@ impl PostgresStore {
             .application_name("veil")
             .options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
-            .max_connections(opts.max_connections.max(2))
+            .max_connections(opts.max_connections.max(2) + 1) // + the erasure listener's
             .acquire_timeout(opts.acquire_timeout)
             .connect_with(connect)
             .await
@@ -107,7 +110,8 @@ impl PostgresStore {
         let commits = Arc::new(AtomicU64::new(0));
         let committer = Writer { pool: pool.clone(), commits: commits.clone() };
         let writer = GroupWriter::start(committer, opts.max_batch, "postgres");
-        Ok(PostgresStore { pool, writer, commits })
+        let erasures = Follower::start(pool.clone());
+        Ok(PostgresStore { pool, writer, commits, erasures })
     }
 
     /// Group-commit transactions committed so far by this process.
@@ -296,6 +300,10 @@ async fn tombstone(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    if !token.is_empty() {
+        // Delivered to every replica's listener when (and only if) this transaction commits.
+        sqlx::query("SELECT pg_notify($1, '')").bind(erasures::CHANNEL).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -320,6 +328,10 @@ fn in_order<K: Eq + std::hash::Hash>(
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn erasure_epoch(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.erasures.epoch())
+    }
+
     async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());

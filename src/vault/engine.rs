@@ -8,6 +8,9 @@
 //! tokenised again are marked used (`last_used_at`, which retention counts from; written at most once per
 //! [`TOUCH_EVERY`] per record unless a subject must be linked anyway), and with a subject every token of the
 //! batch is linked to it — in the same transaction as the new records.
+//!
+//! Values seen before are answered from memory ([`Known`]) instead of the store while that is provably safe; see
+//! the `known` module.
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use crate::crypto::Secret;
 use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
 use crate::token::{Invalid, Layout};
 use crate::vault::class::{self, Class, ClassFormats};
+use crate::vault::known::{Hit, Known};
 
 /// Redraws allowed for one value before giving up (the formats widen their room as attempts grow).
 const MAX_ATTEMPTS: u32 = 96;
@@ -83,6 +87,8 @@ pub struct Engine {
     /// (subject, class, token) links this process wrote, and when: a repeated tokenisation for the same subject
     /// then needs no durable write. Entries live [`LINK_FRESH`] seconds; an erasure here drops its subject's.
     linked: DashMap<(Fingerprint, String, String), i64>,
+    /// Known values → tokens (skips the store read for a value tokenised again).
+    known: Known,
 }
 
 /// How long a link this process wrote is trusted without writing it again (another replica's erasure of the
@@ -103,7 +109,13 @@ struct Pending {
 
 impl Engine {
     pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
-        Engine { keys: keys.into(), store, formats, clock, linked: DashMap::new() }
+        let known = Known::new(store.erasure_epoch(), TOUCH_EVERY);
+        Engine { keys: keys.into(), store, formats, clock, linked: DashMap::new(), known }
+    }
+
+    /// The in-memory map of known values (for erasure and purge to invalidate, and retention to narrow).
+    pub fn known(&self) -> &Known {
+        &self.known
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -165,21 +177,24 @@ impl Engine {
         subject: Option<Fingerprint>,
     ) -> Result<Vec<String>, EngineError> {
         let now = (self.clock)();
+        // Taken before any store read: a result read under it is remembered only if no erasure intervened.
+        let stamp = self.known.stamp();
         // Existing records to mark used (and link): (class, token), once each.
         let mut touch: Vec<(String, String)> = Vec::new();
-        let recently_linked = |rec: &Record| {
+        let recently_linked = |class: &str, token: &str| {
             subject.is_some_and(|s| {
-                let key = (s, rec.class.clone(), rec.token.clone());
+                let key = (s, class.to_owned(), token.to_owned());
                 self.linked.get(&key).is_some_and(|at| now - *at < LINK_FRESH)
             })
         };
-        let mut touch_one = |rec: &Record| {
-            if ((subject.is_some() && !recently_linked(rec)) || now - rec.last_used_at >= TOUCH_EVERY)
-                && rec.gone_at.is_none()
-                && !touch.iter().any(|(c, t)| *c == rec.class && *t == rec.token)
-            {
-                touch.push((rec.class.clone(), rec.token.clone()));
+        // Whether this live record will be marked used by this call's write.
+        let mut touch_one = |class: &str, token: &str, last_used_at: i64| {
+            let listed = touch.iter().any(|(c, t)| c == class && t == token);
+            let due = (subject.is_some() && !recently_linked(class, token)) || now - last_used_at >= TOUCH_EVERY;
+            if due && !listed {
+                touch.push((class.to_owned(), token.to_owned()));
             }
+            due || listed
         };
         let mut parsed = Vec::with_capacity(items.len());
         for (index, (class, value)) in items.iter().enumerate() {
@@ -188,15 +203,35 @@ impl Engine {
             parsed.push((p, fp));
         }
         let mut out: Vec<Option<String>> = vec![None; items.len()];
+        // Store hits to remember once this call's write (if any) has committed: (item, token, last used).
+        let mut learned: Vec<(usize, Hit)> = Vec::new();
 
-        // Known values: their existing token.
-        let keys: Vec<(String, [u8; 32])> =
-            items.iter().zip(&parsed).map(|((c, _), (_, fp))| (c.name().to_owned(), *fp)).collect();
-        let found = self.store.find_by_values(&keys).await?;
-        for (i, rec) in found.into_iter().enumerate() {
-            if let Some(rec) = rec {
-                out[i] = Some(parsed[i].0.layout.render(&rec.token));
-                touch_one(&rec);
+        // Known values: their existing token, from memory or the store.
+        let mut misses = Vec::with_capacity(items.len());
+        for (i, (class, _)) in items.iter().enumerate() {
+            let hit = stamp.and_then(|st| self.known.get(st, *class, &parsed[i].1, now));
+            match hit {
+                Some(hit) => {
+                    out[i] = Some(parsed[i].0.layout.render(&hit.token));
+                    if touch_one(class.name(), &hit.token, hit.last_used_at) {
+                        learned.push((i, Hit { last_used_at: now, ..hit }));
+                    }
+                }
+                None => misses.push(i),
+            }
+        }
+        if !misses.is_empty() {
+            let keys: Vec<(String, [u8; 32])> =
+                misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].1)).collect();
+            let found = self.store.find_by_values(&keys).await?;
+            for (&i, rec) in misses.iter().zip(found) {
+                // A tombstone's fingerprint is random bytes: a value never finds one.
+                if let Some(rec) = rec.filter(|r| r.gone_at.is_none()) {
+                    out[i] = Some(parsed[i].0.layout.render(&rec.token));
+                    let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
+                    let last_used_at = if touched { now } else { rec.last_used_at };
+                    learned.push((i, Hit { token: rec.token, last_used_at }));
+                }
             }
         }
 
@@ -209,7 +244,9 @@ impl Engine {
             for (&i, rec) in unknown.iter().zip(found) {
                 if let Some(rec) = rec {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
-                    touch_one(&rec);
+                    if rec.gone_at.is_none() {
+                        touch_one(&rec.class, &rec.token, rec.last_used_at);
+                    }
                 }
             }
         }
@@ -231,13 +268,12 @@ impl Engine {
             }
         }
 
-        if pending.is_empty() && !touch.is_empty() {
+        let mut touch = Some(touch);
+        if let Some(touch) = touch.take_if(|t| pending.is_empty() && !t.is_empty()) {
             let linked: Vec<(String, String)> = if subject.is_some() { touch.clone() } else { Vec::new() };
             self.store.write(Write { records: Vec::new(), touch, subject, now }).await?;
             self.remember_links(subject, linked, now);
-            return out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect();
         }
-        let mut touch = Some(touch);
         while !pending.is_empty() {
             let version = self.keys.current_version();
             let mut records = Vec::with_capacity(pending.len());
@@ -292,6 +328,11 @@ impl Engine {
             }
             self.remember_links(subject, linked, now);
             pending = retry;
+        }
+        if let Some(stamp) = stamp {
+            for (i, hit) in learned {
+                self.known.put(stamp, items[i].0, parsed[i].1, hit);
+            }
         }
         out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
     }

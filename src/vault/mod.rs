@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod class;
 pub mod engine;
+pub mod known;
 pub mod offline;
 pub mod remote;
 pub mod retention;
@@ -98,6 +99,11 @@ impl LocalVault {
 
     /// Per-class retention for [`LocalVault::purge_expired`].
     pub fn with_retention(mut self, retention: retention::Retention) -> LocalVault {
+        // A purge elsewhere (`veil purge` beside this vault) takes records unused for a retention: known values
+        // are trusted for less than that.
+        if let Some(shortest) = retention.classes.iter().map(|(_, secs)| *secs).min() {
+            self.engine.known().limit_trust(shortest);
+        }
         self.retention = retention;
         self
     }

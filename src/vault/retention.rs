@@ -67,6 +67,7 @@ impl LocalVault {
                 .await
                 .map_err(|e| engine_error(e.into()))?;
             if n > 0 {
+                self.engine.known().invalidate();
                 tracing::info!(class = class.name(), records = n, "purged expired records");
             }
             self.metrics.purged.with_label_values(&[class.name()]).inc_by(n);

@@ -140,6 +140,7 @@ impl LocalVault {
         let now = engine.now();
         let erased = engine.store().erase_subject(&fp, now).await.map_err(|e| engine_error(e.into()))?;
         engine.forget_links(&fp);
+        engine.known().invalidate();
         let mut audited = vec![self.subject_item(&fp, "subject")];
         let (mut gone, mut kept) = (Vec::new(), Vec::new());
         for e in &erased {
