@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 
 use super::body::{Doc, Kind};
 use super::error::{error_response, ProxyError};
-use super::forward::{Hop, Upstream};
+use super::forward::{Hop, Upstream, UpstreamBody};
 use super::request::{self, field_of, read_body, refuse_smuggling, BodyLimits, Gather, Hit};
 use super::ProxyBody;
 use crate::config::EgressConfig;
@@ -143,7 +143,7 @@ impl Egress {
     }
 
     /// Tokenises the `response_detect` values in the upstream's response; withholds what cannot be inspected.
-    async fn protect(&self, resp: Response<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn protect(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
         if self.cfg.response_detect.is_empty() {
             return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
         }

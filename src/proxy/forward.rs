@@ -1,18 +1,20 @@
-//! The upstream client: pooled HTTP/1.1 and h2 over plain TCP or rustls, hop-by-hop headers stripped,
-//! `X-Forwarded-For`/`-Proto` set, and a deadline for the response headers.
+//! The upstream client: pooled HTTP/1.1 (see `pool`) and h2 over plain TCP or rustls (see `connect`), hop-by-hop
+//! headers stripped, `X-Forwarded-For`/`-Proto` set, and a deadline for the response headers.
 
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::client::conn::{http1, http2};
 
+use super::connect::{DialError, Dialer, Fresh};
 use super::error::ProxyError;
+use super::pool::{Pool, PooledBody};
 use super::ProxyBody;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
@@ -80,65 +82,73 @@ pub enum Hop {
     Egress,
 }
 
-/// One upstream origin and a connection pool to it.
+/// Idle HTTP/1.1 connections kept per upstream origin.
+const MAX_IDLE: usize = 512;
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+type H1 = http1::SendRequest<ProxyBody>;
+
+/// The body of an upstream response: its HTTP/1.1 connection goes back to the pool once it is read to the end.
+pub type UpstreamBody = PooledBody<Incoming, H1>;
+
+/// Why a request could not be sent; logged, never shown to the client.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    #[error("request: {0}")]
+    Request(#[from] hyper::Error),
+}
+
+/// One upstream origin and a connection pool to it: idle HTTP/1.1 connections in a LIFO, or one shared h2
+/// connection when the origin's TLS ALPN picked h2.
 pub struct Upstream {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>,
+    dialer: Dialer,
+    pool: Arc<Pool<H1>>,
+    h2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
+    /// Host header for requests that arrive without one: the origin's host, and its port unless the default.
+    default_host: HeaderValue,
     timeout: Duration,
 }
 
 impl Upstream {
     /// `base` is `http(s)://host:port`; `extra_ca` is trusted in addition to the system roots.
     pub fn new(base: &Uri, timeout: Duration, extra_ca: Option<&Path>) -> Result<Upstream, crate::tls::TlsError> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        for cert in native.certs {
-            let _ = roots.add(cert);
-        }
-        if let Some(ca) = extra_ca {
-            for cert in crate::tls::load_certs(ca)? {
-                roots.add(cert).map_err(|e| crate::tls::TlsError::Config(e.to_string()))?;
-            }
-        }
-        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         let (Some(scheme), Some(authority)) = (base.scheme().cloned(), base.authority().cloned()) else {
             return Err(crate::tls::TlsError::Config("upstream needs a scheme and a host".into()));
         };
-        Ok(Upstream { client, scheme, authority, timeout })
+        let dialer = Dialer::new(&scheme, &authority, timeout.min(Duration::from_secs(10)), extra_ca)?;
+        let default_port = if scheme == http::uri::Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => authority.as_str(),
+            _ => authority.host(),
+        };
+        let default_host = HeaderValue::from_str(host)
+            .map_err(|_| crate::tls::TlsError::Config("upstream host is not a valid Host header".into()))?;
+        Ok(Upstream {
+            dialer,
+            pool: Pool::new(MAX_IDLE, IDLE_TIMEOUT),
+            h2: Mutex::new(None),
+            scheme,
+            authority,
+            default_host,
+            timeout,
+        })
     }
 
     /// Sends `req` to the upstream origin. Only the path and query of its URI are used: an absolute-form URI or
     /// a Host header cannot point the request anywhere else.
-    pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop) -> Result<Response<Incoming>, ProxyError> {
+    pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop) -> Result<Response<UpstreamBody>, ProxyError> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .map_err(|_| ProxyError::BadRequest("request target cannot be forwarded"))?;
         match hop {
             Hop::Ingress { .. } => {
                 // h2 clients carry the host in :authority; give the app a Host header either way.
                 if !req.headers().contains_key(header::HOST) {
-                    if let Some(host) = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-                        req.headers_mut().insert(header::HOST, host);
-                    }
+                    let host = req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+                    req.headers_mut().insert(header::HOST, host.unwrap_or_else(|| self.default_host.clone()));
                 }
             }
             Hop::Egress => {
@@ -146,7 +156,9 @@ impl Upstream {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
-        *req.uri_mut() = uri;
+        // Origin-form for HTTP/1.1 (CONNECT: the origin's authority); h2 gets the absolute form when it is sent.
+        *req.uri_mut() =
+            if req.method() == http::Method::CONNECT { Uri::from(self.authority.clone()) } else { Uri::from(path) };
         *req.version_mut() = http::Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
@@ -162,10 +174,10 @@ impl Upstream {
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if tls { "https" } else { "http" }));
         }
 
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        match tokio::time::timeout(self.timeout, self.dispatch(req)).await {
             Err(_) => Err(ProxyError::UpstreamTimeout),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, connect = e.is_connect(), "upstream request failed");
+                tracing::warn!(error = %e, connect = matches!(e, SendError::Dial(_)), "upstream request failed");
                 Err(ProxyError::UpstreamUnavailable)
             }
             Ok(Ok(mut resp)) => {
@@ -173,6 +185,87 @@ impl Upstream {
                 Ok(resp)
             }
         }
+    }
+
+    /// Sends on a pooled connection when one is usable; a request that failed there before it was written is
+    /// sent once more on a fresh connection.
+    async fn dispatch(&self, req: Request<ProxyBody>) -> Result<Response<UpstreamBody>, SendError> {
+        let req = match self.shared_h2() {
+            Some(mut h2) => match h2.try_send_request(self.absolute(req)).await {
+                Ok(resp) => return Ok(resp.map(|b| PooledBody::new(b, None))),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => req,
+                    None => return Err(e.into_error().into()),
+                },
+            },
+            None => match self.pooled_h1(req).await {
+                ControlFlow::Break(outcome) => return outcome,
+                ControlFlow::Continue(req) => req,
+            },
+        };
+        match self.dialer.dial().await? {
+            Fresh::H1(mut sender) => {
+                let resp = sender.send_request(req).await?;
+                Ok(resp.map(|b| PooledBody::new(b, Some((self.pool.clone(), sender)))))
+            }
+            Fresh::H2(mut sender) => {
+                *self.h2.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(sender.clone());
+                let resp = sender.send_request(self.absolute(req)).await?;
+                Ok(resp.map(|b| PooledBody::new(b, None)))
+            }
+        }
+    }
+
+    /// Tries the idle HTTP/1.1 connections, most recent first: the outcome once one took the request, or the
+    /// request back when none was usable or the one tried failed before writing it.
+    async fn pooled_h1(
+        &self,
+        req: Request<ProxyBody>,
+    ) -> ControlFlow<Result<Response<UpstreamBody>, SendError>, Request<ProxyBody>> {
+        while let Some(mut sender) = self.pool.checkout() {
+            if !sender.is_ready() {
+                // Just given back, its connection task may not have asked for the next request yet: give it a turn.
+                // Still busy after that (e.g. still sending a request body the upstream answered early), it is not
+                // worth waiting for: dropped, it closes once done.
+                tokio::task::yield_now().await;
+                if !sender.is_ready() {
+                    continue;
+                }
+            }
+            return match sender.try_send_request(req).await {
+                Ok(resp) => ControlFlow::Break(Ok(resp.map(|b| PooledBody::new(b, Some((self.pool.clone(), sender)))))),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => ControlFlow::Continue(req),
+                    None => ControlFlow::Break(Err(e.into_error().into())),
+                },
+            };
+        }
+        ControlFlow::Continue(req)
+    }
+
+    /// The shared h2 connection, unless there is none or the upstream closed it.
+    fn shared_h2(&self) -> Option<http2::SendRequest<ProxyBody>> {
+        let mut slot = self.h2.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match slot.as_ref() {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// h2 carries scheme and authority in the request: the absolute form of the origin-form URI.
+    fn absolute(&self, mut req: Request<ProxyBody>) -> Request<ProxyBody> {
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = req.uri().path_and_query().cloned();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+        req
     }
 }
 

@@ -10,9 +10,11 @@
 //!    JSON error and forwards nothing (fail closed).
 
 pub mod body;
+pub mod connect;
 pub mod egress;
 pub mod error;
 pub mod forward;
+pub mod pool;
 pub mod request;
 
 use std::convert::Infallible;
