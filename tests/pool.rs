@@ -142,6 +142,25 @@ async fn an_unreachable_upstream_is_an_error_not_a_hang() {
     assert_eq!(err.status_and_code().1, "upstream_unavailable");
 }
 
+#[tokio::test]
+async fn a_named_upstream_host_is_resolved_and_each_address_tried() {
+    // `localhost` may resolve to ::1 first, where nothing listens: the next address is tried.
+    let origin = Origin::start(true).await;
+    let base = format!("http://localhost:{}", origin.addr.port()).parse().unwrap();
+    let up = Upstream::new(&base, Duration::from_secs(5), None).unwrap();
+    let resp = up.send(get("/"), Hop::Egress).await.unwrap();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(origin.accepted(), 1);
+}
+
+#[test]
+fn an_upstream_that_is_neither_http_nor_https_is_refused() {
+    let err = Upstream::new(&"ftp://127.0.0.1:21".parse().unwrap(), Duration::from_secs(5), None).err().unwrap();
+    assert!(err.to_string().contains("not http or https"), "{err}");
+    let err = Upstream::new(&"/relative".parse().unwrap(), Duration::from_secs(5), None).err().unwrap();
+    assert!(err.to_string().contains("scheme and a host"), "{err}");
+}
+
 /// 20 sequential client connections through veil, pass-through and tokenising, reach the app over one
 /// upstream connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

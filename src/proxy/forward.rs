@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
@@ -142,7 +143,7 @@ impl Upstream {
     /// Sends `req` to the upstream origin. Only the path and query of its URI are used: an absolute-form URI or
     /// a Host header cannot point the request anywhere else.
     pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop) -> Result<Response<UpstreamBody>, ProxyError> {
-        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         match hop {
             Hop::Ingress { .. } => {
                 // h2 clients carry the host in :authority; give the app a Host header either way.
@@ -205,6 +206,12 @@ impl Upstream {
         };
         match self.dialer.dial().await? {
             Fresh::H1(mut sender) => {
+                let mut req = req;
+                if req.uri().scheme().is_some() && req.method() != http::Method::CONNECT {
+                    // Given back by a closed h2 connection, and the origin now speaks HTTP/1.1: origin-form again.
+                    let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+                    *req.uri_mut() = Uri::from(path);
+                }
                 let resp = sender.send_request(req).await?;
                 Ok(resp.map(|b| PooledBody::new(b, Some((self.pool.clone(), sender)))))
             }
