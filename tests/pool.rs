@@ -143,8 +143,7 @@ async fn an_unreachable_upstream_is_an_error_not_a_hang() {
 }
 
 #[tokio::test]
-async fn a_named_upstream_host_is_resolved_and_each_address_tried() {
-    // `localhost` may resolve to ::1 first, where nothing listens: the next address is tried.
+async fn a_named_upstream_host_is_resolved() {
     let origin = Origin::start(true).await;
     let base = format!("http://localhost:{}", origin.addr.port()).parse().unwrap();
     let up = Upstream::new(&base, Duration::from_secs(5), None).unwrap();
