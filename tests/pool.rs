@@ -14,13 +14,13 @@ use bytes::Bytes;
 use common::relay::Relay;
 use common::*;
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 use veil::proxy::forward::{Hop, Upstream};
 use veil::proxy::ProxyBody;
 
 /// An upstream that counts the connections it accepted and those that have ended. `/big` answers 1 MiB,
-/// anything else `ok`; with `keep_alive` off it closes every connection after one response.
+/// anything else `ok` and the HTTP version; with `keep_alive` off it closes every connection after one response.
 struct Origin {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -30,6 +30,23 @@ struct Origin {
 
 impl Origin {
     async fn start(keep_alive: bool) -> Origin {
+        Self::serve(keep_alive, None).await
+    }
+
+    /// Over TLS with the test PKI in `pki_dir`, offering `alpn` (`h2`, `http/1.1`).
+    async fn start_tls(pki_dir: &std::path::Path, alpn: &[&[u8]]) -> Origin {
+        use rustls::pki_types::pem::PemObject;
+        let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki_dir.join("server.pem"))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki_dir.join("server.key")).unwrap();
+        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Self::serve(true, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
+    }
+
+    async fn serve(keep_alive: bool, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (accepted, ended) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -39,16 +56,35 @@ impl Origin {
             loop {
                 let Ok((stream, _)) = listener.accept().await else { return };
                 a.fetch_add(1, Ordering::SeqCst);
-                let (e, signal) = (e.clone(), signal.clone());
+                let (e, signal, tls) = (e.clone(), signal.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = if req.uri().path() == "/big" { vec![b'x'; 1 << 20] } else { b"ok".to_vec() };
+                        let body = match req.uri().path() {
+                            "/big" => vec![b'x'; 1 << 20],
+                            _ => format!("ok {:?}", req.version()).into_bytes(),
+                        };
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(keep_alive)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    match tls {
+                        None => {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .keep_alive(keep_alive)
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            } else {
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(stream), svc)
+                                    .await;
+                            }
+                        }
+                    }
                     e.fetch_add(1, Ordering::SeqCst);
                     signal.notify_one();
                 });
@@ -87,7 +123,7 @@ async fn a_connection_is_reused_after_a_full_body_and_never_after_an_early_drop(
     let up = upstream(&origin);
     for _ in 0..3 {
         let resp = up.send(get("/"), Hop::Egress).await.unwrap();
-        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     }
     assert_eq!(origin.accepted(), 1, "read to the end, the connection was reused");
 
@@ -97,14 +133,14 @@ async fn a_connection_is_reused_after_a_full_body_and_never_after_an_early_drop(
     drop(big);
     origin.until_ended(1).await;
     let resp = up.send(get("/"), Hop::Egress).await.unwrap();
-    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     assert_eq!(origin.accepted(), 2);
 
     // A large body read to the end gives its connection back too.
     let body = up.send(get("/big"), Hop::Egress).await.unwrap().into_body().collect().await.unwrap();
     assert_eq!(body.to_bytes().len(), 1 << 20);
     let resp = up.send(get("/"), Hop::Egress).await.unwrap();
-    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     assert_eq!(origin.accepted(), 2);
 }
 
@@ -115,7 +151,7 @@ async fn connections_the_upstream_closes_are_not_used_again() {
     for n in 1..=4 {
         let resp = up.send(get("/"), Hop::Egress).await.unwrap();
         assert_eq!(resp.status(), 200, "request {n}");
-        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+        assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
         // The upstream closed it after answering.
         origin.until_ended(n).await;
     }
@@ -127,7 +163,7 @@ async fn dropping_the_upstream_closes_its_idle_connections() {
     let origin = Origin::start(true).await;
     let up = upstream(&origin);
     let resp = up.send(get("/"), Hop::Egress).await.unwrap();
-    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     assert_eq!(origin.ended.load(Ordering::SeqCst), 0, "idle in the pool, still open");
     drop(up);
     origin.until_ended(1).await;
@@ -148,7 +184,7 @@ async fn a_named_upstream_host_is_resolved() {
     let base = format!("http://localhost:{}", origin.addr.port()).parse().unwrap();
     let up = Upstream::new(&base, Duration::from_secs(5), None).unwrap();
     let resp = up.send(get("/"), Hop::Egress).await.unwrap();
-    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok");
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     assert_eq!(origin.accepted(), 1);
 }
 
@@ -158,6 +194,47 @@ fn an_upstream_that_is_neither_http_nor_https_is_refused() {
     assert!(err.to_string().contains("not http or https"), "{err}");
     let err = Upstream::new(&"/relative".parse().unwrap(), Duration::from_secs(5), None).err().unwrap();
     assert!(err.to_string().contains("scheme and a host"), "{err}");
+}
+
+async fn text(up: &Upstream, path: &str) -> String {
+    let resp = up.send(get(path), Hop::Egress).await.unwrap();
+    String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn an_https_upstream_that_speaks_http1_is_pooled_too() {
+    let pki = tempfile::tempdir().unwrap();
+    Pki::new(pki.path());
+    let origin = Origin::start_tls(pki.path(), &[b"http/1.1"]).await;
+    let base = format!("https://localhost:{}", origin.addr.port()).parse().unwrap();
+    let up = Upstream::new(&base, Duration::from_secs(5), Some(&pki.path().join("ca.pem"))).unwrap();
+    for _ in 0..3 {
+        assert_eq!(text(&up, "/").await, "ok HTTP/1.1");
+    }
+    assert_eq!(origin.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_upstream_that_speaks_h2_shares_one_connection() {
+    let pki = tempfile::tempdir().unwrap();
+    Pki::new(pki.path());
+    let origin = Origin::start_tls(pki.path(), &[b"h2", b"http/1.1"]).await;
+    let base = format!("https://127.0.0.1:{}", origin.addr.port()).parse().unwrap();
+    let up = Arc::new(Upstream::new(&base, Duration::from_secs(5), Some(&pki.path().join("ca.pem"))).unwrap());
+    assert_eq!(text(&up, "/").await, "ok HTTP/2.0");
+    // Concurrent requests are multiplexed on the one connection.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let up = up.clone();
+            tokio::spawn(async move { text(&up, "/").await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), "ok HTTP/2.0");
+    }
+    assert_eq!(origin.accepted(), 1);
+    drop(up);
+    origin.until_ended(1).await;
 }
 
 /// 20 sequential client connections through veil, pass-through and tokenising, reach the app over one
