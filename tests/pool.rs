@@ -19,8 +19,9 @@ use serde_json::json;
 use veil::proxy::forward::{Hop, Upstream};
 use veil::proxy::ProxyBody;
 
-/// An upstream that counts the connections it accepted and those that have ended. `/big` answers 1 MiB,
-/// anything else `ok` and the HTTP version; with `keep_alive` off it closes every connection after one response.
+/// An upstream that counts the connections it accepted and those that have ended. `/big` answers 1 MiB, `/upload`
+/// answers before reading the body, anything else `ok` and the HTTP version; with `keep_alive` off it closes
+/// every connection after one response.
 struct Origin {
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
@@ -59,6 +60,11 @@ impl Origin {
                 let (e, signal, tls) = (e.clone(), signal.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                        if req.uri().path() == "/upload" {
+                            // Answers at once and reads the body afterwards, as it arrives.
+                            tokio::spawn(req.into_body().collect());
+                            return Ok(hyper::Response::new(Full::new(Bytes::from_static(b"early"))));
+                        }
                         let body = match req.uri().path() {
                             "/big" => vec![b'x'; 1 << 20],
                             _ => format!("ok {:?}", req.version()).into_bytes(),
@@ -142,6 +148,23 @@ async fn a_connection_is_reused_after_a_full_body_and_never_after_an_early_drop(
     let resp = up.send(get("/"), Hop::Egress).await.unwrap();
     assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "ok HTTP/1.1");
     assert_eq!(origin.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_still_sending_a_request_body_is_not_waited_for() {
+    let origin = Origin::start(true).await;
+    let up = upstream(&origin);
+    // The origin answers at once; the request body is still streaming when the answer has been read.
+    let (mut tx, chan) = http_body_util::channel::Channel::<Bytes, Box<dyn std::error::Error + Send + Sync>>::new(1);
+    tx.send_data(Bytes::from_static(b"first part")).await.unwrap();
+    let req = hyper::Request::post("/upload").header("content-length", "1000000").body(chan.boxed()).unwrap();
+    let resp = up.send(req, Hop::Egress).await.unwrap();
+    assert_eq!(resp.into_body().collect().await.unwrap().to_bytes(), "early");
+    // That connection cannot take a request before its body is sent: the next one goes on a fresh connection
+    // (waiting for it would run into the 5 s deadline and fail this request).
+    assert_eq!(text(&up, "/").await, "ok HTTP/1.1");
+    assert_eq!(origin.accepted(), 2);
+    drop(tx);
 }
 
 #[tokio::test]
