@@ -18,25 +18,28 @@ use super::error::ProxyError;
 use super::pool::{Pool, PooledBody};
 use super::ProxyBody;
 
-/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
+/// Is `name` a header that describes one hop, never forwarded (RFC 9110 §7.6.1)? Transfer-Encoding counts too:
+/// hyper frames the forwarded body itself. One `match` on the lowercase name (a length switch, then one compare).
+fn is_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "transfer-encoding"
+    )
+}
 
-/// Removes hop-by-hop headers, including those the `Connection` header names. Transfer-Encoding goes too:
-/// hyper frames the forwarded body itself.
+/// Removes hop-by-hop headers ([`is_hop`]), including those the `Connection` header names.
 ///
-/// On the hot path of every request and response: one pass comparing names (standard names compare as tags, no
-/// hashing), and removals only for headers that are present.
+/// On the hot path of every request and response: one pass over the names, no allocation unless a hop-by-hop
+/// header is present, and removals only for those.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let is_hop = |n: &HeaderName| *n == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(n);
     let mut doomed: Vec<HeaderName> = headers.keys().filter(|n| is_hop(n)).cloned().collect();
     if doomed.contains(&header::CONNECTION) {
         let named = headers
@@ -296,6 +299,34 @@ mod tests {
         let before = h.clone();
         strip_hop_by_hop(&mut h);
         assert_eq!(h, before);
+    }
+
+    #[test]
+    fn every_hop_by_hop_name_goes_whatever_its_case() {
+        let names = [
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Connection",
+            "Proxy-Authenticate",
+            "Proxy-Authorization",
+            "TE",
+            "Trailer",
+            "Upgrade",
+            "Transfer-Encoding",
+        ];
+        for name in names {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(name.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+            h.insert("x-kept", HeaderValue::from_static("1"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"], "{name}");
+        }
+        for kept in ["tee", "connections", "x-upgrade", "trailers"] {
+            let mut h = HeaderMap::new();
+            h.insert(HeaderName::from_bytes(kept.as_bytes()).unwrap(), HeaderValue::from_static("x"));
+            strip_hop_by_hop(&mut h);
+            assert_eq!(h.len(), 1, "{kept}");
+        }
     }
 
     #[test]
