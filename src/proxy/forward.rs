@@ -18,21 +18,31 @@ use super::error::ProxyError;
 use super::pool::{Pool, PooledBody};
 use super::ProxyBody;
 
-/// Is `name` a header that describes one hop, never forwarded (RFC 9110 §7.6.1)? Transfer-Encoding counts too:
-/// hyper frames the forwarded body itself. One `match` on the lowercase name (a length switch, then one compare).
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1). Transfer-Encoding counts too: hyper frames
+/// the forwarded body itself.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+    "transfer-encoding",
+];
+
+/// Is `name` (lowercase, as `HeaderName`s are) one of [`HOP_BY_HOP`]? String compares check the length first.
 fn is_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "upgrade"
-            | "transfer-encoding"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
+}
+
+/// Does a `Connection` option name a header the first pass does not already remove? (`close` names none; the
+/// usual `keep-alive` is removed anyway.)
+fn names_other_header(option: &str) -> bool {
+    !option.is_empty()
+        && !option.eq_ignore_ascii_case("close")
+        && !HOP_BY_HOP.iter().any(|h| option.eq_ignore_ascii_case(h))
 }
 
 /// Removes hop-by-hop headers ([`is_hop`]), including those the `Connection` header names.
@@ -47,7 +57,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok());
+            .map(str::trim)
+            .filter(|n| names_other_header(n))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok());
         doomed.extend(named);
     }
     for name in doomed {
