@@ -71,13 +71,13 @@ impl JsonDoc {
             fields,
             detect,
             path: Vec::new(),
+            states: fields.iter().map(|p| p.start()).collect(),
             next_node: 0,
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
         };
         if !fields.is_empty() || !detect.is_empty() {
-            let states: Vec<State> = fields.iter().map(|p| p.start()).collect();
-            walk.children(&self.root, &states);
+            walk.children(&self.root, 0);
         }
         let (found, targets): (Vec<Found>, Vec<Target>) =
             walk.by_field.into_iter().flatten().chain(walk.detected).unzip();
@@ -130,34 +130,52 @@ impl JsonDoc {
 }
 
 /// The depth-first walk of `find`, carrying each path's matcher state.
-struct Walk<'a> {
+///
+/// It runs over every node of every inspected body, so it allocates only for what it reports: the path down is
+/// borrowed from the document, and the matcher states of all levels share one stack.
+struct Walk<'a, 'v> {
     fields: &'a [&'a JsonPath],
     detect: &'a [Class],
-    path: Vec<Loc>,
+    path: Vec<Seg<'v>>,
+    /// One state per field for each level of `path` (and the root's), level after level.
+    states: Vec<State>,
     next_node: usize,
     by_field: Vec<Vec<(Found, Target)>>,
     detected: Vec<(Found, Target)>,
 }
 
-impl Walk<'_> {
-    fn children(&mut self, v: &Value, states: &[State]) {
+impl<'v> Walk<'_, 'v> {
+    /// Walks the children of `v`, whose fields' states start at `states[base]`.
+    fn children(&mut self, v: &'v Value, base: usize) {
         match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| self.child(Loc::Key(k.clone()), c, states)),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| self.child(Loc::Index(i), c, states)),
+            Value::Object(m) => m.iter().for_each(|(k, c)| self.child(Seg::Key(k), c, base)),
+            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| self.child(Seg::Index(i), c, base)),
             _ => {}
         }
     }
 
-    fn child(&mut self, loc: Loc, v: &Value, states: &[State]) {
-        let seg = match &loc {
-            Loc::Key(k) => Seg::Key(k),
-            Loc::Index(i) => Seg::Index(*i),
-        };
-        let next: Vec<State> = self.fields.iter().zip(states).map(|(p, s)| p.step(*s, seg)).collect();
+    /// The current path, owned, to find the value again in `apply`.
+    fn owned_path(&self) -> Vec<Loc> {
+        self.path
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => Loc::Key((*k).to_owned()),
+                Seg::Index(i) => Loc::Index(*i),
+            })
+            .collect()
+    }
+
+    fn child(&mut self, seg: Seg<'v>, v: &'v Value, parent: usize) {
+        let n = self.fields.len();
+        let base = self.states.len();
+        for i in 0..n {
+            let next = self.fields[i].step(self.states[parent + i], seg);
+            self.states.push(next);
+        }
         let node = self.next_node;
         self.next_node += 1;
-        self.path.push(loc);
-        let hit = self.fields.iter().zip(&next).position(|(p, s)| p.accepts(*s));
+        self.path.push(seg);
+        let hit = (0..n).find(|&i| self.fields[i].accepts(self.states[base + i]));
         if let Some(i) = hit {
             let (value, kind) = match v {
                 Value::String(s) => (s.clone(), Kind::Scalar),
@@ -166,7 +184,7 @@ impl Walk<'_> {
                 Value::Null => (String::new(), Kind::Scalar),
                 Value::Object(_) | Value::Array(_) => (String::new(), Kind::Container),
             };
-            let target = Target { node, path: self.path.clone(), kind };
+            let target = Target { node, path: self.owned_path(), kind };
             if let Some(list) = self.by_field.get_mut(i) {
                 list.push((Found { origin: Origin::Field(i), value }, target));
             }
@@ -174,10 +192,11 @@ impl Walk<'_> {
             self.scan(node, s);
         }
         let container = matches!(v, Value::Object(_) | Value::Array(_));
-        if container && (!self.detect.is_empty() || next.iter().any(|s| !s.is_dead())) {
-            self.children(v, &next);
+        if container && (!self.detect.is_empty() || self.states[base..].iter().any(|s| !s.is_dead())) {
+            self.children(v, base);
         }
         self.path.pop();
+        self.states.truncate(base);
     }
 
     fn scan(&mut self, node: usize, s: &str) {
@@ -193,7 +212,7 @@ impl Walk<'_> {
             last_end = m.end;
             let found = Found { origin: Origin::Detected(m.class), value: value.to_owned() };
             let kind = Kind::Detected { start: m.start, end: m.end };
-            self.detected.push((found, Target { node, path: self.path.clone(), kind }));
+            self.detected.push((found, Target { node, path: self.owned_path(), kind }));
         }
     }
 }
