@@ -38,10 +38,11 @@ pub struct Match {
 /// Non-overlapping matches ordered by `start`, only for the given classes (other classes are never detected).
 pub fn find(text: &str, classes: &[Class]) -> Vec<Match> {
     let mut candidates = Vec::new();
-    if classes.contains(&Class::Iban) {
+    // Strings too short to hold the class are skipped outright (most strings of a JSON body are short).
+    if classes.contains(&Class::Iban) && text.len() >= IBAN_MIN_CHARS {
         scan_iban(text, &mut candidates);
     }
-    if classes.contains(&Class::Pan) {
+    if classes.contains(&Class::Pan) && text.len() >= pan::MIN_DIGITS {
         scan_pan(text, &mut candidates);
     }
     if classes.contains(&Class::Phone) {
@@ -52,6 +53,9 @@ pub fn find(text: &str, classes: &[Class]) -> Vec<Match> {
     }
     resolve(candidates)
 }
+
+/// The shortest IBAN (Norway's) has 15 characters.
+const IBAN_MIN_CHARS: usize = 15;
 
 fn rank(class: Class) -> u8 {
     match class {
@@ -249,7 +253,7 @@ fn scan_iban(text: &str, out: &mut Vec<Match>) {
                 .filter(|c| c.is_ascii_alphanumeric())
                 .map(|c| char::from(c.to_ascii_uppercase()))
                 .collect();
-            canonical.len() >= 15 && iban::validate(&canonical).is_ok()
+            canonical.len() >= IBAN_MIN_CHARS && iban::validate(&canonical).is_ok()
         });
         match found {
             Some(end) => {
