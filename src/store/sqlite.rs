@@ -1,4 +1,8 @@
-//! SQLite backend: WAL, `synchronous = FULL`, a read pool, and one writer task that group-commits inserts.
+//! SQLite backend: WAL, `synchronous = FULL`, a read pool, one writer task that group-commits inserts, and a
+//! background WAL checkpoint.
+
+mod batch;
+mod checkpoint;
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -6,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use self::checkpoint::CheckpointOptions;
 use super::group::{Committer, GroupWriter};
 use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 use async_trait::async_trait;
@@ -58,11 +63,13 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// How long a connection waits on a lock held elsewhere before failing.
     pub busy_timeout: Duration,
+    /// When the background task moves the WAL into the database file.
+    pub checkpoint: CheckpointOptions,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { max_batch: 512, busy_timeout: Duration::from_secs(5) }
+        Self { max_batch: 512, busy_timeout: Duration::from_secs(5), checkpoint: CheckpointOptions::default() }
     }
 }
 
@@ -73,6 +80,9 @@ pub struct SqliteStore {
     write_opts: SqliteConnectOptions,
     writer: GroupWriter,
     commits: Arc<AtomicU64>,
+    /// Transactions committed by any writing connection (the checkpoint task watches it).
+    written: Arc<AtomicU64>,
+    _checkpointer: checkpoint::Checkpointer,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -97,7 +107,9 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("cannot create database directory: {e}")))?;
         }
-        let write_opts = base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal);
+        // Commits never checkpoint inline: the checkpoint task does (see `checkpoint`).
+        let write_opts =
+            base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal).pragma("wal_autocheckpoint", "0");
         let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
         init_schema(&mut conn).await?;
         let read = SqlitePoolOptions::new()
@@ -106,10 +118,12 @@ impl SqliteStore {
             .connect_with(base)
             .await
             .map_err(unavailable)?;
-        let commits = Arc::new(AtomicU64::new(0));
-        let committer = Writer { opts: write_opts.clone(), conn: Some(conn), commits: commits.clone() };
+        let (commits, written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let committer =
+            Writer { opts: write_opts.clone(), conn: Some(conn), commits: commits.clone(), written: written.clone() };
         let writer = GroupWriter::start(committer, opts.max_batch, "sqlite");
-        Ok(SqliteStore { read, write_opts, writer, commits })
+        let _checkpointer = checkpoint::start(write_opts.clone(), written.clone(), opts.checkpoint);
+        Ok(SqliteStore { read, write_opts, writer, commits, written, _checkpointer })
     }
 
     /// Group-commit transactions committed so far.
@@ -172,6 +186,7 @@ struct Writer {
     /// `None` after a failure left the connection in doubt; reconnected on the next batch.
     conn: Option<SqliteConnection>,
     commits: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
 }
 
 #[async_trait]
@@ -182,10 +197,11 @@ impl Committer for Writer {
             Some(c) => c,
             None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable)?,
         };
-        let result = transact(&mut conn, writes).await;
+        let result = batch::transact(&mut conn, writes).await;
         match &result {
             Ok(_) => {
                 self.commits.fetch_add(1, Ordering::Relaxed);
+                self.written.fetch_add(1, Ordering::Relaxed);
                 self.conn = Some(conn);
             }
             // A failed BEGIN/statement/COMMIT was rolled back by `transact`; keep the connection only if it
@@ -208,64 +224,6 @@ impl Committer for Writer {
     }
 }
 
-async fn transact(conn: &mut SqliteConnection, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-    let mut out = Vec::with_capacity(writes.len());
-    for w in writes {
-        match apply(&mut tx, w).await {
-            Ok(o) => out.push(o),
-            Err(e) => {
-                let _ = tx.rollback().await;
-                return Err(e);
-            }
-        }
-    }
-    // On a failed COMMIT the transaction guard rolls back when dropped.
-    tx.commit().await.map_err(unavailable)?;
-    Ok(out)
-}
-
-async fn apply(tx: &mut Transaction<'_, Sqlite>, w: &Write) -> Result<Vec<Inserted>, StoreError> {
-    let mut out = Vec::with_capacity(w.records.len());
-    let mut linked: Vec<(&str, &str)> = Vec::with_capacity(w.records.len() + w.touch.len());
-    for rec in &w.records {
-        out.push(insert_one(tx, rec).await?);
-    }
-    for (rec, o) in w.records.iter().zip(&out) {
-        match o {
-            Inserted::New => linked.push((&rec.class, &rec.token)),
-            Inserted::Existing(win) => linked.push((&rec.class, &win.token)),
-            Inserted::TokenTaken => {}
-        }
-    }
-    for (class, token) in &w.touch {
-        sqlx::query(
-            "UPDATE tokens SET last_used_at = MAX(last_used_at, ?) WHERE class = ? AND token = ? AND gone_at IS NULL",
-        )
-        .bind(w.now)
-        .bind(class)
-        .bind(token)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-        linked.push((class, token));
-    }
-    if let Some(subject) = &w.subject {
-        for (class, token) in linked {
-            sqlx::query(
-                "INSERT INTO subject_tokens (subject_fp, class, token) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&subject[..])
-            .bind(class)
-            .bind(token)
-            .execute(&mut **tx)
-            .await
-            .map_err(unavailable)?;
-        }
-    }
-    Ok(out)
-}
-
 /// Deletes the sealed value and unlinks the value fingerprint (random bytes); the token stays taken.
 async fn tombstone(tx: &mut Transaction<'_, Sqlite>, class: &str, token: &str, now: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE tokens SET sealed = X'', value_fp = ?, gone_at = ? WHERE class = ? AND token = ?")
@@ -277,38 +235,6 @@ async fn tombstone(tx: &mut Transaction<'_, Sqlite>, class: &str, token: &str, n
         .await
         .map_err(unavailable)?;
     Ok(())
-}
-
-async fn insert_one(tx: &mut Transaction<'_, Sqlite>, rec: &Record) -> Result<Inserted, StoreError> {
-    let done = sqlx::query(
-        "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-    )
-    .bind(&rec.class)
-    .bind(&rec.token)
-    .bind(&rec.value_fp[..])
-    .bind(i64::from(rec.key_version))
-    .bind(&rec.sealed)
-    .bind(rec.created_at)
-    .bind(rec.last_used_at)
-    .bind(rec.gone_at)
-    .execute(&mut **tx)
-    .await
-    .map_err(unavailable)?;
-    if done.rows_affected() == 1 {
-        return Ok(Inserted::New);
-    }
-    let existing = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE class = ? AND value_fp = ?"))
-        .bind(&rec.class)
-        .bind(&rec.value_fp[..])
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(unavailable)?;
-    match existing {
-        Some(row) => Ok(Inserted::Existing(record_from_row(&row)?)),
-        // The only other uniqueness constraint is the (class, token) primary key.
-        None => Ok(Inserted::TokenTaken),
-    }
 }
 
 #[async_trait]
@@ -396,6 +322,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
+        self.written.fetch_add(1, Ordering::Relaxed);
         let _ = conn.close().await;
         Ok(out)
     }
@@ -420,6 +347,7 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
+        self.written.fetch_add(1, Ordering::Relaxed);
         let _ = conn.close().await;
         Ok(tokens.len() as u64)
     }
@@ -468,6 +396,7 @@ impl Store for SqliteStore {
             .rows_affected();
         }
         tx.commit().await.map_err(unavailable)?;
+        self.written.fetch_add(1, Ordering::Relaxed);
         let _ = conn.close().await;
         Ok(done)
     }
@@ -564,6 +493,28 @@ mod tests {
         match SqliteStore::open(&url, SqliteOptions::default()).await {
             Err(StoreError::Corrupt(msg)) => assert!(msg.contains("99"), "{msg}"),
             other => panic!("a newer schema was accepted: {:?}", other.err()),
+        }
+    }
+
+    /// Every key of a lookup or touch is an index seek: no statement scans the tokens table.
+    #[tokio::test]
+    async fn lookups_and_touches_seek_the_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v.db", dir.path().display());
+        let store = SqliteStore::open(&url, SqliteOptions::default()).await.unwrap();
+        let records: Vec<Record> = (0..200u8).map(|i| rec("email", &format!("t{i}"), i)).collect();
+        store.insert(records).await.unwrap();
+
+        for (sql, params) in [(lookup_sql("value_fp", 3), 6), (lookup_sql("token", 3), 6), (batch::touch_sql(3), 7)] {
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut q = sqlx::query(&explain);
+            for _ in 0..params {
+                q = q.bind("x");
+            }
+            let plan: Vec<String> =
+                q.fetch_all(&store.read).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+            assert!(plan.iter().any(|d| d.starts_with("SEARCH tokens USING")), "{sql}: {plan:?}");
+            assert!(!plan.iter().any(|d| d.starts_with("SCAN tokens")), "{sql}: {plan:?}");
         }
     }
 

@@ -1,0 +1,162 @@
+//! One group-commit transaction on SQLite in a handful of statements, whatever the batch size: one multi-row
+//! insert of every record (`ON CONFLICT DO NOTHING RETURNING`), one lookup of the values that lost, one update
+//! of the touched records per timestamp, one multi-row insert of the subject links. Each statement is a round
+//! trip to the connection's worker thread, so a statement per row would cost a thread hop per row.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+
+use super::{lookup_sql, record_from_row, unavailable, COLUMNS};
+use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
+
+/// Records per insert statement (eight bound parameters each; SQLite allows 32,766).
+const INSERT_CHUNK: usize = 256;
+/// Keys per lookup, update or link statement (two or three bound parameters each).
+const KEY_CHUNK: usize = 512;
+
+/// Applies `writes` in one `BEGIN IMMEDIATE` transaction; on any failure it is rolled back and nothing is kept.
+pub(super) async fn transact(conn: &mut SqliteConnection, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+    let mut tx = sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await.map_err(unavailable)?;
+    match apply(&mut tx, writes).await {
+        Ok(out) => {
+            // On a failed COMMIT the transaction guard rolls back when dropped.
+            tx.commit().await.map_err(unavailable)?;
+            Ok(out)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+async fn apply(tx: &mut Transaction<'_, Sqlite>, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+    let records: Vec<&Record> = writes.iter().flat_map(|w| &w.records).collect();
+    let mut outcomes = insert(tx, &records).await?.into_iter();
+    let per_write: Vec<Vec<Inserted>> =
+        writes.iter().map(|w| outcomes.by_ref().take(w.records.len()).collect()).collect();
+
+    // Touched records, grouped by the time they were used (one statement per distinct `now`).
+    let mut touch: BTreeMap<i64, Vec<(&str, &str)>> = BTreeMap::new();
+    for w in writes {
+        let keys = touch.entry(w.now).or_default();
+        keys.extend(w.touch.iter().map(|(c, t)| (c.as_str(), t.as_str())));
+    }
+    for (now, keys) in &touch {
+        for chunk in keys.chunks(KEY_CHUNK).filter(|c| !c.is_empty()) {
+            let sql = touch_sql(chunk.len());
+            let mut q = sqlx::query(&sql).bind(*now);
+            for (class, token) in chunk {
+                q = q.bind(*class).bind(*token);
+            }
+            q.execute(&mut **tx).await.map_err(unavailable)?;
+        }
+    }
+
+    // Subject links: every record's token (the winner's where another value won) and every touched token.
+    let mut links: Vec<(&Fingerprint, &str, &str)> = Vec::new();
+    for (w, out) in writes.iter().zip(&per_write) {
+        let Some(subject) = &w.subject else { continue };
+        for (rec, o) in w.records.iter().zip(out) {
+            match o {
+                Inserted::New => links.push((subject, &rec.class, &rec.token)),
+                Inserted::Existing(win) => links.push((subject, &rec.class, &win.token)),
+                Inserted::TokenTaken => {}
+            }
+        }
+        links.extend(w.touch.iter().map(|(c, t)| (subject, c.as_str(), t.as_str())));
+    }
+    for chunk in links.chunks(KEY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO subject_tokens (subject_fp, class, token) VALUES {} ON CONFLICT DO NOTHING",
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (subject, class, token) in chunk {
+            q = q.bind(&subject[..]).bind(*class).bind(*token);
+        }
+        q.execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    Ok(per_write)
+}
+
+/// Moves `last_used_at` of `n` live (class, token) records up to the first parameter (the subquery makes each key
+/// a primary-key seek).
+pub(super) fn touch_sql(n: usize) -> String {
+    format!(
+        "UPDATE tokens SET last_used_at = MAX(last_used_at, ?)
+         WHERE (class, token) IN (SELECT column1, column2 FROM (VALUES {})) AND gone_at IS NULL",
+        vec!["(?, ?)"; n].join(", ")
+    )
+}
+
+/// Inserts `records` in order (a later record loses to an earlier one of the same value or token); one outcome
+/// each.
+async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result<Vec<Inserted>, StoreError> {
+    // (class, token) -> value fingerprint of each row the inserts added (RETURNING comes in no set order).
+    let mut added: HashMap<(String, String), Fingerprint> = HashMap::with_capacity(records.len());
+    for chunk in records.chunks(INSERT_CHUNK) {
+        let sql = format!(
+            "INSERT INTO tokens ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING class, token, value_fp",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for rec in chunk {
+            q = q
+                .bind(&rec.class)
+                .bind(&rec.token)
+                .bind(&rec.value_fp[..])
+                .bind(i64::from(rec.key_version))
+                .bind(&rec.sealed)
+                .bind(rec.created_at)
+                .bind(rec.last_used_at)
+                .bind(rec.gone_at);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(unavailable)? {
+            let (class, token, fp): (String, String, Vec<u8>) = sqlx::FromRow::from_row(&row).map_err(unavailable)?;
+            let fp = fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
+            added.insert((class, token), fp);
+        }
+    }
+    // A record is new if its row was added with its value; the first of identical records takes it.
+    let mut out: Vec<Option<Inserted>> = Vec::with_capacity(records.len());
+    let mut lost: Vec<(String, Fingerprint)> = Vec::new();
+    for rec in records {
+        let key = (rec.class.clone(), rec.token.clone());
+        if added.get(&key) == Some(&rec.value_fp) {
+            added.remove(&key);
+            out.push(Some(Inserted::New));
+        } else {
+            lost.push((rec.class.clone(), rec.value_fp));
+            out.push(None);
+        }
+    }
+    if lost.is_empty() {
+        return Ok(out.into_iter().flatten().collect());
+    }
+    // The others: the value already has a token (this batch's or an earlier one), or else the token was taken.
+    let mut winners: HashMap<(String, Fingerprint), Record> = HashMap::new();
+    for chunk in lost.chunks(KEY_CHUNK) {
+        let sql = lookup_sql("value_fp", chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (class, fp) in chunk {
+            q = q.bind(class.as_str()).bind(&fp[..]);
+        }
+        for row in q.fetch_all(&mut **tx).await.map_err(unavailable)? {
+            let rec = record_from_row(&row)?;
+            winners.insert((rec.class.clone(), rec.value_fp), rec);
+        }
+    }
+    Ok(records
+        .iter()
+        .zip(out)
+        .map(|(rec, o)| {
+            o.unwrap_or_else(|| match winners.get(&(rec.class.clone(), rec.value_fp)) {
+                Some(win) => Inserted::Existing(win.clone()),
+                // The only other uniqueness constraint is the (class, token) primary key.
+                None => Inserted::TokenTaken,
+            })
+        })
+        .collect())
+}
