@@ -10,18 +10,27 @@
 # order rotated every round: direct to the upstream; nginx reverse proxy (GET, and the 1 KiB checkout POST);
 # veil pass-through (GET, no route matches); veil tokenising a 1 KiB JSON checkout body with four fields (card,
 # email, IBAN, phone) with the same values every request; the same with fresh values every request (durable
-# SQLite store); and the same on PostgreSQL when VEIL_BENCH_PG_URL is set.
+# SQLite store); and the repeated and unique checkouts on PostgreSQL when VEIL_BENCH_PG_URL is set (both veil
+# processes, HTTP and TLS, share that database; `source .ci/postgres.sh` starts a throwaway local PostgreSQL and
+# exports VEIL_TEST_PG_URL, which this script uses when VEIL_BENCH_PG_URL is unset and PG=1).
 #
 # Per round and scenario: `wrk` (closed loop, CONNS connections) gives requests/s and, from /proc/PID/stat, the
-# proxy's CPU seconds per 1,000 requests and its peak RSS (VmHWM, reset before each run through clear_refs);
-# benches/load_gen (open loop) then sends RATE_FRACTION of nginx's measured maximum for LAT_DURATION seconds and
-# reports latency corrected for coordinated omission. After the rounds: peak RSS at BIG_CONNS connections, then the
-# RSS per extra idle TLS connection on restarted proxies (IDLE_CONNS handshaken connections, RSS delta / N).
+# proxy's CPU seconds per 1,000 requests; benches/load_gen (open loop) then sends RATE_FRACTION of nginx's measured
+# maximum for LAT_DURATION seconds and reports latency corrected for coordinated omission.
+# Peak RSS is measured after the rounds in a pass of its own, on fresh processes: for every proxy scenario and for
+# CONNS and then BIG_CONNS connections, the proxy is restarted (same config, same store), loaded with wrk for
+# min(DURATION, 5) s, and its VmHWM read. (One process serving every scenario in turn would report what the
+# earlier scenarios left resident -- SQLite's page cache, heap glibc keeps -- not what this scenario needs.)
+# Last, the RSS per extra idle TLS connection on restarted proxies (IDLE_CONNS handshaken connections, delta / N).
 #
 # Environment: DURATION (10) ROUNDS (5) LAT_DURATION (DURATION/2) CONNS (64) BIG_CONNS (1000) IDLE_CONNS (1000)
 #   RATE_FRACTION (0.5) RATE_HTTP / RATE_TLS (override the fixed rates) PROXY_CPU (0) LOAD_CPU (1) NICE (0; -10
 #   lets the processes under test run ahead of other work on a busy machine)
-#   VEIL_BENCH_PG_URL (postgres://user:pass@host/db, optional) OUT (benches/RESULTS.md) KEEP_TMP (1 keeps the dir)
+#   VEIL_BENCH_PG_URL (postgres://user:pass@host/db, optional; PG=1 takes VEIL_TEST_PG_URL instead)
+#   OUT (benches/RESULTS.md) KEEP_TMP (1 keeps the dir)
+#   SCENARIOS (comma-separated ids, e.g. "pass-http,uniq-http": only these run, the others are reported as not
+#   selected; without nginx-http / nginx-tls the fixed-rate runs need RATE_HTTP / RATE_TLS or are left out)
+#   VEIL_BIN (a veil binary to measure instead of building this tree, e.g. to compare two revisions)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,7 +50,11 @@ OUT=${OUT:-$ROOT/benches/RESULTS.md}
 PIN_PROXY=(nice -n "$NICE" taskset -c "$PROXY_CPU")
 PIN_LOAD=(nice -n "$NICE" taskset -c "$LOAD_CPU")
 PG_URL=${VEIL_BENCH_PG_URL:-}
+if [ -z "$PG_URL" ] && [ "${PG:-0}" = 1 ]; then PG_URL=${VEIL_TEST_PG_URL:-}; fi
+SCENARIOS=${SCENARIOS:-}
 COMMAND="DURATION=$DURATION ROUNDS=$ROUNDS bash benches/load.sh"
+[ -z "$SCENARIOS" ] || COMMAND="SCENARIOS=$SCENARIOS $COMMAND"
+[ -z "$PG_URL" ] || COMMAND="VEIL_BENCH_PG_URL=... $COMMAND"
 [ "$NICE" = 0 ] || COMMAND="NICE=$NICE $COMMAND"
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
@@ -69,10 +82,16 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 log "building veil and the load generator (release)"
-cargo build --release --locked --quiet
+if [ -n "${VEIL_BIN:-}" ]; then
+  [ -x "$VEIL_BIN" ] || die "VEIL_BIN=$VEIL_BIN is not an executable"
+  VEIL=$VEIL_BIN
+  VEIL_REV="$VEIL_BIN (VEIL_BIN)"
+else
+  cargo build --release --locked --quiet
+  VEIL=$ROOT/target/release/veil
+  VEIL_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo -dirty)"
+fi
 cargo build --release --locked --quiet --manifest-path benches/load_gen/Cargo.toml --target-dir "$ROOT/target"
-VEIL_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo -dirty)"
-VEIL=$ROOT/target/release/veil
 GEN=$ROOT/target/release/veil-load-gen
 
 # ------------------------------------------------------------------------------------------------ workspace
@@ -169,8 +188,12 @@ http {
 EOF
 "${PIN_LOAD[@]}" "$NGINX" -p "$TMP/up" -c "$TMP/up/nginx.conf" -g 'daemon off;' 2>>"$TMP/up/logs/stderr" &
 UP_PID=$!; PIDS+=("$UP_PID")
-"${PIN_PROXY[@]}" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -g 'daemon off;' 2>>"$TMP/ngx/logs/stderr" &
-NGX_PID=$!; PIDS+=("$NGX_PID")
+# start_nginx_proxy -> sets NGX_PID
+start_nginx_proxy() {
+  "${PIN_PROXY[@]}" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -g 'daemon off;' 2>>"$TMP/ngx/logs/stderr" &
+  NGX_PID=$!; PIDS+=("$NGX_PID")
+}
+start_nginx_proxy
 
 # ------------------------------------------------------------------------------------------------ veil
 "$VEIL" keygen --out "$TMP/master.key" >/dev/null
@@ -261,8 +284,10 @@ check_200() { # URL [curl args...]
   code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert "$TMP/ca.crt" "$@" "$url") || code=000
   [ "$code" = 200 ] || die "$url answered $code"
 }
+PG_BASES=()
+[ -n "$GH_PID" ] && PG_BASES=("http://127.0.0.1:$P_GH" "https://127.0.0.1:$P_GT")
 for base in "http://127.0.0.1:$P_NGX" "https://127.0.0.1:$P_NGX_TLS" "http://127.0.0.1:$P_VH" \
-  "https://127.0.0.1:$P_VT"; do
+  "https://127.0.0.1:$P_VT" "${PG_BASES[@]}"; do
   check_200 "$base/item/42"
   check_200 "$base/checkout" -H 'Content-Type: application/json' --data-binary "@$TMP/checkout.json"
 done
@@ -289,10 +314,24 @@ add uniq-http "veil checkout, 4 fields, unique values (SQLite)" http "http://127
   "$VH_PID" ""
 add uniq-tls "veil checkout, 4 fields, unique values (SQLite)" tls "https://127.0.0.1:$P_VT/checkout" unique \
   "$VT_PID" ""
+add pgrep-http "veil checkout, 4 fields, repeated values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" \
+  static "$GH_PID" "$PG_NOTE"
+add pgrep-tls "veil checkout, 4 fields, repeated values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" \
+  static "$GT_PID" "$PG_NOTE"
 add pg-http "veil checkout, 4 fields, unique values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" unique \
   "$GH_PID" "$PG_NOTE"
 add pg-tls "veil checkout, 4 fields, unique values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" unique \
   "$GT_PID" "$PG_NOTE"
+
+# SCENARIOS: the others are not run.
+if [ -n "$SCENARIOS" ]; then
+  for i in "${!SCEN[@]}"; do
+    IFS='|' read -r id label tr url mode pid skip <<< "${SCEN[$i]}"
+    if [[ ",$SCENARIOS," != *",$id,"* ]] && [ -z "$skip" ]; then
+      SCEN[$i]="$id|$label|$tr|$url|$mode|$pid|not selected (SCENARIOS)"
+    fi
+  done
+fi
 
 RAW=$TMP/raw.jsonl
 : > "$RAW"
@@ -310,10 +349,41 @@ cpu_ticks() {
 }
 # Peak RSS (KiB) of the process that does the work: veil itself, or nginx's single worker.
 work_pid() { local c; c=$(pgrep -P "$1" | head -n 1 || true); echo "${c:-$1}"; }
-reset_hwm() { echo 5 > "/proc/$(work_pid "$1")/clear_refs" 2>/dev/null || true; }
 hwm_kib() { awk '/^VmHWM/ {print $2}' "/proc/$(work_pid "$1")/status"; }
 rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$(work_pid "$1")/status"; }
 CLK_TCK=$(getconf CLK_TCK)
+
+# The process a scenario measures, now (the RSS pass restarts them).
+proxy_pid() {
+  case $1 in
+    direct-*) echo "" ;;
+    nginx*) echo "$NGX_PID" ;;
+    pg*-http) echo "$GH_PID" ;;
+    pg*-tls) echo "$GT_PID" ;;
+    *-http) echo "$VH_PID" ;;
+    *-tls) echo "$VT_PID" ;;
+  esac
+}
+# restart_proxy ID: a fresh process of the proxy that scenario measures (same config, same store), ready.
+restart_proxy() {
+  local old
+  old=$(proxy_pid "$1")
+  [ -n "$old" ] || return 0
+  kill "$old" 2>/dev/null || true
+  wait "$old" 2>/dev/null || true
+  case $1 in
+    nginx*)
+      start_nginx_proxy
+      for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$P_NGX/" >/dev/null 2>&1 && break; sleep 0.1; done
+      [ -n "$(pgrep -P "$NGX_PID" | head -n 1)" ] || die "nginx did not restart"
+      return 0 ;;
+    pg*-http) start_veil veil-pg-http "$P_GH_ADMIN"; GH_PID=$STARTED_PID ;;
+    pg*-tls) start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID ;;
+    *-http) start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID ;;
+    *-tls) start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID ;;
+  esac
+  [ -n "$STARTED_PID" ] || die "veil did not restart for $1"
+}
 
 # run_wrk URL MODE CONNS SECONDS -> the RESULT JSON line
 run_wrk() {
@@ -341,9 +411,9 @@ run_rate() {
 # measure ROUND ID URL MODE PID [RATE] -> appends one JSON record to RAW
 measure() {
   local round=$1 id=$2 url=$3 mode=$4 pid=$5 rate=${6:-0} c0=0 c1=0 hwm=0 wrk lat='null'
-  [ -n "$pid" ] && { reset_hwm "$pid"; c0=$(cpu_ticks "$pid"); }
+  [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
   wrk=$(run_wrk "$url" "$mode" "$CONNS" "$DURATION")
-  [ -n "$pid" ] && { c1=$(cpu_ticks "$pid"); hwm=$(hwm_kib "$pid"); }
+  [ -n "$pid" ] && c1=$(cpu_ticks "$pid")
   if [ "$rate" != 0 ]; then lat=$(run_rate "$url" "$mode" "$rate"); fi
   printf '{"round":%s,"id":"%s","wrk":%s,"cpu_s":%s,"hwm_kib":%s,"rate":%s,"lat":%s}\n' "$round" "$id" "$wrk" \
     "$(python3 -c "print(($c1 - $c0) / $CLK_TCK)")" "${hwm:-0}" "$rate" "$lat" >> "$RAW"
@@ -385,9 +455,12 @@ for line in open(sys.argv[1]):
         print(max(100, int(w["requests"] / (w["duration_us"] / 1e6) * float(sys.argv[3]) // 100 * 100)))
 EOF
 }
+# Without nginx's warm-up (SCENARIOS) and no RATE_* given: no fixed-rate runs (rate 0).
 RATE_HTTP=${RATE_HTTP:-$(rate_of nginx-http)}
 RATE_TLS=${RATE_TLS:-$(rate_of nginx-tls)}
-log "fixed rates for latency: HTTP $RATE_HTTP req/s, TLS $RATE_TLS req/s"
+RATE_HTTP=${RATE_HTTP:-0}
+RATE_TLS=${RATE_TLS:-0}
+log "fixed rates for latency: HTTP $RATE_HTTP req/s, TLS $RATE_TLS req/s (0: not run)"
 
 n=${#SCEN[@]}
 for round in $(seq 1 "$ROUNDS"); do
@@ -396,21 +469,12 @@ for round in $(seq 1 "$ROUNDS"); do
     IFS='|' read -r id label tr url mode pid skip <<< "${SCEN[$(((i + round - 1) % n))]}"
     [ -z "$skip" ] || continue
     rate=$RATE_HTTP; [ "$tr" = tls ] && rate=$RATE_TLS
-    measure "$round" "$id" "$url" "$mode" "$pid" "$rate"
+    measure "$round" "$id" "$url" "$mode" "$(proxy_pid "$id")" "$rate"
   done
 done
 
-BIG_SECONDS=$(python3 -c "print(max(1, min($DURATION, 5)))")
-log "peak RSS at $BIG_CONNS connections"
-for s in "${SCEN[@]}"; do
-  IFS='|' read -r id label tr url mode pid skip <<< "$s"
-  [ -z "$skip" ] && [ -n "$pid" ] || continue
-  reset_hwm "$pid"
-  w=$(run_wrk "$url" "$mode" "$BIG_CONNS" "$BIG_SECONDS")
-  printf '{"big":"%s","conns":%s,"hwm_kib":%s,"wrk":%s}\n' "$id" "$BIG_CONNS" "$(hwm_kib "$pid")" "$w" >> "$RAW"
-done
-
 # What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
+# Collected before the RSS pass restarts the processes (their counters start over).
 for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
   curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
     > "$TMP/metrics-${name%%:*}.txt" || true
@@ -423,16 +487,24 @@ print("store tokens per class: " + ", ".join(f"{c}={n}" for c, n in rows))
 EOF
 done
 
+RSS_SECONDS=$(python3 -c "print(max(1, min($DURATION, 5)))")
+log "peak RSS on fresh processes at $CONNS and $BIG_CONNS connections"
+for s in "${SCEN[@]}"; do
+  IFS='|' read -r id label tr url mode pid skip <<< "$s"
+  [ -z "$skip" ] && [ -n "$pid" ] || continue
+  for c in "$CONNS" "$BIG_CONNS"; do
+    restart_proxy "$id"
+    w=$(run_wrk "$url" "$mode" "$c" "$RSS_SECONDS")
+    printf '{"rss":"%s","conns":%s,"hwm_kib":%s,"wrk":%s}\n' "$id" "$c" "$(hwm_kib "$(proxy_pid "$id")")" "$w" >> "$RAW"
+    log "peak RSS $id at $c connections (fresh process): $(hwm_kib "$(proxy_pid "$id")") KiB"
+  done
+done
+
 # Idle TLS connections, last, on freshly restarted proxies (a process that served 1,000 connections keeps heap it
 # would reuse for idle ones, and an idle test before the rounds would inflate their peak RSS).
 log "idle TLS connections ($IDLE_CONNS), on restarted nginx and veil"
-kill "$NGX_PID" "$VT_PID"
-wait "$NGX_PID" "$VT_PID" 2>/dev/null || true
-"${PIN_PROXY[@]}" "$NGINX" -p "$TMP/ngx" -c "$TMP/ngx/nginx.conf" -g 'daemon off;' 2>>"$TMP/ngx/logs/stderr" &
-NGX_PID=$!; PIDS+=("$NGX_PID")
-start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
-[ -n "$VT_PID" ] || die "veil did not restart"
-for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$P_NGX/" >/dev/null 2>&1 && break; sleep 0.1; done
+restart_proxy nginx-tls
+restart_proxy pass-tls
 # A few requests first so both have their TLS and connection state initialised.
 run_wrk "https://127.0.0.1:$P_NGX_TLS/item/42" get 4 1 >/dev/null
 run_wrk "https://127.0.0.1:$P_VT/item/42" get 4 1 >/dev/null
@@ -447,6 +519,8 @@ if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   for s in "${SCEN[@]}"; do
     IFS='|' read -r id label tr url mode pid skip <<< "$s"
     case $id in nginx-http | nginx-tls | pass-http | pass-tls | rep-http | uniq-http) ;; *) continue ;; esac
+    [ -z "$skip" ] || continue
+    pid=$(proxy_pid "$id")
     log "perf: $id"
     # Syscalls and context switches per request (the proxy's worker process, all threads).
     perf stat -e raw_syscalls:sys_enter,context-switches -x, -p "$(work_pid "$pid")" -o "$TMP/perf-$id-stat.csv" \

@@ -3,8 +3,8 @@
 Usage: python3 benches/load_report.py RAW.jsonl [METRICS.txt ...]
 
 Input records: {"meta": {...}} (machine, versions, settings), {"scenario", "label", "transport", "skip"} (the
-scenario table, in order), {"round", "id", "wrk", "cpu_s", "hwm_kib", "rate", "lat"} (one measured run),
-{"big", "conns", "hwm_kib", "wrk"} (peak RSS at many connections), {"idle", "conns", "before_kib", "after_kib"}
+scenario table, in order), {"round", "id", "wrk", "cpu_s", "hwm_kib", "rate", "lat"} (one measured run; its hwm_kib is not
+reported), {"rss", "conns", "hwm_kib", "wrk"} (peak RSS of a fresh process at CONNS or BIG_CONNS connections), {"idle", "conns", "before_kib", "after_kib"}
 (idle TLS connections), {"warmup", "wrk"} (calibration, not reported). Python 3.11 standard library only.
 """
 
@@ -53,14 +53,14 @@ def load(path):
             scenarios.append(r)
         elif "round" in r:
             runs.setdefault(r["id"], []).append(r)
-        elif "big" in r:
-            big[r["big"]] = r
+        elif "rss" in r:
+            big[(r["rss"], r["conns"])] = r
         elif "idle" in r:
             idle[r["idle"]] = r
     return meta, scenarios, runs, big, idle
 
 
-def summarise(scenarios, runs, big):
+def summarise(scenarios, runs, big, meta):
     out = {}
     for s in scenarios:
         rs = runs.get(s["scenario"], [])
@@ -69,7 +69,8 @@ def summarise(scenarios, runs, big):
         reqs = sum(r["wrk"].get("requests", 0) for r in rs)
         cpu = sum(r["cpu_s"] for r in rs)
         lats = [r["lat"] for r in rs if r.get("lat")]
-        b = big.get(s["scenario"])
+        b = big.get((s["scenario"], meta.get("big_conns")))
+        small = big.get((s["scenario"], meta.get("conns")))
         out[s["scenario"]] = {
             "rounds": len(rs),
             "rps_med": median(rates),
@@ -78,9 +79,9 @@ def summarise(scenarios, runs, big):
             "rps_all": rates,
             "cpu_per_1k": (cpu / reqs * 1000) if reqs and cpu else None,
             "busy": median([r["cpu_s"] / (r["wrk"]["duration_us"] / 1e6) for r in rs if r["wrk"].get("duration_us")]),
-            "hwm64": max((r["hwm_kib"] for r in rs), default=0),
+            "hwm64": small["hwm_kib"] if small else 0,
             "hwm_big": b["hwm_kib"] if b else 0,
-            "big_errors": errors(b["wrk"]) if b else 0,
+            "big_errors": (errors(b["wrk"]) if b else 0) + (errors(small["wrk"]) if small else 0),
             "errors": sum(errors(r["wrk"]) for r in rs) + sum(l.get("errors", 0) + l.get("non2xx", 0) for l in lats),
             "rate": rs[0]["rate"] if rs else None,
             "p50": median([l.get("p50_us") for l in lats]),
@@ -144,7 +145,7 @@ def targets(sm, idle, meta):
             f"| tokenising, unique values (PostgreSQL) / pass-through ({name}) | ≥ 0.5x | "
             + (f"{r:.2f}x | {verdict(r >= 0.5)} |" if r is not None else f"— | {meta.get('pg_note', 'not run')} |")
         )
-    veil_ids = [k for k in sm if k.split("-")[0] in ("pass", "rep", "uniq", "pg")]
+    veil_ids = [k for k in sm if k.split("-")[0] in ("pass", "rep", "uniq", "pg", "pgrep")]
     peak64 = max((sm[k]["hwm64"] for k in veil_ids), default=0)
     if peak64:
         lines.append(f"| veil peak RSS at {meta.get('conns', 64)} connections (worst scenario) | ≤ 30 MiB | "
@@ -159,7 +160,7 @@ def targets(sm, idle, meta):
 def main():
     raw = sys.argv[1]
     meta, scenarios, runs, big, idle = load(raw)
-    sm = summarise(scenarios, runs, big)
+    sm = summarise(scenarios, runs, big, meta)
     p = print
     p("# veil load benchmark: results")
     p()
@@ -207,6 +208,9 @@ def main():
     p("RSS column). An achieved rate below the fixed rate means the proxy could not keep up: its latency then")
     p("includes the queue that built up (the generator measures from when each request was due), and requests still")
     p("queued in the generator when the run ended are counted as never sent, not as latencies.")
+    p("*Peak RSS*: VmHWM of a freshly started proxy process (same config and store) after a"
+      f" {min(int(meta.get('duration', 5)), 5)} s wrk run of that scenario alone at that many connections, measured"
+      " after the rounds.")
     p()
     p("## Idle TLS connections")
     p()

@@ -107,9 +107,14 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("cannot create database directory: {e}")))?;
         }
-        // Commits never checkpoint inline: the checkpoint task does (see `checkpoint`).
-        let write_opts =
-            base.clone().create_if_missing(true).journal_mode(SqliteJournalMode::Wal).pragma("wal_autocheckpoint", "0");
+        // Commits never checkpoint inline: the checkpoint task does (see `checkpoint`). The statement journal a
+        // multi-row insert keeps (to undo just that statement) stays in memory instead of a temporary file.
+        let write_opts = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0")
+            .pragma("temp_store", "MEMORY");
         let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
         init_schema(&mut conn).await?;
         let read = SqlitePoolOptions::new()
