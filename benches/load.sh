@@ -475,10 +475,13 @@ done
 
 # What veil did: tokenised fields per class (a scenario that silently stopped tokenising would show here).
 # Collected before the RSS pass restarts the processes (their counters start over).
-for name in veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN; do
+METRICS_OF=(veil-http:$P_VH_ADMIN veil-tls:$P_VT_ADMIN)
+[ -z "$GH_PID" ] || METRICS_OF+=(veil-pg-http:$P_GH_ADMIN veil-pg-tls:$P_GT_ADMIN)
+for name in "${METRICS_OF[@]}"; do
   curl -fsS "http://127.0.0.1:${name#*:}/metrics" | grep -E '^veil_(fields_total|requests_total)' \
     > "$TMP/metrics-${name%%:*}.txt" || true
   # Distinct values the store holds per class: shows that the "unique" runs really sent fresh values.
+  [[ $name == veil-pg-* ]] && continue
   python3 - "$TMP/${name%%:*}/vault.db" >> "$TMP/metrics-${name%%:*}.txt" <<'EOF' || true
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True)

@@ -10,10 +10,11 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use super::{lookup_sql, record_from_row, unavailable, COLUMNS};
 use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
 
-/// Records per insert statement (eight bound parameters each; SQLite allows 32,766).
-const INSERT_CHUNK: usize = 256;
+/// Records per insert statement. SQLite would take 4,000 (eight bound parameters each), but a statement keeps a
+/// journal of the pages it changed (in memory) and a compiled program that grows with its rows: bounded here.
+const INSERT_CHUNK: usize = 64;
 /// Keys per lookup, update or link statement (two or three bound parameters each).
-const KEY_CHUNK: usize = 512;
+const KEY_CHUNK: usize = 128;
 
 /// Applies `writes` in one `BEGIN IMMEDIATE` transaction; on any failure it is rolled back and nothing is kept.
 pub(super) async fn transact(conn: &mut SqliteConnection, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
