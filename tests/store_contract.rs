@@ -19,6 +19,7 @@ common::pg::on_both_stores!(
     token_collision_is_token_taken,
     group_commit_shares_transactions,
     durable_across_reopen,
+    large_call_in_order_across_statements,
 );
 
 fn rec(class: &str, token: &str, fp: u8) -> Record {
@@ -101,6 +102,39 @@ async fn same_value_twice_in_one_call(backend: Backend) {
     let first = rec("email", "t1", 7);
     let out = store.insert(vec![first.clone(), rec("email", "t2", 7), rec("phone", "t3", 7)]).await.unwrap();
     assert_eq!(out, vec![Inserted::New, Inserted::Existing(first), Inserted::New]);
+}
+
+/// One call larger than a statement takes (SQLite: 64 records): later records lose to earlier ones of the same
+/// value, a record whose token is taken gets `TokenTaken` unless its value got a token meanwhile, whichever
+/// statement each landed in; every lookup key is answered in order.
+async fn large_call_in_order_across_statements(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let fresh = |i: u16, token: &str| {
+        let mut r = rec("email", token, 0);
+        r.value_fp[..2].copy_from_slice(&i.to_be_bytes());
+        r
+    };
+    let mut records: Vec<Record> = (0..150u16).map(|i| fresh(i, &format!("t{i}"))).collect();
+    records.push(fresh(3, "again3")); // value of record 3: loses to it
+    records.push(fresh(501, "t71")); // new value, taken token
+                                     // A new value on a taken token, then the same value on a free token: the value gets the free one, and the
+                                     // first record is told so (losers are answered after the call's inserts, on both backends).
+    records.push(fresh(500, "t70"));
+    records.push(fresh(500, "t500"));
+    let out = store.insert(records.clone()).await.unwrap();
+    assert_eq!(out.len(), 154);
+    assert!(out[..150].iter().all(|o| *o == Inserted::New));
+    assert_eq!(out[150], Inserted::Existing(records[3].clone()));
+    assert_eq!(out[151], Inserted::TokenTaken);
+    assert_eq!(out[152], Inserted::Existing(records[153].clone()));
+    assert_eq!(out[153], Inserted::New);
+    let keys: Vec<(String, Fingerprint)> = records.iter().rev().map(|r| (r.class.clone(), r.value_fp)).collect();
+    let found = store.find_by_values(&keys).await.unwrap();
+    assert_eq!(found[0].as_ref().map(|r| r.token.as_str()), Some("t500"));
+    assert_eq!(found.last().unwrap().as_ref(), Some(&records[0]));
+    assert!(found[2].is_none()); // value 501 never got a token
+    assert_eq!(found.iter().filter(|f| f.is_some()).count(), 153);
 }
 
 /// 50 concurrent inserts of one value: exactly one token wins, everybody else is told that one.

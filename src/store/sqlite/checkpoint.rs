@@ -124,3 +124,28 @@ async fn checkpoint(
     let (busy, log, _done): (i64, i64, i64) = sqlx::query_as(mode.sql()).fetch_one(&mut *c).await?;
     Ok((busy != 0, log))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    //! The schedule end to end is held by the store's tests (sqlite.rs); here, one checkpoint's failure.
+    use super::*;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn a_failed_checkpoint_keeps_no_connection_and_the_next_one_reconnects() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v.db", dir.path().display());
+        let opts = SqliteConnectOptions::from_str(&url).unwrap();
+        let mut conn = None;
+        // No database file yet (and no create_if_missing): the connection fails.
+        assert!(checkpoint(&opts, &mut conn, Mode::Passive).await.is_err());
+        assert!(conn.is_none());
+        let wal = opts.clone().create_if_missing(true).journal_mode(sqlx::sqlite::SqliteJournalMode::Wal);
+        let mut c = SqliteConnection::connect_with(&wal).await.unwrap();
+        sqlx::query("CREATE TABLE t (x)").execute(&mut c).await.unwrap();
+        let (busy, _pages) = checkpoint(&opts, &mut conn, Mode::Truncate).await.unwrap();
+        assert!(!busy);
+        assert!(conn.is_some());
+    }
+}
