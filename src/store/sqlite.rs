@@ -117,8 +117,11 @@ impl SqliteStore {
             .pragma("temp_store", "MEMORY");
         let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
         init_schema(&mut conn).await?;
+        // No ping before each acquire: it is one more round trip to the connection's worker thread per read, and
+        // a local file connection that broke fails its query anyway.
         let read = SqlitePoolOptions::new()
             .max_connections(READERS)
+            .test_before_acquire(false)
             .acquire_timeout(opts.busy_timeout.max(Duration::from_secs(1)))
             .connect_with(base)
             .await
