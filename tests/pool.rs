@@ -36,14 +36,7 @@ impl Origin {
 
     /// Over TLS with the test PKI in `pki_dir`, offering `alpn` (`h2`, `http/1.1`).
     async fn start_tls(pki_dir: &std::path::Path, alpn: &[&[u8]]) -> Origin {
-        use rustls::pki_types::pem::PemObject;
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki_dir.join("server.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki_dir.join("server.key")).unwrap();
-        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let cfg = common::tls_app::server_config(pki_dir, alpn);
         Self::serve(true, Some(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))).await
     }
 

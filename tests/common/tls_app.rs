@@ -23,6 +23,18 @@ pub struct TlsApp {
     pub seen: Arc<Mutex<Vec<(String, Seen)>>>,
 }
 
+/// A TLS server config with `server.pem`/`server.key` from `pki_dir` (see `Pki::new`), offering `alpn`.
+pub fn server_config(pki_dir: &Path, alpn: &[&[u8]]) -> rustls::ServerConfig {
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki_dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki_dir.join("server.key")).unwrap();
+    let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    cfg
+}
+
 impl TlsApp {
     /// Serves with `server.pem`/`server.key` from `pki_dir` (see `Pki::new`); answers 200 `{"ok":true}`.
     pub async fn start(pki_dir: &Path) -> TlsApp {
@@ -30,13 +42,7 @@ impl TlsApp {
     }
 
     pub async fn start_with(pki_dir: &Path, reply: Arc<dyn Fn(&Seen) -> Reply + Send + Sync>) -> TlsApp {
-        let certs = rustls::pki_types::CertificateDer::pem_file_iter(pki_dir.join("server.pem"))
-            .unwrap()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
-        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(pki_dir.join("server.key")).unwrap();
-        let mut cfg = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key).unwrap();
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let cfg = server_config(pki_dir, &[b"h2", b"http/1.1"]);
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
