@@ -20,6 +20,7 @@ common::pg::on_both_stores!(
     group_commit_shares_transactions,
     durable_across_reopen,
     large_call_in_order_across_statements,
+    both_lookups_at_once_answer_like_each_alone,
 );
 
 fn rec(class: &str, token: &str, fp: u8) -> Record {
@@ -94,6 +95,40 @@ async fn insert_then_find_in_order(backend: Backend) {
     let got = store.find_by_values(&many).await.unwrap();
     assert_eq!(got.iter().filter(|r| r.is_some()).count(), 150);
     assert!(got[1].is_some() && got[0].is_none() && got[2].is_none());
+}
+
+/// The combined lookup the engine uses gives what the two lookups give, in one statement or (large, or one list
+/// empty) in two.
+async fn both_lookups_at_once_answer_like_each_alone(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let (a, b) = (rec("email", "tokA", 1), rec("pan", "tokB", 2));
+    store.insert(vec![a.clone(), b.clone()]).await.unwrap();
+    let values: Vec<(String, Fingerprint)> =
+        vec![("pan".into(), [2; 32]), ("email".into(), [2; 32]), ("email".into(), [1; 32]), ("pan".into(), [2; 32])];
+    let tokens: Vec<(String, String)> =
+        vec![("email".into(), "tokA".into()), ("pan".into(), "tokA".into()), ("pan".into(), "tokB".into())];
+    let (by_value, by_token) = store.find_by_values_and_tokens(&values, &tokens).await.unwrap();
+    assert_eq!(by_value, vec![Some(b.clone()), None, Some(a.clone()), Some(b.clone())]);
+    assert_eq!(by_token, vec![Some(a.clone()), None, Some(b.clone())]);
+    // A value fingerprint that happens to equal a token key, or the reverse, does not cross over.
+    let (by_value, by_token) = store
+        .find_by_values_and_tokens(&[("email".into(), [9; 32])], &[("email".into(), "nope".into())])
+        .await
+        .unwrap();
+    assert_eq!((by_value, by_token), (vec![None], vec![None]));
+    let (by_value, by_token) = store.find_by_values_and_tokens(&values, &[]).await.unwrap();
+    assert_eq!((by_value.len(), by_token.len()), (4, 0));
+    let (by_value, by_token) = store.find_by_values_and_tokens(&[], &tokens).await.unwrap();
+    assert_eq!((by_value.len(), by_token), (0, vec![Some(a.clone()), None, Some(b.clone())]));
+    // More keys than one statement takes.
+    let many_values: Vec<(String, Fingerprint)> = (0..300).map(|i| ("email".into(), [(i % 3) as u8; 32])).collect();
+    let many_tokens: Vec<(String, String)> =
+        (0..300).map(|i| ("pan".into(), format!("tok{}", ["A", "B"][i % 2]))).collect();
+    let (by_value, by_token) = store.find_by_values_and_tokens(&many_values, &many_tokens).await.unwrap();
+    assert_eq!(by_value, store.find_by_values(&many_values).await.unwrap());
+    assert_eq!(by_token, store.find_by_tokens(&many_tokens).await.unwrap());
+    assert_eq!(by_token.iter().filter(|r| r.is_some()).count(), 150);
 }
 
 async fn same_value_twice_in_one_call(backend: Backend) {

@@ -112,6 +112,15 @@ pub trait Store: Send + Sync + 'static {
     async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError>;
     /// Records for these (class, canonical token) keys, in order.
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError>;
+    /// Both lookups at once: records for the value keys, and records for the token keys, each in order. A
+    /// backend may answer them in one round trip (the engine asks both for every value it does not know).
+    async fn find_by_values_and_tokens(
+        &self,
+        values: &[(String, Fingerprint)],
+        tokens: &[(String, String)],
+    ) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
+        Ok((self.find_by_values(values).await?, self.find_by_tokens(tokens).await?))
+    }
     /// Durably inserts the records (one outcome each, in order); returns only after the commit is on disk.
     /// Concurrent calls are batched into shared transactions.
     async fn insert(&self, records: Vec<Record>) -> Result<Vec<Inserted>, StoreError> {

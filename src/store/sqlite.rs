@@ -189,6 +189,17 @@ fn lookup_sql(col: &str, n: usize) -> String {
     format!("SELECT {COLUMNS} FROM tokens WHERE (class, {col}) IN (VALUES {values})")
 }
 
+/// Both lookups in one statement; `by_token` tells which one a row answers.
+fn both_lookup_sql(values: usize, tokens: usize) -> String {
+    let pairs = |n: usize| vec!["(?, ?)"; n].join(", ");
+    format!(
+        "SELECT 0 AS by_token, {COLUMNS} FROM tokens WHERE (class, value_fp) IN (VALUES {}) \
+         UNION ALL SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (VALUES {})",
+        pairs(values),
+        pairs(tokens)
+    )
+}
+
 struct Writer {
     opts: SqliteConnectOptions,
     /// `None` after a failure left the connection in doubt; reconnected on the next batch.
@@ -285,6 +296,41 @@ impl Store for SqliteStore {
             }
         }
         Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+    }
+
+    /// One statement (one round trip to the reader's worker thread) when both key lists fit in one chunk.
+    async fn find_by_values_and_tokens(
+        &self,
+        values: &[(String, Fingerprint)],
+        tokens: &[(String, String)],
+    ) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
+        if values.is_empty() || tokens.is_empty() || values.len() + tokens.len() > READ_CHUNK {
+            return Ok((self.find_by_values(values).await?, self.find_by_tokens(tokens).await?));
+        }
+        let sql = both_lookup_sql(values.len(), tokens.len());
+        let mut q = sqlx::query(&sql);
+        for (class, fp) in values {
+            q = q.bind(class.as_str()).bind(&fp[..]);
+        }
+        for (class, token) in tokens {
+            q = q.bind(class.as_str()).bind(token.as_str());
+        }
+        let mut conn = self.read.acquire().await.map_err(unavailable)?;
+        let mut by_value: HashMap<(String, Fingerprint), Record> = HashMap::new();
+        let mut by_token: HashMap<(String, String), Record> = HashMap::new();
+        for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
+            let by_token_row: i64 = row.try_get("by_token").map_err(unavailable)?;
+            let rec = record_from_row(&row)?;
+            if by_token_row == 0 {
+                by_value.insert((rec.class.clone(), rec.value_fp), rec);
+            } else {
+                by_token.insert((rec.class.clone(), rec.token.clone()), rec);
+            }
+        }
+        Ok((
+            values.iter().map(|k| by_value.get(k).cloned()).collect(),
+            tokens.iter().map(|k| by_token.get(k).cloned()).collect(),
+        ))
     }
 
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
@@ -513,7 +559,13 @@ mod tests {
         let records: Vec<Record> = (0..200u8).map(|i| rec("email", &format!("t{i}"), i)).collect();
         store.insert(records).await.unwrap();
 
-        for (sql, params) in [(lookup_sql("value_fp", 3), 6), (lookup_sql("token", 3), 6), (batch::touch_sql(3), 7)] {
+        let lookups = [
+            (lookup_sql("value_fp", 3), 6),
+            (lookup_sql("token", 3), 6),
+            (both_lookup_sql(2, 3), 10),
+            (batch::touch_sql(3), 7),
+        ];
+        for (sql, params) in lookups {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let mut q = sqlx::query(&explain);
             for _ in 0..params {

@@ -220,29 +220,21 @@ impl Engine {
                 None => misses.push(i),
             }
         }
+        // The others: known to the store by value, or tokens already (returned unchanged) — one store call.
         if !misses.is_empty() {
-            let keys: Vec<(String, [u8; 32])> =
+            let values: Vec<(String, Fingerprint)> =
                 misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].1)).collect();
-            let found = self.store.find_by_values(&keys).await?;
-            for (&i, rec) in misses.iter().zip(found) {
+            let tokens: Vec<(String, String)> =
+                misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
+            let (by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
+            for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
                 // A tombstone's fingerprint is random bytes: a value never finds one.
-                if let Some(rec) = rec.filter(|r| r.gone_at.is_none()) {
+                if let Some(rec) = by_value.filter(|r| r.gone_at.is_none()) {
                     out[i] = Some(parsed[i].0.layout.render(&rec.token));
                     let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
                     let last_used_at = if touched { now } else { rec.last_used_at };
                     learned.push((i, Hit { token: rec.token, last_used_at }));
-                }
-            }
-        }
-
-        // Values that are tokens already: unchanged.
-        let unknown: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_none()).collect();
-        if !unknown.is_empty() {
-            let keys: Vec<(String, String)> =
-                unknown.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
-            let found = self.store.find_by_tokens(&keys).await?;
-            for (&i, rec) in unknown.iter().zip(found) {
-                if let Some(rec) = rec {
+                } else if let Some(rec) = by_token {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
                     if rec.gone_at.is_none() {
                         touch_one(&rec.class, &rec.token, rec.last_used_at);
