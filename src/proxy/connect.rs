@@ -129,10 +129,7 @@ where
 
 /// System roots plus `extra_ca`, ALPN h2 then http/1.1.
 fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
+    let mut roots = crate::tls::system_roots();
     if let Some(ca) = extra_ca {
         for cert in crate::tls::load_certs(ca)? {
             roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;

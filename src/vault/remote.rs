@@ -85,13 +85,7 @@ impl RemoteVault {
     pub fn new(cfg: &VaultClientConfig) -> Result<RemoteVault, RemoteSetupError> {
         let roots = match &cfg.ca {
             Some(ca) => crate::tls::load_roots(ca)?,
-            None => {
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(cert);
-                }
-                roots
-            }
+            None => crate::tls::system_roots(),
         };
         let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
         let tls = match &cfg.identity {
