@@ -1,83 +1,59 @@
-//! JSON bodies: find values by [`JsonPath`] and by detection inside strings, then rewrite them.
+//! JSON bodies: find values by [`JsonPath`] and by detection inside strings, then rewrite them in place.
 //!
-//! - Parsing is strict (`serde_json`, UTF-8 only, nesting limit 128). Output is compact JSON, key order and number
-//!   digits kept (serde_json writes an exponent as `e+N`/`e-N`): with every edit `Keep` it re-parses equal.
+//! - Parsing is strict ([`tape`]: RFC 8259, UTF-8 only, nesting limit 128) and builds no values: the output is
+//!   the original body with only the edited values spliced in, so whitespace, key order, number digits and
+//!   escapes of everything else stay byte for byte (with every edit `Keep` the output *is* the body).
 //! - A selector reports what it matches, in document order: a string's unescaped content, a number's exact text,
 //!   `true`/`false`; `null`, objects and arrays report `""`. Objects and arrays can only be kept or removed
 //!   (`Replace` on one is `Unsupported`); a value matched by several selectors is reported once, for the first.
+//!   A replaced number stays a number when the new value is a JSON number; anything else becomes a string.
 //! - Detection scans every string value no selector matched (not keys, not numbers); each match is one
 //!   [`Found`], and its edit applies to that byte range only (`Remove` cuts the substring).
-//! - Duplicate object keys collapse to the last value (serde_json), so the output never carries the others.
+//! - Duplicate object keys are kept as written: a selector matches each of them.
 
-use serde_json::{Number, Value};
+mod tape;
 
 use super::select::{JsonPath, Seg, State};
 use super::{Edit, Found, Origin, RewriteError};
 use crate::vault::class::Class;
+use tape::{Tape, Ty};
 
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
 #[derive(Debug)]
 pub struct JsonDoc {
-    root: Value,
+    body: Vec<u8>,
+    tape: Tape,
     targets: Vec<Target>,
 }
 
-/// One level down, owned, to find a value again in `apply`.
-#[derive(Debug, Clone)]
-enum Loc {
-    Key(String),
-    Index(usize),
-}
-
-#[derive(Debug)]
+/// A found value: a node of the tape, whole or a detected part of a string.
+#[derive(Debug, Clone, Copy)]
 struct Target {
-    /// Pre-order position of the value in the document.
     node: usize,
-    path: Vec<Loc>,
-    kind: Kind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Matched by a selector: a number, another scalar (string, bool, null), or an object/array.
-    Number,
-    Scalar,
-    Container,
-    /// A detection match at this byte range of the string.
-    Detected {
-        start: usize,
-        end: usize,
-    },
+    /// A detection match at this byte range of the string's content (raw when it has no escapes, else decoded).
+    part: Option<(usize, usize)>,
 }
 
 impl JsonDoc {
     /// Parses a body strictly: valid UTF-8, one JSON value, at most 128 levels deep.
     pub fn parse(body: &[u8]) -> Result<JsonDoc, RewriteError> {
-        let text = std::str::from_utf8(body).map_err(|_| RewriteError::Malformed("body is not valid UTF-8"))?;
-        let root = serde_json::from_str::<Value>(text).map_err(|e| {
-            if e.to_string().starts_with("recursion limit exceeded") {
-                RewriteError::Malformed("JSON nested too deeply")
-            } else {
-                RewriteError::Malformed("not valid JSON")
-            }
-        })?;
-        Ok(JsonDoc { root, targets: Vec::new() })
+        let tape = Tape::parse(body)?;
+        Ok(JsonDoc { body: body.to_vec(), tape, targets: Vec::new() })
     }
 
     /// Lists the values to decide about: `fields[0]`'s matches, then `fields[1]`'s…, each in document order,
     /// then detection matches (for `detect` classes) in the strings no selector matched, in document order.
     pub fn find(&mut self, fields: &[&JsonPath], detect: &[Class]) -> Vec<Found> {
         let mut walk = Walk {
+            doc: self,
             fields,
             detect,
-            path: Vec::new(),
             states: fields.iter().map(|p| p.start()).collect(),
-            next_node: 0,
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
         };
         if !fields.is_empty() || !detect.is_empty() {
-            walk.children(&self.root, 0);
+            walk.children(0, 0);
         }
         let (found, targets): (Vec<Found>, Vec<Target>) =
             walk.by_field.into_iter().flatten().chain(walk.detected).unzip();
@@ -87,122 +63,222 @@ impl JsonDoc {
 
     /// Writes the body with one edit per value of the last `find`, in the same order.
     pub fn apply(self, edits: &[Edit]) -> Result<Vec<u8>, RewriteError> {
-        let JsonDoc { mut root, targets } = self;
-        if edits.len() != targets.len() {
+        if edits.len() != self.targets.len() {
             return Err(RewriteError::EditCount);
         }
-        let pairs: Vec<(&Target, &Edit)> = targets.iter().zip(edits).collect();
-        if pairs.iter().any(|(t, e)| t.kind == Kind::Container && matches!(e, Edit::Replace(_))) {
-            return Err(RewriteError::Unsupported("a JSON object or array can be removed but not replaced"));
+        let mut patches = Vec::new();
+        let mut removed = Vec::new();
+        let mut detected: Vec<(Target, &Edit)> = Vec::new();
+        for (&t, e) in self.targets.iter().zip(edits) {
+            let Some(node) = self.tape.nodes.get(t.node) else { continue };
+            let container = matches!(node.ty, Ty::Object | Ty::Array);
+            match (e, t.part) {
+                (Edit::Keep, _) => {}
+                (_, Some(_)) => detected.push((t, e)),
+                (Edit::Remove, None) => removed.push(t.node),
+                (Edit::Replace(_), None) if container => {
+                    return Err(RewriteError::Unsupported("a JSON object or array can be removed but not replaced"))
+                }
+                (Edit::Replace(v), None) if node.ty == Ty::Number && tape::is_number(v) => {
+                    patches.push(Patch { start: node.start, end: node.end, put: Put::Raw(v) })
+                }
+                (Edit::Replace(v), None) => {
+                    patches.push(Patch { start: node.start, end: node.end, put: Put::Quoted(v.as_str().into()) })
+                }
+            }
         }
-        // 1. Detection matches, string by string (a string's matches are consecutive and ordered).
-        let detected: Vec<_> = pairs.iter().filter(|(t, _)| matches!(t.kind, Kind::Detected { .. })).collect();
+        // A string's detection edits are consecutive and in order.
         for run in detected.chunk_by(|a, b| a.0.node == b.0.node) {
-            if run.iter().all(|(_, e)| matches!(e, Edit::Keep)) {
-                continue;
-            }
-            if let Some((first, _)) = run.first() {
-                if let Some(Value::String(s)) = locate(&mut root, &first.path) {
-                    *s = splice(s, run);
-                }
-            }
+            self.detected_patches(run, &mut patches);
         }
-        // 2. Field replacements: no path changes.
-        for (t, e) in &pairs {
-            if let (Kind::Number | Kind::Scalar, Edit::Replace(v)) = (t.kind, e) {
-                if let Some(slot) = locate(&mut root, &t.path) {
-                    *slot = replacement(t.kind, v);
-                }
-            }
-        }
-        // 3. Removals, last value first, so array indexes of the values still to remove stay valid.
-        let mut removals: Vec<&Target> = pairs
-            .iter()
-            .filter(|(t, e)| matches!(e, Edit::Remove) && !matches!(t.kind, Kind::Detected { .. }))
-            .map(|(t, _)| *t)
-            .collect();
-        removals.sort_by_key(|t| std::cmp::Reverse(t.node));
-        for t in removals {
-            remove(&mut root, &t.path);
-        }
-        serde_json::to_vec(&root).map_err(|_| RewriteError::Malformed("JSON could not be written back"))
+        removed.sort_unstable();
+        self.cuts(&removed, &mut patches);
+        Ok(splice(&self.body, patches))
     }
+
+    /// Patches for the detection edits of one string: in place when it has no escapes, else the whole string.
+    fn detected_patches<'e>(&self, run: &[(Target, &'e Edit)], patches: &mut Vec<Patch<'e>>) {
+        let Some(node) = run.first().and_then(|(t, _)| self.tape.nodes.get(t.node)) else { return };
+        let put = |e: &'e Edit| match e {
+            Edit::Replace(v) => Put::Escaped(v),
+            Edit::Keep | Edit::Remove => Put::Nothing,
+        };
+        if node.ty == (Ty::Str { escaped: false }) {
+            let content = node.start + 1;
+            for (t, e) in run {
+                if let Some((s, end)) = t.part {
+                    patches.push(Patch { start: content + s, end: content + end, put: put(e) });
+                }
+            }
+            return;
+        }
+        let text = tape::decode(self.raw(node.start + 1, node.end - 1));
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        for (t, e) in run {
+            let Some((s, end)) = t.part else { continue };
+            out.push_str(text.get(at..s).unwrap_or_default());
+            if let Edit::Replace(v) = e {
+                out.push_str(v);
+            }
+            at = end;
+        }
+        out.push_str(text.get(at..).unwrap_or_default());
+        patches.push(Patch { start: node.start, end: node.end, put: Put::Quoted(out.into()) });
+    }
+
+    /// Cuts that remove the members/elements `removed` (sorted node indexes) with their commas, so the
+    /// containers stay valid JSON. In each container, values removed before the first kept one take the comma
+    /// after them, the others the comma before them.
+    fn cuts(&self, removed: &[usize], patches: &mut Vec<Patch<'_>>) {
+        let nodes = &self.tape.nodes;
+        let mut parents: Vec<usize> = removed.iter().filter_map(|&n| nodes.get(n).and_then(|n| n.parent)).collect();
+        parents.sort_unstable();
+        parents.dedup();
+        for p in parents {
+            let items: Vec<(usize, bool)> =
+                self.tape.children(p).map(|c| (c, removed.binary_search(&c).is_ok())).collect();
+            let span = |i: usize| items.get(i).and_then(|&(c, _)| nodes.get(c)).map_or((0, 0), |n| (n.item, n.end));
+            let Some(first_kept) = items.iter().position(|&(_, gone)| !gone) else {
+                let cut = Patch { start: span(0).0, end: span(items.len().saturating_sub(1)).1, put: Put::Nothing };
+                patches.push(cut);
+                continue;
+            };
+            for (i, _) in items.iter().enumerate().filter(|(_, &(_, gone))| gone) {
+                let (start, end) = if i < first_kept { (span(i).0, span(i + 1).0) } else { (span(i - 1).1, span(i).1) };
+                patches.push(Patch { start, end, put: Put::Nothing });
+            }
+        }
+    }
+
+    fn raw(&self, start: usize, end: usize) -> &str {
+        self.body.get(start..end).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+    }
+}
+
+/// What goes in place of a patched byte range.
+#[derive(Debug)]
+enum Put<'e> {
+    Nothing,
+    /// Written as is (a JSON number).
+    Raw(&'e str),
+    /// Escaped, inside an existing string.
+    Escaped(&'e str),
+    /// Escaped, in quotes: a new string value.
+    Quoted(std::borrow::Cow<'e, str>),
+}
+
+#[derive(Debug)]
+struct Patch<'e> {
+    start: usize,
+    end: usize,
+    put: Put<'e>,
+}
+
+/// The body with `patches` applied; a patch inside an earlier (removed) range is dropped with it.
+fn splice(body: &[u8], mut patches: Vec<Patch<'_>>) -> Vec<u8> {
+    patches.sort_unstable_by_key(|p| (p.start, std::cmp::Reverse(p.end)));
+    let mut out = Vec::with_capacity(body.len() + 64);
+    let mut at = 0;
+    for p in patches {
+        if p.start < at {
+            continue;
+        }
+        out.extend_from_slice(body.get(at..p.start).unwrap_or_default());
+        match p.put {
+            Put::Nothing => {}
+            Put::Raw(v) => out.extend_from_slice(v.as_bytes()),
+            Put::Escaped(v) => tape::escape_into(&mut out, v),
+            Put::Quoted(v) => {
+                out.push(b'"');
+                tape::escape_into(&mut out, &v);
+                out.push(b'"');
+            }
+        }
+        at = p.end;
+    }
+    out.extend_from_slice(body.get(at..).unwrap_or_default());
+    out
 }
 
 /// The depth-first walk of `find`, carrying each path's matcher state.
 ///
-/// It runs over every node of every inspected body, so it allocates only for what it reports: the path down is
-/// borrowed from the document, and the matcher states of all levels share one stack.
-struct Walk<'a, 'v> {
+/// It runs over every node of every inspected body, so it allocates only for what it reports (and for keys
+/// written with escapes); the matcher states of all levels share one stack.
+struct Walk<'a> {
+    doc: &'a JsonDoc,
     fields: &'a [&'a JsonPath],
     detect: &'a [Class],
-    path: Vec<Seg<'v>>,
-    /// One state per field for each level of `path` (and the root's), level after level.
+    /// One state per field for each level down to the current value (and the root's), level after level.
     states: Vec<State>,
-    next_node: usize,
     by_field: Vec<Vec<(Found, Target)>>,
     detected: Vec<(Found, Target)>,
 }
 
-impl<'v> Walk<'_, 'v> {
-    /// Walks the children of `v`, whose fields' states start at `states[base]`.
-    fn children(&mut self, v: &'v Value, base: usize) {
-        match v {
-            Value::Object(m) => m.iter().for_each(|(k, c)| self.child(Seg::Key(k), c, base)),
-            Value::Array(a) => a.iter().enumerate().for_each(|(i, c)| self.child(Seg::Index(i), c, base)),
-            _ => {}
+impl Walk<'_> {
+    /// Walks the children of the object or array `node`, whose fields' states start at `states[base]`.
+    fn children(&mut self, node: usize, base: usize) {
+        let doc = self.doc;
+        for (i, c) in doc.tape.children(node).enumerate() {
+            let Some(n) = doc.tape.nodes.get(c) else { continue };
+            match n.key {
+                Some((s, e, false)) => self.child(c, Seg::Key(doc.raw(s, e)), base),
+                Some((s, e, true)) => self.child(c, Seg::Key(&tape::decode(doc.raw(s, e))), base),
+                None => self.child(c, Seg::Index(i), base),
+            }
         }
     }
 
-    /// The current path, owned, to find the value again in `apply`.
-    fn owned_path(&self) -> Vec<Loc> {
-        self.path
-            .iter()
-            .map(|seg| match seg {
-                Seg::Key(k) => Loc::Key((*k).to_owned()),
-                Seg::Index(i) => Loc::Index(*i),
-            })
-            .collect()
-    }
-
-    fn child(&mut self, seg: Seg<'v>, v: &'v Value, parent: usize) {
-        let n = self.fields.len();
+    fn child(&mut self, node: usize, seg: Seg<'_>, parent: usize) {
+        let Some(&n) = self.doc.tape.nodes.get(node) else { return };
+        let fields = self.fields.len();
         let base = self.states.len();
-        for i in 0..n {
+        for i in 0..fields {
             let next = self.fields[i].step(self.states[parent + i], seg);
             self.states.push(next);
         }
-        let node = self.next_node;
-        self.next_node += 1;
-        self.path.push(seg);
-        let hit = (0..n).find(|&i| self.fields[i].accepts(self.states[base + i]));
+        let hit = (0..fields).find(|&i| self.fields[i].accepts(self.states[base + i]));
+        let container = matches!(n.ty, Ty::Object | Ty::Array);
         if let Some(i) = hit {
-            let (value, kind) = match v {
-                Value::String(s) => (s.clone(), Kind::Scalar),
-                Value::Number(n) => (n.to_string(), Kind::Number),
-                Value::Bool(b) => (b.to_string(), Kind::Scalar),
-                Value::Null => (String::new(), Kind::Scalar),
-                Value::Object(_) | Value::Array(_) => (String::new(), Kind::Container),
+            let value = match n.ty {
+                Ty::Str { escaped } => self.content(n.start, n.end, escaped),
+                Ty::Number | Ty::True | Ty::False => self.doc.raw(n.start, n.end).to_owned(),
+                Ty::Null | Ty::Object | Ty::Array => String::new(),
             };
-            let target = Target { node, path: self.owned_path(), kind };
             if let Some(list) = self.by_field.get_mut(i) {
-                list.push((Found { origin: Origin::Field(i), value }, target));
+                list.push((Found { origin: Origin::Field(i), value }, Target { node, part: None }));
             }
-        } else if let Value::String(s) = v {
-            self.scan(node, s);
+        } else if let Ty::Str { escaped } = n.ty {
+            self.scan(node, n.start, n.end, escaped);
         }
-        let container = matches!(v, Value::Object(_) | Value::Array(_));
         if container && (!self.detect.is_empty() || self.states[base..].iter().any(|s| !s.is_dead())) {
-            self.children(v, base);
+            self.children(node, base);
         }
-        self.path.pop();
         self.states.truncate(base);
     }
 
-    fn scan(&mut self, node: usize, s: &str) {
+    /// A string value's text, from its raw bytes `start..end` (with quotes).
+    fn content(&self, start: usize, end: usize, escaped: bool) -> String {
+        let raw = self.doc.raw(start + 1, end - 1);
+        if escaped {
+            tape::decode(raw)
+        } else {
+            raw.to_owned()
+        }
+    }
+
+    fn scan(&mut self, node: usize, start: usize, end: usize, escaped: bool) {
         if self.detect.is_empty() {
             return;
         }
+        let doc = self.doc;
+        let decoded;
+        let s = if escaped {
+            decoded = tape::decode(doc.raw(start + 1, end - 1));
+            decoded.as_str()
+        } else {
+            doc.raw(start + 1, end - 1)
+        };
         let mut last_end = 0;
         for m in crate::detect::find(s, self.detect) {
             // Defensive: keep only non-empty, ordered, non-overlapping ranges on char boundaries.
@@ -211,64 +287,16 @@ impl<'v> Walk<'_, 'v> {
             };
             last_end = m.end;
             let found = Found { origin: Origin::Detected(m.class), value: value.to_owned() };
-            let kind = Kind::Detected { start: m.start, end: m.end };
-            self.detected.push((found, Target { node, path: self.owned_path(), kind }));
+            self.detected.push((found, Target { node, part: Some((m.start, m.end)) }));
         }
     }
 }
-
-/// Rebuilds `s` with the edits of its detection matches.
-fn splice(s: &str, run: &[&(&Target, &Edit)]) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut at = 0;
-    for (t, e) in run {
-        let Kind::Detected { start, end } = t.kind else { continue };
-        out.push_str(s.get(at..start).unwrap_or_default());
-        match e {
-            Edit::Keep => out.push_str(s.get(start..end).unwrap_or_default()),
-            Edit::Replace(v) => out.push_str(v),
-            Edit::Remove => {}
-        }
-        at = end;
-    }
-    out.push_str(s.get(at..).unwrap_or_default());
-    out
-}
-
-/// A number stays a number when the new value is a JSON number literal; anything else becomes a string.
-fn replacement(kind: Kind, v: &str) -> Value {
-    let numeric = |v: &str| v.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
-    match v.parse::<Number>() {
-        Ok(n) if kind == Kind::Number && numeric(v) => Value::Number(n),
-        _ => Value::String(v.to_owned()),
-    }
-}
-
-fn locate<'v>(root: &'v mut Value, path: &[Loc]) -> Option<&'v mut Value> {
-    path.iter().try_fold(root, |v, loc| match (v, loc) {
-        (Value::Object(m), Loc::Key(k)) => m.get_mut(k),
-        (Value::Array(a), Loc::Index(i)) => a.get_mut(*i),
-        _ => None,
-    })
-}
-
-/// Removes the member or element at `path`, keeping the order of the others (gone already: nothing to do).
-fn remove(root: &mut Value, path: &[Loc]) {
-    let Some((last, parent)) = path.split_last() else { return };
-    match (locate(root, parent), last) {
-        (Some(Value::Object(m)), Loc::Key(k)) => m.retain(|key, _| key != k),
-        (Some(Value::Array(a)), Loc::Index(i)) if *i < a.len() => {
-            a.remove(*i);
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use serde_json::Value;
     use Edit::{Keep, Remove};
 
     const PAN: &str = "4111111111111111";
@@ -324,16 +352,30 @@ mod tests {
     #[test]
     fn numbers_kept_and_replaced() {
         let body = r#"{"pan":4111111111111111111,"f":1.50,"e":-2E+10,"big":123456789012345678901234567890}"#;
-        // Digits are kept as written; serde_json writes an exponent as `e` with a sign.
-        assert_eq!(values(body, &["$.*"]), ["4111111111111111111", "1.50", "-2e+10", "123456789012345678901234567890"]);
-        assert_eq!(rewrite(body, &["$.*"], false, &[Keep, Keep, Keep, Keep]), body.replace("E+", "e+"));
+        assert_eq!(values(body, &["$.*"]), ["4111111111111111111", "1.50", "-2E+10", "123456789012345678901234567890"]);
+        assert_eq!(rewrite(body, &["$.*"], false, &[Keep, Keep, Keep, Keep]), body, "digits are kept as written");
         let body = r#"{"s":"4111","n":4111,"m":4111,"o":1,"t":true,"z":null}"#;
         let edits = [rep("42"), rep("-9.05"), rep("4111-x"), rep(" 1"), rep("T"), rep("N")];
         let out = rewrite(body, &["$.s", "$.n", "$.m", "$.o", "$.t", "$.z"], false, &edits);
         assert_eq!(out, r#"{"s":"42","n":-9.05,"m":"4111-x","o":" 1","t":"T","z":"N"}"#);
-        for not in ["", "01", "1.", ".5", "+1", "1e", "0x1", "NaN", "--1", "1-"] {
-            assert_eq!(replacement(Kind::Number, not), Value::String(not.into()), "{not:?}");
+        for not in ["", "01", "1.", ".5", "+1", "1e", "0x1", "NaN", "--1", "1-", "\"1\""] {
+            let want = format!(r#"{{"n":{}}}"#, serde_json::to_string(not).unwrap());
+            assert_eq!(rewrite(r#"{"n":1}"#, &["$.n"], false, &[rep(not)]), want, "{not:?}");
         }
+    }
+
+    #[test]
+    fn untouched_bytes_stay_as_written() {
+        let body = "{ \"a\" : \"\\u0041\",\n  \"card\": \"4111\" ,\t\"z\":[ 1 , 2 ] }";
+        assert_eq!(rewrite(body, &["$.card"], false, &[rep("tok")]), body.replace("\"4111\"", "\"tok\""));
+        assert_eq!(rewrite(body, &["$.card"], false, &[Remove]), "{ \"a\" : \"\\u0041\" ,\t\"z\":[ 1 , 2 ] }");
+        assert_eq!(rewrite(body, &["$.a"], false, &[Remove]), "{ \"card\": \"4111\" ,\t\"z\":[ 1 , 2 ] }");
+        assert_eq!(rewrite(body, &["$.z[*]"], false, &[Remove, Remove]), body.replace("[ 1 , 2 ]", "[  ]"));
+        assert_eq!(rewrite(body, &["$.*"], false, &[Remove, Remove, Remove]), "{  }");
+        let out = rewrite(body, &["$.a"], false, &[rep("q\"\\\n\u{1}é")]);
+        assert!(out.starts_with(r#"{ "a" : "q\"\\\n\u0001é","#), "replacements are escaped: {out}");
+        // Keys written with escapes are matched by their text.
+        assert_eq!(values(r#"{"c\u0061rd":"1","card":"2"}"#, &["$.card"]), ["1", "2"]);
     }
 
     #[test]
@@ -368,6 +410,10 @@ mod tests {
         let body = r#"{"p":"\u0034111111111111111","q":"a\"b\\c\u00e9\/","r":"x \u0034111111111111111"}"#;
         assert_eq!(found(body, &["$.p", "$.q"], true).1[2], (DET, PAN.into()));
         assert_eq!(values(body, &["$.p", "$.q"]), [PAN, "a\"b\\cé/"]);
+        // A detected value in a string with escapes: the string is written again, escaped where needed.
+        let body = r#"{"r":"x\t\u0034111111111111111 \u00e9 4111111111111111"}"#;
+        assert_eq!(rewrite(body, &[], true, &[rep("T\""), Keep]), format!(r#"{{"r":"x\tT\" é {PAN}"}}"#));
+        assert_eq!(rewrite(body, &[], true, &[Keep, Keep]), body, "all kept: untouched");
     }
 
     #[test]
@@ -389,9 +435,10 @@ mod tests {
         let nest = |n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
         assert_eq!(err(&nest(200)), RewriteError::Malformed("JSON nested too deeply"));
         assert!(JsonDoc::parse(&nest(100)).is_ok());
-        // Duplicate keys collapse to the last value.
-        assert_eq!(values(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"]), ["2"]);
-        assert_eq!(rewrite(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"], false, &[rep("t")]), r#"{"a":"t","b":0}"#);
+        // Duplicate keys are kept: each is found and rewritten.
+        assert_eq!(values(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"]), ["1", "2"]);
+        let out = rewrite(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"], false, &[rep("t"), Remove]);
+        assert_eq!(out, r#"{"a":"t","b":0}"#);
     }
 
     fn arb_json() -> impl Strategy<Value = Value> {
@@ -420,15 +467,14 @@ mod tests {
         }
 
         #[test]
-        fn find_and_apply_never_panic(v in arb_json(), pan: bool, picks in prop::collection::vec(0u8..4, 1..8),
+        fn find_and_apply_never_panic(v in arb_json(), pan: bool, pretty: bool, picks in prop::collection::vec(0u8..4, 1..8),
             ps in prop::collection::vec(prop::collection::vec(prop::sample::select(
                 vec![".a", ".b", "..a", "[*]", ".*", "[0]", "[1]", "['a.b']", "..*", "['']"]), 1..4), 0..3)) {
-            let body = serde_json::to_string(&v).unwrap();
+            let body = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
             let ps: Vec<String> = ps.iter().map(|p| format!("${}", p.concat())).collect();
             let ps: Vec<&str> = ps.iter().map(String::as_str).collect();
             let (doc, f) = found(&body, &ps, pan);
-            let kept = doc.apply(&vec![Keep; f.len()]).unwrap();
-            prop_assert_eq!(serde_json::from_slice::<Value>(&kept).unwrap(), v);
+            prop_assert_eq!(doc.apply(&vec![Keep; f.len()]).unwrap(), body.as_bytes());
             let (doc, f) = found(&body, &ps, pan);
             let pick = |i: usize| [Keep, Remove, rep("7"), rep("tok")][usize::from(picks[i % picks.len()])].clone();
             let edits: Vec<Edit> = (0..f.len()).map(pick).collect();
