@@ -38,11 +38,14 @@ pub struct Match {
 /// Non-overlapping matches ordered by `start`, only for the given classes (other classes are never detected).
 pub fn find(text: &str, classes: &[Class]) -> Vec<Match> {
     let mut candidates = Vec::new();
-    // Strings too short to hold the class are skipped outright (most strings of a JSON body are short).
-    if classes.contains(&Class::Iban) && text.len() >= IBAN_MIN_CHARS {
+    // Strings too short or with too few digits to hold the class are skipped outright (most strings of a JSON
+    // body are): one counting pass, where a full-width digit counts by its lead byte 0xEF.
+    let (ascii_digits, wide) =
+        text.bytes().fold((0, 0), |(a, w), c| (a + usize::from(c.is_ascii_digit()), w + usize::from(c == 0xEF)));
+    if classes.contains(&Class::Iban) && text.len() >= IBAN_MIN_CHARS && ascii_digits >= 2 {
         scan_iban(text, &mut candidates);
     }
-    if classes.contains(&Class::Pan) && text.len() >= pan::MIN_DIGITS {
+    if classes.contains(&Class::Pan) && ascii_digits + wide >= pan::MIN_DIGITS {
         scan_pan(text, &mut candidates);
     }
     if classes.contains(&Class::Phone) {

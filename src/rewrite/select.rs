@@ -112,10 +112,12 @@ impl JsonPath {
     /// The state after going down `seg` from a value whose state was `state`.
     pub fn step(&self, state: State, seg: Seg<'_>) -> State {
         let mut next = 0u128;
-        for (i, step) in self.steps.iter().enumerate() {
-            if state.0 & (1u128 << i) == 0 {
-                continue;
-            }
+        // Only the positions in the set: usually one or two of them, often none.
+        let mut live = state.0;
+        while live != 0 {
+            let i = live.trailing_zeros() as usize;
+            live &= live - 1;
+            let Some(step) = self.steps.get(i) else { break };
             if step.deep {
                 next |= 1u128 << i;
             }

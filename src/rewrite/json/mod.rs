@@ -21,7 +21,7 @@ use tape::{Tape, Ty};
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
 #[derive(Debug)]
 pub struct JsonDoc {
-    body: Vec<u8>,
+    body: String,
     tape: Tape,
     targets: Vec<Target>,
 }
@@ -37,8 +37,9 @@ struct Target {
 impl JsonDoc {
     /// Parses a body strictly: valid UTF-8, one JSON value, at most 128 levels deep.
     pub fn parse(body: &[u8]) -> Result<JsonDoc, RewriteError> {
-        let tape = Tape::parse(body)?;
-        Ok(JsonDoc { body: body.to_vec(), tape, targets: Vec::new() })
+        let text = std::str::from_utf8(body).map_err(|_| RewriteError::Malformed("body is not valid UTF-8"))?;
+        let tape = Tape::parse(text)?;
+        Ok(JsonDoc { body: text.to_owned(), tape, targets: Vec::new() })
     }
 
     /// Lists the values to decide about: `fields[0]`'s matches, then `fields[1]`'s…, each in document order,
@@ -93,7 +94,7 @@ impl JsonDoc {
         }
         removed.sort_unstable();
         self.cuts(&removed, &mut patches);
-        Ok(splice(&self.body, patches))
+        Ok(splice(self.body.as_bytes(), patches))
     }
 
     /// Patches for the detection edits of one string: in place when it has no escapes, else the whole string.
@@ -152,7 +153,7 @@ impl JsonDoc {
     }
 
     fn raw(&self, start: usize, end: usize) -> &str {
-        self.body.get(start..end).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+        self.body.get(start..end).unwrap_or_default()
     }
 }
 
@@ -251,8 +252,18 @@ impl Walk<'_> {
         } else if let Ty::Str { escaped } = n.ty {
             self.scan(node, n.start, n.end, escaped);
         }
-        if container && (!self.detect.is_empty() || self.states[base..].iter().any(|s| !s.is_dead())) {
-            self.children(node, base);
+        if container {
+            if self.states[base..].iter().any(|s| !s.is_dead()) {
+                self.children(node, base);
+            } else if !self.detect.is_empty() {
+                // No selector can match below: only detection is left, over the subtree's strings in order.
+                let doc = self.doc;
+                for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next).skip(node + 1) {
+                    if let Ty::Str { escaped } = d.ty {
+                        self.scan(c, d.start, d.end, escaped);
+                    }
+                }
+            }
         }
         self.states.truncate(base);
     }
@@ -403,6 +414,12 @@ mod tests {
         assert!(out.starts_with(&format!(r#"{{"note":"pay  or T!","card":"{PAN}""#)), "{out}");
         let out = rewrite(&body, &[], true, &[Keep, Keep, rep("T")]);
         assert!(out.starts_with(&format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"T""#)), "{out}");
+        // Below values no selector can reach, and below those it still can, every string is scanned in order.
+        let body = format!(r#"{{"x":{{"y":["{PAN}",{{"z":"a\t{PAN}"}}]}},"c":{{"n":"{PAN}","m":"{PAN}"}}}}"#);
+        let (_, f) = found(&body, &["$.c.n"], true);
+        assert_eq!(f, [(F0, PAN.into()), (DET, PAN.into()), (DET, PAN.into()), (DET, PAN.into())]);
+        let out = rewrite(&body, &["$.c.n"], true, &[rep("A"), rep("B"), rep("C"), rep("D")]);
+        assert_eq!(out, r#"{"x":{"y":["B",{"z":"a\tC"}]},"c":{"n":"A","m":"D"}}"#);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A strict JSON parser that records where every value is, instead of building values.
 //!
-//! [`Tape::parse`] checks a body against RFC 8259 (UTF-8, one value, no trailing commas, no lone surrogates,
+//! [`Tape::parse`] checks a body against RFC 8259 (one value, no trailing commas, no lone surrogates,
 //! no control characters in strings, at most [`MAX_DEPTH`] nested objects/arrays) and lists its values in
 //! document order (pre-order) as [`Node`]s: byte ranges into the body, the member's key, and where the subtree
 //! ends. Rewriting then splices new bytes into the original body, so what is not edited stays byte for byte.
@@ -52,9 +52,8 @@ pub struct Tape {
 }
 
 impl Tape {
-    pub fn parse(body: &[u8]) -> Result<Tape, RewriteError> {
-        std::str::from_utf8(body).map_err(|_| RewriteError::Malformed("body is not valid UTF-8"))?;
-        let mut p = Parser { b: body, i: 0, nodes: Vec::with_capacity(body.len() / 16 + 1) };
+    pub fn parse(body: &str) -> Result<Tape, RewriteError> {
+        let mut p = Parser { b: body.as_bytes(), i: 0, nodes: Vec::with_capacity(body.len() / 16 + 1) };
         p.ws();
         p.value(None, p.i, None, 0)?;
         p.ws();
@@ -198,6 +197,9 @@ impl Parser<'_> {
         self.i += 1;
         let mut escaped = false;
         loop {
+            // Skip plain bytes in a tight loop: most of a body is string content.
+            let plain = self.b.get(self.i..).unwrap_or_default().iter().take_while(|&&c| !SPECIAL[usize::from(c)]);
+            self.i += plain.count();
             let c = self.peek().ok_or(INVALID)?;
             self.i += 1;
             match c {
@@ -236,6 +238,19 @@ impl Parser<'_> {
         Ok(v)
     }
 }
+
+/// The bytes that end a run of plain string content: `"`, `\` and the control characters.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = true;
+        c += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
 
 fn hex4(h: &[u8]) -> Option<u32> {
     let h = std::str::from_utf8(h).ok().filter(|h| h.len() == 4 && h.bytes().all(|b| b.is_ascii_hexdigit()))?;
@@ -346,13 +361,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn tys(body: &str) -> Vec<Ty> {
-        Tape::parse(body.as_bytes()).unwrap().nodes.iter().map(|n| n.ty).collect()
+        Tape::parse(body).unwrap().nodes.iter().map(|n| n.ty).collect()
     }
 
     #[test]
     fn nodes_in_document_order_with_ranges() {
         let body = r#" {"a" : [1, "x\n"], "b\"": {}} "#;
-        let t = Tape::parse(body.as_bytes()).unwrap();
+        let t = Tape::parse(body).unwrap();
         let text = |i: usize| &body[t.nodes[i].start..t.nodes[i].end];
         assert_eq!(t.nodes.len(), 5);
         assert_eq!(
@@ -412,17 +427,16 @@ mod tests {
             "{\"a\":1 \"b\":2}",
             "\u{a0}1",
         ] {
-            assert_eq!(Tape::parse(bad.as_bytes()).unwrap_err(), INVALID, "{bad:?}");
+            assert_eq!(Tape::parse(bad).unwrap_err(), INVALID, "{bad:?}");
         }
         for good in
             ["0", "-0", "1e5", "1E+5", "-1.5e-05", "\"\\ud83d\\ude00\"", " \t\r\n[ ] ", "{\"\":{}}", "\"\u{7f}\""]
         {
-            assert!(Tape::parse(good.as_bytes()).is_ok(), "{good:?}");
+            assert!(Tape::parse(good).is_ok(), "{good:?}");
         }
-        assert_eq!(Tape::parse(b"\"\xff\"").unwrap_err(), RewriteError::Malformed("body is not valid UTF-8"));
         let nest = |n| format!("{}1{}", "[{\"a\":".repeat(n / 2), "}]".repeat(n / 2));
-        assert!(Tape::parse(nest(MAX_DEPTH).as_bytes()).is_ok());
-        assert_eq!(Tape::parse(nest(MAX_DEPTH + 2).as_bytes()).unwrap_err(), TOO_DEEP);
+        assert!(Tape::parse(&nest(MAX_DEPTH)).is_ok());
+        assert_eq!(Tape::parse(&nest(MAX_DEPTH + 2)).unwrap_err(), TOO_DEEP);
     }
 
     #[test]
@@ -445,7 +459,7 @@ mod tests {
         /// Agrees with serde_json on what is JSON (nesting kept shallow: serde_json's limit differs by one level).
         #[test]
         fn agrees_with_serde_json(body in "[\\[\\]{}\",:0-9a-z\\\\ .eE+-]{0,24}") {
-            let ours = Tape::parse(body.as_bytes()).is_ok();
+            let ours = Tape::parse(&body).is_ok();
             let theirs = serde_json::from_str::<serde_json::Value>(&body).is_ok();
             prop_assert_eq!(ours, theirs, "{:?}", body);
         }
@@ -455,16 +469,11 @@ mod tests {
             let mut out = vec![b'"'];
             escape_into(&mut out, &s);
             out.push(b'"');
-            let t = Tape::parse(&out).unwrap();
+            let t = Tape::parse(std::str::from_utf8(&out).unwrap()).unwrap();
             prop_assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s.clone());
             let raw = std::str::from_utf8(&out[1..out.len() - 1]).unwrap();
             prop_assert_eq!(decode(raw), s.clone());
             prop_assert_eq!(t.nodes[0].ty, Ty::Str { escaped: raw != s });
-        }
-
-        #[test]
-        fn parse_never_panics(body in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = Tape::parse(&body);
         }
     }
 }
