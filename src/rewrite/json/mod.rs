@@ -19,11 +19,17 @@ use crate::vault::class::Class;
 use tape::{Tape, Ty};
 
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
-#[derive(Debug)]
 pub struct JsonDoc {
     body: String,
     tape: Tape,
     targets: Vec<Target>,
+}
+
+/// Never the body's content: it holds the values veil is there to protect.
+impl std::fmt::Debug for JsonDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonDoc").field("bytes", &self.body.len()).finish_non_exhaustive()
+    }
 }
 
 /// A found value: a node of the tape, whole or a detected part of a string.
@@ -158,7 +164,6 @@ impl JsonDoc {
 }
 
 /// What goes in place of a patched byte range.
-#[derive(Debug)]
 enum Put<'e> {
     Nothing,
     /// Written as is (a JSON number).
@@ -169,7 +174,6 @@ enum Put<'e> {
     Quoted(std::borrow::Cow<'e, str>),
 }
 
-#[derive(Debug)]
 struct Patch<'e> {
     start: usize,
     end: usize,
@@ -440,6 +444,8 @@ mod tests {
         let (doc, _) = found(r#"{"a":"1"}"#, &["$.a"], false);
         assert_eq!(doc.apply(&[Keep, Keep]).unwrap_err(), RewriteError::EditCount);
         assert_eq!(JsonDoc::parse(b"[1]").unwrap().apply(&[]).unwrap(), b"[1]", "no find: nothing to edit");
+        let doc = JsonDoc::parse(format!(r#"{{"card":"{PAN}"}}"#).as_bytes()).unwrap();
+        assert!(!format!("{doc:?}").contains(PAN), "Debug never shows the body");
     }
 
     #[test]

@@ -52,6 +52,7 @@ pub struct Tape {
 }
 
 impl Tape {
+    /// Checks `body` and lists its values; fails with "not valid JSON" or "JSON nested too deeply".
     pub fn parse(body: &str) -> Result<Tape, RewriteError> {
         let mut p = Parser { b: body.as_bytes(), i: 0, nodes: Vec::with_capacity(body.len() / 16 + 1) };
         p.ws();
