@@ -472,9 +472,10 @@ mod tests {
                 .prop_map(|s| Value::Number(s.parse().unwrap())),
             "[ab\"\\\\é\u{1F600}\n]{0,6}".prop_map(Value::String),
             Just(Value::String(format!("x {PAN} y {PAN}"))),
+            Just(Value::String(format!("é\n{PAN}\t\"{PAN}"))),
         ];
         leaf.prop_recursive(4, 40, 4, |inner| {
-            let members = prop::collection::vec(("[ab.' ]{0,2}", inner.clone()), 0..4);
+            let members = prop::collection::vec(("[ab.' \"é]{0,2}", inner.clone()), 0..4);
             prop_oneof![
                 prop::collection::vec(inner, 0..4).prop_map(Value::Array),
                 members.prop_map(|kv| Value::Object(kv.into_iter().collect())),
@@ -489,8 +490,10 @@ mod tests {
             let _ = JsonDoc::parse(&body);
         }
 
+        /// Keeping everything gives the body back byte for byte; any other edits give the JSON a `Value` model
+        /// predicts (strings spliced, scalars replaced, members and elements removed).
         #[test]
-        fn find_and_apply_never_panic(v in arb_json(), pan: bool, pretty: bool, picks in prop::collection::vec(0u8..4, 1..8),
+        fn edits_agree_with_a_model(v in arb_json(), pan: bool, pretty: bool, picks in prop::collection::vec(0u8..4, 1..8),
             ps in prop::collection::vec(prop::collection::vec(prop::sample::select(
                 vec![".a", ".b", "..a", "[*]", ".*", "[0]", "[1]", "['a.b']", "..*", "['']"]), 1..4), 0..3)) {
             let body = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
@@ -501,10 +504,70 @@ mod tests {
             let (doc, f) = found(&body, &ps, pan);
             let pick = |i: usize| [Keep, Remove, rep("7"), rep("tok")][usize::from(picks[i % picks.len()])].clone();
             let edits: Vec<Edit> = (0..f.len()).map(pick).collect();
-            match doc.apply(&edits) {
-                Ok(out) => prop_assert!(serde_json::from_slice::<Value>(&out).is_ok()),
-                Err(e) => prop_assert!(matches!(e, RewriteError::Unsupported(_))),
+            let want = model(&doc, v, &edits);
+            match (doc.apply(&edits), want) {
+                (Ok(out), Some(want)) => prop_assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want),
+                (Err(RewriteError::Unsupported(_)), None) => {}
+                (got, want) => prop_assert!(false, "got {:?}, model {:?}", got.map(String::from_utf8), want),
             }
         }
+    }
+
+    /// What `edits` make of `v` (the document `doc` was parsed from), or `None` when one replaces a container.
+    fn model(doc: &JsonDoc, mut v: Value, edits: &[Edit]) -> Option<Value> {
+        let nodes = &doc.tape.nodes;
+        let path = |mut n: usize| {
+            let mut steps = Vec::new();
+            while let Some(p) = nodes[n].parent {
+                steps.push(match nodes[n].key {
+                    Some((s, e, _)) => Err(tape::decode(doc.raw(s, e))),
+                    None => Ok(doc.tape.children(p).position(|c| c == n).unwrap()),
+                });
+                n = p;
+            }
+            steps.reverse();
+            steps
+        };
+        fn at<'v>(v: &'v mut Value, path: &[Result<usize, String>]) -> &'v mut Value {
+            path.iter().fold(v, |v, step| match step {
+                Ok(i) => &mut v[*i],
+                Err(k) => &mut v[k.as_str()],
+            })
+        }
+        let pairs: Vec<_> = doc.targets.iter().zip(edits).collect();
+        // Detection matches: splice the string's text (ranges are in its decoded text), last match first.
+        for (t, e) in pairs.iter().rev() {
+            if let (Some((s, end)), Value::String(text)) = (t.part, at(&mut v, &path(t.node))) {
+                match e {
+                    Keep => {}
+                    Remove => text.replace_range(s..end, ""),
+                    Edit::Replace(r) => text.replace_range(s..end, r),
+                }
+            }
+        }
+        for (t, e) in &pairs {
+            if let (None, Edit::Replace(r)) = (t.part, e) {
+                let slot = at(&mut v, &path(t.node));
+                *slot = match slot {
+                    Value::Object(_) | Value::Array(_) => return None,
+                    Value::Number(_) if tape::is_number(r) => Value::Number(r.parse().unwrap()),
+                    _ => Value::String(r.clone()),
+                };
+            }
+        }
+        // Removals, last node first: earlier siblings keep their indexes, children go before their parents.
+        let mut removed: Vec<usize> =
+            pairs.iter().filter(|(t, e)| t.part.is_none() && matches!(e, Remove)).map(|(t, _)| t.node).collect();
+        removed.sort_unstable_by(|a, b| b.cmp(a));
+        for n in removed {
+            let mut p = path(n);
+            let last = p.pop().unwrap();
+            match (at(&mut v, &p), last) {
+                (Value::Array(a), Ok(i)) => drop(a.remove(i)),
+                (Value::Object(m), Err(k)) => drop(m.shift_remove(&k)),
+                _ => unreachable!(),
+            }
+        }
+        Some(v)
     }
 }
