@@ -16,7 +16,8 @@ mod tape;
 use super::select::{JsonPath, Seg, State};
 use super::{Edit, Found, Origin, RewriteError};
 use crate::vault::class::Class;
-use tape::{Tape, Ty};
+use std::borrow::Cow;
+use tape::{Node, Tape, Ty};
 
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
 pub struct JsonDoc {
@@ -119,7 +120,7 @@ impl JsonDoc {
             }
             return;
         }
-        let text = tape::decode(self.raw(node.start + 1, node.end - 1));
+        let text = self.text(node);
         let mut out = String::with_capacity(text.len());
         let mut at = 0;
         for (t, e) in run {
@@ -161,6 +162,16 @@ impl JsonDoc {
     fn raw(&self, start: usize, end: usize) -> &str {
         self.body.get(start..end).unwrap_or_default()
     }
+
+    /// A string value's text: its raw content, decoded when it has escapes.
+    fn text(&self, n: &Node) -> Cow<'_, str> {
+        let raw = self.raw(n.start + 1, n.end - 1);
+        if n.ty == (Ty::Str { escaped: true }) {
+            Cow::Owned(tape::decode(raw))
+        } else {
+            Cow::Borrowed(raw)
+        }
+    }
 }
 
 /// What goes in place of a patched byte range.
@@ -171,7 +182,7 @@ enum Put<'e> {
     /// Escaped, inside an existing string.
     Escaped(&'e str),
     /// Escaped, in quotes: a new string value.
-    Quoted(std::borrow::Cow<'e, str>),
+    Quoted(Cow<'e, str>),
 }
 
 struct Patch<'e> {
@@ -246,15 +257,15 @@ impl Walk<'_> {
         let container = matches!(n.ty, Ty::Object | Ty::Array);
         if let Some(i) = hit {
             let value = match n.ty {
-                Ty::Str { escaped } => self.content(n.start, n.end, escaped),
+                Ty::Str { .. } => self.doc.text(&n).into_owned(),
                 Ty::Number | Ty::True | Ty::False => self.doc.raw(n.start, n.end).to_owned(),
                 Ty::Null | Ty::Object | Ty::Array => String::new(),
             };
             if let Some(list) = self.by_field.get_mut(i) {
                 list.push((Found { origin: Origin::Field(i), value }, Target { node, part: None }));
             }
-        } else if let Ty::Str { escaped } = n.ty {
-            self.scan(node, n.start, n.end, escaped);
+        } else if let Ty::Str { .. } = n.ty {
+            self.scan(node, &n);
         }
         if container {
             if self.states[base..].iter().any(|s| !s.is_dead()) {
@@ -263,8 +274,8 @@ impl Walk<'_> {
                 // No selector can match below: only detection is left, over the subtree's strings in order.
                 let doc = self.doc;
                 for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next).skip(node + 1) {
-                    if let Ty::Str { escaped } = d.ty {
-                        self.scan(c, d.start, d.end, escaped);
+                    if let Ty::Str { .. } = d.ty {
+                        self.scan(c, d);
                     }
                 }
             }
@@ -272,30 +283,14 @@ impl Walk<'_> {
         self.states.truncate(base);
     }
 
-    /// A string value's text, from its raw bytes `start..end` (with quotes).
-    fn content(&self, start: usize, end: usize, escaped: bool) -> String {
-        let raw = self.doc.raw(start + 1, end - 1);
-        if escaped {
-            tape::decode(raw)
-        } else {
-            raw.to_owned()
-        }
-    }
-
-    fn scan(&mut self, node: usize, start: usize, end: usize, escaped: bool) {
+    /// Detection over the text of the string `n` (tape index `node`).
+    fn scan(&mut self, node: usize, n: &Node) {
         if self.detect.is_empty() {
             return;
         }
-        let doc = self.doc;
-        let decoded;
-        let s = if escaped {
-            decoded = tape::decode(doc.raw(start + 1, end - 1));
-            decoded.as_str()
-        } else {
-            doc.raw(start + 1, end - 1)
-        };
+        let s = self.doc.text(n);
         let mut last_end = 0;
-        for m in crate::detect::find(s, self.detect) {
+        for m in crate::detect::find(&s, self.detect) {
             // Defensive: keep only non-empty, ordered, non-overlapping ranges on char boundaries.
             let Some(value) = s.get(m.start..m.end).filter(|_| m.start >= last_end && m.start < m.end) else {
                 continue;
@@ -306,6 +301,7 @@ impl Walk<'_> {
         }
     }
 }
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {

@@ -155,14 +155,9 @@ impl Parser<'_> {
             }
             self.ws();
             self.value(Some(at), item, Some(key), depth)?;
-            self.ws();
-            if self.eat(b'}') {
+            if self.next_item(b'}')? {
                 return Ok(());
             }
-            if !self.eat(b',') {
-                return Err(INVALID);
-            }
-            self.ws();
         }
     }
 
@@ -174,15 +169,23 @@ impl Parser<'_> {
         }
         loop {
             self.value(Some(at), self.i, None, depth)?;
-            self.ws();
-            if self.eat(b']') {
+            if self.next_item(b']')? {
                 return Ok(());
             }
-            if !self.eat(b',') {
-                return Err(INVALID);
-            }
-            self.ws();
         }
+    }
+
+    /// After a member or element: `true` past the container's `close`, `false` past a comma (another follows).
+    fn next_item(&mut self, close: u8) -> Result<bool, RewriteError> {
+        self.ws();
+        if self.eat(close) {
+            return Ok(true);
+        }
+        if !self.eat(b',') {
+            return Err(INVALID);
+        }
+        self.ws();
+        Ok(false)
     }
 
     fn literal(&mut self, word: &[u8], ty: Ty) -> Result<Ty, RewriteError> {
