@@ -60,8 +60,11 @@ impl JsonDoc {
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
         };
-        if !fields.is_empty() || !detect.is_empty() {
-            walk.children(0, 0);
+        // No selector matches the root itself; a body that is just a string is still scanned.
+        match self.tape.nodes.first() {
+            Some(root @ Node { ty: Ty::Str { .. }, .. }) => walk.scan(0, root),
+            Some(_) if !fields.is_empty() || !detect.is_empty() => walk.children(0, 0),
+            _ => {}
         }
         let (found, targets): (Vec<Found>, Vec<Target>) =
             walk.by_field.into_iter().flatten().chain(walk.detected).unzip();
@@ -414,6 +417,9 @@ mod tests {
         assert!(out.starts_with(&format!(r#"{{"note":"pay  or T!","card":"{PAN}""#)), "{out}");
         let out = rewrite(&body, &[], true, &[Keep, Keep, rep("T")]);
         assert!(out.starts_with(&format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"T""#)), "{out}");
+        let body = format!(r#""pay {PAN}""#);
+        assert_eq!(found(&body, &["$.a"], true).1, [(DET, PAN.into())], "a body that is one string");
+        assert_eq!(rewrite(&body, &[], true, &[rep("T")]), r#""pay T""#);
         // Below values no selector can reach, and below those it still can, every string is scanned in order.
         let body = format!(r#"{{"x":{{"y":["{PAN}",{{"z":"a\t{PAN}"}}]}},"c":{{"n":"{PAN}","m":"{PAN}"}}}}"#);
         let (_, f) = found(&body, &["$.c.n"], true);
