@@ -91,10 +91,10 @@ impl JsonDoc {
                     return Err(RewriteError::Unsupported("a JSON object or array can be removed but not replaced"))
                 }
                 (Edit::Replace(v), None) if node.ty == Ty::Number && tape::is_number(v) => {
-                    patches.push(Patch { start: node.start, end: node.end, put: Put::Raw(v) })
+                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(v) })
                 }
                 (Edit::Replace(v), None) => {
-                    patches.push(Patch { start: node.start, end: node.end, put: Put::Quoted(v.as_str().into()) })
+                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(v.as_str().into()) })
                 }
             }
         }
@@ -115,7 +115,7 @@ impl JsonDoc {
             Edit::Keep | Edit::Remove => Put::Nothing,
         };
         if node.ty == (Ty::Str { escaped: false }) {
-            let content = node.start + 1;
+            let content = node.start() + 1;
             for (t, e) in run {
                 if let Some((s, end)) = t.part {
                     patches.push(Patch { start: content + s, end: content + end, put: put(e) });
@@ -135,7 +135,7 @@ impl JsonDoc {
             at = end;
         }
         out.push_str(text.get(at..).unwrap_or_default());
-        patches.push(Patch { start: node.start, end: node.end, put: Put::Quoted(out.into()) });
+        patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(out.into()) });
     }
 
     /// Cuts that remove the members/elements `removed` (sorted node indexes) with their commas, so the
@@ -143,13 +143,13 @@ impl JsonDoc {
     /// after them, the others the comma before them.
     fn cuts(&self, removed: &[usize], patches: &mut Vec<Patch<'_>>) {
         let nodes = &self.tape.nodes;
-        let mut parents: Vec<usize> = removed.iter().filter_map(|&n| nodes.get(n).and_then(|n| n.parent)).collect();
+        let mut parents: Vec<usize> = removed.iter().filter_map(|&n| nodes.get(n).and_then(Node::parent)).collect();
         parents.sort_unstable();
         parents.dedup();
         for p in parents {
             let items: Vec<(usize, bool)> =
                 self.tape.children(p).map(|c| (c, removed.binary_search(&c).is_ok())).collect();
-            let span = |i: usize| items.get(i).and_then(|&(c, _)| nodes.get(c)).map_or((0, 0), |n| (n.item, n.end));
+            let span = |i: usize| items.get(i).and_then(|&(c, _)| nodes.get(c)).map_or((0, 0), |n| (n.item(), n.end()));
             let Some(first_kept) = items.iter().position(|&(_, gone)| !gone) else {
                 let cut = Patch { start: span(0).0, end: span(items.len().saturating_sub(1)).1, put: Put::Nothing };
                 patches.push(cut);
@@ -168,7 +168,7 @@ impl JsonDoc {
 
     /// A string value's text: its raw content, decoded when it has escapes.
     fn text(&self, n: &Node) -> Cow<'_, str> {
-        let raw = self.raw(n.start + 1, n.end - 1);
+        let raw = self.raw(n.start() + 1, n.end() - 1);
         if n.ty == (Ty::Str { escaped: true }) {
             Cow::Owned(tape::decode(raw))
         } else {
@@ -240,7 +240,7 @@ impl Walk<'_> {
         let doc = self.doc;
         for (i, c) in doc.tape.children(node).enumerate() {
             let Some(n) = doc.tape.nodes.get(c) else { continue };
-            match n.key {
+            match n.key() {
                 Some((s, e, false)) => self.child(c, Seg::Key(doc.raw(s, e)), base),
                 Some((s, e, true)) => self.child(c, Seg::Key(&tape::decode(doc.raw(s, e))), base),
                 None => self.child(c, Seg::Index(i), base),
@@ -261,7 +261,7 @@ impl Walk<'_> {
         if let Some(i) = hit {
             let value = match n.ty {
                 Ty::Str { .. } => self.doc.text(&n).into_owned(),
-                Ty::Number | Ty::True | Ty::False => self.doc.raw(n.start, n.end).to_owned(),
+                Ty::Number | Ty::True | Ty::False => self.doc.raw(n.start(), n.end()).to_owned(),
                 Ty::Null | Ty::Object | Ty::Array => String::new(),
             };
             if let Some(list) = self.by_field.get_mut(i) {
@@ -276,7 +276,7 @@ impl Walk<'_> {
             } else if !self.detect.is_empty() {
                 // No selector can match below: only detection is left, over the subtree's strings in order.
                 let doc = self.doc;
-                for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next).skip(node + 1) {
+                for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next()).skip(node + 1) {
                     if let Ty::Str { .. } = d.ty {
                         self.scan(c, d);
                     }
@@ -520,8 +520,8 @@ mod tests {
         let nodes = &doc.tape.nodes;
         let path = |mut n: usize| {
             let mut steps = Vec::new();
-            while let Some(p) = nodes[n].parent {
-                steps.push(match nodes[n].key {
+            while let Some(p) = nodes[n].parent() {
+                steps.push(match nodes[n].key() {
                     Some((s, e, _)) => Err(tape::decode(doc.raw(s, e))),
                     None => Ok(doc.tape.children(p).position(|c| c == n).unwrap()),
                 });

@@ -28,21 +28,57 @@ pub enum Ty {
     Null,
 }
 
-/// One value of the document.
+/// One value of the document, in 32 bytes: a hostile body of tiny values costs no more than serde_json's `Value`.
 #[derive(Debug, Clone, Copy)]
 pub struct Node {
     pub ty: Ty,
-    /// The value's bytes, `start..end` (a string's include its quotes).
-    pub start: usize,
-    pub end: usize,
-    /// Where the member (its key's opening quote) or array element starts; the root's is `start`.
-    pub item: usize,
+    key_escaped: bool,
+    /// Byte offsets (a body over 4 GiB is refused); `key_start` 0 means no key, `parent` [`NONE`] no parent.
+    start: u32,
+    end: u32,
+    item: u32,
+    key_start: u32,
+    key_end: u32,
+    parent: u32,
+    next: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+/// An offset or index of a body already checked to be under 4 GiB.
+fn small(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(NONE)
+}
+
+impl Node {
+    /// The value's bytes are `start()..end()` (a string's include its quotes).
+    pub fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    pub fn end(&self) -> usize {
+        self.end as usize
+    }
+
+    /// Where the member (its key's opening quote) or array element starts; the root's is `start()`.
+    pub fn item(&self) -> usize {
+        self.item as usize
+    }
+
     /// A member's key, raw (between the quotes) and whether it has escapes; `None` for elements and the root.
-    pub key: Option<(usize, usize, bool)>,
+    pub fn key(&self) -> Option<(usize, usize, bool)> {
+        (self.key_start != 0).then_some((self.key_start as usize, self.key_end as usize, self.key_escaped))
+    }
+
     /// The enclosing object or array (`None` for the root).
-    pub parent: Option<usize>,
+    pub fn parent(&self) -> Option<usize> {
+        (self.parent != NONE).then_some(self.parent as usize)
+    }
+
     /// The index of the first node after this value's subtree.
-    pub next: usize,
+    pub fn next(&self) -> usize {
+        self.next as usize
+    }
 }
 
 /// A checked JSON body and its values in document order; `nodes[0]` is the root.
@@ -54,6 +90,9 @@ pub struct Tape {
 impl Tape {
     /// Checks `body` and lists its values; fails with "not valid JSON" or "JSON nested too deeply".
     pub fn parse(body: &str) -> Result<Tape, RewriteError> {
+        if body.len() >= NONE as usize {
+            return Err(RewriteError::Unsupported("a JSON body of 4 GiB or more"));
+        }
         let mut p = Parser { b: body.as_bytes(), i: 0, nodes: Vec::with_capacity(body.len() / 16 + 1) };
         p.ws();
         p.value(None, p.i, None, 0)?;
@@ -66,8 +105,8 @@ impl Tape {
 
     /// The children of the object or array at `node`, in order.
     pub fn children(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
-        let end = self.nodes.get(node).map_or(0, |n| n.next);
-        std::iter::successors(Some(node + 1), move |&c| self.nodes.get(c).map(|n| n.next)).take_while(move |&c| c < end)
+        let end = self.nodes.get(node).map_or(0, Node::next);
+        std::iter::successors(Some(node + 1), move |&c| self.nodes.get(c).map(Node::next)).take_while(move |&c| c < end)
     }
 }
 
@@ -104,7 +143,18 @@ impl Parser<'_> {
     ) -> Result<(), RewriteError> {
         let at = self.nodes.len();
         let start = self.i;
-        self.nodes.push(Node { ty: Ty::Null, start, end: start, item, key, parent, next: at + 1 });
+        let (key_start, key_end, key_escaped) = key.unwrap_or((0, 0, false));
+        self.nodes.push(Node {
+            ty: Ty::Null,
+            key_escaped,
+            start: small(start),
+            end: small(start),
+            item: small(item),
+            key_start: small(key_start),
+            key_end: small(key_end),
+            parent: parent.map_or(NONE, small),
+            next: small(at + 1),
+        });
         let ty = match self.peek() {
             Some(open @ (b'{' | b'[')) => {
                 if depth >= MAX_DEPTH {
@@ -131,7 +181,7 @@ impl Parser<'_> {
         };
         let next = self.nodes.len();
         if let Some(n) = self.nodes.get_mut(at) {
-            *n = Node { ty, end: self.i, next, ..*n };
+            *n = Node { ty, end: small(self.i), next: small(next), ..*n };
         }
         Ok(())
     }
@@ -372,7 +422,7 @@ mod tests {
     fn nodes_in_document_order_with_ranges() {
         let body = r#" {"a" : [1, "x\n"], "b\"": {}} "#;
         let t = Tape::parse(body).unwrap();
-        let text = |i: usize| &body[t.nodes[i].start..t.nodes[i].end];
+        let text = |i: usize| &body[t.nodes[i].start()..t.nodes[i].end()];
         assert_eq!(t.nodes.len(), 5);
         assert_eq!(
             (text(0), text(1), text(2), text(3), text(4)),
@@ -381,10 +431,11 @@ mod tests {
         assert_eq!(t.children(0).collect::<Vec<_>>(), [1, 4]);
         assert_eq!(t.children(1).collect::<Vec<_>>(), [2, 3]);
         assert_eq!(t.children(4).count(), 0);
-        assert_eq!(t.nodes[1].key, Some((3, 4, false)));
-        assert_eq!(t.nodes[4].key, Some((21, 24, true)));
-        assert_eq!((t.nodes[1].item, t.nodes[2].item, t.nodes[2].key), (2, 9, None));
-        assert_eq!((t.nodes[0].parent, t.nodes[3].parent, t.nodes[4].parent), (None, Some(1), Some(0)));
+        assert_eq!(t.nodes[1].key(), Some((3, 4, false)));
+        assert_eq!(t.nodes[4].key(), Some((21, 24, true)));
+        assert_eq!((t.nodes[1].item(), t.nodes[2].item(), t.nodes[2].key()), (2, 9, None));
+        assert_eq!((t.nodes[0].parent(), t.nodes[3].parent(), t.nodes[4].parent()), (None, Some(1), Some(0)));
+        assert_eq!(std::mem::size_of::<Node>(), 32);
         assert_eq!(tys("[true,false,null,-0.5e+3]")[1..], [Ty::True, Ty::False, Ty::Null, Ty::Number]);
         assert_eq!(tys(r#"["\u00e9", "é"]"#)[1..], [Ty::Str { escaped: true }, Ty::Str { escaped: false }]);
     }
