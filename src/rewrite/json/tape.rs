@@ -93,7 +93,9 @@ impl Tape {
         if body.len() >= NONE as usize {
             return Err(RewriteError::Unsupported("a JSON body of 4 GiB or more"));
         }
-        let mut p = Parser { b: body.as_bytes(), i: 0, nodes: Vec::with_capacity(body.len() / 16 + 1) };
+        // A guess for checkout-sized bodies; a large body grows the tape only as far as it has values.
+        let guess = (body.len() / 16 + 1).min(1024);
+        let mut p = Parser { b: body.as_bytes(), i: 0, nodes: Vec::with_capacity(guess) };
         p.ws();
         p.value(None, p.i, None, 0)?;
         p.ws();
