@@ -16,7 +16,7 @@ use crate::crypto::{KeySet, Keyring};
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
 use crate::proxy::Proxy;
-use crate::server::{self, Limits};
+use crate::server::{self, AnsweredHere, Limits};
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
@@ -294,6 +294,8 @@ async fn start_proxy(
     if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
         metrics.set_certificate_expiry("proxy", expiry);
     }
+    // Requests refused before any route is matched count under route "-", like those no route matches.
+    let answered_here = count_answered_here(&metrics, "-");
     let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics)?);
     let listener = bind(pc.listen).await?;
     let addr = local_addr(&listener, pc.listen)?;
@@ -303,6 +305,7 @@ async fn start_proxy(
         max_connections: pc.max_connections,
         max_header_bytes: pc.max_header_bytes,
         write_timeout: pc.write_timeout,
+        answered_here,
         ..Limits::default()
     };
     tasks.push(tokio::spawn(server::serve(
@@ -359,13 +362,14 @@ async fn start_egress(
         (None, Some(vc)) if vc.api_keys.contains_key(&e.caller) => Caller { name: e.caller.clone(), allow: Vec::new() },
         (None, _) => return Err(StartError::EgressCaller(e.name().into())),
     };
+    let limits = Limits { answered_here: count_answered_here(&metrics, e.name()), ..Limits::default() };
     let egress = Arc::new(Egress::new(e.clone(), caller, vault, metrics)?);
     let listener = bind(e.listen).await?;
     let addr = local_addr(&listener, e.listen)?;
     tasks.push(tokio::spawn(server::serve(
         listener,
         None,
-        Limits::default(),
+        limits,
         move |_conn| {
             let egress = egress.clone();
             move |req| egress.clone().handle(req)
@@ -374,6 +378,12 @@ async fn start_egress(
     )));
     tracing::info!(egress = e.name(), addr = %addr, upstream = %e.upstream, "egress listening");
     Ok(addr)
+}
+
+/// Counts the requests a listener answers itself (guard refusals, shedding) in `veil_requests_total` under `route`.
+fn count_answered_here(metrics: &Arc<Metrics>, route: &str) -> AnsweredHere {
+    let (metrics, route) = (metrics.clone(), route.to_owned());
+    AnsweredHere(Arc::new(move |status| metrics.requests.with_label_values(&[&route, status.as_str()]).inc()))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {

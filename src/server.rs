@@ -38,6 +38,23 @@ fn overloaded() -> Response<http_body_util::Full<bytes::Bytes>> {
     resp
 }
 
+/// Counts a request the server answers itself, so it never reaches the service: a head the HTTP/1 guard
+/// refuses (400, 408, 431) or a request on a connection over the limit (503). Called with the status sent.
+#[derive(Clone)]
+pub struct AnsweredHere(pub Arc<dyn Fn(http::StatusCode) + Send + Sync>);
+
+impl Default for AnsweredHere {
+    fn default() -> Self {
+        AnsweredHere(Arc::new(|_| {}))
+    }
+}
+
+impl std::fmt::Debug for AnsweredHere {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AnsweredHere")
+    }
+}
+
 /// Limits that every listener applies.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -49,6 +66,8 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// A write to the client that makes no progress this long closes the connection (a peer that stopped reading).
     pub write_timeout: Duration,
+    /// What to count when one of these limits (or the request guard) answers a request.
+    pub answered_here: AnsweredHere,
 }
 
 impl Default for Limits {
@@ -60,6 +79,7 @@ impl Default for Limits {
             drain_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             write_timeout: Duration::from_secs(30),
+            answered_here: AnsweredHere::default(),
         }
     }
 }
@@ -133,6 +153,7 @@ pub async fn serve<F, S, Fut, B>(
         let (tls, builder, make_service) = (tls.clone(), builder.clone(), make_service.clone());
         let watcher = graceful.watcher();
         let (handshake_timeout, write_timeout) = (limits.handshake_timeout, limits.write_timeout);
+        let answered_here = limits.answered_here.clone();
         let (max_head, head_timeout) = (limits.max_header_bytes.max(8192), limits.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
@@ -164,14 +185,22 @@ pub async fn serve<F, S, Fut, B>(
             };
             let io = TokioIo::new(WriteDeadline::new(io, write_timeout));
             let result = if shedding {
-                let conn = builder
-                    .serve_connection(io, service_fn(|_req| async { Ok::<_, std::convert::Infallible>(overloaded()) }));
+                let conn = builder.serve_connection(
+                    io,
+                    service_fn(move |_req| {
+                        (answered_here.0)(http::StatusCode::SERVICE_UNAVAILABLE);
+                        async { Ok::<_, std::convert::Infallible>(overloaded()) }
+                    }),
+                );
                 watcher.watch(conn.into_owned()).await
             } else {
                 let svc = Arc::new(make_service(ConnInfo { peer, tls_identities: Arc::new(ids) }));
                 let svc = service_fn(move |req| {
                     // A refused head reaches hyper as a stand-in request; answer it here, never in a handler.
                     let refusal = verdicts.next_request();
+                    if let Some(r) = refusal {
+                        (answered_here.0)(r.status());
+                    }
                     let svc = svc.clone();
                     async move {
                         match refusal {
