@@ -220,6 +220,12 @@ async fn egress_cannot_be_pointed_at_another_host() {
     let reply = raw(psp, connect).await;
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
     assert!(reply.contains("method_not_allowed"));
+    // A smuggling shape is refused by the listener's guard, and counted under the egress route.
+    let smuggle = "POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let reply = raw(psp, smuggle.to_owned()).await;
+    assert!(reply.starts_with("HTTP/1.1 400") && reply.contains("bad_request"), "{reply}");
+    let (_, metrics) = get(shop.running.admin_addr.unwrap(), "/metrics").await;
+    assert!(metrics.contains("veil_requests_total{route=\"psp\",status=\"400\"} 1"), "{metrics}");
 
     assert!(elsewhere.requests().is_empty(), "no request reached another host");
     let at_provider = shop.provider.requests();
