@@ -25,7 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 
 use super::erasures::{self, Follower};
-use super::group::{Committer, GroupWriter};
+use super::group::{Committer, Found, GroupWriter};
 use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
@@ -142,6 +142,32 @@ fn retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01") | Some("40001")))
 }
 
+async fn find_values(pool: &PgPool, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(&lookup_sql("value_fp", "bytea[]"))
+        .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    in_order(rows, keys, |r| r.value_fp)
+}
+
+async fn find_tokens(pool: &PgPool, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(&lookup_sql("token", "text[]"))
+        .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    in_order(rows, keys, |r| r.token.clone())
+}
+
 struct Writer {
     pool: PgPool,
     commits: Arc<AtomicU64>,
@@ -171,6 +197,16 @@ impl Committer for Writer {
                 Err(e) => return Err(unavailable(e)),
             }
         }
+    }
+
+    /// Not used by this store (its lookups go to the pool directly, in parallel with the writer); answered
+    /// from the pool all the same.
+    async fn find(
+        &mut self,
+        values: &[(String, Fingerprint)],
+        tokens: &[(String, String)],
+    ) -> Result<Found, StoreError> {
+        Ok((find_values(&self.pool, values).await?, find_tokens(&self.pool, tokens).await?))
     }
 
     async fn close(self) {}
@@ -333,29 +369,11 @@ impl Store for PostgresStore {
     }
 
     async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(&lookup_sql("value_fp", "bytea[]"))
-            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        in_order(rows, keys, |r| r.value_fp)
+        find_values(&self.pool, keys).await
     }
 
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(&lookup_sql("token", "text[]"))
-            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
-            .bind(keys.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        in_order(rows, keys, |r| r.token.clone())
+        find_tokens(&self.pool, keys).await
     }
 
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {

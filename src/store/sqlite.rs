@@ -1,28 +1,26 @@
-//! SQLite backend: WAL, `synchronous = FULL`, a read pool, one writer task that group-commits inserts, and a
+//! SQLite backend: WAL, `synchronous = FULL`, a read pool (reveals, subject and lifecycle reads), one writer task
+//! that group-commits inserts and answers tokenisation's lookups in batches on its own connection, and a
 //! background WAL checkpoint.
 
 mod batch;
 mod checkpoint;
+mod lookup;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::checkpoint::CheckpointOptions;
-use super::group::{Committer, GroupWriter};
+use super::group::{Committer, Found, GroupWriter};
 use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, Row, Sqlite, Transaction};
+use sqlx::{Connection, Sqlite, Transaction};
 
 const READERS: u32 = 4;
-/// Keys per read query (two bound parameters each).
-const READ_CHUNK: usize = 200;
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 
 /// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
@@ -166,40 +164,6 @@ async fn init_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     tx.commit().await.map_err(unavailable)
 }
 
-fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
-    let fp: Vec<u8> = row.try_get("value_fp").map_err(unavailable)?;
-    let value_fp: Fingerprint =
-        fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
-    let key_version: i64 = row.try_get("key_version").map_err(unavailable)?;
-    Ok(Record {
-        class: row.try_get("class").map_err(unavailable)?,
-        token: row.try_get("token").map_err(unavailable)?,
-        value_fp,
-        key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
-        sealed: row.try_get("sealed").map_err(unavailable)?,
-        created_at: row.try_get("created_at").map_err(unavailable)?,
-        last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
-        gone_at: row.try_get("gone_at").map_err(unavailable)?,
-    })
-}
-
-/// `SELECT ... WHERE (class, <col>) IN (VALUES (?, ?), ...)` for `n` keys.
-fn lookup_sql(col: &str, n: usize) -> String {
-    let values = vec!["(?, ?)"; n].join(", ");
-    format!("SELECT {COLUMNS} FROM tokens WHERE (class, {col}) IN (VALUES {values})")
-}
-
-/// Both lookups in one statement; `by_token` tells which one a row answers.
-fn both_lookup_sql(values: usize, tokens: usize) -> String {
-    let pairs = |n: usize| vec!["(?, ?)"; n].join(", ");
-    format!(
-        "SELECT 0 AS by_token, {COLUMNS} FROM tokens WHERE (class, value_fp) IN (VALUES {}) \
-         UNION ALL SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (VALUES {})",
-        pairs(values),
-        pairs(tokens)
-    )
-}
-
 struct Writer {
     opts: SqliteConnectOptions,
     /// `None` after a failure left the connection in doubt; reconnected on the next batch.
@@ -208,31 +172,49 @@ struct Writer {
     written: Arc<AtomicU64>,
 }
 
+impl Writer {
+    /// The writer's connection, opened again if a failure left it in doubt.
+    async fn connection(&mut self) -> Result<SqliteConnection, StoreError> {
+        match self.conn.take() {
+            Some(c) => Ok(c),
+            None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable),
+        }
+    }
+
+    /// Keeps the connection for the next batch. After a failure (a failed BEGIN/statement/COMMIT was rolled
+    /// back by `transact`), only if it still answers and is out of any transaction.
+    async fn keep_if_sound(&mut self, mut conn: SqliteConnection, ok: bool) {
+        if ok || sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
+            self.conn = Some(conn);
+        } else {
+            let _ = conn.close().await;
+        }
+    }
+}
+
 #[async_trait]
 impl Committer for Writer {
     /// One transaction for the whole batch; on any failure it is rolled back and nothing is kept.
     async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
-        let mut conn = match self.conn.take() {
-            Some(c) => c,
-            None => SqliteConnection::connect_with(&self.opts).await.map_err(unavailable)?,
-        };
+        let mut conn = self.connection().await?;
         let result = batch::transact(&mut conn, writes).await;
-        match &result {
-            Ok(_) => {
-                self.commits.fetch_add(1, Ordering::Relaxed);
-                self.written.fetch_add(1, Ordering::Relaxed);
-                self.conn = Some(conn);
-            }
-            // A failed BEGIN/statement/COMMIT was rolled back by `transact`; keep the connection only if it
-            // still answers and is out of any transaction.
-            Err(_) => {
-                if sqlx::query("SELECT 1").execute(&mut conn).await.is_ok() {
-                    self.conn = Some(conn);
-                } else {
-                    let _ = conn.close().await;
-                }
-            }
+        if result.is_ok() {
+            self.commits.fetch_add(1, Ordering::Relaxed);
+            self.written.fetch_add(1, Ordering::Relaxed);
         }
+        self.keep_if_sound(conn, result.is_ok()).await;
+        result
+    }
+
+    /// On the writer's connection, outside any transaction: it sees every committed batch.
+    async fn find(
+        &mut self,
+        values: &[(String, Fingerprint)],
+        tokens: &[(String, String)],
+    ) -> Result<Found, StoreError> {
+        let mut conn = self.connection().await?;
+        let result = lookup::both(&mut conn, values, tokens).await;
+        self.keep_if_sound(conn, result.is_ok()).await;
         result
     }
 
@@ -262,75 +244,26 @@ impl Store for SqliteStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.read.acquire().await.map_err(unavailable)?;
-        let mut found: HashMap<(String, Fingerprint), Record> = HashMap::new();
-        for chunk in keys.chunks(READ_CHUNK) {
-            let sql = lookup_sql("value_fp", chunk.len());
-            let mut q = sqlx::query(&sql);
-            for (class, fp) in chunk {
-                q = q.bind(class.as_str()).bind(&fp[..]);
-            }
-            for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
-                let rec = record_from_row(&row)?;
-                found.insert((rec.class.clone(), rec.value_fp), rec);
-            }
-        }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        lookup::by_values(&mut *self.read.acquire().await.map_err(unavailable)?, keys).await
     }
 
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.read.acquire().await.map_err(unavailable)?;
-        let mut found: HashMap<(String, String), Record> = HashMap::new();
-        for chunk in keys.chunks(READ_CHUNK) {
-            let sql = lookup_sql("token", chunk.len());
-            let mut q = sqlx::query(&sql);
-            for (class, token) in chunk {
-                q = q.bind(class.as_str()).bind(token.as_str());
-            }
-            for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
-                let rec = record_from_row(&row)?;
-                found.insert((rec.class.clone(), rec.token.clone()), rec);
-            }
-        }
-        Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        lookup::by_tokens(&mut *self.read.acquire().await.map_err(unavailable)?, keys).await
     }
 
-    /// One statement (one round trip to the reader's worker thread) when both key lists fit in one chunk.
+    /// Asked for every value the engine does not know, just before it writes the new ones: queued to the writer
+    /// so that the lookups queued together are answered in one statement on the writer's connection (one hop
+    /// to its worker thread for all of them, and a page cache no other connection's commit resets) instead of
+    /// one statement each on a reader.
     async fn find_by_values_and_tokens(
         &self,
         values: &[(String, Fingerprint)],
         tokens: &[(String, String)],
     ) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
-        if values.is_empty() || tokens.is_empty() || values.len() + tokens.len() > READ_CHUNK {
-            return Ok((self.find_by_values(values).await?, self.find_by_tokens(tokens).await?));
-        }
-        let sql = both_lookup_sql(values.len(), tokens.len());
-        let mut q = sqlx::query(&sql);
-        for (class, fp) in values {
-            q = q.bind(class.as_str()).bind(&fp[..]);
-        }
-        for (class, token) in tokens {
-            q = q.bind(class.as_str()).bind(token.as_str());
-        }
-        let mut conn = self.read.acquire().await.map_err(unavailable)?;
-        let mut by_value: HashMap<(String, Fingerprint), Record> = HashMap::new();
-        let mut by_token: HashMap<(String, String), Record> = HashMap::new();
-        for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
-            let by_token_row: i64 = row.try_get("by_token").map_err(unavailable)?;
-            let rec = record_from_row(&row)?;
-            if by_token_row == 0 {
-                by_value.insert((rec.class.clone(), rec.value_fp), rec);
-            } else {
-                by_token.insert((rec.class.clone(), rec.token.clone()), rec);
-            }
-        }
-        Ok((
-            values.iter().map(|k| by_value.get(k).cloned()).collect(),
-            tokens.iter().map(|k| by_token.get(k).cloned()).collect(),
-        ))
+        self.writer.find((values.to_vec(), tokens.to_vec())).await
     }
 
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
@@ -347,7 +280,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        rows.iter().map(record_from_row).collect()
+        rows.iter().map(lookup::record_from_row).collect()
     }
 
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
@@ -424,7 +357,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        rows.iter().map(record_from_row).collect()
+        rows.iter().map(lookup::record_from_row).collect()
     }
 
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
@@ -474,6 +407,7 @@ impl Store for SqliteStore {
 mod tests {
     //! SQLite specifics; the behaviour every store shares is held by tests/store_contract.rs on both backends.
     use super::*;
+    use sqlx::Row;
 
     fn rec(class: &str, token: &str, fp: u8) -> Record {
         Record {
@@ -511,6 +445,27 @@ mod tests {
         let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&store.read).await.unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(store.insert(vec![rec("email", "a", 1)]).await.unwrap(), vec![Inserted::New]);
+    }
+
+    /// Lookups for tokenisation run on the writer's connection: one that fails is an error for its callers
+    /// only, and the writer serves lookups and writes on.
+    #[tokio::test]
+    async fn a_failed_lookup_on_the_writer_is_an_error_and_the_writer_serves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v.db", dir.path().display());
+        let store = SqliteStore::open(&url, SqliteOptions::default()).await.unwrap();
+        store.insert(vec![rec("email", "a", 1)]).await.unwrap();
+        let values = [("email".to_string(), [1; 32])];
+        let tokens = [("email".to_string(), "a".to_string())];
+        let mut other = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("ALTER TABLE tokens RENAME TO hidden").execute(&mut other).await.unwrap();
+        let err = store.find_by_values_and_tokens(&values, &tokens).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        sqlx::query("ALTER TABLE hidden RENAME TO tokens").execute(&mut other).await.unwrap();
+        let (by_value, by_token) = store.find_by_values_and_tokens(&values, &tokens).await.unwrap();
+        assert_eq!(by_value[0].as_ref().map(|r| r.token.as_str()), Some("a"));
+        assert_eq!(by_token[0].as_ref().map(|r| r.value_fp), Some([1; 32]));
+        assert_eq!(store.insert(vec![rec("email", "b", 2)]).await.unwrap(), vec![Inserted::New]);
     }
 
     #[tokio::test]
@@ -560,9 +515,9 @@ mod tests {
         store.insert(records).await.unwrap();
 
         let lookups = [
-            (lookup_sql("value_fp", 3), 6),
-            (lookup_sql("token", 3), 6),
-            (both_lookup_sql(2, 3), 10),
+            (lookup::lookup_sql("value_fp", 3), 6),
+            (lookup::lookup_sql("token", 3), 6),
+            (lookup::both_lookup_sql(2, 3), 10),
             (batch::touch_sql(3), 7),
         ];
         for (sql, params) in lookups {

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
-use super::{lookup_sql, record_from_row, unavailable, COLUMNS};
+use super::{lookup, unavailable, COLUMNS};
 use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
 
 /// Records per insert statement. SQLite would take 4,000 (eight bound parameters each), but a statement keeps a
@@ -137,24 +137,12 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
         return Ok(out.into_iter().flatten().collect());
     }
     // The others: the value already has a token (this batch's or an earlier one), or else the token was taken.
-    let mut winners: HashMap<(String, Fingerprint), Record> = HashMap::new();
-    for chunk in lost.chunks(KEY_CHUNK) {
-        let sql = lookup_sql("value_fp", chunk.len());
-        let mut q = sqlx::query(&sql);
-        for (class, fp) in chunk {
-            q = q.bind(class.as_str()).bind(&fp[..]);
-        }
-        for row in q.fetch_all(&mut **tx).await.map_err(unavailable)? {
-            let rec = record_from_row(&row)?;
-            winners.insert((rec.class.clone(), rec.value_fp), rec);
-        }
-    }
-    Ok(records
-        .iter()
-        .zip(out)
-        .map(|(rec, o)| {
-            o.unwrap_or_else(|| match winners.get(&(rec.class.clone(), rec.value_fp)) {
-                Some(win) => Inserted::Existing(win.clone()),
+    let mut winners = lookup::by_values(tx, &lost).await?.into_iter();
+    Ok(out
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| match winners.next().flatten() {
+                Some(win) => Inserted::Existing(win),
                 // The only other uniqueness constraint is the (class, token) primary key.
                 None => Inserted::TokenTaken,
             })

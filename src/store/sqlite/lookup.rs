@@ -1,0 +1,121 @@
+//! Lookups by value fingerprint and by token on one SQLite connection, a few hundred keys per statement (each
+//! statement is one round trip to the connection's worker thread).
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::Row;
+
+use super::{unavailable, COLUMNS};
+use crate::store::{Fingerprint, Record, StoreError};
+
+/// Keys per read query (two bound parameters each).
+const READ_CHUNK: usize = 200;
+
+pub(super) fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
+    let fp: Vec<u8> = row.try_get("value_fp").map_err(unavailable)?;
+    let value_fp: Fingerprint =
+        fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
+    let key_version: i64 = row.try_get("key_version").map_err(unavailable)?;
+    Ok(Record {
+        class: row.try_get("class").map_err(unavailable)?,
+        token: row.try_get("token").map_err(unavailable)?,
+        value_fp,
+        key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
+        sealed: row.try_get("sealed").map_err(unavailable)?,
+        created_at: row.try_get("created_at").map_err(unavailable)?,
+        last_used_at: row.try_get("last_used_at").map_err(unavailable)?,
+        gone_at: row.try_get("gone_at").map_err(unavailable)?,
+    })
+}
+
+/// `SELECT ... WHERE (class, <col>) IN (VALUES (?, ?), ...)` for `n` keys.
+pub(super) fn lookup_sql(col: &str, n: usize) -> String {
+    let values = vec!["(?, ?)"; n].join(", ");
+    format!("SELECT {COLUMNS} FROM tokens WHERE (class, {col}) IN (VALUES {values})")
+}
+
+/// Both lookups in one statement; `by_token` tells which one a row answers.
+pub(super) fn both_lookup_sql(values: usize, tokens: usize) -> String {
+    let pairs = |n: usize| vec!["(?, ?)"; n].join(", ");
+    format!(
+        "SELECT 0 AS by_token, {COLUMNS} FROM tokens WHERE (class, value_fp) IN (VALUES {}) \
+         UNION ALL SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (VALUES {})",
+        pairs(values),
+        pairs(tokens)
+    )
+}
+
+/// Records for these (class, value fingerprint) keys, in order.
+pub(super) async fn by_values(
+    conn: &mut SqliteConnection,
+    keys: &[(String, Fingerprint)],
+) -> Result<Vec<Option<Record>>, StoreError> {
+    let mut found: HashMap<(String, Fingerprint), Record> = HashMap::new();
+    for chunk in keys.chunks(READ_CHUNK) {
+        let sql = lookup_sql("value_fp", chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (class, fp) in chunk {
+            q = q.bind(class.as_str()).bind(&fp[..]);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
+            let rec = record_from_row(&row)?;
+            found.insert((rec.class.clone(), rec.value_fp), rec);
+        }
+    }
+    Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+}
+
+/// Records for these (class, canonical token) keys, in order.
+pub(super) async fn by_tokens(
+    conn: &mut SqliteConnection,
+    keys: &[(String, String)],
+) -> Result<Vec<Option<Record>>, StoreError> {
+    let mut found: HashMap<(String, String), Record> = HashMap::new();
+    for chunk in keys.chunks(READ_CHUNK) {
+        let sql = lookup_sql("token", chunk.len());
+        let mut q = sqlx::query(&sql);
+        for (class, token) in chunk {
+            q = q.bind(class.as_str()).bind(token.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
+            let rec = record_from_row(&row)?;
+            found.insert((rec.class.clone(), rec.token.clone()), rec);
+        }
+    }
+    Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+}
+
+/// Both lookups, in one statement when both key lists together fit in one chunk.
+pub(super) async fn both(
+    conn: &mut SqliteConnection,
+    values: &[(String, Fingerprint)],
+    tokens: &[(String, String)],
+) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
+    if values.is_empty() || tokens.is_empty() || values.len() + tokens.len() > READ_CHUNK {
+        return Ok((by_values(conn, values).await?, by_tokens(conn, tokens).await?));
+    }
+    let sql = both_lookup_sql(values.len(), tokens.len());
+    let mut q = sqlx::query(&sql);
+    for (class, fp) in values {
+        q = q.bind(class.as_str()).bind(&fp[..]);
+    }
+    for (class, token) in tokens {
+        q = q.bind(class.as_str()).bind(token.as_str());
+    }
+    let mut by_value: HashMap<(String, Fingerprint), Record> = HashMap::new();
+    let mut by_token: HashMap<(String, String), Record> = HashMap::new();
+    for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
+        let by_token_row: i64 = row.try_get("by_token").map_err(unavailable)?;
+        let rec = record_from_row(&row)?;
+        if by_token_row == 0 {
+            by_value.insert((rec.class.clone(), rec.value_fp), rec);
+        } else {
+            by_token.insert((rec.class.clone(), rec.token.clone()), rec);
+        }
+    }
+    Ok((
+        values.iter().map(|k| by_value.get(k).cloned()).collect(),
+        tokens.iter().map(|k| by_token.get(k).cloned()).collect(),
+    ))
+}
