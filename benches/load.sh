@@ -243,7 +243,7 @@ EOF
 # start_veil NAME ADMIN_PORT -> sets STARTED_PID (empty if it did not become ready)
 start_veil() {
   local dir=$TMP/$1
-  (cd "$dir" && VEIL_LOG=warn exec "${PIN_PROXY[@]}" "$VEIL" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
+  (cd "$dir" && VEIL_LOG=${VEIL_LOG:-warn} exec "${PIN_PROXY[@]}" "$VEIL" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
   for _ in $(seq 1 100); do

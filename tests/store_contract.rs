@@ -15,6 +15,7 @@ use veil::store::{Fingerprint, Inserted, Record, Store, StoreError};
 common::pg::on_both_stores!(
     insert_then_find_in_order,
     same_value_twice_in_one_call,
+    identical_records_are_new_each_time,
     concurrent_same_value_one_winner,
     token_collision_is_token_taken,
     group_commit_shares_transactions,
@@ -137,6 +138,22 @@ async fn same_value_twice_in_one_call(backend: Backend) {
     let first = rec("email", "t1", 7);
     let out = store.insert(vec![first.clone(), rec("email", "t2", 7), rec("phone", "t3", 7)]).await.unwrap();
     assert_eq!(out, vec![Inserted::New, Inserted::Existing(first), Inserted::New]);
+}
+
+/// The very same record offered twice, in one statement, across statements of one call, and in a later call:
+/// each offer is told the store holds it as offered. A different record of that value is not.
+async fn identical_records_are_new_each_time(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let same = rec("email", "twin", 9);
+    let mut records = vec![same.clone(), same.clone()];
+    records.extend((0..100u8).map(|i| rec("phone", &format!("p{i}"), i)));
+    records.push(same.clone());
+    let out = store.insert(records).await.unwrap();
+    assert!(out.iter().all(|o| *o == Inserted::New), "{out:?}");
+    assert_eq!(store.insert(vec![same.clone()]).await.unwrap(), vec![Inserted::New]);
+    assert_eq!(store.insert(vec![rec("email", "other", 9)]).await.unwrap(), vec![Inserted::Existing(same.clone())]);
+    assert_eq!(store.find_by_tokens(&[("email".into(), "twin".into())]).await.unwrap(), vec![Some(same)]);
 }
 
 /// One call larger than a statement takes (SQLite: 64 records): later records lose to earlier ones of the same

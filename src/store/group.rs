@@ -1,6 +1,6 @@
 //! Group commit: one writer task per store takes every queued write, commits them together in one
 //! transaction, and answers each write with its own outcomes — only after the commit. A backend may also queue
-//! its lookups here ([`GroupWriter::find`]): those queued together are answered in one query on the writer's
+//! its lookups here ([`GroupWriter::find`]): those queued together are answered by one call of the committer on the writer's
 //! connection, before the writes that arrived with them.
 
 use async_trait::async_trait;

@@ -48,7 +48,8 @@ impl std::fmt::Debug for Record {
 /// What happened to one record offered to [`Store::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
-    /// Committed as offered.
+    /// The store holds the record as offered: committed by this call (or stored exactly so before, e.g. the
+    /// same record offered twice).
     New,
     /// The value already had a token in this class (a concurrent or earlier tokenisation won): use this one.
     Existing(Record),

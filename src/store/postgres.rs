@@ -262,6 +262,7 @@ async fn transact(
             Inserted::New
         } else {
             match winners.get(&(r.class.clone(), r.value_fp)) {
+                Some(w) if w == r => Inserted::New,
                 Some(w) => Inserted::Existing(w.clone()),
                 // The only other uniqueness constraint is the (class, token) primary key.
                 None => Inserted::TokenTaken,

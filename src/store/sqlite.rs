@@ -255,9 +255,9 @@ impl Store for SqliteStore {
     }
 
     /// Asked for every value the engine does not know, just before it writes the new ones: queued to the writer
-    /// so that the lookups queued together are answered in one statement on the writer's connection (one hop
-    /// to its worker thread for all of them, and a page cache no other connection's commit resets) instead of
-    /// one statement each on a reader.
+    /// so that the lookups queued together are answered by a few statements on the writer's connection (hops to
+    /// its worker thread shared by all of them, and a page cache no other connection's commit resets) instead
+    /// of a statement each on a reader.
     async fn find_by_values_and_tokens(
         &self,
         values: &[(String, Fingerprint)],

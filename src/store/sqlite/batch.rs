@@ -1,9 +1,10 @@
-//! One group-commit transaction on SQLite in a handful of statements, whatever the batch size: one multi-row
-//! insert of every record (`ON CONFLICT DO NOTHING RETURNING`), one lookup of the values that lost, one update
-//! of the touched records per timestamp, one multi-row insert of the subject links. Each statement is a round
-//! trip to the connection's worker thread, so a statement per row would cost a thread hop per row.
+//! One group-commit transaction on SQLite in a handful of statements, whatever the batch size: multi-row inserts
+//! of the records (`ON CONFLICT DO NOTHING`; outcomes are read back only for a statement where some rows did not
+//! go in), one update of the touched records per timestamp, multi-row inserts of the subject links. Each
+//! statement is a round trip to the connection's worker thread, and each row it returns one more message back,
+//! so a statement per row would cost a thread hop per row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
@@ -92,14 +93,15 @@ pub(super) fn touch_sql(n: usize) -> String {
     )
 }
 
-/// Inserts `records` in order (a later record loses to an earlier one of the same value or token); one outcome
-/// each.
+/// Inserts `records` in order (a later record loses to an earlier one of the same value or token, unless it is
+/// the very same record); one outcome each.
 async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result<Vec<Inserted>, StoreError> {
-    // (class, token) -> value fingerprint of each row the inserts added (RETURNING comes in no set order).
-    let mut added: HashMap<(String, String), Fingerprint> = HashMap::with_capacity(records.len());
+    // Per record: `Some(New)` once the row holding its token is known to be the record; `None`: it lost (resolved
+    // below).
+    let mut out: Vec<Option<Inserted>> = Vec::with_capacity(records.len());
     for chunk in records.chunks(INSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO tokens ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING RETURNING class, token, value_fp",
+            "INSERT INTO tokens ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(&sql);
@@ -114,25 +116,25 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
                 .bind(rec.last_used_at)
                 .bind(rec.gone_at);
         }
-        for row in q.fetch_all(&mut **tx).await.map_err(unavailable)? {
-            let (class, token, fp): (String, String, Vec<u8>) = sqlx::FromRow::from_row(&row).map_err(unavailable)?;
-            let fp = fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
-            added.insert((class, token), fp);
+        let inserted = q.execute(&mut **tx).await.map_err(unavailable)?.rows_affected();
+        // Every row went in as offered: nothing to read back. (Rows returned by the statement would each be a
+        // message from the connection's worker thread, and a wake-up.)
+        if inserted == chunk.len() as u64 {
+            out.extend(chunk.iter().map(|_| Some(Inserted::New)));
+            continue;
+        }
+        // Some did not: a record is new if the row now holding its token is the record itself.
+        let keys: Vec<(String, String)> = chunk.iter().map(|r| (r.class.clone(), r.token.clone())).collect();
+        for (rec, row) in chunk.iter().zip(lookup::by_tokens(tx, &keys).await?) {
+            out.push((row.as_ref() == Some(*rec)).then_some(Inserted::New));
         }
     }
-    // A record is new if its row was added with its value; the first of identical records takes it.
-    let mut out: Vec<Option<Inserted>> = Vec::with_capacity(records.len());
-    let mut lost: Vec<(String, Fingerprint)> = Vec::new();
-    for rec in records {
-        let key = (rec.class.clone(), rec.token.clone());
-        if added.get(&key) == Some(&rec.value_fp) {
-            added.remove(&key);
-            out.push(Some(Inserted::New));
-        } else {
-            lost.push((rec.class.clone(), rec.value_fp));
-            out.push(None);
-        }
-    }
+    let lost: Vec<(String, Fingerprint)> = records
+        .iter()
+        .zip(&out)
+        .filter(|(_, o)| o.is_none())
+        .map(|(rec, _)| (rec.class.clone(), rec.value_fp))
+        .collect();
     if lost.is_empty() {
         return Ok(out.into_iter().flatten().collect());
     }
