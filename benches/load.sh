@@ -31,6 +31,8 @@
 #   SCENARIOS (comma-separated ids, e.g. "pass-http,uniq-http": only these run, the others are reported as not
 #   selected; without nginx-http / nginx-tls the fixed-rate runs need RATE_HTTP / RATE_TLS or are left out)
 #   VEIL_BIN (a veil binary to measure instead of building this tree, e.g. to compare two revisions)
+#   VEIL_LOG (veil's log filter, default warn; e.g. warn,veil::store=debug shows group-commit batch sizes and WAL
+#   checkpoints in the temp dir's veil-*/stderr, with KEEP_TMP=1)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

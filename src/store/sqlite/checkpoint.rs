@@ -91,8 +91,10 @@ async fn run(
             Mode::Passive
         };
         seen = now;
+        let started = std::time::Instant::now();
         match checkpoint(&opts, &mut conn, mode).await {
             Ok((busy, log)) => {
+                tracing::debug!(mode = ?mode, wal_pages = log, busy, took_ms = started.elapsed().as_millis(), "WAL checkpoint");
                 wal_pages = if mode == Mode::Passive { log } else { 0 };
                 if mode == Mode::Truncate && !busy {
                     settled = now;
