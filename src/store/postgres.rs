@@ -168,6 +168,35 @@ async fn find_tokens(pool: &PgPool, keys: &[(String, String)]) -> Result<Vec<Opt
     in_order(rows, keys, |r| r.token.clone())
 }
 
+/// Both lookups in one query (one round trip, one statement for the server to run).
+async fn find_both(
+    pool: &PgPool,
+    values: &[(String, Fingerprint)],
+    tokens: &[(String, String)],
+) -> Result<Found, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT 0 AS by_token, {COLUMNS} FROM tokens
+         WHERE (class, value_fp) IN (SELECT * FROM UNNEST($1::text[], $2::bytea[]))
+         UNION ALL
+         SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (SELECT * FROM UNNEST($3::text[], $4::text[]))"
+    ))
+    .bind(values.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+    .bind(values.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
+    .bind(tokens.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+    .bind(tokens.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    let (mut by_value, mut by_token) = (Vec::new(), Vec::new());
+    for row in rows {
+        match row.try_get::<i32, _>("by_token").map_err(unavailable)? {
+            0 => by_value.push(row),
+            _ => by_token.push(row),
+        }
+    }
+    Ok((in_order(by_value, values, |r| r.value_fp)?, in_order(by_token, tokens, |r| r.token.clone())?))
+}
+
 struct Writer {
     pool: PgPool,
     commits: Arc<AtomicU64>,
@@ -199,14 +228,13 @@ impl Committer for Writer {
         }
     }
 
-    /// Not used by this store (its lookups go to the pool directly, in parallel with the writer); answered
-    /// from the pool all the same.
+    /// The lookups queued together, in one query.
     async fn find(
         &mut self,
         values: &[(String, Fingerprint)],
         tokens: &[(String, String)],
     ) -> Result<Found, StoreError> {
-        Ok((find_values(&self.pool, values).await?, find_tokens(&self.pool, tokens).await?))
+        find_both(&self.pool, values, tokens).await
     }
 
     async fn close(self) {}
@@ -375,6 +403,16 @@ impl Store for PostgresStore {
 
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
         find_tokens(&self.pool, keys).await
+    }
+
+    /// Asked for every value the engine does not know, just before it writes the new ones: queued to the writer
+    /// so that the lookups of all requests queued together cost the server one query, between two commits.
+    async fn find_by_values_and_tokens(
+        &self,
+        values: &[(String, Fingerprint)],
+        tokens: &[(String, String)],
+    ) -> Result<Found, StoreError> {
+        self.writer.find((values.to_vec(), tokens.to_vec())).await
     }
 
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
