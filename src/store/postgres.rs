@@ -1,6 +1,6 @@
 //! PostgreSQL backend for several vault replicas sharing one database: a connection pool, schema migrations
 //! run at start (`migrations/postgres/`, embedded in the binary), and one writer task per process that
-//! group-commits inserts.
+//! group-commits inserts and answers tokenisation's lookups, those queued together in one query.
 //!
 //! Uniqueness lives in the database — `(class, token)` and `(class, value_fp)` — so replicas agree without
 //! talking to each other: a batch is one `INSERT … ON CONFLICT DO NOTHING RETURNING`, and every record it did
@@ -140,32 +140,6 @@ fn record_from_row(row: &PgRow) -> Result<Record, StoreError> {
 /// A deadlock or serialization failure: the batch can simply run again.
 fn retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01") | Some("40001")))
-}
-
-async fn find_values(pool: &PgPool, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query(&lookup_sql("value_fp", "bytea[]"))
-        .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)?;
-    in_order(rows, keys, |r| r.value_fp)
-}
-
-async fn find_tokens(pool: &PgPool, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = sqlx::query(&lookup_sql("token", "text[]"))
-        .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
-        .bind(keys.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
-        .fetch_all(pool)
-        .await
-        .map_err(unavailable)?;
-    in_order(rows, keys, |r| r.token.clone())
 }
 
 /// Both lookups in one query (one round trip, one statement for the server to run).
@@ -398,11 +372,29 @@ impl Store for PostgresStore {
     }
 
     async fn find_by_values(&self, keys: &[(String, Fingerprint)]) -> Result<Vec<Option<Record>>, StoreError> {
-        find_values(&self.pool, keys).await
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&lookup_sql("value_fp", "bytea[]"))
+            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, f)| f.to_vec()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        in_order(rows, keys, |r| r.value_fp)
     }
 
     async fn find_by_tokens(&self, keys: &[(String, String)]) -> Result<Vec<Option<Record>>, StoreError> {
-        find_tokens(&self.pool, keys).await
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&lookup_sql("token", "text[]"))
+            .bind(keys.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>())
+            .bind(keys.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        in_order(rows, keys, |r| r.token.clone())
     }
 
     /// Asked for every value the engine does not know, just before it writes the new ones: queued to the writer
