@@ -219,8 +219,8 @@ mod tests {
 
     use super::*;
 
-    /// Finds a record for every key whose first fingerprint byte or token is even / starts with "t"; fails
-    /// lookups or commits on demand, or answers the wrong number of records.
+    /// Finds a record for every value key whose first fingerprint byte is even and every token key that starts
+    /// with "t"; fails lookups, or answers one record too few, on demand.
     #[derive(Clone, Default)]
     struct Fake {
         calls: Arc<Mutex<Vec<String>>>,
