@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::pg::Backend;
 use veil::store::postgres::{PostgresOptions, PostgresStore};
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
-use veil::store::{Fingerprint, Inserted, Record, Store, StoreError};
+use veil::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
 
 common::pg::on_both_stores!(
     insert_then_find_in_order,
@@ -22,6 +22,7 @@ common::pg::on_both_stores!(
     durable_across_reopen,
     large_call_in_order_across_statements,
     both_lookups_at_once_answer_like_each_alone,
+    live_counts_follow_inserts_erasures_and_purges,
 );
 
 fn rec(class: &str, token: &str, fp: u8) -> Record {
@@ -245,6 +246,37 @@ async fn group_commit_shares_transactions(backend: Backend) {
     }
     let commits = commits() - before;
     assert!(commits < 200, "{commits} commits for 200 inserts");
+}
+
+/// `count_live` (the `veil_tokens` gauge) counts each live record once: not the values or tokens that lost, not
+/// a tombstone; and it survives a reopen.
+async fn live_counts_follow_inserts_erasures_and_purges(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let counts = |pairs: &[(&str, u64)]| pairs.iter().map(|(c, n)| (c.to_string(), *n)).collect::<Vec<_>>();
+    assert_eq!(store.count_live().await.unwrap(), counts(&[]));
+
+    let subject = [9u8; 32];
+    let mut old = rec("pan", "p-old", 3);
+    old.last_used_at = 10;
+    let records = vec![rec("email", "e1", 1), rec("email", "e2", 2), old, rec("pan", "p-new", 4)];
+    store.write(Write { records, touch: Vec::new(), subject: Some(subject), now: 20 }).await.unwrap();
+    // Losers: the same value again (another token), a taken token (another value).
+    let lost = store.insert(vec![rec("email", "e3", 1), rec("email", "e1", 5)]).await.unwrap();
+    assert!(!lost.contains(&Inserted::New), "{lost:?}");
+    store.insert(vec![rec("iban", "i1", 6)]).await.unwrap();
+    assert_eq!(store.count_live().await.unwrap(), counts(&[("email", 2), ("iban", 1), ("pan", 2)]));
+
+    // Purge: only the pan record unused since before the cutoff.
+    assert_eq!(store.purge("pan", 11, 30).await.unwrap(), 1);
+    assert_eq!(store.count_live().await.unwrap(), counts(&[("email", 2), ("iban", 1), ("pan", 1)]));
+    // Erasure: the subject's live records (the purge took the purged one's link).
+    let erased = store.erase_subject(&subject, 40).await.unwrap();
+    assert_eq!(erased.len(), 3, "{erased:?}");
+    assert_eq!(store.count_live().await.unwrap(), counts(&[("iban", 1)]));
+    assert!(store.erase_subject(&subject, 50).await.unwrap().is_empty());
+    drop(store);
+    assert_eq!(place.open().await.count_live().await.unwrap(), counts(&[("iban", 1)]));
 }
 
 async fn durable_across_reopen(backend: Backend) {
