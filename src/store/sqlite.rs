@@ -5,6 +5,7 @@
 mod batch;
 mod checkpoint;
 mod lookup;
+mod shape;
 
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -541,7 +542,7 @@ mod tests {
         let lookups = [
             (lookup::lookup_sql("value_fp", 3), 6),
             (lookup::lookup_sql("token", 3), 6),
-            (lookup::both_lookup_sql(2, 3), 10),
+            (lookup::both_lookup_sql(3), 12),
             (batch::touch_sql(3), 7),
         ];
         for (sql, params) in lookups {

@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 
+use super::shape::{padded, pow2_chunks, shape};
 use super::{lookup, unavailable, COLUMNS};
 use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
 
-/// Records per insert statement. SQLite would take 4,000 (eight bound parameters each), but a statement keeps a
-/// journal of the pages it changed (in memory) and a compiled program that grows with its rows: bounded here.
+/// Records per insert statement (a power of two, see `shape`). SQLite would take 4,000 (eight bound parameters
+/// each), but a statement keeps a journal of the pages it changed (in memory) and a compiled program that grows
+/// with its rows: bounded here.
 const INSERT_CHUNK: usize = 64;
-/// Keys per lookup, update or link statement (two or three bound parameters each).
+/// Keys per update or link statement (two or three bound parameters each; a power of two).
 const KEY_CHUNK: usize = 128;
 
 /// Applies `writes` in one `BEGIN IMMEDIATE` transaction; on any failure it is rolled back and nothing is kept.
@@ -47,9 +49,9 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, writes: &[Write]) -> Result<Vec
     }
     for (now, keys) in &touch {
         for chunk in keys.chunks(KEY_CHUNK).filter(|c| !c.is_empty()) {
-            let sql = touch_sql(chunk.len());
+            let sql = touch_sql(shape(chunk.len()));
             let mut q = sqlx::query(&sql).bind(*now);
-            for (class, token) in chunk {
+            for (class, token) in padded(chunk) {
                 q = q.bind(*class).bind(*token);
             }
             q.execute(&mut **tx).await.map_err(unavailable)?;
@@ -72,10 +74,10 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, writes: &[Write]) -> Result<Vec
     for chunk in links.chunks(KEY_CHUNK) {
         let sql = format!(
             "INSERT INTO subject_tokens (subject_fp, class, token) VALUES {} ON CONFLICT DO NOTHING",
-            vec!["(?, ?, ?)"; chunk.len()].join(", ")
+            vec!["(?, ?, ?)"; shape(chunk.len())].join(", ")
         );
         let mut q = sqlx::query(&sql);
-        for (subject, class, token) in chunk {
+        for (subject, class, token) in padded(chunk) {
             q = q.bind(&subject[..]).bind(*class).bind(*token);
         }
         q.execute(&mut **tx).await.map_err(unavailable)?;
@@ -99,7 +101,8 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
     // Per record: `Some(New)` once the row holding its token is known to be the record; `None`: it lost (resolved
     // below).
     let mut out: Vec<Option<Inserted>> = Vec::with_capacity(records.len());
-    for chunk in records.chunks(INSERT_CHUNK) {
+    // Every record once: cut into runs of a few lengths rather than padded.
+    for chunk in pow2_chunks(records, INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO tokens ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
             vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::Row;
 
+use super::shape::{padded, padded_to, shape};
 use super::{unavailable, COLUMNS};
 use crate::store::{Fingerprint, Record, StoreError};
 
-/// Keys per read query (two bound parameters each).
-const READ_CHUNK: usize = 200;
+/// Keys per read query (two bound parameters each; a power of two, see `shape`). A read of both kinds in one
+/// statement takes up to this many of each.
+const READ_CHUNK: usize = 256;
 
 pub(super) fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
     let fp: Vec<u8> = row.try_get("value_fp").map_err(unavailable)?;
@@ -35,14 +37,12 @@ pub(super) fn lookup_sql(col: &str, n: usize) -> String {
     format!("SELECT {COLUMNS} FROM tokens WHERE (class, {col}) IN (VALUES {values})")
 }
 
-/// Both lookups in one statement; `by_token` tells which one a row answers.
-pub(super) fn both_lookup_sql(values: usize, tokens: usize) -> String {
-    let pairs = |n: usize| vec!["(?, ?)"; n].join(", ");
+/// Both lookups in one statement, `n` keys of each; `by_token` tells which one a row answers.
+pub(super) fn both_lookup_sql(n: usize) -> String {
+    let pairs = vec!["(?, ?)"; n].join(", ");
     format!(
-        "SELECT 0 AS by_token, {COLUMNS} FROM tokens WHERE (class, value_fp) IN (VALUES {}) \
-         UNION ALL SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (VALUES {})",
-        pairs(values),
-        pairs(tokens)
+        "SELECT 0 AS by_token, {COLUMNS} FROM tokens WHERE (class, value_fp) IN (VALUES {pairs}) \
+         UNION ALL SELECT 1, {COLUMNS} FROM tokens WHERE (class, token) IN (VALUES {pairs})"
     )
 }
 
@@ -53,9 +53,9 @@ pub(super) async fn by_values(
 ) -> Result<Vec<Option<Record>>, StoreError> {
     let mut found: HashMap<(String, Fingerprint), Record> = HashMap::new();
     for chunk in keys.chunks(READ_CHUNK) {
-        let sql = lookup_sql("value_fp", chunk.len());
+        let sql = lookup_sql("value_fp", shape(chunk.len()));
         let mut q = sqlx::query(&sql);
-        for (class, fp) in chunk {
+        for (class, fp) in padded(chunk) {
             q = q.bind(class.as_str()).bind(&fp[..]);
         }
         for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
@@ -73,9 +73,9 @@ pub(super) async fn by_tokens(
 ) -> Result<Vec<Option<Record>>, StoreError> {
     let mut found: HashMap<(String, String), Record> = HashMap::new();
     for chunk in keys.chunks(READ_CHUNK) {
-        let sql = lookup_sql("token", chunk.len());
+        let sql = lookup_sql("token", shape(chunk.len()));
         let mut q = sqlx::query(&sql);
-        for (class, token) in chunk {
+        for (class, token) in padded(chunk) {
             q = q.bind(class.as_str()).bind(token.as_str());
         }
         for row in q.fetch_all(&mut *conn).await.map_err(unavailable)? {
@@ -86,21 +86,22 @@ pub(super) async fn by_tokens(
     Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
 }
 
-/// Both lookups, in one statement when both key lists together fit in one chunk.
+/// Both lookups, in one statement when each key list fits in one chunk (both padded to one shape).
 pub(super) async fn both(
     conn: &mut SqliteConnection,
     values: &[(String, Fingerprint)],
     tokens: &[(String, String)],
 ) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
-    if values.is_empty() || tokens.is_empty() || values.len() + tokens.len() > READ_CHUNK {
+    let n = values.len().max(tokens.len());
+    if values.is_empty() || tokens.is_empty() || n > READ_CHUNK {
         return Ok((by_values(conn, values).await?, by_tokens(conn, tokens).await?));
     }
-    let sql = both_lookup_sql(values.len(), tokens.len());
+    let sql = both_lookup_sql(shape(n));
     let mut q = sqlx::query(&sql);
-    for (class, fp) in values {
+    for (class, fp) in padded_to(values, shape(n)) {
         q = q.bind(class.as_str()).bind(&fp[..]);
     }
-    for (class, token) in tokens {
+    for (class, token) in padded_to(tokens, shape(n)) {
         q = q.bind(class.as_str()).bind(token.as_str());
     }
     let mut by_value: HashMap<(String, Fingerprint), Record> = HashMap::new();
