@@ -139,3 +139,61 @@ fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsErr
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+    use tokio::net::TcpSocket;
+
+    fn dialer(addr: SocketAddr, connect_timeout: Duration) -> Dialer {
+        let authority: http::uri::Authority = addr.to_string().parse().unwrap();
+        Dialer::new(&http::uri::Scheme::HTTP, &authority, connect_timeout, None).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        match dialer(addr, Duration::from_secs(5)).dial().await {
+            Err(DialError::Connect(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused),
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("connected to a closed port"),
+        }
+    }
+
+    /// A listener whose accept queue is full drops further SYNs: the connect gets no answer at all, and the
+    /// dial gives up after its timeout instead of waiting for the kernel's (minutes).
+    #[tokio::test]
+    async fn a_connect_that_gets_no_answer_times_out() {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Never accepted: fill the queue until a connect is left unanswered.
+        let mut queued = Vec::new();
+        let mut full = false;
+        for _ in 0..64 {
+            match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => queued.push(stream),
+                Ok(Err(e)) => panic!("{e}"),
+                Err(_) => {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        assert!(full, "the accept queue never filled ({} connections)", queued.len());
+
+        let started = Instant::now();
+        match dialer(addr, Duration::from_millis(200)).dial().await {
+            Err(DialError::ConnectTimeout) => {}
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("connected through a full accept queue"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+        drop(listener);
+    }
+}
