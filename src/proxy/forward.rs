@@ -219,7 +219,9 @@ impl Upstream {
                 ControlFlow::Continue(req) => req,
             },
         };
-        match self.dialer.dial().await? {
+        // Boxed: dialing (TCP, TLS, the HTTP handshake) is the largest state of this future, and only a request
+        // that finds no pooled connection needs it; unboxed, every request's future would carry and move it.
+        match Box::pin(self.dialer.dial()).await? {
             Fresh::H1(mut sender) => {
                 let mut req = req;
                 if req.uri().scheme().is_some() && req.method() != http::Method::CONNECT {
