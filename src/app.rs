@@ -313,8 +313,8 @@ async fn start_proxy(
         tls,
         limits,
         move |conn: server::ConnInfo| {
-            let proxy = proxy.clone();
-            move |req| proxy.clone().handle(conn.peer, req)
+            let (proxy, client) = (proxy.clone(), crate::proxy::ClientAddr::new(conn.peer.ip()));
+            move |req| proxy.clone().handle(client.clone(), req)
         },
         stopped.clone(),
     )));

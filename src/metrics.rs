@@ -3,7 +3,28 @@
 //! Labels come from small fixed sets — operation, class, outcome, configured caller and route names — never a
 //! value, token, path or id.
 
+use std::sync::OnceLock;
+
+use prometheus::core::{Metric, MetricVec, MetricVecBuilder};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+/// One series of a labelled metric, looked up on first use and kept: `with_label_values` hashes the label
+/// values and takes a lock on every call, which the proxy's hot path would pay several times per request. Like a
+/// plain lookup, the series appears in the export only once it has been used.
+pub struct Series<M>(OnceLock<M>);
+
+impl<M> Default for Series<M> {
+    fn default() -> Self {
+        Series(OnceLock::new())
+    }
+}
+
+impl<M: Metric + Clone> Series<M> {
+    /// The series of `vec` with these label values (the same ones every call for this `Series`).
+    pub fn of<T: MetricVecBuilder<M = M>>(&self, vec: &MetricVec<T>, labels: &[&str]) -> &M {
+        self.0.get_or_init(|| vec.with_label_values(labels))
+    }
+}
 
 pub struct Metrics {
     pub registry: Registry,

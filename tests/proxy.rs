@@ -150,6 +150,22 @@ fn checkout_body() -> Value {
 }
 
 #[tokio::test]
+async fn the_client_address_is_appended_to_a_forwarded_for_chain() {
+    let app = App::start().await;
+    let veil = Veil::start(app.clone(), "").await;
+    for h2 in [false, true] {
+        for prev in [Some("203.0.113.7"), None, Some("198.51.100.1, 203.0.113.7")] {
+            let headers: Vec<(&str, &str)> = prev.map(|p| ("x-forwarded-for", p)).into_iter().collect();
+            let (status, _) = veil.send(h2, "GET", "/item/1", &headers, Vec::new()).await;
+            assert_eq!(status, 200);
+            let seen = app.requests().pop().unwrap();
+            let want = prev.map_or("127.0.0.1".to_owned(), |p| format!("{p}, 127.0.0.1"));
+            assert_eq!(seen.header("x-forwarded-for"), Some(want.as_str()), "h2={h2} prev={prev:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn checkout_is_tokenised_for_http1_and_h2() {
     let app = App::start().await;
     let veil = Veil::start(app.clone(), "").await;
@@ -310,8 +326,8 @@ async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std:
         None,
         veil::server::Limits::default(),
         move |conn: veil::server::ConnInfo| {
-            let proxy = proxy.clone();
-            move |req| proxy.clone().handle(conn.peer, req)
+            let (proxy, client) = (proxy.clone(), veil::proxy::ClientAddr::new(conn.peer.ip()));
+            move |req| proxy.clone().handle(client.clone(), req)
         },
         stopped,
     ));
@@ -411,6 +427,7 @@ async fn metrics_count_what_the_proxy_did() {
     let body = serde_json::to_vec(&checkout_body()).unwrap();
     veil.send(false, "POST", "/checkout", &[("content-type", "application/json")], body).await;
     veil.send(false, "POST", "/checkout", &[("content-type", "application/json")], b"{".to_vec()).await;
+    veil.send(false, "GET", "/item/1", &[], Vec::new()).await;
     let (status, text) = get(veil.running().admin_addr.unwrap(), "/metrics").await;
     assert_eq!(status, 200);
     for needle in [
@@ -420,6 +437,10 @@ async fn metrics_count_what_the_proxy_did() {
         r#"veil_fields_total{action="drop",class="-",route="checkout"} 1"#,
         r#"veil_detected_total{class="pan",route="checkout"} 1"#,
         r#"veil_request_duration_seconds_count{route="checkout"} 2"#,
+        r#"veil_requests_total{route="-",status="200"} 1"#,
+        r#"veil_request_duration_seconds_count{route="-"} 1"#,
+        r#"veil_vault_operations_total{class="pan",op="tokenize",outcome="ok"} 2"#,
+        r#"veil_vault_operation_duration_seconds_count{op="tokenize"} 1"#,
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

@@ -90,7 +90,7 @@ impl Egress {
             Gather::Untouched(req) => req,
             Gather::Gathered(g) => {
                 let edits = self.reveal(&g.hits).await?;
-                g.apply(&edits)?
+                g.apply(edits)?
             }
         };
         // The response must be readable to be checked for echoed values.

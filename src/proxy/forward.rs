@@ -1,7 +1,6 @@
 //! The upstream client: pooled HTTP/1.1 (see `pool`) and h2 over plain TCP or rustls (see `connect`), hop-by-hop
 //! headers stripped, `X-Forwarded-For`/`-Proto` set, and a deadline for the response headers.
 
-use std::net::SocketAddr;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -47,22 +46,28 @@ fn names_other_header(option: &str) -> bool {
 
 /// Removes hop-by-hop headers ([`is_hop`]), including those the `Connection` header names.
 ///
-/// On the hot path of every request and response: one pass over the names, no allocation unless a hop-by-hop
-/// header is present, and removals only for those.
+/// On the hot path of every request and response: one pass over the names, removals only for those found, and
+/// no allocation unless the `Connection` header names a header outside [`HOP_BY_HOP`] (nginx answers with
+/// `Connection: keep-alive` every time).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let mut doomed: Vec<HeaderName> = headers.keys().filter(|n| is_hop(n)).cloned().collect();
-    if doomed.contains(&header::CONNECTION) {
-        let named = headers
+    // `keys()` yields each name once, so at most one slot per hop-by-hop name is filled.
+    let mut doomed: [Option<HeaderName>; HOP_BY_HOP.len()] = Default::default();
+    for (slot, name) in doomed.iter_mut().zip(headers.keys().filter(|n| is_hop(n))) {
+        *slot = Some(name.clone());
+    }
+    let named: Vec<HeaderName> = match doomed.contains(&Some(header::CONNECTION)) {
+        true => headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .map(str::trim)
             .filter(|n| names_other_header(n))
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok());
-        doomed.extend(named);
-    }
-    for name in doomed {
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect(),
+        false => Vec::new(),
+    };
+    for name in doomed.into_iter().flatten().chain(named) {
         headers.remove(name);
     }
 }
@@ -70,7 +75,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// An IP address as text; IPv4 without the formatting machinery (this runs for every request).
+/// An IP address as text; IPv4 without the formatting machinery.
 fn ip_text(ip: std::net::IpAddr) -> String {
     let std::net::IpAddr::V4(v4) = ip else { return ip.to_string() };
     let mut out = String::with_capacity(15);
@@ -89,11 +94,24 @@ fn ip_text(ip: std::net::IpAddr) -> String {
     out
 }
 
+/// A client's address as `X-Forwarded-For` gives it, made once per connection: each request then shares it
+/// (a reference count) instead of formatting and copying it again.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(HeaderValue);
+
+impl ClientAddr {
+    pub fn new(ip: std::net::IpAddr) -> ClientAddr {
+        // An address's text is always a valid header value; the fallback is never taken.
+        let text = bytes::Bytes::from(ip_text(ip));
+        ClientAddr(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
+    }
+}
+
 /// Who the forwarded request is sent for.
 #[derive(Debug, Clone, Copy)]
-pub enum Hop {
+pub enum Hop<'a> {
     /// Ingress: the app learns the client's address and scheme (`X-Forwarded-For`/`-Proto`); Host is kept.
-    Ingress { peer: SocketAddr, tls: bool },
+    Ingress { client: &'a ClientAddr, tls: bool },
     /// Egress: the provider sees its own origin as Host, and nothing about the app's network.
     Egress,
 }
@@ -157,7 +175,7 @@ impl Upstream {
 
     /// Sends `req` to the upstream origin. Only the path and query of its URI are used: an absolute-form URI or
     /// a Host header cannot point the request anywhere else.
-    pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop) -> Result<Response<UpstreamBody>, ProxyError> {
+    pub async fn send(&self, mut req: Request<ProxyBody>, hop: Hop<'_>) -> Result<Response<UpstreamBody>, ProxyError> {
         let path = req.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         match hop {
             Hop::Ingress { .. } => {
@@ -178,13 +196,20 @@ impl Upstream {
         *req.version_mut() = http::Version::HTTP_11;
         let headers = req.headers_mut();
         strip_hop_by_hop(headers);
-        if let Hop::Ingress { peer, tls } = hop {
-            let ip = ip_text(peer.ip());
-            let xff = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-                Some(prev) => HeaderValue::from_str(&format!("{prev}, {ip}")),
-                None => HeaderValue::from_str(&ip),
+        if let Hop::Ingress { client, tls } = hop {
+            let ip = &client.0;
+            // A previous value that is not text is replaced, as before.
+            let xff = match headers.get(X_FORWARDED_FOR).filter(|v| v.to_str().is_ok()) {
+                Some(prev) => {
+                    let mut both = Vec::with_capacity(prev.len() + 2 + ip.len());
+                    both.extend_from_slice(prev.as_bytes());
+                    both.extend_from_slice(b", ");
+                    both.extend_from_slice(ip.as_bytes());
+                    HeaderValue::from_maybe_shared(bytes::Bytes::from(both)).ok()
+                }
+                None => Some(ip.clone()),
             };
-            if let Ok(v) = xff {
+            if let Some(v) = xff {
                 headers.insert(X_FORWARDED_FOR, v);
             }
             headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if tls { "https" } else { "http" }));
@@ -302,6 +327,14 @@ mod tests {
         for ip in ["0.0.0.0", "127.0.0.1", "10.20.30.40", "255.255.255.255", "192.168.100.9", "::1", "fe80::1"] {
             let ip: std::net::IpAddr = ip.parse().unwrap();
             assert_eq!(ip_text(ip), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn a_client_address_is_its_text() {
+        for ip in ["127.0.0.1", "10.20.30.40", "::1", "2001:db8::7"] {
+            let addr = ClientAddr::new(ip.parse().unwrap());
+            assert_eq!(addr.0.to_str().unwrap(), ip);
         }
     }
 

@@ -18,7 +18,6 @@ pub mod pool;
 pub mod request;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +26,17 @@ use http::{Request, Response};
 use http_body_util::combinators::BoxBody;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use prometheus::{Histogram, IntCounter};
 
 use crate::config::{Action, ProxyConfig, Route};
 use crate::crypto::KeySet;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Series};
 use crate::rewrite::{Edit, Origin};
 use crate::vault::auth::Caller;
 use crate::vault::class::{self, Class};
 use crate::vault::{Vault, VaultError};
 use error::{error_response, ProxyError};
+pub use forward::ClientAddr;
 use forward::{Hop, Upstream};
 use request::{field_of, refuse_smuggling, BodyLimits, Gather, Hit};
 
@@ -54,6 +55,18 @@ pub struct Proxy {
     pub body_limits: BodyLimits,
     pub vault_timeout: Duration,
     pub tls: bool,
+    /// Per route (and a last one for requests no route matches), the series its requests count in.
+    series: Vec<RouteSeries>,
+}
+
+/// A route's metric series that do not depend on the request's outcome, each looked up once.
+#[derive(Default)]
+struct RouteSeries {
+    duration: Series<Histogram>,
+    /// By index of the route's fields.
+    fields: Vec<Series<IntCounter>>,
+    /// By class, in [`Class::ALL`] order.
+    detected: [Series<IntCounter>; Class::ALL.len()],
 }
 
 impl Proxy {
@@ -65,7 +78,13 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
+        let series = routes
+            .iter()
+            .map(|r| RouteSeries { fields: r.fields.iter().map(|_| Series::default()).collect(), ..Default::default() })
+            .chain([RouteSeries::default()])
+            .collect();
         Ok(Proxy {
+            series,
             routes,
             vault,
             caller: Caller::proxy(),
@@ -81,13 +100,13 @@ impl Proxy {
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(
         self: Arc<Self>,
-        peer: SocketAddr,
+        client: ClientAddr,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let route = self.routes.iter().position(|r| r.matches(req.method(), req.uri().path()));
         let label = route.map(|i| self.routes[i].name.as_str()).unwrap_or("-");
-        let resp = match self.serve(route, peer, req).await {
+        let resp = match self.serve(route, &client, req).await {
             Ok(resp) => resp,
             Err(e) => {
                 if let Some(kind) = e.upstream_kind() {
@@ -98,45 +117,56 @@ impl Proxy {
             }
         };
         self.metrics.requests.with_label_values(&[label, resp.status().as_str()]).inc();
-        self.metrics.request_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
+        let series = self.series.get(route.unwrap_or(self.routes.len()));
+        if let Some(s) = series {
+            s.duration.of(&self.metrics.request_duration, &[label]).observe(started.elapsed().as_secs_f64());
+        }
         Ok(resp)
     }
 
     async fn serve(
         &self,
         route: Option<usize>,
-        peer: SocketAddr,
+        client: &ClientAddr,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         refuse_smuggling(req.headers())?;
-        let req = match route.map(|i| &self.routes[i]) {
+        let req = match route {
             // No rule touches this request: stream it through without buffering.
             None => req.map(|b| b.map_err(Into::into).boxed()),
             // Boxed, and one `forward` call below: each awaited future keeps its own room in this future's state,
             // which hyper and every layer move by value per request (32 KiB with the rewrite's and three
             // `forward`s' states inline, pass-through included; 2.7 KiB so).
-            Some(route) => Box::pin(self.rewrite(route, req)).await?,
+            Some(index) => Box::pin(self.rewrite(index, req)).await?,
         };
-        self.forward(req, peer).await
+        self.forward(req, client).await
     }
 
     /// A routed request as it goes upstream: its body read, its fields decided, the edits applied.
-    async fn rewrite(&self, route: &Route, req: Request<Incoming>) -> Result<Request<ProxyBody>, ProxyError> {
+    async fn rewrite(&self, index: usize, req: Request<Incoming>) -> Result<Request<ProxyBody>, ProxyError> {
+        let route = self.routes.get(index).ok_or(ProxyError::Internal)?;
         let g = match request::gather(route, req, self.body_limits).await? {
             Gather::Untouched(req) => return Ok(req),
             Gather::Gathered(g) => g,
         };
-        let edits = self.decide(route, &g.hits, g.subject.as_deref()).await?;
+        let edits = self.decide(index, route, &g.hits, g.subject.as_deref()).await?;
         // Observe mode: counted by `decide`, forwarded exactly as received.
         if route.observe {
             Ok(g.unchanged())
         } else {
-            g.apply(&edits)
+            g.apply(edits)
         }
     }
 
     /// One edit per hit: local actions decided here, tokenisations in one vault batch.
-    async fn decide(&self, route: &Route, hits: &[Hit], subject: Option<&str>) -> Result<Vec<Edit>, ProxyError> {
+    async fn decide(
+        &self,
+        index: usize,
+        route: &Route,
+        hits: &[Hit],
+        subject: Option<&str>,
+    ) -> Result<Vec<Edit>, ProxyError> {
+        let series = self.series.get(index).ok_or(ProxyError::Internal)?;
         let mut edits = vec![Edit::Keep; hits.len()];
         let mut batch: Vec<(Class, &str)> = Vec::new();
         let mut batch_slots: Vec<usize> = Vec::new();
@@ -144,14 +174,16 @@ impl Proxy {
             let (action, class) = match (hit.rule, hit.found.origin) {
                 (Some(i), _) => (route.fields[i].action, route.fields[i].class),
                 (None, Origin::Detected(c)) => {
-                    self.metrics.detected.with_label_values(&[&route.name, c.name()]).inc();
+                    if let Some(s) = series.detected.get(c.index()) {
+                        s.of(&self.metrics.detected, &[&route.name, c.name()]).inc();
+                    }
                     (Action::Tokenize, Some(c))
                 }
                 (None, Origin::Field(_)) => continue, // subject reads
             };
-            if hit.rule.is_some() {
+            if let Some(s) = hit.rule.and_then(|i| series.fields.get(i)) {
                 let class_label = class.map(Class::name).unwrap_or("-");
-                self.metrics.fields.with_label_values(&[&route.name, class_label, action.name()]).inc();
+                s.of(&self.metrics.fields, &[&route.name, class_label, action.name()]).inc();
             }
             if route.observe {
                 continue;
@@ -208,8 +240,8 @@ impl Proxy {
         Ok(edits)
     }
 
-    async fn forward(&self, req: Request<ProxyBody>, peer: SocketAddr) -> Result<Response<ProxyBody>, ProxyError> {
-        let resp = self.upstream.send(req, Hop::Ingress { peer, tls: self.tls }).await?;
+    async fn forward(&self, req: Request<ProxyBody>, client: &ClientAddr) -> Result<Response<ProxyBody>, ProxyError> {
+        let resp = self.upstream.send(req, Hop::Ingress { client, tls: self.tls }).await?;
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
     }
 }

@@ -200,18 +200,20 @@ impl Gathered {
     }
 
     /// The request with `edits` (one per hit, in order) applied; Content-Length recomputed for a new body.
-    pub fn apply(self, edits: &[Edit]) -> Result<Request<ProxyBody>, ProxyError> {
+    /// Puts the request back together with `edits`, one per hit, in order.
+    pub fn apply(self, edits: Vec<Edit>) -> Result<Request<ProxyBody>, ProxyError> {
         let Gathered { mut parts, hits, doc, incoming, query_doc, header_values, .. } = self;
         if edits.len() != hits.len() {
             return Err(ProxyError::Internal);
         }
-        let mut body_edits = Vec::new();
+        let mut body_edits = Vec::with_capacity(hits.len());
         let mut query_edits = Vec::new();
+        let mut header_edits = Vec::new();
         for (hit, edit) in hits.iter().zip(edits) {
             match hit.place {
-                Place::Body => body_edits.push(edit.clone()),
-                Place::Query => query_edits.push(edit.clone()),
-                Place::Header(_) => {}
+                Place::Body => body_edits.push(edit),
+                Place::Query => query_edits.push(edit),
+                Place::Header(i) => header_edits.push((i, edit)),
             }
         }
         let body: ProxyBody = match doc {
@@ -226,9 +228,8 @@ impl Gathered {
         for (name, _) in &header_values {
             parts.headers.remove(name);
         }
-        for (hit, edit) in hits.iter().zip(edits) {
-            let Place::Header(i) = hit.place else { continue };
-            let (name, original) = header_values.get(i).ok_or(ProxyError::Internal)?;
+        for (i, edit) in &header_edits {
+            let (name, original) = header_values.get(*i).ok_or(ProxyError::Internal)?;
             let value = match edit {
                 Edit::Keep => original,
                 Edit::Replace(v) => v,

@@ -40,6 +40,11 @@ impl Class {
         }
     }
 
+    /// This class's position in [`Class::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn names() -> [&'static str; 7] {
         Class::ALL.map(Class::name)
     }
@@ -151,6 +156,9 @@ mod tests {
     fn names_round_trip() {
         for c in Class::ALL {
             assert_eq!(c.name().parse::<Class>().unwrap(), c);
+        }
+        for (i, c) in Class::ALL.into_iter().enumerate() {
+            assert_eq!(c.index(), i, "{c}: metric series are kept by this index");
         }
         assert!("ssn".parse::<Class>().unwrap_err().contains("pan, iban"));
     }

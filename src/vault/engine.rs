@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use dashmap::DashMap;
+use crate::vault::links::Links;
 
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
@@ -84,22 +84,11 @@ pub struct Engine {
     store: Arc<dyn Store>,
     formats: ClassFormats,
     clock: Clock,
-    /// (subject, class, token) links this process wrote, and when: a repeated tokenisation for the same subject
-    /// then needs no durable write. Entries live [`LINK_FRESH`] seconds; an erasure here drops its subject's.
-    linked: DashMap<(Fingerprint, String, String), i64>,
+    /// Links this process wrote recently: a repeated tokenisation for the same subject needs no durable write.
+    links: Links,
     /// Known values → tokens (skips the store read for a value tokenised again).
     known: Known,
 }
-
-/// How long a link this process wrote is trusted without writing it again (another replica's erasure of the
-/// subject is seen after at most this long).
-pub const LINK_FRESH: i64 = 60;
-
-/// Bound on remembered links; beyond it the memory is simply cleared. An entry costs ~170 bytes (key, two short
-/// strings, the map's slot), and a cleared map keeps its slots: 8,192 entries hold this memory to ~2 MiB (100,000
-/// held ~18 MiB, most of a small sidecar's footprint when every request brings a new subject). A repeated subject
-/// is remembered as long as fewer than ~2,000 other four-field checkouts come between.
-const LINKS_REMEMBERED: usize = 8_192;
 
 struct Pending {
     /// Indexes of the batch items that share this value.
@@ -113,7 +102,7 @@ struct Pending {
 impl Engine {
     pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
         let known = Known::new(store.erasure_epoch(), TOUCH_EVERY);
-        Engine { keys: keys.into(), store, formats, clock, linked: DashMap::new(), known }
+        Engine { keys: keys.into(), store, formats, clock, links: Links::default(), known }
     }
 
     /// The in-memory map of known values (for erasure and purge to invalidate, and retention to narrow).
@@ -130,18 +119,14 @@ impl Engine {
     }
 
     fn remember_links(&self, subject: Option<Fingerprint>, links: Vec<(String, String)>, now: i64) {
-        let Some(subject) = subject else { return };
-        if self.linked.len() + links.len() > LINKS_REMEMBERED {
-            self.linked.clear();
-        }
-        for (class, token) in links {
-            self.linked.insert((subject, class, token), now);
+        if let Some(subject) = subject {
+            self.links.remember(subject, links, now);
         }
     }
 
     /// Forgets the links remembered for `subject` (its erasure removed them from the store).
     pub fn forget_links(&self, subject: &Fingerprint) {
-        self.linked.retain(|(s, _, _), _| s != subject);
+        self.links.forget(subject);
     }
 
     /// Tokens for `items` (class, value), in order, each written like its value.
@@ -184,12 +169,8 @@ impl Engine {
         let stamp = self.known.stamp();
         // Existing records to mark used (and link): (class, token), once each.
         let mut touch: Vec<(String, String)> = Vec::new();
-        let recently_linked = |class: &str, token: &str| {
-            subject.is_some_and(|s| {
-                let key = (s, class.to_owned(), token.to_owned());
-                self.linked.get(&key).is_some_and(|at| now - *at < LINK_FRESH)
-            })
-        };
+        let recently_linked =
+            |class: &str, token: &str| subject.is_some_and(|s| self.links.fresh(&s, class, token, now));
         // Whether this live record will be marked used by this call's write.
         let mut touch_one = |class: &str, token: &str, last_used_at: i64| {
             let listed = touch.iter().any(|(c, t)| c == class && t == token);
@@ -379,33 +360,5 @@ impl Engine {
             out.push(Ok(Revealed { canonical: Secret::new(canonical), layout }));
         }
         Ok(out)
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use crate::crypto::Keyring;
-    use crate::store::sqlite::{SqliteOptions, SqliteStore};
-    use crate::vault::class::Class;
-
-    /// The remembered links never exceed their bound: a full memory is cleared, and the links of the call that
-    /// filled it are remembered afresh.
-    #[tokio::test]
-    async fn remembered_links_stay_within_their_bound() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = KeySet::derive(&Keyring::from_keys([(1, [5u8; 32])]), &Class::names()).unwrap();
-        let url = format!("sqlite://{}/links.db", dir.path().display());
-        let store = Arc::new(SqliteStore::open(&url, SqliteOptions::default()).await.unwrap());
-        let engine = Engine::new(keys, store, ClassFormats::default(), system_clock());
-        let links = |n: usize| (0..n).map(|i| ("email".to_string(), format!("t{i}"))).collect::<Vec<_>>();
-        engine.remember_links(Some([1; 32]), links(LINKS_REMEMBERED), 0);
-        assert_eq!(engine.linked.len(), LINKS_REMEMBERED);
-        engine.remember_links(Some([2; 32]), links(4), 0);
-        assert_eq!(engine.linked.len(), 4, "a full memory is cleared before the new links");
-        assert!(engine.linked.contains_key(&([2; 32], "email".to_string(), "t3".to_string())));
-        engine.remember_links(None, links(4), 0);
-        assert_eq!(engine.linked.len(), 4, "no subject, nothing to remember");
     }
 }
