@@ -44,7 +44,8 @@ struct Entry {
 }
 
 pub struct Known {
-    map: DashMap<(Class, Fingerprint), Entry>,
+    /// Keyed by keyed-HMAC fingerprints no client can choose: a fast hash (foldhash) instead of SipHash.
+    map: DashMap<(Class, Fingerprint), Entry, foldhash::fast::RandomState>,
     generation: AtomicU64,
     /// The store's erasure epoch (`None`: only this process changes the store).
     epoch: Option<watch::Receiver<u64>>,
@@ -54,7 +55,7 @@ pub struct Known {
 
 impl Known {
     pub fn new(epoch: Option<watch::Receiver<u64>>, trust: i64) -> Known {
-        Known { map: DashMap::new(), generation: AtomicU64::new(0), epoch, trust: AtomicI64::new(trust) }
+        Known { map: DashMap::default(), generation: AtomicU64::new(0), epoch, trust: AtomicI64::new(trust) }
     }
 
     /// Narrows the trust window (e.g. to the shortest retention); it never widens.

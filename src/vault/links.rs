@@ -32,7 +32,8 @@ struct Link {
 
 #[derive(Default)]
 pub struct Links {
-    by_subject: DashMap<Fingerprint, Vec<Link>>,
+    /// Keyed by keyed-HMAC fingerprints no client can choose: a fast hash (foldhash) instead of SipHash.
+    by_subject: DashMap<Fingerprint, Vec<Link>, foldhash::fast::RandomState>,
     /// Links held, over all subjects (kept beside the map, which counts subjects).
     count: AtomicUsize,
 }
