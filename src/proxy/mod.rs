@@ -117,8 +117,7 @@ impl Proxy {
             }
         };
         self.metrics.requests.with_label_values(&[label, resp.status().as_str()]).inc();
-        let series = self.series.get(route.unwrap_or(self.routes.len()));
-        if let Some(s) = series {
+        if let Some(s) = self.series.get(route.unwrap_or(self.routes.len())) {
             s.duration.of(&self.metrics.request_duration, &[label]).observe(started.elapsed().as_secs_f64());
         }
         Ok(resp)
@@ -144,12 +143,14 @@ impl Proxy {
 
     /// A routed request as it goes upstream: its body read, its fields decided, the edits applied.
     async fn rewrite(&self, index: usize, req: Request<Incoming>) -> Result<Request<ProxyBody>, ProxyError> {
-        let route = self.routes.get(index).ok_or(ProxyError::Internal)?;
+        let (Some(route), Some(series)) = (self.routes.get(index), self.series.get(index)) else {
+            return Err(ProxyError::Internal);
+        };
         let g = match request::gather(route, req, self.body_limits).await? {
             Gather::Untouched(req) => return Ok(req),
             Gather::Gathered(g) => g,
         };
-        let edits = self.decide(index, route, &g.hits, g.subject.as_deref()).await?;
+        let edits = self.decide(route, series, &g.hits, g.subject.as_deref()).await?;
         // Observe mode: counted by `decide`, forwarded exactly as received.
         if route.observe {
             Ok(g.unchanged())
@@ -161,12 +162,11 @@ impl Proxy {
     /// One edit per hit: local actions decided here, tokenisations in one vault batch.
     async fn decide(
         &self,
-        index: usize,
         route: &Route,
+        series: &RouteSeries,
         hits: &[Hit],
         subject: Option<&str>,
     ) -> Result<Vec<Edit>, ProxyError> {
-        let series = self.series.get(index).ok_or(ProxyError::Internal)?;
         let mut edits = vec![Edit::Keep; hits.len()];
         let mut batch: Vec<(Class, &str)> = Vec::new();
         let mut batch_slots: Vec<usize> = Vec::new();
