@@ -327,11 +327,31 @@ async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std:
         veil::server::Limits::default(),
         move |conn: veil::server::ConnInfo| {
             let (proxy, client) = (proxy.clone(), veil::proxy::ClientAddr::new(conn.peer.ip()));
-            move |req| proxy.clone().handle(client.clone(), req)
+            move |req| {
+                let handle = proxy.clone().handle(client.clone(), req);
+                HANDLE_FUTURE_BYTES.store(std::mem::size_of_val(&handle), std::sync::atomic::Ordering::Relaxed);
+                handle
+            }
         },
         stopped,
     ));
     addr
+}
+
+/// The size of `Proxy::handle`'s future (one type, so one size), as `proxy_with_vault` last saw it.
+static HANDLE_FUTURE_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// hyper moves each request's future by value, and every layer moves its own, pass-through included: the
+/// routed path and the dial are boxed, and there is one `forward` call, so that a request's future stays small
+/// (3.3 KiB in a test build; 9.3 KiB with the dial inline; 32 KiB in a release build before all three).
+#[tokio::test]
+async fn the_future_of_a_request_stays_small() {
+    let app = App::start().await;
+    let addr = proxy_with_vault(&app, Arc::new(DownVault { slow: false })).await;
+    let (status, _) = get(addr, "/item/1").await;
+    assert_eq!(status, 200);
+    let size = HANDLE_FUTURE_BYTES.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(size > 0 && size <= 6144, "Proxy::handle's future is {size} bytes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
