@@ -301,19 +301,28 @@ async fn a_vault_that_is_down_or_hangs_stops_the_payment() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_stop, stopped) = tokio::sync::watch::channel(false);
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let served = seen.clone();
         tokio::spawn(veil::server::serve(
             listener,
             None,
             veil::server::Limits::default(),
             move |_conn| {
-                let egress = egress.clone();
-                move |req| egress.clone().handle(req)
+                let (egress, seen) = (egress.clone(), served.clone());
+                move |req| {
+                    let handle = egress.clone().handle(req);
+                    seen.store(std::mem::size_of_val(&handle), std::sync::atomic::Ordering::Relaxed);
+                    handle
+                }
             },
             stopped,
         ));
         let (status, _, body) = send_request(addr, None, false, req).await.unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((status, body["error"]["code"].as_str().unwrap()), (503, "vault_unavailable"), "{body}");
+        // hyper moves each request's future by value, and every layer moves its own: it must stay small.
+        let size = seen.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(size > 0 && size <= 6144, "Egress::handle's future is {size} bytes (3.0 KiB in a test build)");
     }
     assert!(provider.requests().is_empty());
 }
