@@ -12,13 +12,13 @@ use crate::store::Fingerprint;
 
 /// How long a link this process wrote is trusted without writing it again (another replica's erasure of the
 /// subject is seen after at most this long).
-pub const LINK_FRESH: i64 = 60;
+const LINK_FRESH: i64 = 60;
 
 /// Bound on remembered links; beyond it the memory is simply cleared. A link costs ~100 bytes (two short strings
 /// and a time, in its subject's list), a subject ~100 more: 8,192 links hold this memory to ~1–2 MiB when every
 /// request brings a new subject. A repeated subject is remembered as long as fewer than ~2,000 other four-field
 /// checkouts come between.
-pub const LINKS_REMEMBERED: usize = 8_192;
+const LINKS_REMEMBERED: usize = 8_192;
 
 /// Links remembered per subject; the oldest go first beyond it (a subject with many tokens re-links some).
 const PER_SUBJECT: usize = 64;
@@ -75,7 +75,9 @@ impl Links {
     /// Forgets the links remembered for `subject` (its erasure removed them from the store).
     pub fn forget(&self, subject: &Fingerprint) {
         if let Some((_, list)) = self.by_subject.remove(subject) {
-            self.count.fetch_sub(list.len().min(self.count.load(Ordering::Relaxed)), Ordering::Relaxed);
+            // Saturating: a concurrent clear may have zeroed the count since these links were added.
+            let _ =
+                self.count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(list.len())));
         }
     }
 
