@@ -8,7 +8,7 @@
 # worker_processes 1) is pinned to core PROXY_CPU (0); the load generator and the upstream share core LOAD_CPU (1).
 # Scenarios, each over plain HTTP/1.1 and over TLS (ECDSA P-256, keep-alive), run interleaved in rounds with the
 # order rotated every round: direct to the upstream; nginx reverse proxy (GET, and the 1 KiB checkout POST);
-# veil pass-through (GET, no route matches); veil tokenising a 1 KiB JSON checkout body with four fields (card,
+# veil pass-through (GET, and the 1 KiB checkout POST, no route matches); veil tokenising a 1 KiB JSON checkout body with four fields (card,
 # email, IBAN, phone) with the same values every request; the same with fresh values every request (durable
 # SQLite store); and the repeated and unique checkouts on PostgreSQL when VEIL_BENCH_PG_URL is set (both veil
 # processes, HTTP and TLS, share that database; `source .ci/postgres.sh` starts a throwaway local PostgreSQL and
@@ -310,6 +310,12 @@ add nginxpost-tls "nginx reverse proxy (1 KiB checkout POST)" tls "https://127.0
   "$NGX_PID" ""
 add pass-http "veil pass-through (GET, no route)" http "http://127.0.0.1:$P_VH/item/42" get "$VH_PID" ""
 add pass-tls "veil pass-through (GET, no route)" tls "https://127.0.0.1:$P_VT/item/42" get "$VT_PID" ""
+# The same 1 KiB POST on a path no route matches: streamed through untouched. Against the checkout rows it shows
+# what tokenising costs on its own; against nginx's POST row, the proxies on the same request.
+add passpost-http "veil pass-through (1 KiB checkout POST, no route)" http "http://127.0.0.1:$P_VH/orders" static \
+  "$VH_PID" ""
+add passpost-tls "veil pass-through (1 KiB checkout POST, no route)" tls "https://127.0.0.1:$P_VT/orders" static \
+  "$VT_PID" ""
 add rep-http "veil checkout, 4 fields, repeated values" http "http://127.0.0.1:$P_VH/checkout" static "$VH_PID" ""
 add rep-tls "veil checkout, 4 fields, repeated values" tls "https://127.0.0.1:$P_VT/checkout" static "$VT_PID" ""
 add uniq-http "veil checkout, 4 fields, unique values (SQLite)" http "http://127.0.0.1:$P_VH/checkout" unique \
@@ -523,7 +529,7 @@ idle_rss veil-tls "$P_VT" "$VT_PID"
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   for s in "${SCEN[@]}"; do
     IFS='|' read -r id label tr url mode pid skip <<< "$s"
-    case $id in nginx-http | nginx-tls | pass-http | pass-tls | rep-http | uniq-http) ;; *) continue ;; esac
+    case $id in nginx-http | nginx-tls | pass-http | pass-tls | passpost-http | rep-http | uniq-http) ;; *) continue ;; esac
     [ -z "$skip" ] || continue
     pid=$(proxy_pid "$id")
     log "perf: $id"
