@@ -359,6 +359,57 @@ async fn postgres_migrations_run_once_and_refuse_an_unknown_newer_schema() {
     }
 }
 
+/// PostgreSQL's live counts are kept by triggers (migration 3): every kind of change keeps them equal to a full
+/// count, and the migration counts what a vault held before it.
+#[tokio::test]
+async fn postgres_live_counts_follow_every_change_and_the_migration_counts_what_was_there() {
+    use sqlx::Connection;
+    let place = Place::new(Backend::Postgres).await;
+    let store = place.open().await;
+    let mut records: Vec<Record> = (0..30u8).map(|i| rec("email", &format!("e{i}"), i)).collect();
+    records.extend((30..40u8).map(|i| rec("pan", &format!("p{i}"), i)));
+    records[5].gone_at = Some(1);
+    store.insert(records).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&place.url).await.unwrap();
+    let full_count = "SELECT class, COUNT(*) FROM tokens WHERE gone_at IS NULL GROUP BY class ORDER BY class";
+    let changes = [
+        "UPDATE tokens SET last_used_at = last_used_at + 1",
+        "UPDATE tokens SET gone_at = 7 WHERE token IN ('e1', 'e2', 'p31')",
+        "UPDATE tokens SET gone_at = 8 WHERE token = 'e1'",
+        "UPDATE tokens SET gone_at = NULL WHERE token IN ('e2', 'e5')",
+        "UPDATE tokens SET class = 'iban' WHERE token IN ('e3', 'e1', 'p32')",
+        "DELETE FROM tokens WHERE token IN ('e4', 'e1', 'p33')",
+        "UPDATE tokens SET gone_at = 9 WHERE class = 'pan'",
+    ];
+    for change in changes {
+        sqlx::query(change).execute(&mut conn).await.unwrap();
+        let full: Vec<(String, i64)> = sqlx::query_as(full_count).fetch_all(&mut conn).await.unwrap();
+        let full: Vec<(String, u64)> = full.into_iter().map(|(c, n)| (c, n as u64)).collect();
+        assert_eq!(store.count_live().await.unwrap(), full, "after {change}");
+    }
+    let expected = vec![("email".to_string(), 27), ("iban".to_string(), 2)];
+    assert_eq!(store.count_live().await.unwrap(), expected);
+    drop(store);
+
+    // A vault from before migration 3: its records are counted when the migration runs.
+    for undo in [
+        "DROP TABLE live_counts",
+        "DROP TRIGGER live_counts_insert ON tokens",
+        "DROP TRIGGER live_counts_update ON tokens",
+        "DROP TRIGGER live_counts_delete ON tokens",
+        "DROP FUNCTION live_counts_inserted",
+        "DROP FUNCTION live_counts_changed",
+        "DELETE FROM _sqlx_migrations WHERE version = 3",
+    ] {
+        sqlx::query(undo).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("UPDATE tokens SET gone_at = NULL WHERE token = 'p34'").execute(&mut conn).await.unwrap();
+    let store = place.open().await;
+    assert_eq!(store.count_live().await.unwrap(), [expected, vec![("pan".to_string(), 1)]].concat());
+    store.insert(vec![rec("pan", "p-after", 99)]).await.unwrap();
+    assert_eq!(store.count_live().await.unwrap().last(), Some(&("pan".to_string(), 2)));
+}
+
 #[tokio::test]
 async fn postgres_unreachable_or_bad_url_is_an_error() {
     // A port nobody listens on (bound, then released).
