@@ -135,12 +135,18 @@ async fn thousands_of_values_per_class_keep_every_guarantee() {
         let mut values: Vec<String> = (0..PER_CLASS).map(|_| value(class, &mut rng)).collect();
         values.sort();
         values.dedup();
+        // Values are drawn from the tokens' own space here. One that equals a token issued earlier cannot be told
+        // from that token (it is answered as the token; the reserved formats exist for this): left out.
+        let mut issued = std::collections::HashSet::new();
         for chunk in values.chunks(BATCH) {
+            let canonical = |s: &str| class::parse(class, s).unwrap().canonical;
+            let chunk: Vec<&String> = chunk.iter().filter(|v| !issued.contains(&canonical(v))).collect();
             let items: Vec<(Class, &str)> = chunk.iter().map(|v| (class, v.as_str())).collect();
             let tokens = vault.tokenize(&items).await.unwrap();
             for (v, t) in chunk.iter().zip(&tokens) {
                 check_shape(class, v, t);
             }
+            issued.extend(tokens.iter().map(|t| canonical(t)));
             assert_eq!(vault.tokenize(&items).await.unwrap(), tokens, "{class}: tokens are stable");
             let token_items: Vec<(Class, &str)> = tokens.iter().map(|t| (class, t.as_str())).collect();
             assert_eq!(
@@ -150,7 +156,7 @@ async fn thousands_of_values_per_class_keep_every_guarantee() {
             );
             let revealed = vault.reveal(&token_items).await.unwrap();
             for (v, r) in chunk.iter().zip(revealed) {
-                assert_eq!(&r.ok().unwrap().render(), v, "{class}: token reveals its value");
+                assert_eq!(&r.ok().unwrap().render(), *v, "{class}: token reveals its value");
             }
         }
     }
@@ -181,6 +187,39 @@ async fn short_pans_fall_back_instead_of_colliding() {
     assert_eq!(unique.len(), tokens.len(), "no two values share a token");
     for (v, t) in values.iter().zip(&tokens) {
         assert!(pan::luhn_valid(t) && t != v && t.len() == 12);
+    }
+}
+
+/// A token that equals a value the vault holds would be read as that value when tokenised again, and answered
+/// with that value's token (someone else's card). In a space this small (12-digit PANs keeping 6+4: a handful
+/// of Luhn-valid middles per last four) a draw hits one often, so a candidate that is a value — held by the
+/// vault (the first half, tokenised one per call) or in the same batch (the second half, in one call) — is
+/// redrawn. (A value that only arrives after it was issued as a token cannot be told from it, as everywhere:
+/// the reserved formats exist for that. Such values are left out here.)
+#[tokio::test]
+async fn a_token_is_never_a_value_the_vault_or_its_batch_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let vault = engine(dir.path(), "clash", 4, ClassFormats::default()).await;
+    let values: Vec<String> = (0..100u32)
+        .flat_map(|mid| (0..3).map(move |d| format!("411111{mid:02}{d}111")))
+        .filter(|v| pan::luhn_valid(v))
+        .collect();
+    let (first, second) = values.split_at(values.len() / 2);
+    let calls = first.iter().map(std::slice::from_ref).chain([second]);
+    let (mut held, mut issued) = (Vec::<&String>::new(), Vec::<(String, String)>::new());
+    for call in calls {
+        let call: Vec<&String> = call.iter().filter(|v| !issued.iter().any(|(_, t)| t == *v)).collect();
+        held.extend(&call);
+        let items: Vec<(Class, &str)> = call.iter().map(|v| (Class::Pan, v.as_str())).collect();
+        for (v, t) in call.iter().zip(vault.tokenize(&items).await.unwrap()) {
+            assert!(!held.contains(&&t), "the token of {v} is the value {t}, held already");
+            issued.push((v.to_string(), t));
+        }
+    }
+    assert!(issued.len() > values.len() / 2, "{} of {} values tokenised", issued.len(), values.len());
+    for (v, t) in &issued {
+        assert_eq!(&vault.tokenize(&[(Class::Pan, t.as_str())]).await.unwrap()[0], t, "re-tokenising {t}");
+        assert_eq!(&vault.tokenize(&[(Class::Pan, v.as_str())]).await.unwrap()[0], t, "tokenising {v} again");
     }
 }
 

@@ -19,7 +19,7 @@ use crate::vault::links::Links;
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
 use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
-use crate::token::{Invalid, Layout};
+use crate::token::{Invalid, Layout, Parsed};
 use crate::vault::class::{self, Class, ClassFormats};
 use crate::vault::known::{Hit, Known};
 
@@ -97,6 +97,17 @@ struct Pending {
     canonical: String,
     value_fp: [u8; 32],
     attempt: u32,
+}
+
+impl Pending {
+    /// The same value, to draw again with more room; an error once it has had all its attempts.
+    fn redrawn(mut self) -> Result<Pending, EngineError> {
+        self.attempt += 1;
+        match self.attempt < MAX_ATTEMPTS {
+            true => Ok(self),
+            false => Err(EngineError::Exhausted),
+        }
+    }
 }
 
 impl Engine {
@@ -273,14 +284,30 @@ impl Engine {
                     });
                 }
             }
+            // A candidate that is itself a value of this batch or of the vault would later be read as that value
+            // when tokenised again, and answered with that value's token: redrawn instead, before anything is
+            // written.
+            let clashes = self.values_among(&records, &parsed).await?;
+            let mut retry = Vec::new();
+            let (mut kept, mut kept_records) = (Vec::with_capacity(pending.len()), Vec::with_capacity(records.len()));
+            for ((e, rec), clash) in std::mem::take(&mut pending).into_iter().zip(records).zip(clashes) {
+                if clash {
+                    retry.push(e.redrawn()?);
+                } else {
+                    kept.push(e);
+                    kept_records.push(rec);
+                }
+            }
+            let (drawing, records) = (kept, kept_records);
             // The store takes the records; keep only the drawn tokens (no copy of the sealed values).
             let drawn: Vec<String> = records.iter().map(|r| r.token.clone()).collect();
             let touched = touch.take().unwrap_or_default();
             let mut linked: Vec<(String, String)> = if subject.is_some() { touched.clone() } else { Vec::new() };
-            let write = Write { records, touch: touched, subject, now };
-            let outcomes = self.store.write(write).await?;
-            let mut retry = Vec::new();
-            for ((mut e, token), outcome) in pending.into_iter().zip(drawn).zip(outcomes) {
+            let outcomes = match records.is_empty() && touched.is_empty() {
+                true => Vec::new(),
+                false => self.store.write(Write { records, touch: touched, subject, now }).await?,
+            };
+            for ((e, token), outcome) in drawing.into_iter().zip(drawn).zip(outcomes) {
                 let token = match outcome {
                     Inserted::New => {
                         if subject.is_some() {
@@ -290,11 +317,7 @@ impl Engine {
                     }
                     Inserted::Existing(existing) => existing.token,
                     Inserted::TokenTaken => {
-                        e.attempt += 1;
-                        if e.attempt >= MAX_ATTEMPTS {
-                            return Err(EngineError::Exhausted);
-                        }
-                        retry.push(e);
+                        retry.push(e.redrawn()?);
                         continue;
                     }
                 };
@@ -311,6 +334,27 @@ impl Engine {
             }
         }
         out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
+    }
+
+    /// For each drawn record: is its token also a value, of this batch or of a live record in the vault? One
+    /// store lookup for all of them. (Fingerprints are keyed per class: equal ones are of the same class.)
+    async fn values_among(
+        &self,
+        records: &[Record],
+        batch: &[(Parsed, Fingerprint)],
+    ) -> Result<Vec<bool>, EngineError> {
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let fp = self.keys.value_fingerprint(&r.class, &r.token).ok_or(EngineError::Crypto)?;
+            keys.push((r.class.clone(), fp));
+        }
+        // The lookup the tokenising path already uses: on SQLite, queued to the writer with the others.
+        let (found, _) = self.store.find_by_values_and_tokens(&keys, &[]).await?;
+        Ok(keys
+            .iter()
+            .zip(found)
+            .map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.iter().any(|(_, f)| f == fp))
+            .collect())
     }
 
     /// A candidate token that differs from the value (the formats promise it; checked again here).
