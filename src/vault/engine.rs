@@ -3,7 +3,8 @@
 //! Tokenise, per batch: parse every value (shape) -> look the values up by keyed fingerprint (deterministic:
 //! one token per value and class) -> values that are themselves tokens come back unchanged (idempotent) ->
 //! validate the new ones (checksums) -> draw candidate tokens, seal, and insert them in one durable group
-//! commit; candidates another value already holds are redrawn. Nothing is inserted unless every value of the
+//! commit; candidates another value already holds, and candidates that are themselves a value of the batch or
+//! of the vault (tokenised again, they would read as that value), are redrawn. Nothing is inserted unless every value of the
 //! batch is valid, and a token is returned only after its record is committed. Known values and tokens
 //! tokenised again are marked used (`last_used_at`, which retention counts from; written at most once per
 //! [`TOUCH_EVERY`] per record unless a subject must be linked anyway), and with a subject every token of the
@@ -350,10 +351,11 @@ impl Engine {
         }
         // The lookup the tokenising path already uses: on SQLite, queued to the writer with the others.
         let (found, _) = self.store.find_by_values_and_tokens(&keys, &[]).await?;
+        let batch: std::collections::HashSet<&Fingerprint> = batch.iter().map(|(_, fp)| fp).collect();
         Ok(keys
             .iter()
             .zip(found)
-            .map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.iter().any(|(_, f)| f == fp))
+            .map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(fp))
             .collect())
     }
 
