@@ -129,16 +129,16 @@ async fn a_value_tokenised_again_is_answered_from_memory() {
     let items = [(Class::Pan, CARD), (Class::Email, EMAIL)];
 
     let first = tokenize(&v, &items, None).await;
-    assert_eq!(store.reads(), 2, "a new value is looked up, its drawn token checked against the values, inserted");
+    assert_eq!(store.reads(), 1, "a new value is looked up (its drawn token checked against the values in the same call), inserted");
     assert_eq!(tokenize(&v, &items, None).await, first);
-    assert_eq!(store.reads(), 3, "its second tokenisation finds it in the store (and remembers it)");
+    assert_eq!(store.reads(), 2, "its second tokenisation finds it in the store (and remembers it)");
     assert_eq!(tokenize(&v, &items, None).await, first);
-    assert_eq!(store.reads(), 3, "the third is answered from memory");
+    assert_eq!(store.reads(), 2, "the third is answered from memory");
     // Each answer is still written in the value's own layout.
     let spaced = tokenize(&v, &[(Class::Pan, "4111 1111 1111 1111")], None).await;
     assert_eq!(spaced[0].replace(' ', ""), first[0]);
     assert_eq!(spaced[0].matches(' ').count(), 3);
-    assert_eq!(store.reads(), 3);
+    assert_eq!(store.reads(), 2);
 
     // A subject link is still written for a known value.
     tokenize(&v, &items, Some("customer-7")).await;
@@ -242,7 +242,7 @@ async fn another_replicas_erasure_reaches_known_values() {
     epoch_until(a_store.as_ref(), |e| e > listening && e.is_multiple_of(2)).await;
     let new = tokenize(&a, &items, None).await;
     assert_ne!(new, old, "replica a does not hand out the token b erased");
-    assert_eq!(a_store.reads(), reads + 2, "the value looked up, then its new token checked");
+    assert_eq!(a_store.reads(), reads + 1, "the value and its new token looked up in one call");
     assert_eq!(reveal(&a, Class::Pan, &old[0]).await, Err("gone"));
     assert_eq!(reveal(&b, Class::Pan, &new[0]).await.unwrap(), CARD);
 }

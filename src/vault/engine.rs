@@ -13,6 +13,7 @@
 //! Values seen before are answered from memory ([`Known`]) instead of the store while that is provably safe; see
 //! the `known` module.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::vault::links::Links;
@@ -98,12 +99,16 @@ struct Pending {
     canonical: String,
     value_fp: [u8; 32],
     attempt: u32,
+    /// A candidate drawn before the store lookup, and whether it is a value the vault or the batch holds (that
+    /// lookup answered it too); `None` for a redraw, checked on its own.
+    drawn: Option<(String, bool)>,
 }
 
 impl Pending {
     /// The same value, to draw again with more room; an error once it has had all its attempts.
     fn redrawn(mut self) -> Result<Pending, EngineError> {
         self.attempt += 1;
+        self.drawn = None;
         match self.attempt < MAX_ATTEMPTS {
             true => Ok(self),
             false => Err(EngineError::Exhausted),
@@ -216,13 +221,24 @@ impl Engine {
                 None => misses.push(i),
             }
         }
-        // The others: known to the store by value, or tokens already (returned unchanged) — one store call.
+        // The others: known to the store by value, or tokens already (returned unchanged) — one store call. It
+        // also answers, for a token drawn now for each valid one (used if the value turns out new), whether that
+        // candidate is itself a value the vault holds: a new value costs one lookup, not a second for its token.
+        let mut ahead: Vec<Option<(String, bool)>> = vec![None; items.len()];
         if !misses.is_empty() {
-            let values: Vec<(String, Fingerprint)> =
+            let mut values: Vec<(String, Fingerprint)> =
                 misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].1)).collect();
             let tokens: Vec<(String, String)> =
                 misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
-            let (by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
+            let candidates = self.draw_ahead(items, &parsed, &misses)?;
+            values.extend(candidates.iter().map(|&(i, _, fp)| (items[i].0.name().to_owned(), fp)));
+            let (mut by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
+            let by_candidate = by_value.split_off(misses.len().min(by_value.len()));
+            let batch: HashSet<&Fingerprint> = parsed.iter().map(|(_, fp)| fp).collect();
+            for ((i, token, fp), rec) in candidates.into_iter().zip(by_candidate) {
+                let held = rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(&fp);
+                ahead[i] = Some((token, held));
+            }
             for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
                 // A tombstone's fingerprint is random bytes: a value never finds one.
                 if let Some(rec) = by_value.filter(|r| r.gone_at.is_none()) {
@@ -252,6 +268,7 @@ impl Engine {
                     canonical: p.canonical.clone(),
                     value_fp: *fp,
                     attempt: 0,
+                    drawn: ahead[i].take(),
                 }),
             }
         }
@@ -265,10 +282,16 @@ impl Engine {
         while !pending.is_empty() {
             let version = self.keys.current_version();
             let mut records = Vec::with_capacity(pending.len());
+            // Per record: whether its token is a held value, if the lookup above answered it already.
+            let mut held = Vec::with_capacity(pending.len());
             {
                 let mut rng = rand::thread_rng();
-                for e in &pending {
-                    let token = self.draw(e, &mut rng);
+                for e in &mut pending {
+                    let (token, answered) = match e.drawn.take() {
+                        Some((token, is_held)) => (token, Some(is_held)),
+                        None => (self.draw(e.class, &e.canonical, e.attempt, &mut rng), None),
+                    };
+                    held.push(answered);
                     let sealer = self.keys.sealer(e.class.name(), version).ok_or(EngineError::Crypto)?;
                     let sealed = sealer
                         .seal(e.class.name(), &token, version, e.canonical.as_bytes())
@@ -288,7 +311,7 @@ impl Engine {
             // A candidate that is itself a value of this batch or of the vault would later be read as that value
             // when tokenised again, and answered with that value's token: redrawn instead, before anything is
             // written.
-            let clashes = self.values_among(&records, &parsed).await?;
+            let clashes = self.values_among(&records, held, &parsed).await?;
             let mut retry = Vec::new();
             let (mut kept, mut kept_records) = (Vec::with_capacity(pending.len()), Vec::with_capacity(records.len()));
             for ((e, rec), clash) in std::mem::take(&mut pending).into_iter().zip(records).zip(clashes) {
@@ -337,34 +360,60 @@ impl Engine {
         out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
     }
 
-    /// For each drawn record: is its token also a value, of this batch or of a live record in the vault? One
-    /// store lookup for all of them. (Fingerprints are keyed per class: equal ones are of the same class.)
+    /// For each drawn record: is its token also a value, of this batch or of a live record in the vault? `held`
+    /// has the answer already where the first lookup gave it; the others take one store lookup together.
+    /// (Fingerprints are keyed per class: equal ones are of the same class.)
     async fn values_among(
         &self,
         records: &[Record],
+        held: Vec<Option<bool>>,
         batch: &[(Parsed, Fingerprint)],
     ) -> Result<Vec<bool>, EngineError> {
-        let mut keys = Vec::with_capacity(records.len());
-        for r in records {
+        let mut keys = Vec::new();
+        for (r, _) in records.iter().zip(&held).filter(|(_, h)| h.is_none()) {
             let fp = self.keys.value_fingerprint(&r.class, &r.token).ok_or(EngineError::Crypto)?;
             keys.push((r.class.clone(), fp));
         }
+        if keys.is_empty() {
+            return Ok(held.into_iter().map(|h| h.unwrap_or(true)).collect());
+        }
         // The lookup the tokenising path already uses: on SQLite, queued to the writer with the others.
         let (found, _) = self.store.find_by_values_and_tokens(&keys, &[]).await?;
-        let batch: std::collections::HashSet<&Fingerprint> = batch.iter().map(|(_, fp)| fp).collect();
-        Ok(keys
-            .iter()
-            .zip(found)
-            .map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(fp))
-            .collect())
+        let batch: HashSet<&Fingerprint> = batch.iter().map(|(_, fp)| fp).collect();
+        let mut answers =
+            keys.iter().zip(found).map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(fp));
+        // A key the store left unanswered counts as held: that candidate is drawn again.
+        Ok(held.into_iter().map(|h| h.or_else(|| answers.next()).unwrap_or(true)).collect())
+    }
+
+    /// Candidates for the misses that are valid values of their class, drawn before the store is asked about
+    /// them: (item, token, the token's fingerprint as a value). A miss that is not valid gets none: it is
+    /// refused, or found to be a token, after the lookup.
+    fn draw_ahead(
+        &self,
+        items: &[(Class, &str)],
+        parsed: &[(Parsed, Fingerprint)],
+        misses: &[usize],
+    ) -> Result<Vec<(usize, String, Fingerprint)>, EngineError> {
+        let mut rng = rand::thread_rng();
+        let mut out = Vec::with_capacity(misses.len());
+        for &i in misses {
+            let (class, canonical) = (items[i].0, &parsed[i].0.canonical);
+            if class::validate(class, canonical).is_err() {
+                continue;
+            }
+            let token = self.draw(class, canonical, 0, &mut rng);
+            let fp = self.keys.value_fingerprint(class.name(), &token).ok_or(EngineError::Crypto)?;
+            out.push((i, token, fp));
+        }
+        Ok(out)
     }
 
     /// A candidate token that differs from the value (the formats promise it; checked again here).
-    fn draw(&self, e: &Pending, rng: &mut impl rand::Rng) -> String {
-        let mut attempt = e.attempt;
+    fn draw(&self, class: Class, canonical: &str, mut attempt: u32, rng: &mut impl rand::Rng) -> String {
         loop {
-            let token = class::generate(e.class, &self.formats, &e.canonical, attempt, rng);
-            if token != e.canonical {
+            let token = class::generate(class, &self.formats, canonical, attempt, rng);
+            if token != canonical {
                 return token;
             }
             attempt += 1;
