@@ -129,7 +129,11 @@ async fn a_value_tokenised_again_is_answered_from_memory() {
     let items = [(Class::Pan, CARD), (Class::Email, EMAIL)];
 
     let first = tokenize(&v, &items, None).await;
-    assert_eq!(store.reads(), 1, "a new value is looked up (its drawn token checked against the values in the same call), inserted");
+    assert_eq!(
+        store.reads(),
+        1,
+        "a new value is looked up (its drawn token checked against the values in the same call), inserted"
+    );
     assert_eq!(tokenize(&v, &items, None).await, first);
     assert_eq!(store.reads(), 2, "its second tokenisation finds it in the store (and remembers it)");
     assert_eq!(tokenize(&v, &items, None).await, first);

@@ -5,6 +5,7 @@
 mod batch;
 mod checkpoint;
 mod lookup;
+mod schema;
 mod shape;
 
 use std::str::FromStr;
@@ -23,58 +24,6 @@ use sqlx::{Connection, Sqlite, Transaction};
 
 const READERS: u32 = 4;
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
-
-/// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
-const MIGRATIONS: &[&[&str]] = &[V1, V2, V3];
-
-const V1: &[&str] = &[
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS tokens (
-        class TEXT NOT NULL,
-        token TEXT NOT NULL,
-        value_fp BLOB NOT NULL,
-        key_version INTEGER NOT NULL,
-        sealed BLOB NOT NULL,
-        created_at INTEGER NOT NULL,
-        last_used_at INTEGER NOT NULL,
-        PRIMARY KEY (class, token),
-        UNIQUE (class, value_fp)
-    ) WITHOUT ROWID",
-];
-
-/// Lifecycle: tombstones, subject links.
-const V2: &[&str] = &[
-    "ALTER TABLE tokens ADD COLUMN gone_at INTEGER",
-    "CREATE TABLE subject_tokens (
-        subject_fp BLOB NOT NULL,
-        class TEXT NOT NULL,
-        token TEXT NOT NULL,
-        PRIMARY KEY (subject_fp, class, token)
-    ) WITHOUT ROWID",
-    "CREATE INDEX subject_tokens_by_token ON subject_tokens (class, token)",
-    "CREATE INDEX tokens_by_last_use ON tokens (class, last_used_at) WHERE gone_at IS NULL",
-];
-
-/// Live records per class, kept by triggers in the transaction that changes them: `veil_tokens` reads a few rows
-/// instead of counting the whole table (seconds on a large vault, a read transaction held all along, and a
-/// reader's page cache filled with index pages nothing else reads). Only the insert trigger is on the hot path:
-/// tokenisation's updates (`last_used_at`) and rewrapping (`sealed`) set neither `class` nor `gone_at`.
-const V3: &[&str] = &[
-    "CREATE TABLE live_counts (class TEXT PRIMARY KEY, live INTEGER NOT NULL) WITHOUT ROWID",
-    "INSERT INTO live_counts (class, live) SELECT class, COUNT(*) FROM tokens WHERE gone_at IS NULL GROUP BY class",
-    "CREATE TRIGGER live_counts_insert AFTER INSERT ON tokens WHEN NEW.gone_at IS NULL BEGIN
-        INSERT INTO live_counts (class, live) VALUES (NEW.class, 1)
-            ON CONFLICT (class) DO UPDATE SET live = live + 1;
-     END",
-    "CREATE TRIGGER live_counts_update AFTER UPDATE OF class, gone_at ON tokens BEGIN
-        UPDATE live_counts SET live = live - 1 WHERE class = OLD.class AND OLD.gone_at IS NULL;
-        INSERT INTO live_counts (class, live) SELECT NEW.class, 1 WHERE NEW.gone_at IS NULL
-            ON CONFLICT (class) DO UPDATE SET live = live + 1;
-     END",
-    "CREATE TRIGGER live_counts_delete AFTER DELETE ON tokens WHEN OLD.gone_at IS NULL BEGIN
-        UPDATE live_counts SET live = live - 1 WHERE class = OLD.class;
-     END",
-];
 
 /// Tuning for [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -136,7 +85,7 @@ impl SqliteStore {
             .pragma("wal_autocheckpoint", "0")
             .pragma("temp_store", "MEMORY");
         let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
-        init_schema(&mut conn).await?;
+        schema::init(&mut conn).await?;
         // No ping before each acquire: it is one more round trip to the connection's worker thread per read, and
         // a local file connection that broke fails its query anyway.
         let read = SqlitePoolOptions::new()
@@ -158,32 +107,6 @@ impl SqliteStore {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
-}
-
-async fn init_schema(conn: &mut SqliteConnection) -> Result<(), StoreError> {
-    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-    sqlx::query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-    let version: Option<i64> =
-        sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&mut *tx).await.map_err(unavailable)?;
-    let version = usize::try_from(version.unwrap_or(0)).unwrap_or(usize::MAX);
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Corrupt(format!("unsupported schema version {version}: written by a newer veil?")));
-    }
-    for (i, stmts) in MIGRATIONS.iter().enumerate().skip(version) {
-        for stmt in *stmts {
-            sqlx::query(stmt).execute(&mut *tx).await.map_err(unavailable)?;
-        }
-        sqlx::query("DELETE FROM schema_version").execute(&mut *tx).await.map_err(unavailable)?;
-        sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
-            .bind(i as i64 + 1)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    }
-    tx.commit().await.map_err(unavailable)
 }
 
 struct Writer {
@@ -247,6 +170,19 @@ impl Committer for Writer {
     }
 }
 
+/// Whether a link `s` (of `subject_tokens`) has a token another subject links too: the token's first subject
+/// or one of its shared ones is not `s`'s (migration V4 keeps them).
+const SHARED: &str = "EXISTS (SELECT 1 FROM tokens t WHERE t.class = s.class AND t.token = s.token
+                             AND t.first_subject != s.subject_fp)
+     OR EXISTS (SELECT 1 FROM shared_links x WHERE x.class = s.class AND x.token = s.token
+                AND x.subject_fp != s.subject_fp)";
+
+/// Deletes every link of one (class, token) (`?1`, `?2`): its first subject's and its shared ones', each by key.
+/// (The subjects are read before any link goes: the triggers change them as links are deleted.)
+const UNLINK_TOKEN: &str = "DELETE FROM subject_tokens WHERE class = ?1 AND token = ?2 AND subject_fp IN (
+        SELECT first_subject FROM tokens WHERE class = ?1 AND token = ?2 AND first_subject IS NOT NULL
+        UNION ALL SELECT subject_fp FROM shared_links WHERE class = ?1 AND token = ?2)";
+
 /// Deletes the sealed value and unlinks the value fingerprint (random bytes); the token stays taken.
 async fn tombstone(tx: &mut Transaction<'_, Sqlite>, class: &str, token: &str, now: i64) -> Result<(), StoreError> {
     sqlx::query("UPDATE tokens SET sealed = X'', value_fp = ?, gone_at = ? WHERE class = ? AND token = ?")
@@ -308,12 +244,9 @@ impl Store for SqliteStore {
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT s.class, s.token,
-                    EXISTS (SELECT 1 FROM subject_tokens o
-                            WHERE o.class = s.class AND o.token = s.token AND o.subject_fp != s.subject_fp)
-             FROM subject_tokens s WHERE s.subject_fp = ? ORDER BY s.class, s.token",
-        )
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+            "SELECT s.class, s.token, {SHARED} FROM subject_tokens s WHERE s.subject_fp = ? ORDER BY s.class, s.token"
+        ))
         .bind(&subject[..])
         .fetch_all(&mut *tx)
         .await
@@ -348,12 +281,7 @@ impl Store for SqliteStore {
                 .map_err(unavailable)?;
         for token in &tokens {
             tombstone(&mut tx, class, token, now).await?;
-            sqlx::query("DELETE FROM subject_tokens WHERE class = ? AND token = ?")
-                .bind(class)
-                .bind(token)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            sqlx::query(UNLINK_TOKEN).bind(class).bind(token).execute(&mut *tx).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
@@ -424,6 +352,10 @@ impl Store for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(unavailable)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod links_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -498,7 +430,7 @@ mod tests {
         {
             let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
             let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
-            for stmt in V1 {
+            for stmt in schema::V1 {
                 sqlx::query(stmt).execute(&mut conn).await.unwrap();
             }
             sqlx::query("INSERT INTO schema_version (version) VALUES (1)").execute(&mut conn).await.unwrap();
@@ -521,7 +453,7 @@ mod tests {
         assert_eq!(store.count_live().await.unwrap(), vec![("email".to_string(), 2)]);
         let version: i64 =
             sqlx::query_scalar("SELECT MAX(version) FROM schema_version").fetch_one(&store.read).await.unwrap();
-        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(version, schema::MIGRATIONS.len() as i64);
         drop(store);
 
         let mut conn = SqliteConnection::connect(&url).await.unwrap();

@@ -12,7 +12,7 @@ use super::shape::{padded, pow2_chunks, shape};
 use super::{lookup, unavailable, COLUMNS};
 use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
 
-/// Records per insert statement (a power of two, see `shape`). SQLite would take 4,000 (eight bound parameters
+/// Records per insert statement (a power of two, see `shape`). SQLite would take 3,600 (nine bound parameters
 /// each), but a statement keeps a journal of the pages it changed (in memory) and a compiled program that grows
 /// with its rows: bounded here.
 const INSERT_CHUNK: usize = 64;
@@ -36,7 +36,10 @@ pub(super) async fn transact(conn: &mut SqliteConnection, writes: &[Write]) -> R
 }
 
 async fn apply(tx: &mut Transaction<'_, Sqlite>, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
-    let records: Vec<&Record> = writes.iter().flat_map(|w| &w.records).collect();
+    // Each record with the subject its write links it to: a new record's row names it as its first subject
+    // (schema V4) when it goes in, so linking it below writes that row no second time.
+    let records: Vec<(&Record, Option<&Fingerprint>)> =
+        writes.iter().flat_map(|w| w.records.iter().map(|r| (r, w.subject.as_ref()))).collect();
     let mut outcomes = insert(tx, &records).await?.into_iter();
     let per_write: Vec<Vec<Inserted>> =
         writes.iter().map(|w| outcomes.by_ref().take(w.records.len()).collect()).collect();
@@ -97,18 +100,21 @@ pub(super) fn touch_sql(n: usize) -> String {
 
 /// Inserts `records` in order (a later record loses to an earlier one of the same value or token, unless it is
 /// the very same record); one outcome each.
-async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result<Vec<Inserted>, StoreError> {
+async fn insert(
+    tx: &mut Transaction<'_, Sqlite>,
+    records: &[(&Record, Option<&Fingerprint>)],
+) -> Result<Vec<Inserted>, StoreError> {
     // Per record: `Some(New)` once the row holding its token is known to be the record; `None`: it lost (resolved
     // below).
     let mut out: Vec<Option<Inserted>> = Vec::with_capacity(records.len());
     // Every record once: cut into runs of a few lengths rather than padded.
     for chunk in pow2_chunks(records, INSERT_CHUNK) {
         let sql = format!(
-            "INSERT INTO tokens ({COLUMNS}) VALUES {} ON CONFLICT DO NOTHING",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            "INSERT INTO tokens ({COLUMNS}, first_subject) VALUES {} ON CONFLICT DO NOTHING",
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(&sql);
-        for rec in chunk {
+        for (rec, subject) in chunk {
             q = q
                 .bind(&rec.class)
                 .bind(&rec.token)
@@ -117,7 +123,8 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
                 .bind(&rec.sealed)
                 .bind(rec.created_at)
                 .bind(rec.last_used_at)
-                .bind(rec.gone_at);
+                .bind(rec.gone_at)
+                .bind(subject.map(|s| &s[..]));
         }
         let inserted = q.execute(&mut **tx).await.map_err(unavailable)?.rows_affected();
         // Every row went in as offered: nothing to read back. (Rows returned by the statement would each be a
@@ -127,8 +134,8 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
             continue;
         }
         // Some did not: a record is new if the row now holding its token is the record itself.
-        let keys: Vec<(String, String)> = chunk.iter().map(|r| (r.class.clone(), r.token.clone())).collect();
-        for (rec, row) in chunk.iter().zip(lookup::by_tokens(tx, &keys).await?) {
+        let keys: Vec<(String, String)> = chunk.iter().map(|(r, _)| (r.class.clone(), r.token.clone())).collect();
+        for ((rec, _), row) in chunk.iter().zip(lookup::by_tokens(tx, &keys).await?) {
             out.push((row.as_ref() == Some(*rec)).then_some(Inserted::New));
         }
     }
@@ -136,7 +143,7 @@ async fn insert(tx: &mut Transaction<'_, Sqlite>, records: &[&Record]) -> Result
         .iter()
         .zip(&out)
         .filter(|(_, o)| o.is_none())
-        .map(|(rec, _)| (rec.class.clone(), rec.value_fp))
+        .map(|((rec, _), _)| (rec.class.clone(), rec.value_fp))
         .collect();
     if lost.is_empty() {
         return Ok(out.into_iter().flatten().collect());
