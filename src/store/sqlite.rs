@@ -357,12 +357,24 @@ impl Store for SqliteStore {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
 
+/// The `detail` lines of `EXPLAIN QUERY PLAN` for `sql`, its `params` parameters bound to a placeholder.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+async fn query_plan(read: &SqlitePool, sql: &str, params: usize) -> Vec<String> {
+    use sqlx::Row;
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut q = sqlx::query(&explain);
+    for _ in 0..params {
+        q = q.bind("x");
+    }
+    q.fetch_all(read).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     //! SQLite specifics; the behaviour every store shares is held by tests/store_contract.rs on both backends.
     use super::*;
-    use sqlx::Row;
 
     fn rec(class: &str, token: &str, fp: u8) -> Record {
         Record {
@@ -515,13 +527,7 @@ mod tests {
             (batch::touch_sql(3), 7),
         ];
         for (sql, params) in lookups {
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut q = sqlx::query(&explain);
-            for _ in 0..params {
-                q = q.bind("x");
-            }
-            let plan: Vec<String> =
-                q.fetch_all(&store.read).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+            let plan = query_plan(&store.read, &sql, params).await;
             assert!(plan.iter().any(|d| d.starts_with("SEARCH tokens USING")), "{sql}: {plan:?}");
             assert!(!plan.iter().any(|d| d.starts_with("SCAN tokens")), "{sql}: {plan:?}");
         }

@@ -1,11 +1,12 @@
 //! The token engine: tokenise and reveal batches against a [`Store`], sealing values under derived keys.
 //!
 //! Tokenise, per batch: parse every value (shape) -> look the values up by keyed fingerprint (deterministic:
-//! one token per value and class) -> values that are themselves tokens come back unchanged (idempotent) ->
-//! validate the new ones (checksums) -> draw candidate tokens, seal, and insert them in one durable group
-//! commit; candidates another value already holds, and candidates that are themselves a value of the batch or
-//! of the vault (tokenised again, they would read as that value), are redrawn. Nothing is inserted unless every value of the
-//! batch is valid, and a token is returned only after its record is committed. Known values and tokens
+//! one token per value and class), in the same store call as the candidate tokens drawn for the valid ones ->
+//! values that are themselves tokens come back unchanged (idempotent) -> validate the new ones (checksums) ->
+//! seal the candidates and insert them in one durable group commit; candidates another value already holds, and
+//! candidates that are themselves a value of the batch or of the vault (tokenised again, they would read as that
+//! value), are redrawn. Nothing is inserted unless every value of the batch is valid, and a token is returned
+//! only after its record is committed. Known values and tokens
 //! tokenised again are marked used (`last_used_at`, which retention counts from; written at most once per
 //! [`TOUCH_EVERY`] per record unless a subject must be linked anyway), and with a subject every token of the
 //! batch is linked to it — in the same transaction as the new records.

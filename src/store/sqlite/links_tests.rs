@@ -193,13 +193,7 @@ async fn erasure_and_purge_find_links_by_key() {
     let (store, _) = open(dir.path()).await;
     let shared = format!("SELECT s.class, s.token, {SHARED} FROM subject_tokens s WHERE s.subject_fp = ?");
     for (sql, params) in [(shared.as_str(), 1), (UNLINK_TOKEN, 2)] {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut q = sqlx::query(&explain);
-        for _ in 0..params {
-            q = q.bind("x");
-        }
-        let plan: Vec<String> =
-            q.fetch_all(&store.read).await.unwrap().iter().map(|r| r.get::<String, _>("detail")).collect();
+        let plan = query_plan(&store.read, sql, params).await;
         assert!(plan.iter().any(|d| d.starts_with("SEARCH")), "{sql}: {plan:?}");
         assert!(!plan.iter().any(|d| d.starts_with("SCAN")), "{sql}: {plan:?}");
     }
