@@ -357,6 +357,23 @@ impl Store for SqliteStore {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
 
+/// A new database at `url` with the schema of `version` only (for migration tests), and a connection to it.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+async fn database_at_version(url: &str, version: usize) -> SqliteConnection {
+    let opts = SqliteConnectOptions::from_str(url).unwrap().create_if_missing(true);
+    let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
+    for stmt in schema::MIGRATIONS[..version].iter().flat_map(|m| m.iter()) {
+        sqlx::query(stmt).execute(&mut conn).await.unwrap();
+    }
+    sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+        .bind(version as i64)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
 /// The `detail` lines of `EXPLAIN QUERY PLAN` for `sql`, its `params` parameters bound to a placeholder.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -440,12 +457,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/v1.db", dir.path().display());
         {
-            let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-            let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
-            for stmt in schema::V1 {
-                sqlx::query(stmt).execute(&mut conn).await.unwrap();
-            }
-            sqlx::query("INSERT INTO schema_version (version) VALUES (1)").execute(&mut conn).await.unwrap();
+            let mut conn = database_at_version(&url, 1).await;
             sqlx::query(
                 "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at)
                  VALUES ('email', 'old', ?, 1, X'01', 5, 6)",

@@ -226,6 +226,7 @@ impl Engine {
         // also answers, for a token drawn now for each valid one (used if the value turns out new), whether that
         // candidate is itself a value the vault holds: a new value costs one lookup, not a second for its token.
         let mut ahead: Vec<Option<(String, bool)>> = vec![None; items.len()];
+        let batch: HashSet<&Fingerprint> = parsed.iter().map(|(_, fp)| fp).collect();
         if !misses.is_empty() {
             let mut values: Vec<(String, Fingerprint)> =
                 misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].1)).collect();
@@ -235,10 +236,8 @@ impl Engine {
             values.extend(candidates.iter().map(|&(i, _, fp)| (items[i].0.name().to_owned(), fp)));
             let (mut by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
             let by_candidate = by_value.split_off(misses.len().min(by_value.len()));
-            let batch: HashSet<&Fingerprint> = parsed.iter().map(|(_, fp)| fp).collect();
             for ((i, token, fp), rec) in candidates.into_iter().zip(by_candidate) {
-                let held = rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(&fp);
-                ahead[i] = Some((token, held));
+                ahead[i] = Some((token, held(rec, &fp, &batch)));
             }
             for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
                 // A tombstone's fingerprint is random bytes: a value never finds one.
@@ -260,7 +259,10 @@ impl Engine {
         let mut pending: Vec<Pending> = Vec::new();
         for i in (0..items.len()).filter(|i| out[*i].is_none()) {
             let (class, (p, fp)) = (items[i].0, &parsed[i]);
-            class::validate(class, &p.canonical).map_err(|reason| EngineError::Invalid { index: i, reason })?;
+            // A value with a candidate passed validation before it was drawn.
+            if ahead[i].is_none() {
+                class::validate(class, &p.canonical).map_err(|reason| EngineError::Invalid { index: i, reason })?;
+            }
             match pending.iter_mut().find(|e| e.class == class && e.value_fp == *fp) {
                 Some(e) => e.items.push(i),
                 None => pending.push(Pending {
@@ -312,7 +314,7 @@ impl Engine {
             // A candidate that is itself a value of this batch or of the vault would later be read as that value
             // when tokenised again, and answered with that value's token: redrawn instead, before anything is
             // written.
-            let clashes = self.values_among(&records, held, &parsed).await?;
+            let clashes = self.values_among(&records, held, &batch).await?;
             let mut retry = Vec::new();
             let (mut kept, mut kept_records) = (Vec::with_capacity(pending.len()), Vec::with_capacity(records.len()));
             for ((e, rec), clash) in std::mem::take(&mut pending).into_iter().zip(records).zip(clashes) {
@@ -361,30 +363,28 @@ impl Engine {
         out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
     }
 
-    /// For each drawn record: is its token also a value, of this batch or of a live record in the vault? `held`
-    /// has the answer already where the first lookup gave it; the others take one store lookup together.
+    /// For each drawn record: is its token also a value, of this batch or of a live record in the vault?
+    /// `answered` has the answer already where the first lookup gave it; the others take one store lookup together.
     /// (Fingerprints are keyed per class: equal ones are of the same class.)
     async fn values_among(
         &self,
         records: &[Record],
-        held: Vec<Option<bool>>,
-        batch: &[(Parsed, Fingerprint)],
+        answered: Vec<Option<bool>>,
+        batch: &HashSet<&Fingerprint>,
     ) -> Result<Vec<bool>, EngineError> {
         let mut keys = Vec::new();
-        for (r, _) in records.iter().zip(&held).filter(|(_, h)| h.is_none()) {
+        for (r, _) in records.iter().zip(&answered).filter(|(_, h)| h.is_none()) {
             let fp = self.keys.value_fingerprint(&r.class, &r.token).ok_or(EngineError::Crypto)?;
             keys.push((r.class.clone(), fp));
         }
         if keys.is_empty() {
-            return Ok(held.into_iter().map(|h| h.unwrap_or(true)).collect());
+            return Ok(answered.into_iter().map(|h| h.unwrap_or(true)).collect());
         }
         // The lookup the tokenising path already uses: on SQLite, queued to the writer with the others.
         let (found, _) = self.store.find_by_values_and_tokens(&keys, &[]).await?;
-        let batch: HashSet<&Fingerprint> = batch.iter().map(|(_, fp)| fp).collect();
-        let mut answers =
-            keys.iter().zip(found).map(|((_, fp), rec)| rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(fp));
+        let mut answers = keys.iter().zip(found).map(|((_, fp), rec)| held(rec, fp, batch));
         // A key the store left unanswered counts as held: that candidate is drawn again.
-        Ok(held.into_iter().map(|h| h.or_else(|| answers.next()).unwrap_or(true)).collect())
+        Ok(answered.into_iter().map(|h| h.or_else(|| answers.next()).unwrap_or(true)).collect())
     }
 
     /// Candidates for the misses that are valid values of their class, drawn before the store is asked about
@@ -457,4 +457,10 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// Whether a candidate token (its fingerprint as a value, and the record the store holds for that) is a value
+/// the vault holds live or one of the batch's own values.
+fn held(rec: Option<Record>, fp: &Fingerprint, batch: &HashSet<&Fingerprint>) -> bool {
+    rec.is_some_and(|r| r.gone_at.is_none()) || batch.contains(fp)
 }

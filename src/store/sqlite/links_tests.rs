@@ -144,12 +144,7 @@ async fn a_version_3_databases_links_are_migrated() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/v.db", dir.path().display());
     {
-        let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
-        let mut conn = SqliteConnection::connect_with(&opts).await.unwrap();
-        for stmt in schema::MIGRATIONS[..3].iter().flat_map(|m| m.iter()) {
-            sqlx::query(stmt).execute(&mut conn).await.unwrap();
-        }
-        sqlx::query("INSERT INTO schema_version (version) VALUES (3)").execute(&mut conn).await.unwrap();
+        let mut conn = database_at_version(&url, 3).await;
         for (i, t) in ["a", "b", "c"].iter().enumerate() {
             sqlx::query(
                 "INSERT INTO tokens (class, token, value_fp, key_version, sealed, created_at, last_used_at)
