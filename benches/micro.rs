@@ -11,13 +11,14 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::hint::black_box;
 use veil::crypto::aead::Sealer;
 use veil::crypto::{KeySet, Keyring};
+use veil::domain::Class;
 use veil::rewrite::form::FormDoc;
 use veil::rewrite::json::JsonDoc;
 use veil::rewrite::select::JsonPath;
 use veil::rewrite::{Edit, Found};
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
 use veil::store::{Record, Store};
-use veil::vault::class::{self, Class, ClassFormats};
+use veil::token::{self, ClassFormats};
 
 const MASTER: [u8; 32] = [42; 32];
 
@@ -47,9 +48,9 @@ fn token_formats(c: &mut Criterion) {
         g.bench_function(class.name(), |b| {
             let mut rng = rand::thread_rng();
             b.iter(|| {
-                let parsed = class::parse(class, black_box(value)).ok()?;
-                class::validate(class, &parsed.canonical).ok()?;
-                let token = class::generate(class, &formats, &parsed.canonical, 0, &mut rng);
+                let parsed = token::parse(class, black_box(value)).ok()?;
+                token::validate(class, &parsed.canonical).ok()?;
+                let token = token::generate(class, &formats, &parsed.canonical, 0, &mut rng);
                 Some(parsed.layout.render(&token))
             })
         });

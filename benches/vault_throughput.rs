@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use veil::crypto::{KeySet, Keyring};
+use veil::domain::Class;
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
-use veil::vault::class::{Class, ClassFormats};
+use veil::token::ClassFormats;
 use veil::vault::engine::{system_clock, Engine};
 
 const TASKS: usize = 64;

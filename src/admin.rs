@@ -9,7 +9,7 @@ use http_body_util::Full;
 use serde_json::json;
 
 use crate::metrics::Metrics;
-use crate::vault::api::json_response;
+use crate::respond::{error_response, json_response};
 use crate::vault::Vault;
 
 pub struct AdminState {
@@ -39,14 +39,9 @@ pub async fn handle<B>(state: Arc<AdminState>, req: Request<B>) -> Result<Respon
             if ready(&state).await {
                 json_response(StatusCode::OK, &json!({"status": "ready"}))
             } else {
-                json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    &json!({"error": {"code": "not_ready", "message": "the vault store does not answer"}}),
-                )
+                error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "the vault store does not answer")
             }
         }
-        _ => {
-            json_response(StatusCode::NOT_FOUND, &json!({"error": {"code": "no_route", "message": "no such endpoint"}}))
-        }
+        _ => error_response(StatusCode::NOT_FOUND, "no_route", "no such endpoint"),
     })
 }

@@ -1,6 +1,7 @@
 //! Command-line interface: the commands and their flags, and what each does.
 
 pub mod keys;
+pub mod offline;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,7 +54,7 @@ pub enum Command {
     /// Data subjects: export everything held for one (Art. 15) or erase it (Art. 17).
     Subjects {
         #[command(subcommand)]
-        command: crate::vault::offline::SubjectsCommand,
+        command: offline::SubjectsCommand,
     },
     /// Delete the records past their class's retention now (the vault also does it every purge_interval).
     Purge(ConfigArg),
@@ -85,9 +86,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Register(a) => register(&a.config),
         Command::Subjects { command } => {
             let path = command.config().to_path_buf();
-            with_config(&path, |cfg| crate::vault::offline::subjects(cfg, command))
+            with_config(&path, |cfg| offline::subjects(cfg, command))
         }
-        Command::Purge(a) => with_config(&a.config, crate::vault::offline::purge),
+        Command::Purge(a) => with_config(&a.config, offline::purge),
     }
 }
 

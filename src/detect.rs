@@ -24,8 +24,8 @@
 use std::cmp::Reverse;
 use std::ops::Range;
 
+use crate::domain::Class;
 use crate::token::{email, iban, pan, phone};
-use crate::vault::class::Class;
 
 /// A validated value of `class` at `text[start..end]` (byte offsets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::config::{Action, CallerConfig, Config, PathMatch, Route, Selector, StoreUrl};
-use crate::policy::{Op, Permission};
-use crate::vault::class::Class;
+use crate::domain::permission::{Op, Permission};
+use crate::domain::Class;
 
 /// Text shown for a class that has no retention period configured.
 pub const RETENTION_NOT_SET: &str = "not set (kept until erased)";
@@ -38,7 +38,7 @@ pub fn render(cfg: &Config, source: &str) -> String {
 /// The retention period of a class, as configured; `None` when the class keeps data until it is erased.
 pub fn retention_of(cfg: &Config, class: Class) -> Option<String> {
     let secs = cfg.retention.classes.iter().find(|(c, _)| *c == class)?.1;
-    Some(format!("{} after the last tokenisation, then purged", crate::vault::retention::format_duration(secs)))
+    Some(format!("{} after the last tokenisation, then purged", crate::domain::duration::format_secs(secs)))
 }
 
 /// Recipients beyond the upstream application: each `[[egress]]` route's upstream (payment providers…).

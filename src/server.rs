@@ -30,12 +30,11 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 /// The answer on a connection over the limit.
 fn overloaded() -> Response<http_body_util::Full<bytes::Bytes>> {
-    let body = r#"{"error":{"code":"overloaded","message":"too many connections; try again"}}"#;
-    let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::from_static(body.as_bytes())));
-    *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-    resp
+    crate::respond::closing_error(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "too many connections; try again",
+    )
 }
 
 /// Counts a request the server answers itself, so it never reaches the service: a head the HTTP/1 guard

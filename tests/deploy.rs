@@ -605,7 +605,7 @@ impl veil::vault::Vault for SwitchVault {
     async fn tokenize(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<String>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)
@@ -613,7 +613,7 @@ impl veil::vault::Vault for SwitchVault {
     async fn detokenize(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)
@@ -621,7 +621,7 @@ impl veil::vault::Vault for SwitchVault {
     async fn mask(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)

@@ -16,9 +16,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
 use veil::config::Selector;
+use veil::domain::Class;
 use veil::proxy::body::{Doc, Kind};
 use veil::rewrite::Edit;
-use veil::vault::class::Class;
 
 const DETECT: [Class; 4] = [Class::Pan, Class::Iban, Class::Email, Class::Phone];
 

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use common::lifecycle::ManualClock;
 use common::pg::Backend;
 use veil::crypto::{KeySet, Keyring};
+use veil::domain::Class;
 use veil::metrics::Metrics;
 use veil::store::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
+use veil::token::ClassFormats;
 use veil::vault::audit::AuditLog;
-use veil::vault::class::{Class, ClassFormats};
 use veil::vault::engine::Engine;
-use veil::vault::offline::operator;
+
 use veil::vault::retention::Retention;
 use veil::vault::{LocalVault, Vault, VaultError};
 
@@ -112,11 +113,11 @@ fn vault(dir: &std::path::Path, store: Arc<dyn Store>, clock: &ManualClock, rete
 }
 
 async fn tokenize(v: &LocalVault, items: &[(Class, &str)], subject: Option<&str>) -> Vec<String> {
-    v.tokenize(&operator(), items, subject).await.unwrap()
+    v.tokenize(&veil::vault::auth::Caller::operator(), items, subject).await.unwrap()
 }
 
 async fn reveal(v: &LocalVault, class: Class, token: &str) -> Result<String, &'static str> {
-    let mut out = v.detokenize(&operator(), &[(class, token)], None).await.unwrap();
+    let mut out = v.detokenize(&veil::vault::auth::Caller::operator(), &[(class, token)], None).await.unwrap();
     out.pop().unwrap().map_err(|m| m.code())
 }
 
@@ -154,7 +155,10 @@ async fn a_value_tokenised_again_is_answered_from_memory() {
     // With the store's reads failing, known values still answer (their records are durable); others fail.
     store.fail_reads.store(true, Ordering::SeqCst);
     assert_eq!(tokenize(&v, &items, None).await, first);
-    let err = v.tokenize(&operator(), &[(Class::Email, "new@example.org")], None).await.unwrap_err();
+    let err = v
+        .tokenize(&veil::vault::auth::Caller::operator(), &[(Class::Email, "new@example.org")], None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, VaultError::StoreUnavailable), "{err:?}");
 
     // Past the trust window (an hour since the last use), the store is asked again and the use recorded.
@@ -186,7 +190,7 @@ async fn an_erasure_voids_known_values(backend: Backend) {
     assert_eq!(tokenize(&v, &items, Some("s1")).await, old);
     assert_eq!(store.reads(), reads, "known");
 
-    v.erase_subject(&operator(), "s1").await.unwrap();
+    v.erase_subject(&veil::vault::auth::Caller::operator(), "s1").await.unwrap();
     assert_eq!(reveal(&v, Class::Email, &old[0]).await, Err("gone"));
     let new = tokenize(&v, &items, None).await;
     assert_ne!(new, old, "an erased token is never handed out again");
@@ -242,7 +246,7 @@ async fn another_replicas_erasure_reaches_known_values() {
     assert_eq!(a_store.reads(), reads, "known on replica a");
 
     // Replica b erases the subject; a hears of it and asks the store again.
-    b.erase_subject(&operator(), "s1").await.unwrap();
+    b.erase_subject(&veil::vault::auth::Caller::operator(), "s1").await.unwrap();
     epoch_until(a_store.as_ref(), |e| e > listening && e.is_multiple_of(2)).await;
     let new = tokenize(&a, &items, None).await;
     assert_ne!(new, old, "replica a does not hand out the token b erased");

@@ -310,7 +310,7 @@ async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std:
     let keys = Arc::new(
         veil::crypto::KeySet::derive(
             &veil::crypto::Keyring::from_keys([(1, [7u8; 32])]),
-            &veil::vault::class::Class::names(),
+            &veil::domain::Class::names(),
         )
         .unwrap(),
     );
@@ -544,7 +544,7 @@ async fn with_non_luhn_card_tokens_the_app_never_sees_a_card_number_iban_or_test
     }
     for seen in app.requests() {
         let text = String::from_utf8_lossy(&seen.all_bytes()).into_owned();
-        use veil::vault::class::Class;
+        use veil::domain::Class;
         // One scan for all classes, so an IBAN token's digit groups count as the IBAN they are.
         for m in veil::detect::find(&text, &[Class::Pan, Class::Iban, Class::Email]) {
             let v = &text[m.start..m.end];

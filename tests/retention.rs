@@ -11,7 +11,7 @@ use common::lifecycle::*;
 use common::pg::Backend;
 use common::*;
 use serde_json::{json, Value};
-use veil::vault::class::Class;
+use veil::domain::Class;
 use veil::vault::Vault;
 
 common::pg::on_both_stores!(the_purge_task_expires_records_past_retention, veil_purge_on_the_command_line);
@@ -124,8 +124,8 @@ async fn veil_purge_on_the_command_line(backend: Backend) {
     assert!(stdout.contains("purged 1 records") && stdout.contains("email: 1"), "{stdout}");
 
     let cfg = veil::config::load(&cfg_path).unwrap();
-    let vault = veil::vault::offline::open(&cfg, veil::vault::engine::system_clock()).await.unwrap();
-    let op = veil::vault::offline::operator();
+    let vault = veil::cli::offline::open(&cfg, veil::vault::engine::system_clock()).await.unwrap();
+    let op = veil::vault::auth::Caller::operator();
     let got = vault.detokenize(&op, &[(Class::Email, old.as_str()), (Class::Pan, card.as_str())], None).await.unwrap();
     assert_eq!(got[0].as_ref().unwrap_err().code(), "gone");
     assert_eq!(got[1].as_ref().unwrap(), "4111111111111111");

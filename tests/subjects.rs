@@ -43,7 +43,7 @@ async fn subject_call(c: &Client, method: &str, id: &str, key: &str) -> (u16, Va
 
 fn keys_of(v: &TestVault) -> veil::crypto::KeySet {
     let ring = veil::crypto::Keyring::load(&v.dir.path().join("master.key")).unwrap();
-    veil::crypto::KeySet::derive(&ring, &veil::vault::class::Class::names()).unwrap()
+    veil::crypto::KeySet::derive(&ring, &veil::domain::Class::names()).unwrap()
 }
 
 async fn export_and_erase_a_subject(backend: Backend) {

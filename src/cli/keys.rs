@@ -45,7 +45,7 @@ pub fn run(command: KeysCommand) -> ExitCode {
             Err(code) => code,
         },
         KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
-            Ok(cfg) => crate::vault::offline::rewrap(cfg, page, max),
+            Ok(cfg) => super::offline::rewrap(cfg, page, max),
             Err(code) => code,
         },
     }

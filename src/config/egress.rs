@@ -9,7 +9,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use super::proxy::{dur, selector, Action, FieldRule, PathMatch, Problems, RawSelector, Route, Selector};
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -126,7 +126,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
         let purpose = e.purpose.unwrap_or_else(|| format!("egress:{}", e.name.to_ascii_lowercase()));
         if purpose.trim().is_empty() {
             p(&format!("{at}.purpose"), "must not be empty".into());
-        } else if let Some(problem) = crate::vault::api::purpose_problem(&purpose) {
+        } else if let Some(problem) = crate::domain::purpose::problem(&purpose) {
             p(&format!("{at}.purpose"), problem.into());
         }
         let max_body_bytes =

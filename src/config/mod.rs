@@ -17,9 +17,12 @@ pub use egress::EgressConfig;
 pub use proxy::{Action, FieldRule, PathMatch, ProxyConfig, Route, Selector};
 pub use vault_client::VaultClientConfig;
 
-use crate::policy::Permission;
-use crate::vault::class::{Class, ClassFormats};
-use crate::vault::retention::{parse_duration, Retention};
+use crate::domain::duration;
+use crate::domain::permission::Permission;
+use crate::domain::Class;
+use crate::token::ClassFormats;
+pub use crate::vault::auth::CallerConfig;
+use crate::vault::retention::Retention;
 
 /// A configuration that failed to load or validate: every problem, each with its path.
 #[derive(Debug, thiserror::Error)]
@@ -157,22 +160,6 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
 }
 
-#[derive(Clone)]
-pub struct CallerConfig {
-    pub name: String,
-    pub api_key_sha256: Option<[u8; 32]>,
-    pub tls_identity: Option<String>,
-    pub allow: Vec<Permission>,
-    /// Why this caller uses the vault (for `veil register`).
-    pub purpose: Option<String>,
-}
-
-impl std::fmt::Debug for CallerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallerConfig").field("name", &self.name).field("allow", &self.allow).finish_non_exhaustive()
-    }
-}
-
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_BATCH: usize = 1000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: i64 = 3600;
@@ -230,7 +217,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
             }
             let tls = v.tls.map(|t| TlsFiles { cert: t.cert, key: t.key, client_ca: t.client_ca });
-            let purge_secs = match v.purge_interval.as_deref().map(parse_duration) {
+            let purge_secs = match v.purge_interval.as_deref().map(duration::parse_secs) {
                 None => DEFAULT_PURGE_INTERVAL_SECS,
                 Some(Ok(secs)) if secs <= 7 * 86_400 => secs,
                 Some(Ok(_)) => {
@@ -336,7 +323,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         p(&format!("{at}.format"), e);
                     }
                 }
-                match c.retention.as_deref().map(parse_duration) {
+                match c.retention.as_deref().map(duration::parse_secs) {
                     None => {}
                     Some(Ok(secs)) => retention.classes.push((class, secs)),
                     Some(Err(e)) => p(&format!("{at}.retention"), e),

@@ -7,9 +7,9 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 
+use crate::domain::Class;
 use crate::rewrite::select::JsonPath;
 use crate::rewrite::xml::XmlPath;
-use crate::vault::class::Class;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -179,23 +179,10 @@ impl Route {
     }
 }
 
-/// Parses `"250ms"`, `"10s"`, `"2m"`.
-pub fn duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("expected a duration like \"500ms\", \"10s\" or \"2m\", got {s:?}");
-    let (num, unit) = s.find(|c: char| !c.is_ascii_digit()).map(|i| s.split_at(i)).ok_or_else(bad)?;
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(bad()),
-    }
-}
-
 pub(super) type Problems<'a> = dyn FnMut(&str, String) + 'a;
 
 pub(super) fn dur(v: &Option<String>, default: Duration, path: &str, p: &mut Problems<'_>) -> Duration {
-    match v.as_deref().map(duration) {
+    match v.as_deref().map(crate::domain::duration::parse) {
         None => default,
         Some(Ok(d)) if d > Duration::ZERO && d <= Duration::from_secs(3600) => d,
         Some(Ok(_)) => {
@@ -380,16 +367,6 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
-        for bad in ["", "s", "10", "1h", "-1s", "1.5s"] {
-            assert!(duration(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn path_matching() {

@@ -25,27 +25,8 @@ pub(super) struct RawVaultClient {
     api_keys: BTreeMap<String, PathBuf>,
 }
 
-/// A validated `[vault_client]`.
-#[derive(Debug, Clone)]
-pub struct VaultClientConfig {
-    /// `https://host:port` (or `http://` on loopback), no path.
-    pub url: Uri,
-    /// The proxy's client certificate chain and private key (PEM), for mTLS.
-    pub identity: Option<(PathBuf, PathBuf)>,
-    /// The CA that signed the vault's server certificate; without it the system roots are used.
-    pub ca: Option<PathBuf>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Larger batches are split into several calls of at most this many items.
-    pub max_batch: usize,
-    /// Files holding the bearer key of a named caller; calls made for that caller send it.
-    pub api_keys: BTreeMap<String, PathBuf>,
-    /// For the `encrypt` action (vaultless blobs), which the proxy performs itself.
-    pub master_key_file: PathBuf,
-}
-
-/// The caller name the proxy tokenises as.
-pub const PROXY_CALLER: &str = "proxy";
+pub use crate::vault::auth::PROXY_CALLER;
+pub use crate::vault::remote::VaultClientConfig;
 
 /// Whether `host` (as in a URI: IPv6 in brackets) is a loopback host.
 pub fn is_loopback_host(host: &str) -> bool {

@@ -3,13 +3,13 @@
 use http::HeaderMap;
 
 use crate::config::Selector;
+use crate::domain::Class;
 use crate::rewrite::form::FormDoc;
 use crate::rewrite::json::JsonDoc;
 use crate::rewrite::multipart::{self, MultipartDoc};
 use crate::rewrite::text::TextDoc;
 use crate::rewrite::xml::XmlDoc;
 use crate::rewrite::{Edit, Found, RewriteError};
-use crate::vault::class::Class;
 
 /// The body formats veil can rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]

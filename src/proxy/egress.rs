@@ -28,10 +28,10 @@ use super::forward::{Hop, Upstream, UpstreamBody};
 use super::request::{self, field_of, read_body, refuse_smuggling, BodyLimits, Gather, Hit};
 use super::ProxyBody;
 use crate::config::EgressConfig;
+use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::{Edit, Origin};
 use crate::vault::auth::Caller;
-use crate::vault::class::Class;
 use crate::vault::{Vault, VaultError};
 
 /// One egress route, shared by its connections.

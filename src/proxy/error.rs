@@ -1,9 +1,7 @@
 //! Everything that stops a proxied request, and the one function that turns it into the spec's JSON error.
 
-use bytes::Bytes;
-use http::{header, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use serde_json::json;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
 
 use super::ProxyBody;
 use crate::rewrite::RewriteError;
@@ -84,10 +82,5 @@ impl ProxyError {
 /// The one place a proxy error becomes a response: `{"error":{"code","message"}}`.
 pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let (status, code) = err.status_and_code();
-    let body = json!({"error": {"code": code, "message": err.to_string()}}).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)).map_err(|never| match never {}).boxed());
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    resp
+    crate::respond::error_response(status, code, err.to_string()).map(|b| b.map_err(|never| match never {}).boxed())
 }

@@ -30,10 +30,11 @@ use prometheus::{Histogram, IntCounter};
 
 use crate::config::{Action, ProxyConfig, Route};
 use crate::crypto::KeySet;
+use crate::domain::Class;
 use crate::metrics::{Metrics, Series};
 use crate::rewrite::{Edit, Origin};
+use crate::token;
 use crate::vault::auth::Caller;
-use crate::vault::class::{self, Class};
 use crate::vault::{Vault, VaultError};
 use error::{error_response, ProxyError};
 pub use forward::ClientAddr;
@@ -200,9 +201,9 @@ impl Proxy {
                     let invalid = || ProxyError::InvalidValue { field: field(), class: class.name() };
                     match action {
                         Action::Mask => {
-                            let p = class::parse(class, value).map_err(|_| invalid())?;
-                            class::validate(class, &p.canonical).map_err(|_| invalid())?;
-                            edits[n] = Edit::Replace(class::mask(class, &p.canonical, &p.layout));
+                            let p = token::parse(class, value).map_err(|_| invalid())?;
+                            token::validate(class, &p.canonical).map_err(|_| invalid())?;
+                            edits[n] = Edit::Replace(token::mask(class, &p.canonical, &p.layout));
                         }
                         Action::Encrypt => {
                             edits[n] =

@@ -14,9 +14,9 @@ use super::body::{is_body_selector, Doc, Kind};
 use super::error::ProxyError;
 use super::ProxyBody;
 use crate::config::{Route, Selector};
+use crate::domain::Class;
 use crate::rewrite::form::FormDoc;
 use crate::rewrite::{Edit, Found, Origin};
-use crate::vault::class::Class;
 
 /// How much of a body may be read, and how long it may take to arrive.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use super::{Edit, Found, Origin, RewriteError};
 use crate::detect;
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 /// One `&`-separated segment of the input.
 struct Pair {

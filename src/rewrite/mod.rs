@@ -16,7 +16,7 @@ pub mod select;
 pub mod text;
 pub mod xml;
 
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 /// Where a found value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

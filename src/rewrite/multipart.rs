@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::{Edit, Found, Origin, RewriteError};
 use crate::detect;
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 /// More parts than this is refused (no real form has them; bounds the work done per body).
 const MAX_PARTS: usize = 1000;

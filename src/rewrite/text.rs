@@ -4,7 +4,7 @@
 
 use super::{Edit, Found, Origin, RewriteError};
 use crate::detect::{self, Match};
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 /// A UTF-8 text body and the values detected in it.
 pub struct TextDoc {

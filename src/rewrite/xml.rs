@@ -24,7 +24,7 @@ use quick_xml::Reader;
 
 use super::{Edit, Found, Origin, RewriteError};
 use crate::detect;
-use crate::vault::class::Class;
+use crate::domain::Class;
 
 /// Deepest element nesting accepted.
 pub const MAX_DEPTH: usize = 256;

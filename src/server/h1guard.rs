@@ -43,7 +43,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body_util::Full;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -118,13 +118,7 @@ impl Refusal {
 
 /// The answer to a refused request: the spec's JSON error, and the connection closes after it.
 pub fn refused_response(refusal: Refusal) -> Response<Full<Bytes>> {
-    let body = serde_json::json!({"error": {"code": refusal.code(), "message": refusal.message()}}).to_string();
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = refusal.status();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
+    crate::respond::closing_error(refusal.status(), refusal.code(), refusal.message())
 }
 
 /// What the guard of one connection tells its service wrapper: which request (by index) it replaced.

@@ -262,8 +262,8 @@ fn verdicts_answer_the_replaced_request_and_everything_after_it() {
 fn refused_response_is_the_spec_json_error_and_closes() {
     let resp = refused_response(Refusal::ContentLengthWithTransferEncoding);
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(resp.headers()[header::CONNECTION], "close");
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(resp.headers()[http::header::CONNECTION], "close");
+    assert_eq!(resp.headers()[http::header::CONTENT_TYPE], "application/json");
     let resp = refused_response(Refusal::HeadTooLarge);
     assert_eq!(resp.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     let body = serde_json::json!({"error": {"code": "headers_too_large", "message": Refusal::HeadTooLarge.message()}});

@@ -6,6 +6,7 @@
 //! canonical token back in the caller's layout, so `4111 1111 1111 1111` and `4111-1111-1111-1111` are the same
 //! value with one token, each written back in its own way.
 
+mod class;
 pub mod email;
 pub mod iban;
 pub mod pan;
@@ -13,6 +14,8 @@ pub mod phone;
 pub mod text;
 
 use std::fmt;
+
+pub use class::{generate, mask, parse, validate, ClassFormats};
 
 /// Why a value was refused for its class. Carries a fixed sentence only: never the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

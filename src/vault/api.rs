@@ -8,14 +8,15 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 
 use super::audit::{Event, Item};
 use super::auth::{self, Caller, Callers};
-use super::class::Class;
 use super::engine::Clock;
+use super::wire::{ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest};
 use super::{ItemResult, LocalVault, Vault, VaultError};
+use crate::domain::Class;
+use crate::respond::json_response;
 
 /// How long a client may take to send its whole body once the headers are in.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -87,49 +88,19 @@ impl ApiError {
     }
 }
 
-/// The one place an error becomes a response: `{"error":{"code","message"}}`.
+/// The one place an error becomes a response: `{"error":{"code","message"}}`, with the refused item's `class`
+/// and `index` where the error is about one item (clients of a split deployment name the field from them).
 pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
     let (status, code) = err.status_and_code();
-    json_response(status, &json!({"error": {"code": code, "message": err.to_string()}}))
-}
-
-pub fn json_response(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
-    resp
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenizeBody {
-    items: Vec<TokenizeItem>,
-    #[serde(default)]
-    subject: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenizeItem {
-    class: String,
-    value: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevealBody {
-    items: Vec<RevealItem>,
-    #[serde(default)]
-    purpose: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevealItem {
-    class: String,
-    token: String,
+    let mut body = ErrorBody::new(code, err.to_string());
+    match err {
+        ApiError::Vault(VaultError::Forbidden { class, .. }) => body.error.class = Some(class.name().to_owned()),
+        ApiError::Vault(VaultError::Invalid { index, .. }) | ApiError::UnknownClass { index } => {
+            body.error.index = Some(*index)
+        }
+        _ => {}
+    }
+    json_response(status, &body)
 }
 
 #[derive(Clone, Copy)]
@@ -221,7 +192,7 @@ where
     if let Endpoint::Ready = endpoint {
         // Authenticated (so it tells strangers nothing) but not audited: it reveals and changes nothing.
         return match state.vault.ready().await {
-            true => Ok(json_response(StatusCode::OK, &json!({"status": "ready"}))),
+            true => Ok(json_response(StatusCode::OK, &Status { status: "ready".into() })),
             false => Err(ApiError::NotReady),
         };
     }
@@ -271,22 +242,14 @@ fn classes<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, max: usize) -> R
 }
 
 async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
-    let req: TokenizeBody = json(body)?;
+    let req: TokenizeRequest<'_> = json(body)?;
     if req.subject.as_deref().is_some_and(|s| s.is_empty() || s.len() > 256) {
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
     }
-    let items = classes(req.items.iter().map(|i| (i.class.as_str(), i.value.as_str())), state.max_batch)?;
+    let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
     let tokens = state.vault.tokenize(caller, &items, req.subject.as_deref()).await?;
-    let items: Vec<_> = tokens.into_iter().map(|t| json!({ "token": t })).collect();
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
-}
-
-/// Why `purpose` is not acceptable, if it is not. The purpose is written to the audit log: it must be a short label
-/// so no value can hide in it. Config checks (egress routes) use the same rule, so the vault never refuses them.
-pub fn purpose_problem(purpose: &str) -> Option<&'static str> {
-    let label = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.:".contains(c);
-    (purpose.is_empty() || purpose.len() > 64 || !purpose.chars().all(label))
-        .then_some("purpose must be a short label: 1 to 64 of a-z, 0-9, '-', '_', '.', ':'")
+    let items = tokens.into_iter().map(|token| TokenAnswer { token }).collect();
+    Ok(json_response(StatusCode::OK, &Items { items }))
 }
 
 async fn reveal(
@@ -295,26 +258,29 @@ async fn reveal(
     endpoint: Endpoint,
     body: &[u8],
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let req: RevealBody = json(body)?;
-    if let Some(problem) = req.purpose.as_deref().and_then(purpose_problem) {
+    let req: RevealRequest<'_> = json(body)?;
+    if let Some(problem) = req.purpose.as_deref().and_then(crate::domain::purpose::problem) {
         return Err(ApiError::BadField(problem));
     }
-    let items = classes(req.items.iter().map(|i| (i.class.as_str(), i.token.as_str())), state.max_batch)?;
+    let items = classes(req.items.iter().map(|i| (&*i.class, &*i.token)), state.max_batch)?;
     let purpose = req.purpose.as_deref();
-    let (results, key): (Vec<ItemResult>, &str) = match endpoint {
-        Endpoint::Mask => (state.vault.mask(caller, &items, purpose).await?, "masked"),
-        _ => (state.vault.detokenize(caller, &items, purpose).await?, "value"),
+    let mask = matches!(endpoint, Endpoint::Mask);
+    let results: Vec<ItemResult> = match mask {
+        true => state.vault.mask(caller, &items, purpose).await?,
+        false => state.vault.detokenize(caller, &items, purpose).await?,
     };
-    let items: Vec<_> = results
+    let items = results
         .into_iter()
         .map(|r| match r {
-            Ok(v) => json!({ key: v }),
-            Err(m) => {
-                json!({"error": {"code": m.code(), "message": "no value is held for this token"}})
-            }
+            Ok(v) if mask => RevealAnswer { masked: Some(v), ..RevealAnswer::default() },
+            Ok(v) => RevealAnswer { value: Some(v), ..RevealAnswer::default() },
+            Err(m) => RevealAnswer {
+                error: Some(ErrorBody::new(m.code(), "no value is held for this token").error),
+                ..RevealAnswer::default()
+            },
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+    Ok(json_response(StatusCode::OK, &Items { items }))
 }
 
 async fn audit_unauthenticated(state: &ApiState, endpoint: Endpoint, erase: bool) {
@@ -351,16 +317,6 @@ mod tests {
             let resp = error_response(&err);
             assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(err.status_and_code().1, code);
-        }
-    }
-
-    #[test]
-    fn purposes_are_short_labels() {
-        for ok in ["payment", "egress:psp", "card-payment.v2", "a"] {
-            assert_eq!(purpose_problem(ok), None, "{ok}");
-        }
-        for bad in ["", "Card 4111", "card payment", "x\n", &"a".repeat(65)] {
-            assert!(purpose_problem(bad).is_some(), "{bad:?}");
         }
     }
 

@@ -3,8 +3,27 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::CallerConfig;
-use crate::policy::Permission;
+use crate::domain::permission::Permission;
+
+/// The name the proxy's own calls are made and audited under.
+pub const PROXY_CALLER: &str = "proxy";
+
+/// A configured `[[caller]]`: how it authenticates and what it may do.
+#[derive(Clone)]
+pub struct CallerConfig {
+    pub name: String,
+    pub api_key_sha256: Option<[u8; 32]>,
+    pub tls_identity: Option<String>,
+    pub allow: Vec<Permission>,
+    /// Why this caller uses the vault (for `veil register`).
+    pub purpose: Option<String>,
+}
+
+impl std::fmt::Debug for CallerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallerConfig").field("name", &self.name).field("allow", &self.allow).finish_non_exhaustive()
+    }
+}
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -16,8 +35,14 @@ pub struct Caller {
 impl Caller {
     /// The identity the proxy tokenises as in-process: `tokenize:*`, nothing else.
     pub fn proxy() -> Caller {
-        let tokenize_any = Permission { op: Some(crate::policy::Op::Tokenize), class: None };
-        Caller { name: "proxy".into(), allow: vec![tokenize_any] }
+        let tokenize_any = Permission { op: Some(crate::domain::Op::Tokenize), class: None };
+        Caller { name: PROXY_CALLER.into(), allow: vec![tokenize_any] }
+    }
+
+    /// The operator at the command line: every right (the commands are for the operator who holds the key
+    /// file), audited under this name.
+    pub fn operator() -> Caller {
+        Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }] }
     }
 }
 

@@ -21,9 +21,10 @@ use crate::vault::links::Links;
 
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
+use crate::domain::Class;
 use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
+use crate::token::{self, ClassFormats};
 use crate::token::{Invalid, Layout, Parsed};
-use crate::vault::class::{self, Class, ClassFormats};
 use crate::vault::known::{Hit, Known};
 
 /// Redraws allowed for one value before giving up (the formats widen their room as attempts grow).
@@ -159,7 +160,7 @@ impl Engine {
 
     /// The canonical form of a token as written by a caller (separators dropped), if it has the class's shape.
     pub fn canonical_token(&self, class: Class, token: &str) -> Option<String> {
-        class::parse(class, token).ok().map(|p| p.canonical)
+        token::parse(class, token).ok().map(|p| p.canonical)
     }
 
     /// The clock this engine stamps records with.
@@ -200,7 +201,7 @@ impl Engine {
         };
         let mut parsed = Vec::with_capacity(items.len());
         for (index, (class, value)) in items.iter().enumerate() {
-            let p = class::parse(*class, value).map_err(|reason| EngineError::Invalid { index, reason })?;
+            let p = token::parse(*class, value).map_err(|reason| EngineError::Invalid { index, reason })?;
             let fp = self.keys.value_fingerprint(class.name(), &p.canonical).ok_or(EngineError::Crypto)?;
             parsed.push((p, fp));
         }
@@ -261,7 +262,7 @@ impl Engine {
             let (class, (p, fp)) = (items[i].0, &parsed[i]);
             // A value with a candidate passed validation before it was drawn.
             if ahead[i].is_none() {
-                class::validate(class, &p.canonical).map_err(|reason| EngineError::Invalid { index: i, reason })?;
+                token::validate(class, &p.canonical).map_err(|reason| EngineError::Invalid { index: i, reason })?;
             }
             match pending.iter_mut().find(|e| e.class == class && e.value_fp == *fp) {
                 Some(e) => e.items.push(i),
@@ -400,7 +401,7 @@ impl Engine {
         let mut out = Vec::with_capacity(misses.len());
         for &i in misses {
             let (class, canonical) = (items[i].0, &parsed[i].0.canonical);
-            if class::validate(class, canonical).is_err() {
+            if token::validate(class, canonical).is_err() {
                 continue;
             }
             let token = self.draw(class, canonical, 0, &mut rng);
@@ -413,7 +414,7 @@ impl Engine {
     /// A candidate token that differs from the value (the formats promise it; checked again here).
     fn draw(&self, class: Class, canonical: &str, mut attempt: u32, rng: &mut impl rand::Rng) -> String {
         loop {
-            let token = class::generate(class, &self.formats, canonical, attempt, rng);
+            let token = token::generate(class, &self.formats, canonical, attempt, rng);
             if token != canonical {
                 return token;
             }
@@ -426,7 +427,7 @@ impl Engine {
         let mut keys = Vec::with_capacity(items.len());
         let mut layouts = Vec::with_capacity(items.len());
         for (class, token) in items {
-            match class::parse(*class, token) {
+            match token::parse(*class, token) {
                 Ok(p) => {
                     keys.push((class.name().to_owned(), p.canonical));
                     layouts.push(Some(p.layout));

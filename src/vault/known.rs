@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use dashmap::DashMap;
 use tokio::sync::watch;
 
-use super::class::Class;
+use crate::domain::Class;
 use crate::store::Fingerprint;
 
 /// Most entries held; a full map is cleared (entries come back on their next store hit).

@@ -4,15 +4,14 @@
 pub mod api;
 pub mod audit;
 pub mod auth;
-pub mod class;
 pub mod engine;
 pub mod known;
 pub mod links;
-pub mod offline;
 pub mod remote;
 pub mod retention;
 pub mod rewrap;
 pub mod subjects;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,12 +20,12 @@ use std::time::Instant;
 use async_trait::async_trait;
 use prometheus::{Histogram, IntCounter};
 
+use crate::domain::permission::{self as policy, Op};
+use crate::domain::Class;
 use crate::metrics::{Metrics, Series};
-use crate::policy::{self, Op};
 use crate::token::Invalid;
 use audit::{AuditLog, Event, Item};
 use auth::Caller;
-use class::Class;
 use engine::{Clock, Engine, EngineError, Missing};
 
 /// What the vault refuses a whole call for. Messages never hold values or tokens.
@@ -182,7 +181,7 @@ impl LocalVault {
         let mut audited = Vec::with_capacity(items.len());
         for ((class, token), r) in items.iter().zip(revealed) {
             let result = r.map(|v| match op {
-                Op::Mask => class::mask(*class, v.canonical.expose(), &v.layout),
+                Op::Mask => crate::token::mask(*class, v.canonical.expose(), &v.layout),
                 _ => v.render(),
             });
             let outcome = match &result {

@@ -3,6 +3,7 @@
 //! and every answer mapped back to the same results and errors the in-process vault gives.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,18 +15,36 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::json;
 
-use super::auth::Caller;
-use super::class::Class;
+use super::auth::{Caller, PROXY_CALLER};
 use super::engine::Missing;
+use super::wire::{
+    ErrorBody, Items, RevealAnswer, RevealItem, RevealRequest, TokenAnswer, TokenizeItem, TokenizeRequest,
+};
 use super::{ItemResult, Vault, VaultError};
-use crate::config::vault_client::PROXY_CALLER;
-use crate::config::VaultClientConfig;
 use crate::crypto::Secret;
-use crate::policy::Op;
+use crate::domain::permission::Op;
+use crate::domain::Class;
 use crate::token::Invalid;
+
+/// How to reach a remote vault: the validated `[vault_client]` section.
+#[derive(Debug, Clone)]
+pub struct VaultClientConfig {
+    /// `https://host:port` (or `http://` on loopback), no path.
+    pub url: Uri,
+    /// The proxy's client certificate chain and private key (PEM), for mTLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// The CA that signed the vault's server certificate; without it the system roots are used.
+    pub ca: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Larger batches are split into several calls of at most this many items.
+    pub max_batch: usize,
+    /// Files holding the bearer key of a named caller; calls made for that caller send it.
+    pub api_keys: BTreeMap<String, PathBuf>,
+    /// For the `encrypt` action (vaultless blobs), which the proxy performs itself.
+    pub master_key_file: PathBuf,
+}
 
 /// Largest answer read from the vault (a full batch of long values fits many times over).
 const MAX_RESPONSE_BYTES: usize = 32 << 20;
@@ -49,35 +68,6 @@ pub struct RemoteVault {
     request_timeout: Duration,
     max_batch: usize,
     api_keys: BTreeMap<String, Secret<String>>,
-}
-
-#[derive(Deserialize)]
-struct Items<T> {
-    items: Vec<T>,
-}
-
-#[derive(Deserialize)]
-struct TokenItem {
-    token: String,
-}
-
-#[derive(Deserialize)]
-struct RevealItem {
-    value: Option<String>,
-    masked: Option<String>,
-    error: Option<ErrorDetail>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    #[serde(default)]
-    message: String,
 }
 
 impl RemoteVault {
@@ -191,7 +181,7 @@ impl RemoteVault {
         caller: &Caller,
         op: Op,
         items: &[(Class, &str)],
-        body: impl Fn(&[(Class, &str)]) -> serde_json::Value,
+        body: impl Fn(&[(Class, &str)]) -> serde_json::Result<Vec<u8>>,
     ) -> Result<Vec<T>, VaultError> {
         let path = match op {
             Op::Tokenize => "/v1/tokenize",
@@ -200,7 +190,7 @@ impl RemoteVault {
         };
         let mut out = Vec::with_capacity(items.len());
         for (n, chunk) in items.chunks(self.max_batch).enumerate() {
-            let bytes = serde_json::to_vec(&body(chunk)).map_err(|_| VaultError::Internal)?;
+            let bytes = body(chunk).map_err(|_| VaultError::Internal)?;
             let (status, answer) = self.call(&caller.name, Method::POST, path, bytes.into()).await?;
             if status != StatusCode::OK {
                 return Err(error_from(status, &answer, op, chunk, n * self.max_batch));
@@ -226,13 +216,12 @@ impl RemoteVault {
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
         let body = |chunk: &[(Class, &str)]| {
-            let items: Vec<_> = chunk.iter().map(|(c, t)| json!({"class": c.name(), "token": t})).collect();
-            match purpose {
-                Some(p) => json!({"items": items, "purpose": p}),
-                None => json!({"items": items}),
-            }
+            serde_json::to_vec(&RevealRequest {
+                items: chunk.iter().map(|&(c, t)| RevealItem { class: c.name().into(), token: t.into() }).collect(),
+                purpose: purpose.map(Into::into),
+            })
         };
-        let answers: Vec<RevealItem> = self.batched(caller, op, items, body).await?;
+        let answers: Vec<RevealAnswer> = self.batched(caller, op, items, body).await?;
         answers
             .into_iter()
             .map(|a| match (a.value.or(a.masked), a.error) {
@@ -268,23 +257,23 @@ fn read_key(name: &str, path: &std::path::Path) -> Result<Secret<String>, Remote
 fn error_from(status: StatusCode, body: &[u8], op: Op, chunk: &[(Class, &str)], offset: usize) -> VaultError {
     let detail = serde_json::from_slice::<ErrorBody>(body).ok().map(|b| b.error);
     let code = detail.as_ref().map(|d| d.code.as_str()).unwrap_or("-");
-    let message = detail.as_ref().map(|d| d.message.as_str()).unwrap_or_default();
+    let index = detail.as_ref().and_then(|d| d.index);
     match (status, code) {
         (StatusCode::FORBIDDEN, _) => {
-            // "caller may not OP class CLASS": the vault's own sentence names the class it refused.
-            let named = message.rsplit(' ').next().and_then(|c| c.parse::<Class>().ok());
-            let class = named.or_else(|| chunk.first().map(|(c, _)| *c)).unwrap_or(Class::Text);
-            VaultError::Forbidden { op, class }
+            let named = detail.as_ref().and_then(|d| d.class.as_deref()).and_then(|c| c.parse::<Class>().ok());
+            // A vault that names no class refused the whole chunk: name its first item's.
+            match named.or_else(|| chunk.first().map(|(c, _)| *c)) {
+                Some(class) => VaultError::Forbidden { op, class },
+                None => VaultError::ForbiddenOp(op),
+            }
         }
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value") => {
-            // "item N: reason"
-            let index = message
-                .strip_prefix("item ")
-                .and_then(|rest| rest.split(':').next())
-                .and_then(|n| n.parse::<usize>().ok())
-                .unwrap_or(0);
-            VaultError::Invalid { index: offset + index, reason: REMOTE_INVALID }
-        }
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value") => match index.filter(|i| *i < chunk.len()) {
+            Some(index) => VaultError::Invalid { index: offset + index, reason: REMOTE_INVALID },
+            None => {
+                tracing::error!(op = op.name(), "the vault refused a value without naming a valid item");
+                VaultError::Internal
+            }
+        },
         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable") => VaultError::StoreUnavailable,
         (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable") => VaultError::AuditUnavailable,
         (StatusCode::UNAUTHORIZED, _) => {
@@ -311,13 +300,12 @@ impl Vault for RemoteVault {
         subject: Option<&str>,
     ) -> Result<Vec<String>, VaultError> {
         let body = |chunk: &[(Class, &str)]| {
-            let items: Vec<_> = chunk.iter().map(|(c, v)| json!({"class": c.name(), "value": v})).collect();
-            match subject {
-                Some(s) => json!({"items": items, "subject": s}),
-                None => json!({"items": items}),
-            }
+            serde_json::to_vec(&TokenizeRequest {
+                items: chunk.iter().map(|&(c, v)| TokenizeItem { class: c.name().into(), value: v.into() }).collect(),
+                subject: subject.map(Into::into),
+            })
         };
-        let tokens: Vec<TokenItem> = self.batched(caller, Op::Tokenize, items, body).await?;
+        let tokens: Vec<TokenAnswer> = self.batched(caller, Op::Tokenize, items, body).await?;
         Ok(tokens.into_iter().map(|t| t.token).collect())
     }
 

@@ -14,10 +14,10 @@ use serde_json::{json, Value};
 
 use super::audit::{Event, Item};
 use super::auth::Caller;
-use super::class::Class;
 use super::{engine_error, LocalVault, VaultError};
 use crate::crypto::KeySet;
-use crate::policy::{self, Op};
+use crate::domain::permission::{self as policy, Op};
+use crate::domain::Class;
 use crate::store::Record;
 
 const RECEIPT_TYPE: &str = "veil-erasure-receipt";

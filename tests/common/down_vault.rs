@@ -13,7 +13,7 @@ impl veil::vault::Vault for DownVault {
     async fn tokenize(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<String>, veil::vault::VaultError> {
         if self.slow {
@@ -24,7 +24,7 @@ impl veil::vault::Vault for DownVault {
     async fn detokenize(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
         if self.slow {
@@ -35,7 +35,7 @@ impl veil::vault::Vault for DownVault {
     async fn mask(
         &self,
         _: &veil::vault::auth::Caller,
-        _: &[(veil::vault::class::Class, &str)],
+        _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
     ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)

@@ -15,7 +15,7 @@ mod tape;
 
 use super::select::{JsonPath, Seg, State};
 use super::{Edit, Found, Origin, RewriteError};
-use crate::vault::class::Class;
+use crate::domain::Class;
 use std::borrow::Cow;
 use tape::{Node, Tape, Ty};
 

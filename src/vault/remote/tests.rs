@@ -1,5 +1,6 @@
 //! RemoteVault against an in-memory HTTP server on 127.0.0.1: every answer the vault API can give, mapped back.
 
+use serde_json::json;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

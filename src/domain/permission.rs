@@ -1,9 +1,9 @@
-//! Authorisation: `OPERATION:CLASS` permissions, `*` wildcards, deny by default.
+//! Permissions: `OPERATION:CLASS` with `*` wildcards, deny by default.
 
 use std::fmt;
 use std::str::FromStr;
 
-use crate::vault::class::Class;
+use super::class::Class;
 
 /// What a caller asks the vault to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

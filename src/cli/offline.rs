@@ -3,20 +3,13 @@
 
 use std::sync::Arc;
 
-use super::auth::Caller;
-use super::engine::{Clock, Engine};
-use super::LocalVault;
 use crate::app::{self, StartError};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::policy::Permission;
 use crate::vault::audit::AuditLog;
-
-/// The operator at the command line: every right (the commands are for the operator who holds the key file),
-/// audited under this name.
-pub fn operator() -> Caller {
-    Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }] }
-}
+use crate::vault::auth::Caller;
+use crate::vault::engine::{Clock, Engine};
+use crate::vault::LocalVault;
 
 /// Opens keys, audit log and store as configured (needs a tokio runtime). Appends to the audit log: the vault
 /// on the same log must not be running (its chain would fork).
@@ -101,10 +94,10 @@ fn exit(result: Result<String, String>) -> std::process::ExitCode {
 /// Runs `veil subjects export|erase ID -c …`.
 pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
         let out = match &command {
-            SubjectsCommand::Export { id, .. } => vault.export_subject(&operator(), id).await,
-            SubjectsCommand::Erase { id, .. } => vault.erase_subject(&operator(), id).await,
+            SubjectsCommand::Export { id, .. } => vault.export_subject(&Caller::operator(), id).await,
+            SubjectsCommand::Erase { id, .. } => vault.erase_subject(&Caller::operator(), id).await,
         }
         .map_err(|e| e.to_string())?;
         serde_json::to_string_pretty(&out).map_err(|e| e.to_string())
@@ -114,7 +107,7 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 /// Runs `veil purge -c …`.
 pub fn purge(cfg: Config) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
         let purged = vault.purge_expired().await.map_err(|e| e.to_string())?;
         let mut out = format!("purged {} records", purged.total());
         for (class, n) in &purged.classes {
@@ -130,8 +123,8 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
 /// Runs `veil keys rewrap -c …`.
 pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, super::engine::system_clock()).await.map_err(|e| e.to_string())?;
-        let progress = super::rewrap::rewrap(vault.engine(), page.max(1), max, |p| {
+        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let progress = crate::vault::rewrap::rewrap(vault.engine(), page.max(1), max, |p| {
             eprintln!("rewrap: {} re-sealed, {} skipped", p.resealed, p.skipped);
         })
         .await
