@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::config::{Action, CallerConfig, Config, PathMatch, Route, Selector, StoreUrl};
+use crate::config::{CallerConfig, Config, FieldAction, PathMatch, Route, Selector, StoreUrl};
 use crate::domain::permission::{Op, Permission};
 use crate::domain::Class;
 
@@ -46,12 +46,8 @@ pub fn egress_recipients(cfg: &Config) -> Vec<Recipient> {
     cfg.egress
         .iter()
         .map(|e| {
-            let fields: Vec<String> = e
-                .route
-                .fields
-                .iter()
-                .map(|f| format!("{} ({})", selector(&f.selector), f.class.map_or("-", Class::name)))
-                .collect();
+            let fields: Vec<String> =
+                e.route.fields.iter().map(|f| format!("{} ({})", selector(&f.selector), f.action.0.name())).collect();
             Recipient {
                 name: format!("egress `{}`", cell(e.name())),
                 receives: format!(
@@ -145,7 +141,7 @@ fn activities(out: &mut String, cfg: &Config) {
         }
         let _ = writeln!(out, "| Field | Data class | Action |\n|---|---|---|");
         for f in &route.fields {
-            let class = f.class.map_or("-", Class::name);
+            let class = f.action.class().map_or("-", Class::name);
             let _ = writeln!(out, "| {} | {class} | {} |", selector(&f.selector), action(f.action));
         }
         out.push('\n');
@@ -159,7 +155,7 @@ fn classes(out: &mut String, cfg: &Config) {
         let routes: Vec<&str> = cfg
             .routes
             .iter()
-            .filter(|r| r.detect.contains(&class) || r.fields.iter().any(|f| f.class == Some(class)))
+            .filter(|r| r.detect.contains(&class) || r.fields.iter().any(|f| f.action.class() == Some(class)))
             .map(|r| r.name.as_str())
             .collect();
         let callers: Vec<&str> = cfg
@@ -171,7 +167,7 @@ fn classes(out: &mut String, cfg: &Config) {
         let egress: Vec<&str> = cfg
             .egress
             .iter()
-            .filter(|e| e.response_detect.contains(&class) || e.route.fields.iter().any(|f| f.class == Some(class)))
+            .filter(|e| e.response_detect.contains(&class) || e.route.fields.iter().any(|f| f.action.0 == class))
             .map(|e| e.name())
             .collect();
         let mut by = Vec::new();
@@ -314,10 +310,10 @@ fn classes_in_use(cfg: &Config) -> BTreeSet<Class> {
     let mut set = BTreeSet::new();
     for r in &cfg.routes {
         set.extend(r.detect.iter().copied());
-        set.extend(r.fields.iter().filter_map(|f| f.class));
+        set.extend(r.fields.iter().filter_map(|f| f.action.class()));
     }
     for e in &cfg.egress {
-        set.extend(e.route.fields.iter().filter_map(|f| f.class));
+        set.extend(e.route.fields.iter().map(|f| f.action.0));
         set.extend(e.response_detect.iter().copied());
     }
     for c in &cfg.callers {
@@ -349,14 +345,15 @@ fn format_name(cfg: &Config, class: Class) -> &'static str {
     }
 }
 
-fn action(a: Action) -> &'static str {
+fn action(a: FieldAction) -> &'static str {
     match a {
-        Action::Tokenize => "tokenize: replaced by a format-preserving token, the value kept encrypted in the vault",
-        Action::Encrypt => "encrypt: replaced by an AES-256-GCM-SIV blob (no vault record)",
-        Action::Mask => "mask: replaced by an irreversible masked form",
-        Action::Drop => "drop: removed before the application sees it (minimisation)",
-        Action::Reject => "reject: a request carrying it is refused (422)",
-        Action::Detokenize => "detokenize: the token is replaced by the value it stands for",
+        FieldAction::Tokenize(_) => {
+            "tokenize: replaced by a format-preserving token, the value kept encrypted in the vault"
+        }
+        FieldAction::Encrypt(_) => "encrypt: replaced by an AES-256-GCM-SIV blob (no vault record)",
+        FieldAction::Mask(_) => "mask: replaced by an irreversible masked form",
+        FieldAction::Drop(_) => "drop: removed before the application sees it (minimisation)",
+        FieldAction::Reject(_) => "reject: a request carrying it is refused (422)",
     }
 }
 

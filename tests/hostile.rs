@@ -102,11 +102,11 @@ fn mutate(seed: &[u8], other: &[u8], ops: &[Op]) -> Vec<u8> {
 fn rewrite_leaves_nothing(kind: &Kind, selectors: &[Selector], body: &[u8]) -> Result<(), TestCaseError> {
     let Ok(mut doc) = Doc::parse(kind, body) else { return Ok(()) };
     let refs: Vec<&Selector> = selectors.iter().collect();
-    let Ok(found) = doc.find(&refs, &DETECT) else { return Ok(()) };
+    let Ok(found) = doc.find(&refs, None, &DETECT) else { return Ok(()) };
     let edits: Vec<Edit> = found.iter().map(|_| Edit::Replace("~".into())).collect();
     let Ok(out) = doc.apply(&edits) else { return Ok(()) };
     let mut again = Doc::parse(kind, &out).map_err(|e| TestCaseError::fail(format!("rewritten body broke: {e}")))?;
-    let refound = again.find(&refs, &DETECT).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+    let refound = again.find(&refs, None, &DETECT).map_err(|e| TestCaseError::fail(format!("{e}")))?;
     // Every selected field now holds the replacement. (Detected values are not re-checked here: the inert
     // replacement can set free a value that touched the replaced one, which real, same-shaped tokens don't;
     // detection itself is property-tested in src/detect.rs.)

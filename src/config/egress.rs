@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use super::proxy::{dur, selector, Action, FieldRule, PathMatch, Problems, RawSelector, Route, Selector};
+use super::proxy::{dur, selector, Field, PathMatch, Problems, RawSelector, Reveal, Route, Selector};
 use crate::domain::Class;
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +48,7 @@ pub struct EgressConfig {
     /// The `[[caller]]` whose rights the route reveals with, and under whose name reveals are audited.
     pub caller: String,
     /// The fields to reveal, as a route (any method, any path; every field's action is `detokenize`).
-    pub route: Route,
+    pub route: Route<Reveal>,
     /// Classes tokenised again when the upstream's response carries them.
     pub response_detect: Vec<Class>,
     /// The purpose recorded with every reveal in the audit log.
@@ -104,9 +104,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                 (Some(Selector::Multipart(_)), _) => {
                     p(&fat, "egress fields use json, form, xml, header or query selectors".into())
                 }
-                (Some(selector), Ok(class)) => {
-                    fields.push(FieldRule { selector, class: Some(class), action: Action::Detokenize })
-                }
+                (Some(selector), Ok(class)) => fields.push(Field { selector, action: Reveal(class) }),
                 _ => {}
             }
         }
@@ -117,7 +115,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
         let detect = e.response_detect.unwrap_or_else(|| vec!["pan".into(), "iban".into()]);
         for (j, d) in detect.iter().enumerate() {
             match d.parse::<Class>() {
-                Ok(c @ (Class::Pan | Class::Iban | Class::Email | Class::Phone)) => response_detect.push(c),
+                Ok(c) if c.detectable() => response_detect.push(c),
                 Ok(_) => p(&format!("{at}.response_detect[{j}]"), "detection covers pan, iban, email and phone".into()),
                 Err(err) => p(&format!("{at}.response_detect[{j}]"), err),
             }

@@ -110,38 +110,58 @@ pub enum Selector {
     Query(String),
 }
 
-/// What happens to a selected field.
+/// What an ingress route does with a selected field. Each action that changes a value names the class it is
+/// a value of; `drop` and `reject` may name one to label their metrics. Revealing is an egress action
+/// ([`Reveal`]), so an ingress route cannot hold one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Tokenize,
-    Encrypt,
-    Mask,
-    Drop,
-    Reject,
-    /// Egress routes only: put the value back for the route's caller.
-    Detokenize,
+pub enum FieldAction {
+    /// Replace by a format-preserving token (one vault batch per request).
+    Tokenize(Class),
+    /// Replace by a vaultless AES-GCM-SIV blob.
+    Encrypt(Class),
+    /// Replace by an irreversible masked form.
+    Mask(Class),
+    /// Remove the field (minimisation).
+    Drop(Option<Class>),
+    /// Refuse a request that carries the field (422).
+    Reject(Option<Class>),
 }
 
-impl Action {
+impl FieldAction {
+    /// The action's config name (and `action` label of `veil_fields_total`).
     pub fn name(self) -> &'static str {
         match self {
-            Action::Tokenize => "tokenize",
-            Action::Encrypt => "encrypt",
-            Action::Mask => "mask",
-            Action::Drop => "drop",
-            Action::Reject => "reject",
-            Action::Detokenize => "detokenize",
+            FieldAction::Tokenize(_) => "tokenize",
+            FieldAction::Encrypt(_) => "encrypt",
+            FieldAction::Mask(_) => "mask",
+            FieldAction::Drop(_) => "drop",
+            FieldAction::Reject(_) => "reject",
+        }
+    }
+
+    /// The class the field holds, where the config names one.
+    pub fn class(self) -> Option<Class> {
+        match self {
+            FieldAction::Tokenize(c) | FieldAction::Encrypt(c) | FieldAction::Mask(c) => Some(c),
+            FieldAction::Drop(c) | FieldAction::Reject(c) => c,
         }
     }
 }
 
+/// What an egress route does with a selected field: reveal the token found there as a value of this class, with
+/// the route's caller's rights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reveal(pub Class);
+
+/// One configured field of a route: where it is, and what the route does with it.
 #[derive(Debug, Clone)]
-pub struct FieldRule {
+pub struct Field<A> {
     pub selector: Selector,
-    /// Required for tokenize, encrypt and mask; optional (labels metrics) for drop and reject.
-    pub class: Option<Class>,
-    pub action: Action,
+    pub action: A,
 }
+
+/// An ingress route's field.
+pub type FieldRule = Field<FieldAction>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathMatch {
@@ -158,13 +178,15 @@ impl PathMatch {
     }
 }
 
+/// A route: which requests it takes, the fields it acts on (`A`: [`FieldAction`] on ingress, [`Reveal`] on
+/// egress), what it detects, and where the request names its data subject.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub struct Route<A = FieldAction> {
     pub name: String,
     /// Empty: any method.
     pub methods: Vec<Method>,
     pub path: PathMatch,
-    pub fields: Vec<FieldRule>,
+    pub fields: Vec<Field<A>>,
     pub detect: Vec<Class>,
     pub subject: Option<Selector>,
     /// `mode = "observe"`: forward unchanged, only count.
@@ -173,7 +195,7 @@ pub struct Route {
     pub purpose: Option<String>,
 }
 
-impl Route {
+impl<A> Route<A> {
     pub fn matches(&self, method: &Method, path: &str) -> bool {
         (self.methods.is_empty() || self.methods.contains(method)) && self.path.matches(path)
     }
@@ -313,38 +335,40 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
         for (j, f) in r.fields.iter().enumerate() {
             let fat = format!("{at}.fields[{j}]");
             let sel = selector(&f.selector, &fat, p);
-            let action = match f.action.as_deref().unwrap_or("tokenize") {
-                "tokenize" => Action::Tokenize,
-                "encrypt" => Action::Encrypt,
-                "mask" => Action::Mask,
-                "drop" => Action::Drop,
-                "reject" => Action::Reject,
-                _ => {
-                    p(&format!("{fat}.action"), "expected tokenize, encrypt, mask, drop or reject".into());
-                    Action::Tokenize
-                }
-            };
             let class = match f.class.as_deref().map(str::parse::<Class>) {
                 Some(Ok(c)) => Some(c),
                 Some(Err(e)) => {
                     p(&format!("{fat}.class"), e);
                     None
                 }
-                None => {
-                    if matches!(action, Action::Tokenize | Action::Encrypt | Action::Mask) {
-                        p(&format!("{fat}.class"), format!("required for action {}", action.name()));
-                    }
+                None => None,
+            };
+            // Actions that change a value need its class (a class that did not parse is reported above).
+            let with_class = |make: fn(Class) -> FieldAction, p: &mut Problems<'_>| {
+                if f.class.is_none() {
+                    p(&format!("{fat}.class"), format!("required for action {}", make(Class::Text).name()));
+                }
+                class.map(make)
+            };
+            let action = match f.action.as_deref().unwrap_or("tokenize") {
+                "tokenize" => with_class(FieldAction::Tokenize, p),
+                "encrypt" => with_class(FieldAction::Encrypt, p),
+                "mask" => with_class(FieldAction::Mask, p),
+                "drop" => Some(FieldAction::Drop(class)),
+                "reject" => Some(FieldAction::Reject(class)),
+                _ => {
+                    p(&format!("{fat}.action"), "expected tokenize, encrypt, mask, drop or reject".into());
                     None
                 }
             };
-            if let Some(selector) = sel {
-                fields.push(FieldRule { selector, class, action });
+            if let (Some(selector), Some(action)) = (sel, action) {
+                fields.push(FieldRule { selector, action });
             }
         }
         let mut detect = Vec::new();
         for (j, d) in r.detect.iter().enumerate() {
             match d.parse::<Class>() {
-                Ok(c @ (Class::Pan | Class::Iban | Class::Email | Class::Phone)) => detect.push(c),
+                Ok(c) if c.detectable() => detect.push(c),
                 Ok(_) => p(&format!("{at}.detect[{j}]"), "detection covers pan, iban, email and phone".into()),
                 Err(e) => p(&format!("{at}.detect[{j}]"), e),
             }

@@ -1,7 +1,11 @@
 //! Which body format a request carries, and one parsed document over the format modules in `rewrite`.
 
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
 use http::HeaderMap;
+use http_body_util::{BodyExt, Full};
 
+use super::ProxyBody;
 use crate::config::Selector;
 use crate::domain::Class;
 use crate::rewrite::form::FormDoc;
@@ -9,7 +13,7 @@ use crate::rewrite::json::JsonDoc;
 use crate::rewrite::multipart::{self, MultipartDoc};
 use crate::rewrite::text::TextDoc;
 use crate::rewrite::xml::XmlDoc;
-use crate::rewrite::{Edit, Found, RewriteError};
+use crate::rewrite::{Edit, Found, Origin, RewriteError};
 
 /// The body formats veil can rewrite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +63,19 @@ impl Kind {
     }
 }
 
+/// The body's content coding when it is not `identity` (such a body cannot be inspected), else `None`.
+pub fn content_encoding(headers: &HeaderMap) -> Option<&str> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("(not text)"))?;
+    (!encoding.eq_ignore_ascii_case("identity")).then_some(encoding)
+}
+
+/// A rewritten body in place of the original: Content-Length set to its length, Transfer-Encoding removed.
+pub fn replace(headers: &mut HeaderMap, bytes: Bytes) -> ProxyBody {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+    headers.remove(header::TRANSFER_ENCODING);
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
 /// Is this a selector of the body (as opposed to a header or query parameter)?
 pub fn is_body_selector(s: &Selector) -> bool {
     !matches!(s, Selector::Header(_) | Selector::Query(_))
@@ -85,8 +102,29 @@ impl Doc {
         })
     }
 
-    /// Values at `selectors` (all of this body's format), then detected values elsewhere.
-    pub fn find(&mut self, selectors: &[&Selector], detect: &[Class]) -> Result<Vec<Found>, RewriteError> {
+    /// Values at `selectors` (`Origin::Field(i)` for `selectors[i]`) and at the `subject` selector
+    /// (`Origin::Subject`), all of this body's format, then detected values elsewhere.
+    pub fn find(
+        &mut self,
+        selectors: &[&Selector],
+        subject: Option<&Selector>,
+        detect: &[Class],
+    ) -> Result<Vec<Found>, RewriteError> {
+        let mut all = selectors.to_vec();
+        all.extend(subject);
+        let mut found = self.find_at(&all, detect)?;
+        for f in &mut found {
+            match f.origin {
+                Origin::Field(i) if i < selectors.len() => {}
+                Origin::Field(i) if i == selectors.len() && subject.is_some() => f.origin = Origin::Subject,
+                Origin::Field(_) | Origin::Subject => return Err(RewriteError::EditCount),
+                Origin::Detected(_) => {}
+            }
+        }
+        Ok(found)
+    }
+
+    fn find_at(&mut self, selectors: &[&Selector], detect: &[Class]) -> Result<Vec<Found>, RewriteError> {
         Ok(match self {
             Doc::Json(d) => {
                 let paths: Vec<_> =

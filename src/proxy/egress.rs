@@ -14,29 +14,31 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
-use super::body::{Doc, Kind};
-use super::error::{error_response, ProxyError};
-use super::forward::{Hop, Upstream, UpstreamBody};
-use super::request::{self, field_of, read_body, refuse_smuggling, BodyLimits, Gather, Hit};
+use super::body::{self, Doc, Kind};
+use super::error::ProxyError;
+use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
+use super::pipeline::{self, Flow, Plan, Selected, VaultCall, VaultOp};
+use super::request::{read_body, BodyLimits, Hit, Target};
+use super::route::Compiled;
 use super::ProxyBody;
-use crate::config::EgressConfig;
+use crate::config::{EgressConfig, Reveal};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::{Edit, Origin};
 use crate::vault::auth::Caller;
-use crate::vault::{Vault, VaultError};
+use crate::vault::Vault;
 
 /// One egress route, shared by its connections.
 pub struct Egress {
     cfg: EgressConfig,
+    route: Compiled<Reveal>,
     /// Reveals as this caller, with its rights.
     caller: Caller,
     /// Tokenises echoed values as the proxy does.
@@ -54,7 +56,8 @@ impl Egress {
         metrics: Arc<Metrics>,
     ) -> Result<Egress, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.ca.as_deref())?;
-        Ok(Egress { cfg, caller, tokenizer: Caller::proxy(), vault, upstream, metrics })
+        let route = Compiled::new(cfg.route.clone());
+        Ok(Egress { cfg, route, caller, tokenizer: Caller::proxy(), vault, upstream, metrics })
     }
 
     pub fn name(&self) -> &str {
@@ -63,110 +66,9 @@ impl Egress {
 
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
-        let started = Instant::now();
-        let name = self.name();
-        let resp = match self.serve(req).await {
-            Ok(resp) => resp,
-            Err(e) => {
-                if let Some(kind) = e.upstream_kind() {
-                    self.metrics.upstream_errors.with_label_values(&[name, kind]).inc();
-                }
-                tracing::info!(egress = name, error = %e, "egress request refused");
-                error_response(&e)
-            }
-        };
-        self.metrics.requests.with_label_values(&[name, resp.status().as_str()]).inc();
-        self.metrics.request_duration.with_label_values(&[name]).observe(started.elapsed().as_secs_f64());
-        Ok(resp)
-    }
-
-    async fn serve(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
-        if req.method() == Method::CONNECT {
-            return Err(ProxyError::MethodNotAllowed("CONNECT"));
-        }
-        refuse_smuggling(req.headers())?;
-        let limits = BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.body_timeout };
-        let mut req = match request::gather(&self.cfg.route, req, limits).await? {
-            Gather::Untouched(req) => req,
-            Gather::Gathered(g) => {
-                let edits = self.reveal(&g.hits).await?;
-                g.apply(edits)?
-            }
-        };
-        // The response must be readable to be checked for echoed values.
-        req.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-        let resp = self.upstream.send(req, Hop::Egress).await?;
-        self.protect(resp).await
-    }
-
-    /// One edit per hit: every selected token revealed in one vault call.
-    async fn reveal(&self, hits: &[Hit]) -> Result<Vec<Edit>, ProxyError> {
-        let route = &self.cfg.route;
-        let mut edits = vec![Edit::Keep; hits.len()];
-        let mut items: Vec<(Class, &str)> = Vec::new();
-        let mut slots = Vec::new();
-        for (n, hit) in hits.iter().enumerate() {
-            let Some(class) = hit.rule.and_then(|i| route.fields.get(i)).and_then(|f| f.class) else { continue };
-            self.metrics.fields.with_label_values(&[&route.name, class.name(), "detokenize"]).inc();
-            if !hit.found.value.is_empty() {
-                items.push((class, hit.found.value.as_str()));
-                slots.push(n);
-            }
-        }
-        if items.is_empty() {
-            return Ok(edits);
-        }
-        let call = self.vault.detokenize(&self.caller, &items, Some(&self.cfg.purpose));
-        let revealed = match tokio::time::timeout(self.cfg.vault_timeout, call).await {
-            Err(_) => return Err(ProxyError::VaultUnavailable),
-            Ok(Err(VaultError::Forbidden { class, .. })) => return Err(ProxyError::Forbidden(class.name())),
-            Ok(Err(VaultError::Invalid { index, .. })) => {
-                return Err(request::invalid_item(route, hits, &slots, &items, index));
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(egress = %route.name, error = %e, "vault refused the egress reveal");
-                return Err(ProxyError::VaultUnavailable);
-            }
-            Ok(Ok(revealed)) if revealed.len() == slots.len() => revealed,
-            Ok(Ok(_)) => return Err(ProxyError::VaultUnavailable),
-        };
-        for (slot, result) in slots.into_iter().zip(revealed) {
-            match result {
-                Ok(value) => edits[slot] = Edit::Replace(value),
-                Err(missing) => {
-                    let field = hits.get(slot).map(|h| field_of(route, h)).unwrap_or_default();
-                    return Err(ProxyError::TokenUnavailable { field, reason: missing.code() });
-                }
-            }
-        }
-        Ok(edits)
-    }
-
-    /// Tokenises the `response_detect` values in the upstream's response; withholds what cannot be inspected.
-    async fn protect(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
-        if self.cfg.response_detect.is_empty() {
-            return Ok(resp.map(|b| b.map_err(Into::into).boxed()));
-        }
-        let (mut parts, body) = resp.into_parts();
-        let encoding = parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-        if !encoding.eq_ignore_ascii_case("identity") {
-            return Err(ProxyError::UpstreamResponse("it is compressed and cannot be inspected"));
-        }
-        let limits = BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.upstream_timeout };
-        let bytes = read_body(body, limits).await.map_err(|e| match e {
-            ProxyError::BodyTooLarge(_) => ProxyError::UpstreamResponse("it is larger than max_body_bytes"),
-            ProxyError::BodyTimeout => ProxyError::UpstreamTimeout,
-            _ => ProxyError::UpstreamResponse("it could not be read"),
-        })?;
-        let bytes = match self.scan(&Kind::of(&parts.headers), &bytes).await? {
-            Some(rewritten) => {
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(rewritten.len()));
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                Bytes::from(rewritten)
-            }
-            None => bytes,
-        };
-        Ok(Response::from_parts(parts, Full::new(bytes).map_err(|never| match never {}).boxed()))
+        // The app's address is never sent on: egress hops carry no client.
+        let client = ClientAddr::new(std::net::Ipv4Addr::LOCALHOST.into());
+        pipeline::run(&*self, &client, req).await
     }
 
     /// The response body with detected values tokenised, or `None` when nothing was found. A body that does not
@@ -179,26 +81,101 @@ impl Egress {
         };
         let Some(mut doc) = doc else { return Ok(None) };
         let detect = &self.cfg.response_detect;
-        let found = doc.find(&[], detect).map_err(|_| ProxyError::UpstreamResponse("it could not be scanned"))?;
+        let found = doc.find(&[], None, detect).map_err(|_| ProxyError::UpstreamResponse("it could not be scanned"))?;
         if found.is_empty() {
             return Ok(None);
         }
         let mut items: Vec<(Class, &str)> = Vec::with_capacity(found.len());
         for f in &found {
+            // Nothing but detection looked at this body.
             let Origin::Detected(class) = f.origin else { return Err(ProxyError::Internal) };
             self.metrics.detected.with_label_values(&[self.name(), class.name()]).inc();
             items.push((class, f.value.as_str()));
         }
-        let call = self.vault.tokenize(&self.tokenizer, &items, None);
-        let tokens = match tokio::time::timeout(self.cfg.vault_timeout, call).await {
-            Ok(Ok(tokens)) if tokens.len() == items.len() => tokens,
-            Ok(Err(e)) => {
-                tracing::warn!(egress = self.name(), error = %e, "vault refused to tokenise the response");
-                return Err(ProxyError::VaultUnavailable);
-            }
-            _ => return Err(ProxyError::VaultUnavailable),
+        let call = VaultCall {
+            vault: &*self.vault,
+            caller: &self.tokenizer,
+            timeout: self.cfg.vault_timeout,
+            op: VaultOp::Tokenize { subject: None },
         };
+        let tokens = call.tokenize(&items).await.map_err(|e| {
+            e.refusal(|index| {
+                ("a value in the upstream's response".into(), items.get(index).map_or(Class::Text, |i| i.0))
+            })
+        })?;
         let edits: Vec<Edit> = tokens.into_iter().map(Edit::Replace).collect();
         doc.apply(&edits).map(Some).map_err(|_| ProxyError::UpstreamResponse("it could not be rewritten"))
+    }
+}
+
+impl Flow for Egress {
+    type Action = Reveal;
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// One route: every request the app sends here goes to the one upstream.
+    fn select(&self, _req: &Request<Incoming>) -> Result<Selected<'_, Reveal>, ProxyError> {
+        Ok(Selected::Route(&self.route))
+    }
+
+    fn body_limits(&self) -> BodyLimits {
+        BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.body_timeout }
+    }
+
+    /// Every selected token is revealed, in one vault call.
+    fn decide<'h>(&self, compiled: &Compiled<Reveal>, hits: &'h [Hit], plan: &mut Plan<'h>) -> Result<(), ProxyError> {
+        let route = &compiled.route;
+        for (n, hit) in hits.iter().enumerate() {
+            let Target::Rule(i) = hit.target else { continue };
+            let Reveal(class) = route.fields.get(i).ok_or(ProxyError::Internal)?.action;
+            self.metrics.fields.with_label_values(&[&route.name, class.name(), "detokenize"]).inc();
+            if !hit.value.is_empty() {
+                plan.ask(n, class, &hit.value);
+            }
+        }
+        Ok(())
+    }
+
+    fn vault_call<'a>(&'a self, _route: &'a Compiled<Reveal>, _subject: Option<&'a str>) -> VaultCall<'a> {
+        VaultCall {
+            vault: &*self.vault,
+            caller: &self.caller,
+            timeout: self.cfg.vault_timeout,
+            op: VaultOp::Detokenize { purpose: &self.cfg.purpose },
+        }
+    }
+
+    /// To the configured upstream only; the response must be readable to be checked for echoed values.
+    async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+        _client: &ClientAddr,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        req.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        self.upstream.send(req, Hop::Egress).await
+    }
+
+    /// Tokenises the `response_detect` values in the upstream's response; withholds what cannot be inspected.
+    async fn respond(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
+        if self.cfg.response_detect.is_empty() {
+            return Ok(super::stream(resp));
+        }
+        let (mut parts, body) = resp.into_parts();
+        if body::content_encoding(&parts.headers).is_some() {
+            return Err(ProxyError::UpstreamResponse("it is compressed and cannot be inspected"));
+        }
+        let limits = BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.upstream_timeout };
+        let bytes = read_body(body, limits).await.map_err(|e| match e {
+            ProxyError::BodyTooLarge(_) => ProxyError::UpstreamResponse("it is larger than max_body_bytes"),
+            ProxyError::BodyTimeout => ProxyError::UpstreamTimeout,
+            _ => ProxyError::UpstreamResponse("it could not be read"),
+        })?;
+        let body = match self.scan(&Kind::of(&parts.headers), &bytes).await? {
+            Some(rewritten) => body::replace(&mut parts.headers, Bytes::from(rewritten)),
+            None => Full::new(bytes).map_err(|never| match never {}).boxed(),
+        };
+        Ok(Response::from_parts(parts, body))
     }
 }

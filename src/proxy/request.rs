@@ -10,7 +10,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
-use super::body::{is_body_selector, Doc, Kind};
+use super::body::{self, is_body_selector, Doc, Kind};
 use super::error::ProxyError;
 use super::ProxyBody;
 use crate::config::{Route, Selector};
@@ -33,12 +33,22 @@ pub enum Place {
     Query,
 }
 
-/// One value to decide about: where it is, what it is, and which of the route's fields (if any) selected it.
-/// A hit with no rule and an `Origin::Field` origin is the route's subject: read, never edited.
+/// Why a value was gathered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The route's `fields[i]` selected it.
+    Rule(usize),
+    /// Detection found a value of this class where no selector looked.
+    Detected(Class),
+    /// The route's `subject` selector: read to link the request's tokens, never edited.
+    Subject,
+}
+
+/// One value to decide about: where it is, why it was gathered, and the value (decoded as the app sees it).
 pub struct Hit {
     pub place: Place,
-    pub found: Found,
-    pub rule: Option<usize>,
+    pub target: Target,
+    pub value: String,
 }
 
 /// A request taken apart: its values to decide about, and what is needed to put it back together.
@@ -63,7 +73,7 @@ pub enum Gather {
 }
 
 /// Reads what the route needs (the body only when a body selector or detection needs it) and lists every value.
-pub async fn gather(route: &Route, req: Request<Incoming>, limits: BodyLimits) -> Result<Gather, ProxyError> {
+pub async fn gather<A>(route: &Route<A>, req: Request<Incoming>, limits: BodyLimits) -> Result<Gather, ProxyError> {
     let (parts, incoming) = req.into_parts();
     let mut g = Gathered {
         parts,
@@ -86,7 +96,7 @@ pub async fn gather(route: &Route, req: Request<Incoming>, limits: BodyLimits) -
 
 impl Gathered {
     /// Returns false when the body cannot be scanned and only detection wanted it.
-    async fn gather_body(&mut self, route: &Route, limits: BodyLimits) -> Result<bool, ProxyError> {
+    async fn gather_body<A>(&mut self, route: &Route<A>, limits: BodyLimits) -> Result<bool, ProxyError> {
         let kind = Kind::of(&self.parts.headers);
         let body_rules: Vec<usize> =
             (0..route.fields.len()).filter(|&i| is_body_selector(&route.fields[i].selector)).collect();
@@ -96,9 +106,7 @@ impl Gathered {
         if !(needs_body && has_body) {
             return Ok(true);
         }
-        let encoding =
-            self.parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("identity");
-        if !encoding.eq_ignore_ascii_case("identity") {
+        if let Some(encoding) = body::content_encoding(&self.parts.headers) {
             return Err(ProxyError::UnsupportedEncoding(encoding.chars().take(32).collect()));
         }
         let kind_rules: Vec<usize> =
@@ -116,18 +124,19 @@ impl Gathered {
         }
         let bytes = read_body(self.incoming.take().ok_or(ProxyError::Internal)?, limits).await?;
         let mut doc = Doc::parse(&kind, &bytes).map_err(ProxyError::Malformed)?;
-        let mut selectors: Vec<&Selector> = kind_rules.iter().map(|&i| &route.fields[i].selector).collect();
-        selectors.extend(route.subject.as_ref().filter(|s| kind.selects(s)));
-        for f in doc.find(&selectors, &route.detect).map_err(ProxyError::Malformed)? {
-            let rule = match f.origin {
-                Origin::Field(k) if k < kind_rules.len() => Some(kind_rules[k]),
-                Origin::Field(_) => {
+        let selectors: Vec<&Selector> = kind_rules.iter().map(|&i| &route.fields[i].selector).collect();
+        let subject = route.subject.as_ref().filter(|s| kind.selects(s));
+        for f in doc.find(&selectors, subject, &route.detect).map_err(ProxyError::Malformed)? {
+            let target = match f.origin {
+                // `selectors[k]` is the route's field `kind_rules[k]`.
+                Origin::Field(k) => Target::Rule(*kind_rules.get(k).ok_or(ProxyError::Internal)?),
+                Origin::Subject => {
                     self.subject_hit(Place::Body, f);
                     continue;
                 }
-                Origin::Detected(_) => None,
+                Origin::Detected(class) => Target::Detected(class),
             };
-            self.hits.push(Hit { place: Place::Body, found: f, rule });
+            self.hits.push(Hit { place: Place::Body, target, value: f.value });
         }
         self.doc = Some(doc);
         self.body_bytes = Some(bytes);
@@ -139,18 +148,18 @@ impl Gathered {
         if self.subject.is_none() && !f.value.is_empty() {
             self.subject = Some(f.value);
         }
-        self.hits.push(Hit { place, found: Found { origin: f.origin, value: String::new() }, rule: None });
+        self.hits.push(Hit { place, target: Target::Subject, value: String::new() });
     }
 
-    fn gather_headers(&mut self, route: &Route) -> Result<(), ProxyError> {
+    fn gather_headers<A>(&mut self, route: &Route<A>) -> Result<(), ProxyError> {
         for (i, f) in route.fields.iter().enumerate() {
             let Selector::Header(name) = &f.selector else { continue };
             for v in self.parts.headers.get_all(name) {
                 let v = v.to_str().map_err(|_| ProxyError::BadRequest("a selected header is not text"))?;
                 self.hits.push(Hit {
                     place: Place::Header(self.header_values.len()),
-                    found: Found { origin: Origin::Field(i), value: v.to_owned() },
-                    rule: Some(i),
+                    target: Target::Rule(i),
+                    value: v.to_owned(),
                 });
                 self.header_values.push((name.clone(), v.to_owned()));
             }
@@ -161,7 +170,7 @@ impl Gathered {
         Ok(())
     }
 
-    fn gather_query(&mut self, route: &Route) -> Result<(), ProxyError> {
+    fn gather_query<A>(&mut self, route: &Route<A>) -> Result<(), ProxyError> {
         let rules: Vec<(usize, &str)> = route
             .fields
             .iter()
@@ -180,10 +189,12 @@ impl Gathered {
         names.extend(subject);
         for f in qd.find(&names, &[]) {
             match f.origin {
+                // `names[k]` is the route's field `rules[k].0`; the one after them is the subject's name.
                 Origin::Field(k) if k < rules.len() => {
-                    self.hits.push(Hit { place: Place::Query, found: f, rule: Some(rules[k].0) })
+                    self.hits.push(Hit { place: Place::Query, target: Target::Rule(rules[k].0), value: f.value })
                 }
-                _ => self.subject_hit(Place::Query, f),
+                Origin::Field(k) if k == rules.len() && subject.is_some() => self.subject_hit(Place::Query, f),
+                _ => return Err(ProxyError::Internal),
             }
         }
         self.query_doc = Some(qd);
@@ -218,10 +229,7 @@ impl Gathered {
         }
         let body: ProxyBody = match doc {
             Some(d) => {
-                let bytes = Bytes::from(d.apply(&body_edits).map_err(ProxyError::Malformed)?);
-                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                parts.headers.remove(header::TRANSFER_ENCODING);
-                Full::new(bytes).map_err(|never| match never {}).boxed()
+                body::replace(&mut parts.headers, Bytes::from(d.apply(&body_edits).map_err(ProxyError::Malformed)?))
             }
             None => rest(incoming),
         };
@@ -285,18 +293,12 @@ pub fn describe(s: &Selector) -> String {
     }
 }
 
-/// The field a hit came from, for error messages.
-pub fn field_of(route: &Route, hit: &Hit) -> String {
-    hit.rule.and_then(|i| route.fields.get(i)).map(|f| describe(&f.selector)).unwrap_or_else(|| "detected value".into())
-}
-
-/// The error for the vault's refusal of batch item `index` as invalid: names the field it came from.
-/// `slots[i]` is the hit the batch's item `i` was taken from.
-pub fn invalid_item(route: &Route, hits: &[Hit], slots: &[usize], items: &[(Class, &str)], index: usize) -> ProxyError {
-    let field = slots.get(index).and_then(|&n| hits.get(n)).map(|h| field_of(route, h));
-    ProxyError::InvalidValue {
-        field: field.unwrap_or_else(|| "a field".into()),
-        class: items.get(index).map(|i| i.0.name()).unwrap_or("-"),
+/// Where a hit came from, for error messages: the configured selector, or "detected value".
+pub fn field_of<A>(route: &Route<A>, target: Target) -> String {
+    match target {
+        Target::Rule(i) => route.fields.get(i).map(|f| describe(&f.selector)).unwrap_or_else(|| "a field".into()),
+        Target::Detected(_) => "detected value".into(),
+        Target::Subject => route.subject.as_ref().map(describe).unwrap_or_else(|| "subject".into()),
     }
 }
 

@@ -21,8 +21,11 @@ use crate::domain::Class;
 /// Where a found value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Matched the route's `fields[i]` selector.
+    /// Matched the i-th of the selectors `find` was given.
     Field(usize),
+    /// Matched the route's subject selector (read to link tokens, never edited). Format modules never produce it:
+    /// the proxy's `Doc::find` turns the subject selector's matches into it.
+    Subject,
     /// Found by detection in a string no selector matched.
     Detected(Class),
 }

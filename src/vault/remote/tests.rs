@@ -85,17 +85,40 @@ fn error(code: &str, message: &str) -> String {
     json!({"error": {"code": code, "message": message}}).to_string()
 }
 
+/// An error about one item, as the vault's API writes it: the item's class or index in structured fields.
+fn item_error(code: &str, class: Option<&str>, index: Option<usize>) -> String {
+    let mut body = json!({"error": {"code": code, "message": "a sentence the client does not read"}});
+    if let Some(c) = class {
+        body["error"]["class"] = json!(c);
+    }
+    if let Some(i) = index {
+        body["error"]["index"] = json!(i);
+    }
+    body.to_string()
+}
+
 #[tokio::test]
 async fn each_refusal_maps_to_the_in_process_error() {
-    let forbidden = vault_answering(403, &error("forbidden", "caller may not detokenize class iban")).await;
+    let forbidden = vault_answering(403, &item_error("forbidden", Some("iban"), None)).await;
     assert!(matches!(
         forbidden.detokenize(&caller("payments"), ITEMS, None).await,
         Err(VaultError::Forbidden { op: Op::Detokenize, class: Class::Iban })
     ));
-    let invalid = vault_answering(422, &error("invalid_value", "item 1: not a valid IBAN")).await;
+    // A refusal that names no class is about the whole call: the first item's class stands for it.
+    let unnamed = vault_answering(403, &error("forbidden", "caller may not detokenize class iban")).await;
+    assert!(matches!(
+        unnamed.detokenize(&caller("payments"), ITEMS, None).await,
+        Err(VaultError::Forbidden { op: Op::Detokenize, class: Class::Pan })
+    ));
+    let invalid = vault_answering(422, &item_error("invalid_value", None, Some(1))).await;
     match invalid.tokenize(&caller("proxy"), ITEMS, None).await {
         Err(VaultError::Invalid { index: 1, reason }) => assert_eq!(reason, REMOTE_INVALID),
         other => panic!("{other:?}"),
+    }
+    // An invalid value the vault does not name (or names outside the batch) is not guessed at: refused.
+    for body in [error("invalid_value", "item 1: not a valid IBAN"), item_error("invalid_value", None, Some(2))] {
+        let v = vault_answering(422, &body).await;
+        assert!(matches!(v.tokenize(&caller("proxy"), ITEMS, None).await, Err(VaultError::Internal)), "{body}");
     }
     let store = vault_answering(503, &error("store_unavailable", "the vault store is unavailable")).await;
     assert!(matches!(store.tokenize(&caller("proxy"), ITEMS, None).await, Err(VaultError::StoreUnavailable)));
@@ -140,7 +163,7 @@ async fn big_batches_are_split_and_concatenated_in_order() {
         let items = s.body["items"].as_array().unwrap();
         if items.iter().any(|i| i["value"] == "bad") {
             let pos = items.iter().position(|i| i["value"] == "bad").unwrap();
-            return (422, error("invalid_value", &format!("item {pos}: not valid")));
+            return (422, item_error("invalid_value", None, Some(pos)));
         }
         let tokens: Vec<_> =
             items.iter().map(|i| json!({"token": format!("t-{}", i["value"].as_str().unwrap())})).collect();

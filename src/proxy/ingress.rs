@@ -1,0 +1,179 @@
+//! The ingress flow: clients → veil → the app. Routes are matched by method + path; a matched route's fields are
+//! tokenised, encrypted, masked, dropped or rejected, detected values tokenised, in one vault batch as the proxy's
+//! own caller; requests no route takes stream through untouched. The phases are [`super::pipeline`]'s.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::error::ProxyError;
+use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
+use super::pipeline::{self, Flow, Plan, Selected, VaultCall, VaultOp};
+use super::request::{field_of, BodyLimits, Hit, Target};
+use super::route::{Compiled, RouteSeries};
+use super::ProxyBody;
+use crate::config::{FieldAction, ProxyConfig, Route};
+use crate::crypto::KeySet;
+use crate::metrics::Metrics;
+use crate::rewrite::Edit;
+use crate::token;
+use crate::vault::auth::Caller;
+use crate::vault::Vault;
+
+/// Everything the ingress proxy needs, shared by every connection.
+pub struct Proxy {
+    routes: Vec<Compiled<FieldAction>>,
+    /// The series of requests no route takes.
+    unmatched: RouteSeries,
+    vault: Arc<dyn Vault>,
+    /// The identity the proxy tokenises as (in-process: a built-in caller with `tokenize:*`).
+    caller: Caller,
+    keys: Arc<KeySet>,
+    upstream: Upstream,
+    metrics: Arc<Metrics>,
+    body_limits: BodyLimits,
+    vault_timeout: Duration,
+    tls: bool,
+}
+
+impl Proxy {
+    pub fn new(
+        cfg: &ProxyConfig,
+        routes: Vec<Route>,
+        vault: Arc<dyn Vault>,
+        keys: Arc<KeySet>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Proxy, crate::tls::TlsError> {
+        let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
+        Ok(Proxy {
+            routes: routes.into_iter().map(Compiled::new).collect(),
+            unmatched: RouteSeries::default(),
+            vault,
+            caller: Caller::proxy(),
+            keys,
+            upstream,
+            metrics,
+            body_limits: BodyLimits { max_bytes: cfg.max_body_bytes, timeout: cfg.body_timeout },
+            vault_timeout: cfg.vault_timeout,
+            tls: cfg.tls.is_some(),
+        })
+    }
+
+    /// Serves one request; never fails (errors become JSON responses).
+    pub async fn handle(
+        self: Arc<Self>,
+        client: ClientAddr,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        pipeline::run(&*self, &client, req).await
+    }
+
+    /// The edit of one hit that the proxy makes itself (mask, encrypt), or a refusal.
+    fn local_edit(&self, route: &Route, hit: &Hit, action: FieldAction) -> Result<Edit, ProxyError> {
+        let invalid = |class: crate::domain::Class| ProxyError::InvalidValue {
+            field: field_of(route, hit.target),
+            class: class.name(),
+        };
+        match action {
+            FieldAction::Mask(class) => {
+                let p = token::parse(class, &hit.value).map_err(|_| invalid(class))?;
+                token::validate(class, &p.canonical).map_err(|_| invalid(class))?;
+                Ok(Edit::Replace(token::mask(class, &p.canonical, &p.layout)))
+            }
+            FieldAction::Encrypt(class) => {
+                // A key set always holds a blob key; a missing one is a broken start, refused rather than skipped.
+                self.keys.encrypt_blob(class.name(), &hit.value).map(Edit::Replace).ok_or(ProxyError::Internal)
+            }
+            FieldAction::Drop(_) => Ok(Edit::Remove),
+            FieldAction::Reject(_) => Err(ProxyError::Rejected(field_of(route, hit.target))),
+            FieldAction::Tokenize(_) => Err(ProxyError::Internal),
+        }
+    }
+}
+
+impl Flow for Proxy {
+    type Action = FieldAction;
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, FieldAction>, ProxyError> {
+        let path = req.uri().path();
+        Ok(match self.routes.iter().find(|c| c.route.matches(req.method(), path)) {
+            Some(route) => Selected::Route(route),
+            None => Selected::Pass(&self.unmatched),
+        })
+    }
+
+    fn body_limits(&self) -> BodyLimits {
+        self.body_limits
+    }
+
+    fn observe(&self, route: &Compiled<FieldAction>) -> bool {
+        route.route.observe
+    }
+
+    fn decide<'h>(
+        &self,
+        compiled: &Compiled<FieldAction>,
+        hits: &'h [Hit],
+        plan: &mut Plan<'h>,
+    ) -> Result<(), ProxyError> {
+        let (route, series) = (&compiled.route, &compiled.series);
+        for (n, hit) in hits.iter().enumerate() {
+            let action = match hit.target {
+                Target::Rule(i) => {
+                    let field = route.fields.get(i).ok_or(ProxyError::Internal)?;
+                    if let Some(s) = series.fields.get(i) {
+                        let class = field.action.class().map_or("-", |c| c.name());
+                        s.of(&self.metrics.fields, &[&route.name, class, field.action.name()]).inc();
+                    }
+                    field.action
+                }
+                Target::Detected(class) => {
+                    if let Some(s) = series.detected.get(class.index()) {
+                        s.of(&self.metrics.detected, &[&route.name, class.name()]).inc();
+                    }
+                    FieldAction::Tokenize(class)
+                }
+                Target::Subject => continue,
+            };
+            // Observe mode counts, and changes nothing.
+            if route.observe {
+                continue;
+            }
+            match action {
+                // An empty field holds nothing to protect.
+                FieldAction::Tokenize(_) | FieldAction::Mask(_) | FieldAction::Encrypt(_) if hit.value.is_empty() => {}
+                FieldAction::Tokenize(class) => plan.ask(n, class, &hit.value),
+                _ => plan.edit(n, self.local_edit(route, hit, action)?)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn vault_call<'a>(&'a self, _route: &'a Compiled<FieldAction>, subject: Option<&'a str>) -> VaultCall<'a> {
+        VaultCall {
+            vault: &*self.vault,
+            caller: &self.caller,
+            timeout: self.vault_timeout,
+            op: VaultOp::Tokenize { subject },
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<ProxyBody>,
+        client: &ClientAddr,
+    ) -> Result<Response<UpstreamBody>, ProxyError> {
+        self.upstream.send(req, Hop::Ingress { client, tls: self.tls }).await
+    }
+
+    async fn respond(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
+        Ok(super::stream(resp))
+    }
+}

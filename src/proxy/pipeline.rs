@@ -1,0 +1,310 @@
+//! The one request pipeline every HTTP flow runs (ingress routes, egress routes, and the flows to come). A flow
+//! supplies its phases ([`Flow`]); the machinery — metrics, the error → response map, gathering, the one vault
+//! call under a deadline, applying edits, forwarding — is written once, here and in `request.rs`.
+//!
+//! The phases of one request, in order:
+//! 1. **admit**: shapes no flow serves are refused (CONNECT, request-smuggling shapes);
+//! 2. **match**: the flow picks the route the request takes, or lets it stream through untouched;
+//! 3. **gather**: every value the route selects or detects is listed (body read within its limits, parsed
+//!    strictly for its content type; headers; query);
+//! 4. **decide**: the flow gives one edit per value, local ones (mask, drop, encrypt…) at once, and puts the
+//!    values that need the vault into one [`Plan`];
+//! 5. **vault**: the plan's values go to the vault in one call under the flow's deadline ([`VaultCall`]); every
+//!    refusal maps to one [`ProxyError`] the same way in every flow;
+//! 6. **apply**: the request is written back with its edits (Content-Length recomputed);
+//! 7. **forward**, then the **response** phase of the flow.
+//!
+//! Any failure answers the spec's JSON error and forwards nothing (fail closed).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::error::{error_response, ProxyError};
+use super::forward::{ClientAddr, UpstreamBody};
+use super::request::{self, field_of, refuse_smuggling, BodyLimits, Gather, Hit, Target};
+use super::route::{Compiled, RouteSeries};
+use super::ProxyBody;
+use crate::config::Route;
+use crate::domain::Class;
+use crate::metrics::Metrics;
+use crate::rewrite::Edit;
+use crate::vault::auth::Caller;
+use crate::vault::{ItemResult, Vault, VaultError};
+
+/// What the match phase chose.
+pub enum Selected<'a, A> {
+    /// The request is served by this route.
+    Route(&'a Compiled<A>),
+    /// No route takes it: forwarded untouched, counted under the route label `-` in these series.
+    Pass(&'a RouteSeries),
+}
+
+/// The phases a flow supplies; [`run`] drives them.
+pub trait Flow: Send + Sync + 'static {
+    /// What the flow's routes do with a selected field.
+    type Action: Send + Sync + 'static;
+
+    fn metrics(&self) -> &Metrics;
+
+    /// Phase 2, match. Errors refuse the request (e.g. a path that cannot be matched unambiguously).
+    fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, Self::Action>, ProxyError>;
+
+    /// How much body phase 3 may read, and for how long.
+    fn body_limits(&self) -> BodyLimits;
+
+    /// Phase 4, decide: one edit per hit in `plan`, values for the vault added with [`Plan::ask`].
+    fn decide<'h>(
+        &self,
+        route: &Compiled<Self::Action>,
+        hits: &'h [Hit],
+        plan: &mut Plan<'h>,
+    ) -> Result<(), ProxyError>;
+
+    /// Phase 5: the call the plan's values go to. `subject` is the one the request named, if any.
+    fn vault_call<'a>(&'a self, route: &'a Compiled<Self::Action>, subject: Option<&'a str>) -> VaultCall<'a>;
+
+    /// Observe mode: decide and count, then forward the request exactly as received.
+    fn observe(&self, _route: &Compiled<Self::Action>) -> bool {
+        false
+    }
+
+    /// Phase 7, forward the (rewritten) request to the flow's upstream.
+    fn forward(
+        &self,
+        req: Request<ProxyBody>,
+        client: &ClientAddr,
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, ProxyError>> + Send;
+
+    /// Phase 8, response: what the client gets from the upstream's answer.
+    fn respond(
+        &self,
+        resp: Response<UpstreamBody>,
+    ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send;
+}
+
+/// Serves one request through `flow`'s phases; never fails (errors become JSON responses, counted).
+pub async fn run<F: Flow>(
+    flow: &F,
+    client: &ClientAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let started = Instant::now();
+    let selected = admit(&req).and_then(|()| flow.select(&req));
+    let (label, series) = match &selected {
+        Ok(Selected::Route(c)) => (c.name(), Some(&c.series)),
+        Ok(Selected::Pass(s)) => ("-", Some(*s)),
+        Err(_) => ("-", None),
+    };
+    let result = match selected {
+        Err(e) => Err(e),
+        // No rule touches this request: stream it through without buffering.
+        Ok(Selected::Pass(_)) => {
+            forward(
+                flow,
+                req.map(|b| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, Into::into))),
+                client,
+            )
+            .await
+        }
+        // Boxed: the routed path's state stays out of the pass-through future, which hyper moves per request.
+        Ok(Selected::Route(route)) => Box::pin(routed(flow, route, client, req)).await,
+    };
+    let metrics = flow.metrics();
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let Some(kind) = e.upstream_kind() {
+                metrics.upstream_errors.with_label_values(&[label, kind]).inc();
+            }
+            tracing::info!(route = label, error = %e, "request refused");
+            error_response(&e)
+        }
+    };
+    metrics.requests.with_label_values(&[label, resp.status().as_str()]).inc();
+    let elapsed = started.elapsed().as_secs_f64();
+    match series {
+        Some(s) => s.duration.of(&metrics.request_duration, &[label]).observe(elapsed),
+        None => metrics.request_duration.with_label_values(&[label]).observe(elapsed),
+    }
+    Ok(resp)
+}
+
+/// Phase 1: what no flow serves.
+fn admit(req: &Request<Incoming>) -> Result<(), ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed("CONNECT"));
+    }
+    refuse_smuggling(req.headers())
+}
+
+async fn routed<F: Flow>(
+    flow: &F,
+    route: &Compiled<F::Action>,
+    client: &ClientAddr,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let req = match request::gather(&route.route, req, flow.body_limits()).await? {
+        Gather::Untouched(req) => req,
+        Gather::Gathered(g) => {
+            let mut plan = Plan::new(g.hits.len());
+            flow.decide(route, &g.hits, &mut plan)?;
+            let call = flow.vault_call(route, g.subject.as_deref());
+            let edits = plan.run(&call, &route.route, &g.hits).await?;
+            if flow.observe(route) {
+                g.unchanged()
+            } else {
+                g.apply(edits)?
+            }
+        }
+    };
+    forward(flow, req, client).await
+}
+
+async fn forward<F: Flow>(
+    flow: &F,
+    req: Request<ProxyBody>,
+    client: &ClientAddr,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let resp = flow.forward(req, client).await?;
+    flow.respond(resp).await
+}
+
+/// The vault call a plan's values go to: who calls, what is asked, and how long the vault may take.
+pub struct VaultCall<'a> {
+    pub vault: &'a dyn Vault,
+    pub caller: &'a Caller,
+    pub timeout: Duration,
+    pub op: VaultOp<'a>,
+}
+
+/// What a flow asks of the vault.
+#[derive(Clone, Copy)]
+pub enum VaultOp<'a> {
+    /// Tokenise the values, linked to this subject.
+    Tokenize { subject: Option<&'a str> },
+    /// Reveal the tokens, audited under this purpose.
+    Detokenize { purpose: &'a str },
+}
+
+impl VaultCall<'_> {
+    /// Tokenises `items` under the deadline; any refusal or a wrong-sized answer is an error.
+    pub async fn tokenize(&self, items: &[(Class, &str)]) -> Result<Vec<String>, CallError> {
+        let subject = match self.op {
+            VaultOp::Tokenize { subject } => subject,
+            VaultOp::Detokenize { .. } => None,
+        };
+        let call = self.vault.tokenize(self.caller, items, subject);
+        let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
+        if tokens.len() != items.len() {
+            return Err(CallError::Vault(VaultError::Internal));
+        }
+        Ok(tokens)
+    }
+
+    async fn reveal(&self, items: &[(Class, &str)], purpose: &str) -> Result<Vec<ItemResult>, CallError> {
+        let call = self.vault.detokenize(self.caller, items, Some(purpose));
+        let values = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
+        if values.len() != items.len() {
+            return Err(CallError::Vault(VaultError::Internal));
+        }
+        Ok(values)
+    }
+}
+
+/// Why a vault call gave no answer to use.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the vault did not answer in time")]
+    Timeout,
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl CallError {
+    /// The one mapping of a vault refusal to the client's error, for every flow. `field` names the field a batch
+    /// item came from (for an invalid value); it is never a value.
+    pub fn refusal(self, field: impl FnOnce(usize) -> (String, Class)) -> ProxyError {
+        match self {
+            CallError::Timeout => ProxyError::VaultUnavailable,
+            CallError::Vault(VaultError::Forbidden { class, .. }) => ProxyError::Forbidden(class.name()),
+            CallError::Vault(VaultError::ForbiddenOp(_)) => ProxyError::Forbidden("any"),
+            CallError::Vault(VaultError::Invalid { index, .. }) => {
+                let (field, class) = field(index);
+                ProxyError::InvalidValue { field, class: class.name() }
+            }
+            CallError::Vault(e) => {
+                tracing::warn!(error = %e, "the vault refused the call");
+                ProxyError::VaultUnavailable
+            }
+        }
+    }
+}
+
+/// The edits of one request, and the values that need the vault (each with the hit it came from).
+pub struct Plan<'h> {
+    edits: Vec<Edit>,
+    items: Vec<(Class, &'h str)>,
+    slots: Vec<usize>,
+}
+
+impl<'h> Plan<'h> {
+    pub fn new(hits: usize) -> Plan<'h> {
+        Plan { edits: vec![Edit::Keep; hits], items: Vec::new(), slots: Vec::new() }
+    }
+
+    /// Hit `slot` gets this edit.
+    pub fn edit(&mut self, slot: usize, edit: Edit) -> Result<(), ProxyError> {
+        *self.edits.get_mut(slot).ok_or(ProxyError::Internal)? = edit;
+        Ok(())
+    }
+
+    /// Hit `slot`'s value goes to the vault as a value (or token) of `class`; its edit is the vault's answer.
+    pub fn ask(&mut self, slot: usize, class: Class, value: &'h str) {
+        self.items.push((class, value));
+        self.slots.push(slot);
+    }
+
+    /// How many values go to the vault.
+    pub fn asked(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Phase 5: the one vault call, its answers put in place. Nothing is asked when no value needs the vault.
+    async fn run<A>(self, call: &VaultCall<'_>, route: &Route<A>, hits: &[Hit]) -> Result<Vec<Edit>, ProxyError> {
+        let Plan { mut edits, items, slots } = self;
+        if items.is_empty() {
+            return Ok(edits);
+        }
+        let target = |slot: Option<&usize>| slot.and_then(|&s| hits.get(s)).map_or(Target::Subject, |h| h.target);
+        let name_item = |index: usize| {
+            let field = field_of(route, target(slots.get(index)));
+            (field, items.get(index).map_or(Class::Text, |i| i.0))
+        };
+        let answers: Vec<Result<String, ProxyError>> = match call.op {
+            VaultOp::Tokenize { .. } => {
+                call.tokenize(&items).await.map_err(|e| e.refusal(name_item))?.into_iter().map(Ok).collect()
+            }
+            VaultOp::Detokenize { purpose } => call
+                .reveal(&items, purpose)
+                .await
+                .map_err(|e| e.refusal(name_item))?
+                .into_iter()
+                .zip(&slots)
+                .map(|(r, slot)| {
+                    r.map_err(|missing| ProxyError::TokenUnavailable {
+                        field: field_of(route, target(Some(slot))),
+                        reason: missing.code(),
+                    })
+                })
+                .collect(),
+        };
+        for (slot, answer) in slots.iter().zip(answers) {
+            *edits.get_mut(*slot).ok_or(ProxyError::Internal)? = Edit::Replace(answer?);
+        }
+        Ok(edits)
+    }
+}
