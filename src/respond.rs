@@ -20,6 +20,7 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     pub code: String,
+    #[serde(default)]
     pub message: String,
     /// The data class the error is about (a class name, never a value).
     #[serde(default, skip_serializing_if = "Option::is_none")]
