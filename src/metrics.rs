@@ -36,6 +36,9 @@ pub struct Metrics {
     pub vault_operations: IntCounterVec,
     pub vault_operation_duration: HistogramVec,
     pub detokenize: IntCounterVec,
+    /// Vault API calls refused as unauthenticated, by operation (counted, not audited: a stranger must not be
+    /// able to make the vault write and sync its log).
+    pub unauthenticated: IntCounterVec,
     /// Audit appends that failed (each one refused the audited operation, or lost a denial record).
     pub audit_write_failures: IntCounter,
     /// `notAfter` (Unix seconds) of the certificate each TLS listener serves, by listener (`proxy`, `vault`).
@@ -107,6 +110,11 @@ impl Metrics {
             "veil_vault_ready",
             "1 if the vault and its store answered the readiness check made at this scrape, else 0.",
         )?;
+        let unauthenticated = IntCounterVec::new(
+            Opts::new("veil_vault_unauthenticated_total", "Vault API calls refused as unauthenticated, by operation."),
+            &["op"],
+        )?;
+        registry.register(Box::new(unauthenticated.clone()))?;
         registry.register(Box::new(audit_write_failures.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(vault_ready.clone()))?;
@@ -128,6 +136,7 @@ impl Metrics {
             vault_operations,
             vault_operation_duration,
             detokenize,
+            unauthenticated,
             audit_write_failures,
             certificate_expiry,
             vault_ready,

@@ -124,7 +124,23 @@ async fn authentication_and_authorisation_errors(backend: Backend) {
 
     let audit = std::fs::read_to_string(v.audit_path()).unwrap();
     assert!(audit.contains("\"outcome\":\"denied\""));
-    assert!(audit.contains("\"outcome\":\"unauthenticated\""));
+    // Unauthenticated calls are counted, never written to the log (anyone could fill it).
+    assert!(!audit.contains("\"outcome\":\"unauthenticated\""));
+    let metrics = get(v.admin, "/metrics").await.1;
+    assert!(metrics.contains("veil_vault_unauthenticated_total{op=\"tokenize\"} 2"), "{metrics}");
+
+    // Two Authorization headers: refused, even when one of them holds a good key.
+    let tcp = tokio::net::TcpStream::connect(v.client.addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::post("/v1/tokenize")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {APP_KEY}"))
+        .header("authorization", "Bearer wrong-key")
+        .body(http_body_util::Full::new(bytes::Bytes::from(serde_json::to_vec(&req).unwrap())))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 400);
 }
 
 async fn unknown_tokens_and_every_bad_request_get_a_clear_error(backend: Backend) {

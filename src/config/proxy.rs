@@ -26,6 +26,8 @@ pub(super) struct RawProxy {
     write_timeout: Option<String>,
     upstream_timeout: Option<String>,
     vault_timeout: Option<String>,
+    unmatched: Option<String>,
+    max_values_per_request: Option<u64>,
     tls: Option<RawProxyTls>,
 }
 
@@ -96,7 +98,23 @@ pub struct ProxyConfig {
     pub write_timeout: Duration,
     pub upstream_timeout: Duration,
     pub vault_timeout: Duration,
+    /// What happens to requests no route takes.
+    pub unmatched: Unmatched,
+    /// Most values one request may send to the vault (selected and detected); more are refused with 422.
+    pub max_values_per_request: usize,
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// `[proxy] unmatched`: the policy for requests no route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unmatched {
+    /// Forwarded untouched, streamed (`"pass"`).
+    Pass,
+    /// Bodies and query strings scanned for every detectable class, what is found tokenised (`"detect"`).
+    #[default]
+    Detect,
+    /// Refused with 404 `no_route` (`"refuse"`).
+    Refuse,
 }
 
 /// Where a field is found in a request.
@@ -260,6 +278,23 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
         write_timeout: dur(&raw.write_timeout, Duration::from_secs(30), "proxy.write_timeout", p),
         upstream_timeout: dur(&raw.upstream_timeout, Duration::from_secs(30), "proxy.upstream_timeout", p),
         vault_timeout: dur(&raw.vault_timeout, Duration::from_secs(5), "proxy.vault_timeout", p),
+        unmatched: match raw.unmatched.as_deref() {
+            None | Some("detect") => Unmatched::Detect,
+            Some("pass") => Unmatched::Pass,
+            Some("refuse") => Unmatched::Refuse,
+            Some(_) => {
+                p("proxy.unmatched", "expected \"pass\", \"detect\" or \"refuse\"".into());
+                Unmatched::Detect
+            }
+        },
+        max_values_per_request: super::bounded(
+            raw.max_values_per_request,
+            64,
+            1,
+            100_000,
+            "proxy.max_values_per_request",
+            &mut p,
+        ),
         tls: raw.tls.map(|t| (t.cert, t.key)),
     };
     Some(cfg)

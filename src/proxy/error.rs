@@ -25,6 +25,10 @@ pub enum ProxyError {
     InvalidValue { field: String, class: &'static str },
     #[error("field {0} is not accepted on this route")]
     Rejected(String),
+    #[error("the request holds more than {0} values to protect")]
+    TooManyValues(usize),
+    #[error("no route serves this request")]
+    NoRoute,
     #[error("this route's caller may not reveal class {0}")]
     Forbidden(&'static str),
     #[error("field {field} holds a token the vault cannot give back ({reason})")]
@@ -49,6 +53,8 @@ impl ProxyError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ProxyError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            // A rewriter that cannot pair its edits with its values broke an invariant: nothing is forwarded.
+            ProxyError::Malformed(RewriteError::EditCount) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             ProxyError::Malformed(_) => (StatusCode::BAD_REQUEST, "malformed_body"),
             ProxyError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             ProxyError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
@@ -56,6 +62,8 @@ impl ProxyError {
             ProxyError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
             ProxyError::InvalidValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             ProxyError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "field_rejected"),
+            ProxyError::TooManyValues(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_values"),
+            ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ProxyError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ProxyError::TokenUnavailable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_token"),
             ProxyError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

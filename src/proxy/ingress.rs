@@ -12,11 +12,13 @@ use hyper::body::Incoming;
 use super::error::ProxyError;
 use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
 use super::pipeline::{self, Flow, Plan, Selected, VaultCall, VaultOp};
-use super::request::{field_of, BodyLimits, Hit, Target};
+use super::request::{field_of, BodyLimits, Hit, Target, Unreadable};
 use super::route::{Compiled, RouteSeries};
+use super::scan_stream::Scanner;
 use super::ProxyBody;
-use crate::config::{FieldAction, ProxyConfig, Route};
+use crate::config::{FieldAction, PathMatch, ProxyConfig, Route, Unmatched};
 use crate::crypto::KeySet;
+use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::Edit;
 use crate::token;
@@ -26,8 +28,16 @@ use crate::vault::Vault;
 /// Everything the ingress proxy needs, shared by every connection.
 pub struct Proxy {
     routes: Vec<Compiled<FieldAction>>,
-    /// The series of requests no route takes.
-    unmatched: RouteSeries,
+    /// Requests no route takes: streamed through (`pass`, these series), scanned by this route (`detect`), or
+    /// refused (`refuse`).
+    unmatched: Unmatched,
+    /// The series of requests passed through.
+    passed: RouteSeries,
+    /// `unmatched = "detect"`: every detectable class, in bodies and query strings.
+    detect_unmatched: Compiled<FieldAction>,
+    max_values: usize,
+    /// Scans the bodies of requests no route takes that are too large (or not text) to parse.
+    scanner: Arc<Scanner>,
     vault: Arc<dyn Vault>,
     /// The identity the proxy tokenises as (in-process: a built-in caller with `tokenize:*`).
     caller: Caller,
@@ -48,9 +58,31 @@ impl Proxy {
         metrics: Arc<Metrics>,
     ) -> Result<Proxy, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
+        let detectable: Vec<Class> = Class::ALL.into_iter().filter(|c| c.detectable()).collect();
+        let scanner = Arc::new(Scanner {
+            vault: vault.clone(),
+            caller: Caller::proxy(),
+            classes: detectable.clone(),
+            vault_timeout: cfg.vault_timeout,
+            read_timeout: cfg.body_timeout,
+            max_values: cfg.max_values_per_request,
+        });
         Ok(Proxy {
+            scanner,
             routes: routes.into_iter().map(Compiled::new).collect(),
-            unmatched: RouteSeries::default(),
+            unmatched: cfg.unmatched,
+            passed: RouteSeries::default(),
+            detect_unmatched: Compiled::new(Route {
+                name: "-".into(),
+                methods: Vec::new(),
+                path: PathMatch::Prefix("/".into()),
+                fields: Vec::new(),
+                detect: detectable,
+                subject: None,
+                observe: false,
+                purpose: None,
+            }),
+            max_values: cfg.max_values_per_request,
             vault,
             caller: Caller::proxy(),
             keys,
@@ -73,10 +105,8 @@ impl Proxy {
 
     /// The edit of one hit that the proxy makes itself (mask, encrypt), or a refusal.
     fn local_edit(&self, route: &Route, hit: &Hit, action: FieldAction) -> Result<Edit, ProxyError> {
-        let invalid = |class: crate::domain::Class| ProxyError::InvalidValue {
-            field: field_of(route, hit.target),
-            class: class.name(),
-        };
+        let invalid =
+            |class: Class| ProxyError::InvalidValue { field: field_of(route, hit.target), class: class.name() };
         match action {
             FieldAction::Mask(class) => {
                 let p = token::parse(class, &hit.value).map_err(|_| invalid(class))?;
@@ -103,14 +133,29 @@ impl Flow for Proxy {
 
     fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, FieldAction>, ProxyError> {
         let path = req.uri().path();
-        Ok(match self.routes.iter().find(|c| c.route.matches(req.method(), path)) {
-            Some(route) => Selected::Route(route),
-            None => Selected::Pass(&self.unmatched),
+        Ok(match (self.routes.iter().find(|c| c.route.matches(req.method(), path)), self.unmatched) {
+            (Some(route), _) => Selected::Route(route),
+            (None, Unmatched::Pass) => Selected::Pass(&self.passed),
+            (None, Unmatched::Detect) => Selected::Route(&self.detect_unmatched),
+            (None, Unmatched::Refuse) => return Err(ProxyError::NoRoute),
         })
     }
 
     fn body_limits(&self) -> BodyLimits {
         self.body_limits
+    }
+
+    /// Configured routes refuse what they cannot read; requests no route takes may be uploads of any size and
+    /// type, scanned as they stream.
+    fn unreadable(&self, route: &Compiled<FieldAction>) -> Unreadable {
+        match std::ptr::eq(route, &self.detect_unmatched) {
+            true => Unreadable::Stream(self.scanner.clone()),
+            false => Unreadable::Refuse,
+        }
+    }
+
+    fn max_values(&self) -> Option<usize> {
+        Some(self.max_values)
     }
 
     fn observe(&self, route: &Compiled<FieldAction>) -> bool {

@@ -17,6 +17,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod request;
 pub mod route;
+pub mod scan_stream;
 
 use bytes::Bytes;
 use http::Response;

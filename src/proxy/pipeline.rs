@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 
 use super::error::{error_response, ProxyError};
 use super::forward::{ClientAddr, UpstreamBody};
-use super::request::{self, field_of, refuse_smuggling, BodyLimits, Gather, Hit, Target};
+use super::request::{self, field_of, refuse_smuggling, BodyLimits, Gather, Hit, Target, Unreadable};
 use super::route::{Compiled, RouteSeries};
 use super::ProxyBody;
 use crate::config::Route;
@@ -55,6 +55,16 @@ pub trait Flow: Send + Sync + 'static {
 
     /// How much body phase 3 may read, and for how long.
     fn body_limits(&self) -> BodyLimits;
+
+    /// What phase 3 does with a body a detecting route cannot read.
+    fn unreadable(&self, _route: &Compiled<Self::Action>) -> Unreadable {
+        Unreadable::Refuse
+    }
+
+    /// Most values one request may send to the vault; more are refused (422 `too_many_values`) before any call.
+    fn max_values(&self) -> Option<usize> {
+        None
+    }
 
     /// Phase 4, decide: one edit per hit in `plan`, values for the vault added with [`Plan::ask`].
     fn decide<'h>(
@@ -147,11 +157,15 @@ async fn routed<F: Flow>(
     client: &ClientAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let req = match request::gather(&route.route, req, flow.body_limits()).await? {
+    let req = match request::gather(&route.route, req, flow.body_limits(), flow.unreadable(route)).await? {
         Gather::Untouched(req) => req,
         Gather::Gathered(g) => {
             let mut plan = Plan::new(g.hits.len());
             flow.decide(route, &g.hits, &mut plan)?;
+            // Bounded work per request, and a refusal that stores nothing: checked before the vault is asked.
+            if let Some(max) = flow.max_values().filter(|max| plan.asked() > *max) {
+                return Err(ProxyError::TooManyValues(max));
+            }
             let call = flow.vault_call(route, g.subject.as_deref());
             let edits = plan.run(&call, &route.route, &g.hits).await?;
             if flow.observe(route) {

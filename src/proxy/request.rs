@@ -1,6 +1,7 @@
 //! The request side shared by ingress and egress routes: gather every value a route selects (and detects) in a
 //! request — body, headers, query — then write the request back with one [`Edit`] per value.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use hyper::body::Incoming;
 
 use super::body::{self, is_body_selector, Doc, Kind};
 use super::error::ProxyError;
+use super::scan_stream::Scanner;
 use super::ProxyBody;
 use crate::config::{Route, Selector};
 use crate::domain::Class;
@@ -59,6 +61,8 @@ pub struct Gathered {
     pub subject: Option<String>,
     doc: Option<Doc>,
     body_bytes: Option<Bytes>,
+    /// The body as it streams through a scanner (requests no route takes, too large to hold).
+    streamed: Option<ProxyBody>,
     incoming: Option<Incoming>,
     query_doc: Option<FormDoc>,
     header_values: Vec<(HeaderName, String)>,
@@ -72,8 +76,22 @@ pub enum Gather {
     Gathered(Gathered),
 }
 
+/// What a detecting route does with a body it cannot parse (not text in any format veil reads, or larger than
+/// `max_body_bytes`).
+pub enum Unreadable {
+    /// Refuse it (415, 413): a configured route must see every value it forwards.
+    Refuse,
+    /// Stream it through this scanner (requests no route takes: uploads to the app's other endpoints).
+    Stream(Arc<Scanner>),
+}
+
 /// Reads what the route needs (the body only when a body selector or detection needs it) and lists every value.
-pub async fn gather<A>(route: &Route<A>, req: Request<Incoming>, limits: BodyLimits) -> Result<Gather, ProxyError> {
+pub async fn gather<A>(
+    route: &Route<A>,
+    req: Request<Incoming>,
+    limits: BodyLimits,
+    unreadable: Unreadable,
+) -> Result<Gather, ProxyError> {
     let (parts, incoming) = req.into_parts();
     let mut g = Gathered {
         parts,
@@ -81,13 +99,13 @@ pub async fn gather<A>(route: &Route<A>, req: Request<Incoming>, limits: BodyLim
         subject: None,
         doc: None,
         body_bytes: None,
+        streamed: None,
         incoming: Some(incoming),
         query_doc: None,
         header_values: Vec::new(),
     };
-    if !g.gather_body(route, limits).await? {
-        let body = rest(g.incoming.take());
-        return Ok(Gather::Untouched(Request::from_parts(g.parts, body)));
+    if !g.gather_body(route, limits, unreadable).await? {
+        return Ok(Gather::Untouched(g.unchanged()));
     }
     g.gather_headers(route)?;
     g.gather_query(route)?;
@@ -95,8 +113,13 @@ pub async fn gather<A>(route: &Route<A>, req: Request<Incoming>, limits: BodyLim
 }
 
 impl Gathered {
-    /// Returns false when the body cannot be scanned and only detection wanted it.
-    async fn gather_body<A>(&mut self, route: &Route<A>, limits: BodyLimits) -> Result<bool, ProxyError> {
+    /// Returns false when the body cannot be read, only detection wanted it, and `unreadable` lets it through.
+    async fn gather_body<A>(
+        &mut self,
+        route: &Route<A>,
+        limits: BodyLimits,
+        unreadable: Unreadable,
+    ) -> Result<bool, ProxyError> {
         let kind = Kind::of(&self.parts.headers);
         let body_rules: Vec<usize> =
             (0..route.fields.len()).filter(|&i| is_body_selector(&route.fields[i].selector)).collect();
@@ -119,10 +142,34 @@ impl Gathered {
             };
             return Err(ProxyError::UnsupportedMediaType(ct.chars().take(64).collect()));
         }
-        if !kind.scannable() && kind_rules.is_empty() {
-            return Ok(false);
-        }
-        let bytes = read_body(self.incoming.take().ok_or(ProxyError::Internal)?, limits).await?;
+        let incoming = self.incoming.take().ok_or(ProxyError::Internal)?;
+        let bytes = match (&unreadable, kind_rules.is_empty()) {
+            // Only detection wants this body: one too large to hold is scanned as it streams.
+            (Unreadable::Stream(scanner), true) => match read_up_to(incoming, limits).await? {
+                Read::Complete(bytes) => bytes,
+                Read::Overflow(prefix, rest) => {
+                    self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, rest));
+                    return Ok(true);
+                }
+            },
+            _ => read_body(incoming, limits).await?,
+        };
+        // A body of no format veil parses is read as text when it is text (a card in `application/octet-stream`
+        // or `text/csv` under another name is still a card); one that is not text is refused or scanned as bytes.
+        let kind = match kind {
+            Kind::Other(ct) if std::str::from_utf8(&bytes).is_err() => {
+                return match unreadable {
+                    Unreadable::Stream(scanner) => {
+                        let rest = http_body_util::Empty::<Bytes>::new();
+                        self.streamed = Some(scanner.wrap(&mut self.parts.headers, bytes, rest));
+                        Ok(true)
+                    }
+                    Unreadable::Refuse => Err(ProxyError::UnsupportedMediaType(ct.chars().take(64).collect())),
+                };
+            }
+            Kind::Other(_) => Kind::Text,
+            kind => kind,
+        };
         let mut doc = Doc::parse(&kind, &bytes).map_err(ProxyError::Malformed)?;
         let selectors: Vec<&Selector> = kind_rules.iter().map(|&i| &route.fields[i].selector).collect();
         let subject = route.subject.as_ref().filter(|s| kind.selects(s));
@@ -181,14 +228,18 @@ impl Gathered {
             Some(Selector::Query(q)) => Some(q.as_str()),
             _ => None,
         };
-        let Some(q) = self.parts.uri.query().filter(|_| !rules.is_empty() || subject.is_some()) else {
+        let wanted = !rules.is_empty() || subject.is_some() || !route.detect.is_empty();
+        let Some(q) = self.parts.uri.query().filter(|_| wanted) else {
             return Ok(());
         };
         let mut qd = FormDoc::parse(q.as_bytes()).map_err(ProxyError::Malformed)?;
         let mut names: Vec<&str> = rules.iter().map(|&(_, n)| n).collect();
         names.extend(subject);
-        for f in qd.find(&names, &[]) {
+        for f in qd.find(&names, &route.detect) {
             match f.origin {
+                Origin::Detected(class) => {
+                    self.hits.push(Hit { place: Place::Query, target: Target::Detected(class), value: f.value })
+                }
                 // `names[k]` is the route's field `rules[k].0`; the one after them is the subject's name.
                 Origin::Field(k) if k < rules.len() => {
                     self.hits.push(Hit { place: Place::Query, target: Target::Rule(rules[k].0), value: f.value })
@@ -203,17 +254,17 @@ impl Gathered {
 
     /// The request exactly as received (observe mode).
     pub fn unchanged(self) -> Request<ProxyBody> {
-        let body = match self.body_bytes {
-            Some(b) => Full::new(b).map_err(|never| match never {}).boxed(),
-            None => rest(self.incoming),
+        let body = match (self.body_bytes, self.streamed) {
+            (Some(b), _) => Full::new(b).map_err(|never| match never {}).boxed(),
+            (None, Some(streamed)) => streamed,
+            (None, None) => rest(self.incoming),
         };
         Request::from_parts(self.parts, body)
     }
 
     /// The request with `edits` (one per hit, in order) applied; Content-Length recomputed for a new body.
-    /// Puts the request back together with `edits`, one per hit, in order.
     pub fn apply(self, edits: Vec<Edit>) -> Result<Request<ProxyBody>, ProxyError> {
-        let Gathered { mut parts, hits, doc, incoming, query_doc, header_values, .. } = self;
+        let Gathered { mut parts, hits, doc, body_bytes, streamed, incoming, query_doc, header_values, .. } = self;
         if edits.len() != hits.len() {
             return Err(ProxyError::Internal);
         }
@@ -231,7 +282,12 @@ impl Gathered {
             Some(d) => {
                 body::replace(&mut parts.headers, Bytes::from(d.apply(&body_edits).map_err(ProxyError::Malformed)?))
             }
-            None => rest(incoming),
+            // Read but not a document (nothing in it to edit): forwarded as it came.
+            None => match (body_bytes, streamed) {
+                (Some(b), _) => Full::new(b).map_err(|never| match never {}).boxed(),
+                (None, Some(streamed)) => streamed,
+                (None, None) => rest(incoming),
+            },
         };
         for (name, _) in &header_values {
             parts.headers.remove(name);
@@ -270,6 +326,35 @@ where
         Ok(Ok(c)) => Ok(c.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(limits.max_bytes)),
         Ok(Err(_)) => Err(ProxyError::BadRequest("request body could not be read")),
+    }
+}
+
+/// A body read whole, or the part read before it passed the limit and the rest still to come.
+enum Read {
+    Complete(Bytes),
+    Overflow(Bytes, Incoming),
+}
+
+/// Reads a body whole if it fits `limits.max_bytes`, else stops as soon as it does not.
+async fn read_up_to(mut body: Incoming, limits: BodyLimits) -> Result<Read, ProxyError> {
+    let read = async {
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| ProxyError::BadRequest("request body could not be read"))?;
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                if buf.len() > limits.max_bytes {
+                    return Ok(Err(buf.freeze()));
+                }
+            }
+        }
+        Ok(Ok(buf.freeze()))
+    };
+    match tokio::time::timeout(limits.timeout, read).await {
+        Err(_) => Err(ProxyError::BodyTimeout),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(Ok(bytes))) => Ok(Read::Complete(bytes)),
+        Ok(Ok(Err(prefix))) => Ok(Read::Overflow(prefix, body)),
     }
 }
 

@@ -223,6 +223,12 @@ async fn transact(
     records: &[&Record],
     order: &[usize],
 ) -> Result<Vec<Vec<Inserted>>, sqlx::Error> {
+    // A key version past the column's range cannot be stored as itself: refused, never written as another one.
+    let versions = order
+        .iter()
+        .map(|&i| i32::try_from(records[i].key_version))
+        .collect::<Result<Vec<i32>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let mut tx = pool.begin().await?;
     let sorted = || order.iter().map(|&i| &records[i]);
     let inserted: Vec<(String, String, Vec<u8>)> = sqlx::query_as(&format!(
@@ -235,7 +241,7 @@ async fn transact(
     .bind(sorted().map(|r| r.class.clone()).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.token.clone()).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.value_fp.to_vec()).collect::<Vec<_>>())
-    .bind(sorted().map(|r| i32::try_from(r.key_version).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+    .bind(versions)
     .bind(sorted().map(|r| r.sealed.clone()).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.created_at).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.last_used_at).collect::<Vec<_>>())
@@ -483,6 +489,7 @@ impl Store for PostgresStore {
             "SELECT {COLUMNS} FROM tokens WHERE key_version < $1 AND gone_at IS NULL AND (class, token) > ($2, $3)
              ORDER BY class, token LIMIT $4"
         ))
+        // Every stored version is below one that does not fit the column.
         .bind(i32::try_from(version).unwrap_or(i32::MAX))
         .bind(class)
         .bind(token)
@@ -497,7 +504,7 @@ impl Store for PostgresStore {
         if records.is_empty() {
             return Ok(0);
         }
-        let version = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        let version = |v: u32| i32::try_from(v).map_err(|_| StoreError::Corrupt("key version out of range".into()));
         let done = sqlx::query(
             "UPDATE tokens t SET sealed = u.sealed, key_version = u.key_version
              FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bytea[])
@@ -506,8 +513,8 @@ impl Store for PostgresStore {
         )
         .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
         .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| version(r.from_version)).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| version(r.key_version)).collect::<Vec<_>>())
+        .bind(records.iter().map(|r| version(r.from_version)).collect::<Result<Vec<_>, _>>()?)
+        .bind(records.iter().map(|r| version(r.key_version)).collect::<Result<Vec<_>, _>>()?)
         .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await

@@ -1,0 +1,193 @@
+//! No way around the rules (issue 19): requests no route takes, bodies a detecting route cannot read, and more
+//! values than a request may carry. Each test asserts on the bytes the app received: no plaintext value, and
+//! every refusal answered with its JSON error and nothing forwarded. Over TLS with HTTP/1.1 and h2.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use serde_json::Value;
+
+const ROUTES: &str = r#"
+[[route]]
+name = "checkout"
+match = { methods = ["POST"], path = "/checkout" }
+fields = [ { json = "$.card.number", class = "pan" } ]
+detect = ["pan", "iban", "email"]
+
+[[route]]
+name = "notes"
+match = { path = "/notes" }
+detect = ["pan", "email"]
+
+[[route]]
+name = "files"
+match = { path = "/files/*" }
+"#;
+
+const PAN: &str = "5555555555554444";
+const EMAIL: &str = "jane.doe@example.org";
+
+struct Veil {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    running: veil::app::Running,
+    app: App,
+}
+
+impl Veil {
+    async fn start(proxy_extra: &str) -> Veil {
+        let app = App::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
+        let pki = Pki::new(dir.path());
+        let d = dir.path().display();
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 262144\n{proxy_extra}\n\
+             [proxy.tls]\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\n{}\n{ROUTES}",
+            app.addr,
+            config_text(dir.path(), false, None)
+        );
+        let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
+        Veil { dir, pki, running, app }
+    }
+
+    async fn send(&self, h2: bool, method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let mut req = hyper::Request::builder().method(method).uri(format!("https://localhost{uri}"));
+        if !h2 {
+            req = req.header("host", "localhost");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
+        let (status, _, body) =
+            send_request(self.running.proxy_addr.unwrap(), Some(&self.pki.ca_der), h2, req).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    /// Everything the app has received, as text.
+    fn app_bytes(&self) -> String {
+        self.app.requests().iter().map(|s| String::from_utf8_lossy(&s.all_bytes()).into_owned()).collect()
+    }
+
+    /// Records in the vault's store.
+    async fn stored(&self) -> i64 {
+        let url = format!("sqlite://{}/vault.db?mode=ro", self.dir.path().display());
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tokens").fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or("-")
+}
+
+#[tokio::test]
+async fn requests_no_route_takes_are_scanned_by_default() {
+    let veil = Veil::start("").await;
+    for h2 in [false, true] {
+        let body = format!(r#"{{"pan":"{PAN}","contact":"{EMAIL}"}}"#);
+        let (status, _) =
+            veil.send(h2, "POST", "/api/v2/orders", &[("content-type", "application/json")], body.as_bytes()).await;
+        assert_eq!(status, 200);
+        let (status, _) = veil.send(h2, "GET", &format!("/search?q={PAN}&mail={EMAIL}"), &[], b"").await;
+        assert_eq!(status, 200);
+        // A body of no format veil parses is still read as text when it is text.
+        let text = format!("card {PAN}, mail {EMAIL}");
+        for ct in [None, Some("application/octet-stream"), Some("text/csv"), Some("application/yaml")] {
+            let headers: Vec<(&str, &str)> = ct.map(|c| ("content-type", c)).into_iter().collect();
+            let (status, _) = veil.send(h2, "POST", "/import", &headers, text.as_bytes()).await;
+            assert_eq!(status, 200, "{ct:?}");
+        }
+    }
+    let seen = veil.app_bytes();
+    assert!(!seen.contains(PAN) && !seen.contains(EMAIL), "plaintext reached the app: {seen}");
+    assert_eq!(veil.app.requests().len(), 12);
+}
+
+#[tokio::test]
+async fn binary_bodies_no_route_takes_pass_but_a_detecting_route_refuses_them() {
+    let veil = Veil::start("").await;
+    let binary: Vec<u8> = [0xff, 0xfe, 0x00, 0x89].iter().copied().chain(PAN.bytes()).collect();
+    for h2 in [false, true] {
+        let (status, _) = veil.send(h2, "POST", "/avatar", &[("content-type", "image/png")], &binary).await;
+        assert_eq!(status, 200, "an upload no route takes is forwarded");
+        let (status, body) = veil.send(h2, "POST", "/notes", &[("content-type", "image/png")], &binary).await;
+        assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
+        let (status, body) = veil.send(h2, "POST", "/notes", &[], &binary).await;
+        assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
+    }
+    let bodies: Vec<Bytes> = veil.app.requests().into_iter().map(|s| s.body).collect();
+    assert_eq!(bodies, vec![Bytes::from(binary.clone()), Bytes::from(binary)], "only the two uploads arrived");
+}
+
+#[tokio::test]
+async fn a_route_without_detection_passes_what_it_does_not_select() {
+    let veil = Veil::start("").await;
+    let big = vec![b'x'; 200_000];
+    let (status, _) =
+        veil.send(false, "PUT", "/files/a.bin", &[("content-type", "application/octet-stream")], &big).await;
+    assert_eq!(status, 200);
+    assert_eq!(veil.app.requests()[0].body.len(), big.len());
+}
+
+#[tokio::test]
+async fn the_unmatched_policy_can_pass_or_refuse() {
+    let pass = Veil::start("unmatched = \"pass\"").await;
+    let body = format!(r#"{{"pan":"{PAN}"}}"#);
+    let (status, _) =
+        pass.send(false, "POST", "/other", &[("content-type", "application/json")], body.as_bytes()).await;
+    assert_eq!(status, 200);
+    assert!(pass.app_bytes().contains(PAN), "pass forwards untouched (the operator chose it)");
+
+    let refuse = Veil::start("unmatched = \"refuse\"").await;
+    for h2 in [false, true] {
+        let (status, body) = refuse.send(h2, "GET", "/other", &[], b"").await;
+        assert_eq!((status, code(&body)), (404, "no_route"), "{body}");
+    }
+    let (status, _) = refuse.send(false, "POST", "/checkout", &[("content-type", "application/json")], b"{}").await;
+    assert_eq!(status, 200, "routes still serve");
+    assert_eq!(refuse.app.requests().len(), 1);
+    assert!(veil::config::parse(&format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\nunmatched = \"maybe\"\n{}",
+        config_text(refuse.dir.path(), false, None)
+    ))
+    .unwrap_err()
+    .to_string()
+    .contains("proxy.unmatched"));
+}
+
+#[tokio::test]
+async fn more_values_than_a_request_may_carry_are_refused_and_nothing_is_stored() {
+    let veil = Veil::start("max_values_per_request = 8").await;
+    let cards: Vec<String> = (0..9).map(|_| random_pan("4", 16)).collect();
+    let before = veil.stored().await;
+    for h2 in [false, true] {
+        let (status, body) =
+            veil.send(h2, "POST", "/notes", &[("content-type", "text/plain")], cards.join(" x ").as_bytes()).await;
+        assert_eq!((status, code(&body)), (422, "too_many_values"), "{body}");
+    }
+    assert_eq!(veil.stored().await, before, "a refused request stores nothing");
+    assert!(veil.app.requests().is_empty());
+    let (status, _) =
+        veil.send(false, "POST", "/notes", &[("content-type", "text/plain")], cards[..8].join(" x ").as_bytes()).await;
+    assert_eq!(status, 200, "at the limit is fine");
+    assert_eq!(veil.stored().await, before + 8);
+}
+
+#[tokio::test]
+async fn connect_is_refused() {
+    let veil = Veil::start("").await;
+    let req = hyper::Request::builder().method("CONNECT").uri("localhost:443").header("host", "localhost:443");
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let (status, _, _) =
+        send_request(veil.running.proxy_addr.unwrap(), Some(&veil.pki.ca_der), false, req).await.unwrap();
+    assert_eq!(status, 405);
+    assert!(veil.app.requests().is_empty());
+}
