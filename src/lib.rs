@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod crypto;
