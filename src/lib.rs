@@ -11,7 +11,6 @@
 
 pub mod admin;
 pub mod app;
-pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::config::{CallerConfig, Config, FieldAction, PathMatch, Route, Selector, StoreUrl};
+use crate::config::{CallerConfig, Config, FieldAction, Route, Selector, StoreUrl};
 use crate::domain::permission::{Op, Permission};
 use crate::domain::Class;
 
@@ -363,9 +363,10 @@ fn matcher(route: &Route) -> String {
     } else {
         route.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
     };
-    let path = match &route.path {
-        PathMatch::Exact(p) => format!("`{}`", cell(p)),
-        PathMatch::Prefix(p) => format!("paths starting with `{}`", cell(p)),
+    let configured = route.path.as_str();
+    let path = match route.path.is_prefix() {
+        false => format!("`{}`", cell(configured)),
+        true => format!("paths starting with `{}`", cell(configured.trim_end_matches('*'))),
     };
     format!("{methods} {path}")
 }

@@ -16,6 +16,7 @@ name = "checkout"
 match = { methods = ["POST"], path = "/checkout" }
 fields = [ { json = "$.card.number", class = "pan" } ]
 detect = ["pan", "iban", "email"]
+subject = { json = "$.customer.id" }
 
 [[route]]
 name = "notes"
@@ -112,19 +113,23 @@ async fn requests_no_route_takes_are_scanned_by_default() {
 }
 
 #[tokio::test]
-async fn binary_bodies_no_route_takes_pass_but_a_detecting_route_refuses_them() {
+async fn binary_bodies_no_route_takes_are_scanned_as_bytes_and_a_detecting_route_refuses_them() {
     let veil = Veil::start("").await;
     let binary: Vec<u8> = [0xff, 0xfe, 0x00, 0x89].iter().copied().chain(PAN.bytes()).collect();
     for h2 in [false, true] {
         let (status, _) = veil.send(h2, "POST", "/avatar", &[("content-type", "image/png")], &binary).await;
-        assert_eq!(status, 200, "an upload no route takes is forwarded");
+        assert_eq!(status, 200, "an upload no route takes is forwarded, scanned as bytes");
         let (status, body) = veil.send(h2, "POST", "/notes", &[("content-type", "image/png")], &binary).await;
         assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
         let (status, body) = veil.send(h2, "POST", "/notes", &[], &binary).await;
         assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
     }
     let bodies: Vec<Bytes> = veil.app.requests().into_iter().map(|s| s.body).collect();
-    assert_eq!(bodies, vec![Bytes::from(binary.clone()), Bytes::from(binary)], "only the two uploads arrived");
+    assert_eq!(bodies.len(), 2, "only the two uploads arrived");
+    for b in bodies {
+        assert_eq!((b.len(), &b[..4]), (binary.len(), &binary[..4]), "the bytes around the card are kept");
+        assert!(!String::from_utf8_lossy(&b).contains(PAN), "the card in the upload was tokenised");
+    }
 }
 
 #[tokio::test]
@@ -190,4 +195,100 @@ async fn connect_is_refused() {
         send_request(veil.running.proxy_addr.unwrap(), Some(&veil.pki.ca_der), false, req).await.unwrap();
     assert_eq!(status, 405);
     assert!(veil.app.requests().is_empty());
+}
+
+#[tokio::test]
+async fn routes_match_every_spelling_of_their_path_and_method() {
+    let veil = Veil::start("unmatched = \"pass\"").await;
+    let body = format!(r#"{{"card":{{"number":"{PAN}"}}}}"#);
+    let variants = [
+        ("POST", "/checkout"),
+        ("POST", "/checkout/"),
+        ("POST", "/Checkout"),
+        ("POST", "/CHECKOUT/"),
+        ("POST", "/checkout;jsessionid=1"),
+        ("POST", "/%63heckout"),
+        ("POST", "/%63%68eckout"),
+        ("POST", "/./checkout"),
+        ("POST", "/x/../checkout"),
+        ("POST", "/x/%2e%2e/checkout"),
+        ("POST", "//checkout"),
+        ("POST", "/checkout?x=1"),
+        ("post", "/checkout"),
+        ("Post", "/checkout/."),
+    ];
+    for h2 in [false, true] {
+        for (method, path) in variants {
+            let (status, resp) =
+                veil.send(h2, method, path, &[("content-type", "application/json")], body.as_bytes()).await;
+            assert_eq!(status, 200, "{method} {path} h2={h2}: {resp}");
+        }
+    }
+    let seen = veil.app.requests();
+    assert_eq!(seen.len(), 2 * variants.len());
+    for s in &seen {
+        let text = String::from_utf8_lossy(&s.all_bytes()).into_owned();
+        assert!(!text.contains(PAN), "{} {} reached the app in clear", s.method, s.uri);
+    }
+    // The request goes on with its path as sent.
+    assert!(
+        seen.iter().any(|s| s.uri.ends_with("/%63heckout")),
+        "{:?}",
+        seen.iter().map(|s| &s.uri).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn paths_that_cannot_be_matched_unambiguously_are_refused() {
+    let veil = Veil::start("unmatched = \"pass\"").await;
+    let body = format!(r#"{{"card":{{"number":"{PAN}"}}}}"#);
+    for h2 in [false, true] {
+        for path in [
+            "/checkout%2F",
+            "/x%2F..%2Fcheckout",
+            "/checkout%00",
+            "/%C0%AFcheckout",
+            "/%252e%252e/checkout",
+            "/checkout%5C",
+            "/checkout%3Bx",
+            "/checkout.",
+        ] {
+            let (status, resp) =
+                veil.send(h2, "POST", path, &[("content-type", "application/json")], body.as_bytes()).await;
+            assert_eq!((status, code(&resp)), (400, "bad_request"), "{path} h2={h2}: {resp}");
+        }
+    }
+    assert!(veil.app.requests().is_empty(), "nothing was forwarded");
+}
+
+#[tokio::test]
+async fn detection_reads_headers_cookies_and_the_subject() {
+    let veil = Veil::start("").await;
+    let body = br#"{"card":{"number":"4111111111111111"},"customer":{"id":"c-1"}}"#;
+    let cookie = format!("pan={PAN}; mail={EMAIL}; session=abc");
+    let note = format!("call me, card {PAN}");
+    for h2 in [false, true] {
+        for path in ["/checkout", "/elsewhere"] {
+            let headers = [
+                ("content-type", "application/json"),
+                ("cookie", cookie.as_str()),
+                ("x-note", note.as_str()),
+                ("referer", "https://shop.example/?card=5555555555554444"),
+            ];
+            let (status, resp) = veil.send(h2, "POST", path, &headers, body).await;
+            assert_eq!(status, 200, "{path}: {resp}");
+        }
+        let with_card_subject = format!(r#"{{"customer":{{"id":"{PAN}"}}}}"#);
+        let (status, resp) = veil
+            .send(h2, "POST", "/checkout", &[("content-type", "application/json")], with_card_subject.as_bytes())
+            .await;
+        assert_eq!((status, code(&resp)), (422, "field_rejected"), "{resp}");
+    }
+    let seen = veil.app.requests();
+    assert_eq!(seen.len(), 4);
+    for s in &seen {
+        let text = String::from_utf8_lossy(&s.all_bytes()).into_owned();
+        assert!(!text.contains(PAN) && !text.contains(EMAIL), "plaintext reached the app: {text}");
+        assert!(s.header("cookie").is_some_and(|c| c.contains("session=abc")), "the rest of the cookie is kept");
+    }
 }

@@ -12,6 +12,7 @@
 //! 7 app                             wiring
 //! 8 cli                             commands
 //! ```
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use super::proxy::{dur, selector, Field, PathMatch, Problems, RawSelector, Reveal, Route, Selector};
+use super::proxy::{dur, selector, Field, Problems, RawSelector, Reveal, Route, Selector};
+use crate::domain::path::PathPattern;
 use crate::domain::Class;
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +143,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
             route: Route {
                 name: e.name,
                 methods: Vec::new(),
-                path: PathMatch::Prefix("/".into()),
+                path: PathPattern::any(),
                 fields,
                 detect: Vec::new(),
                 subject: None,

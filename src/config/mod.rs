@@ -14,7 +14,7 @@ pub mod proxy;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
-pub use proxy::{Field, FieldAction, FieldRule, PathMatch, ProxyConfig, Reveal, Route, Selector, Unmatched};
+pub use proxy::{Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
 pub use vault_client::VaultClientConfig;
 
 use crate::domain::duration;

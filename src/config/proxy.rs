@@ -7,6 +7,7 @@ use std::time::Duration;
 use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 
+use crate::domain::path::{method_matches, PathPattern, PatternOptions};
 use crate::domain::Class;
 use crate::rewrite::select::JsonPath;
 use crate::rewrite::xml::XmlPath;
@@ -64,6 +65,10 @@ struct RawMatch {
     #[serde(default)]
     methods: Vec<String>,
     path: String,
+    /// `/Checkout` is another path than `/checkout` (default: the same, as most app routers treat it).
+    case_sensitive: Option<bool>,
+    /// `/checkout/` is the same path as `/checkout` (default: true).
+    trailing_slash: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,29 +186,15 @@ pub struct Field<A> {
 /// An ingress route's field.
 pub type FieldRule = Field<FieldAction>;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PathMatch {
-    Exact(String),
-    Prefix(String),
-}
-
-impl PathMatch {
-    pub fn matches(&self, path: &str) -> bool {
-        match self {
-            PathMatch::Exact(p) => path == p,
-            PathMatch::Prefix(p) => path.starts_with(p.as_str()),
-        }
-    }
-}
-
 /// A route: which requests it takes, the fields it acts on (`A`: [`FieldAction`] on ingress, [`Reveal`] on
 /// egress), what it detects, and where the request names its data subject.
 #[derive(Debug, Clone)]
 pub struct Route<A = FieldAction> {
     pub name: String,
-    /// Empty: any method.
+    /// Empty: any method. Matched case-insensitively.
     pub methods: Vec<Method>,
-    pub path: PathMatch,
+    /// Matched against the request's canonical path (`domain::path::canonical_path`).
+    pub path: PathPattern,
     pub fields: Vec<Field<A>>,
     pub detect: Vec<Class>,
     pub subject: Option<Selector>,
@@ -214,8 +205,10 @@ pub struct Route<A = FieldAction> {
 }
 
 impl<A> Route<A> {
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.contains(method)) && self.path.matches(path)
+    /// Does the route take a request with this method and canonical path?
+    pub fn matches(&self, method: &Method, canonical_path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| method_matches(m, method)))
+            && self.path.matches(canonical_path)
     }
 }
 
@@ -354,18 +347,11 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
                 Err(_) => p(&format!("{at}.match.methods[{j}]"), "not an HTTP method".into()),
             }
         }
-        let path = &r.matcher.path;
-        let path = if !path.starts_with('/') {
-            p(&format!("{at}.match.path"), "must start with '/'".into());
-            PathMatch::Exact(path.clone())
-        } else if let Some(prefix) = path.strip_suffix('*') {
-            PathMatch::Prefix(prefix.to_owned())
-        } else if path.contains('*') {
-            p(&format!("{at}.match.path"), "'*' is allowed only at the end (prefix match)".into());
-            PathMatch::Exact(path.clone())
-        } else {
-            PathMatch::Exact(path.clone())
+        let options = PatternOptions {
+            case_sensitive: r.matcher.case_sensitive.unwrap_or(false),
+            trailing_slash: r.matcher.trailing_slash.unwrap_or(true),
         };
+        let path = PathPattern::new(&r.matcher.path, options).map_err(|e| p(&format!("{at}.match.path"), e)).ok();
         let mut fields = Vec::new();
         for (j, f) in r.fields.iter().enumerate() {
             let fat = format!("{at}.fields[{j}]");
@@ -418,6 +404,7 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
             }
         };
         let purpose = super::purpose(r.purpose, &format!("{at}.purpose"), &mut *p);
+        let Some(path) = path else { continue };
         routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe, purpose });
     }
     routes
@@ -427,11 +414,40 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
 mod tests {
     use super::*;
 
+    fn route(matcher: &str) -> Result<Route, Vec<String>> {
+        let text = format!("[[route]]\nname = \"r\"\nmatch = {matcher}\n");
+        #[derive(Deserialize)]
+        struct Doc {
+            route: Vec<RawRoute>,
+        }
+        let doc: Doc = toml::from_str(&text).unwrap();
+        let mut problems = Vec::new();
+        let mut routes = validate_routes(doc.route, &mut |path: &str, m: String| problems.push(format!("{path}: {m}")));
+        match problems.is_empty() {
+            true => Ok(routes.remove(0)),
+            false => Err(problems),
+        }
+    }
+
     #[test]
-    fn path_matching() {
-        assert!(PathMatch::Exact("/checkout".into()).matches("/checkout"));
-        assert!(!PathMatch::Exact("/checkout".into()).matches("/checkout/x"));
-        assert!(PathMatch::Prefix("/api/".into()).matches("/api/orders"));
-        assert!(!PathMatch::Prefix("/api/".into()).matches("/apix"));
+    fn routes_match_the_canonical_path_and_any_case_of_the_method() {
+        let r = route(r#"{ methods = ["POST"], path = "/checkout" }"#).unwrap();
+        let post = Method::from_bytes(b"post").unwrap();
+        for path in ["/checkout", "/Checkout/", "/x/../checkout;jsessionid=1", "//checkout", "/%63heckout"] {
+            let canonical = crate::domain::path::canonical_path(path).unwrap();
+            assert!(r.matches(&Method::POST, &canonical) && r.matches(&post, &canonical), "{path}");
+        }
+        assert!(!r.matches(&Method::GET, "/checkout"));
+        let strict = route(r#"{ path = "/Checkout", case_sensitive = true, trailing_slash = false }"#).unwrap();
+        assert!(strict.matches(&Method::GET, "/Checkout"));
+        assert!(!strict.matches(&Method::GET, "/checkout") && !strict.matches(&Method::GET, "/Checkout/"));
+    }
+
+    #[test]
+    fn a_path_that_is_not_canonical_is_a_config_problem() {
+        for bad in [r#"{ path = "checkout" }"#, r#"{ path = "/a/*/b" }"#, r#"{ path = "/a/../b" }"#] {
+            let problems = route(bad).unwrap_err();
+            assert!(problems.iter().all(|p| p.starts_with("route[0].match.path")), "{problems:?}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod class;
 pub mod duration;
+pub mod path;
 pub mod permission;
 pub mod purpose;
 

@@ -29,6 +29,8 @@ pub enum ProxyError {
     TooManyValues(usize),
     #[error("no route serves this request")]
     NoRoute,
+    #[error("{0}; send the path in plain, canonical form")]
+    BadPath(#[from] crate::domain::path::PathRefusal),
     #[error("this route's caller may not reveal class {0}")]
     Forbidden(&'static str),
     #[error("field {field} holds a token the vault cannot give back ({reason})")]
@@ -64,6 +66,7 @@ impl ProxyError {
             ProxyError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "field_rejected"),
             ProxyError::TooManyValues(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_values"),
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
+            ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ProxyError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ProxyError::TokenUnavailable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_token"),
             ProxyError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),

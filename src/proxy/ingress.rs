@@ -16,8 +16,9 @@ use super::request::{field_of, BodyLimits, Hit, Target, Unreadable};
 use super::route::{Compiled, RouteSeries};
 use super::scan_stream::Scanner;
 use super::ProxyBody;
-use crate::config::{FieldAction, PathMatch, ProxyConfig, Route, Unmatched};
+use crate::config::{FieldAction, ProxyConfig, Route, Unmatched};
 use crate::crypto::KeySet;
+use crate::domain::path::{canonical_path, PathPattern};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::Edit;
@@ -75,7 +76,7 @@ impl Proxy {
             detect_unmatched: Compiled::new(Route {
                 name: "-".into(),
                 methods: Vec::new(),
-                path: PathMatch::Prefix("/".into()),
+                path: PathPattern::any(),
                 fields: Vec::new(),
                 detect: detectable,
                 subject: None,
@@ -132,7 +133,9 @@ impl Flow for Proxy {
     }
 
     fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, FieldAction>, ProxyError> {
-        let path = req.uri().path();
+        // Routes match the path an app router sees; the request goes on with its path as sent.
+        let path = canonical_path(req.uri().path())?;
+        let path = path.as_str();
         Ok(match (self.routes.iter().find(|c| c.route.matches(req.method(), path)), self.unmatched) {
             (Some(route), _) => Selected::Route(route),
             (None, Unmatched::Pass) => Selected::Pass(&self.passed),

@@ -18,6 +18,7 @@ use super::ProxyBody;
 use crate::config::{Route, Selector};
 use crate::domain::Class;
 use crate::rewrite::form::FormDoc;
+use crate::rewrite::text::TextDoc;
 use crate::rewrite::{Edit, Found, Origin};
 
 /// How much of a body may be read, and how long it may take to arrive.
@@ -31,8 +32,21 @@ pub struct BodyLimits {
 #[derive(Clone, Copy)]
 pub enum Place {
     Body,
+    /// A selected header's whole value (`header_values[i]`).
     Header(usize),
+    /// A value detection found inside a header's text (`header_docs[k]`).
+    HeaderText(usize),
     Query,
+}
+
+/// Headers detection never reads: the request's framing and routing, which the proxy itself checks.
+const UNSCANNED_HEADERS: [header::HeaderName; 4] =
+    [header::HOST, header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION];
+
+/// One value of a header that detection read: as it came, or the text document of it holding found values.
+enum HeaderText {
+    Kept(HeaderValue),
+    Scanned(usize),
 }
 
 /// Why a value was gathered.
@@ -66,6 +80,9 @@ pub struct Gathered {
     incoming: Option<Incoming>,
     query_doc: Option<FormDoc>,
     header_values: Vec<(HeaderName, String)>,
+    /// Headers holding detected values, every value of each in order.
+    header_texts: Vec<(HeaderName, Vec<HeaderText>)>,
+    header_docs: Vec<TextDoc>,
 }
 
 /// What [`gather`] found. Built and taken apart once per request, so the variants' sizes don't matter.
@@ -103,12 +120,15 @@ pub async fn gather<A>(
         incoming: Some(incoming),
         query_doc: None,
         header_values: Vec::new(),
+        header_texts: Vec::new(),
+        header_docs: Vec::new(),
     };
     if !g.gather_body(route, limits, unreadable).await? {
         return Ok(Gather::Untouched(g.unchanged()));
     }
     g.gather_headers(route)?;
     g.gather_query(route)?;
+    g.check_subject(route)?;
     Ok(Gather::Gathered(g))
 }
 
@@ -214,7 +234,81 @@ impl Gathered {
         if let (None, Some(Selector::Header(h))) = (&self.subject, &route.subject) {
             self.subject = self.parts.headers.get(h).and_then(|v| v.to_str().ok()).map(str::to_owned);
         }
+        if !route.detect.is_empty() {
+            self.detect_in_headers(route)?;
+        }
         Ok(())
+    }
+
+    /// Detection over every other header's text (cookies, custom headers, referer…).
+    fn detect_in_headers<A>(&mut self, route: &Route<A>) -> Result<(), ProxyError> {
+        let selected: Vec<&HeaderName> = route
+            .fields
+            .iter()
+            .map(|f| &f.selector)
+            .chain(&route.subject)
+            .filter_map(|s| if let Selector::Header(h) = s { Some(h) } else { None })
+            .collect();
+        let names: Vec<HeaderName> = self
+            .parts
+            .headers
+            .keys()
+            .filter(|n| !UNSCANNED_HEADERS.contains(n) && !selected.contains(n))
+            .cloned()
+            .collect();
+        for name in names {
+            let mut values = Vec::new();
+            let mut scanned = false;
+            for v in self.parts.headers.get_all(&name) {
+                let found = match TextDoc::parse(v.as_bytes()) {
+                    Ok(mut doc) => Some((doc.find(&route.detect), doc)),
+                    Err(_) => None,
+                };
+                let (found, doc) = match found {
+                    Some(pair) => pair,
+                    None => {
+                        // Not UTF-8: its ASCII is still read; a value in it cannot be rewritten, so it is refused.
+                        let ascii: String =
+                            v.as_bytes().iter().map(|&b| if b.is_ascii() { char::from(b) } else { ' ' }).collect();
+                        if !crate::detect::find(&ascii, &route.detect).is_empty() {
+                            return Err(ProxyError::BadRequest("a header holding a protected value is not UTF-8"));
+                        }
+                        values.push(HeaderText::Kept(v.clone()));
+                        continue;
+                    }
+                };
+                if found.is_empty() {
+                    values.push(HeaderText::Kept(v.clone()));
+                    continue;
+                }
+                let k = self.header_docs.len();
+                for f in found {
+                    let Origin::Detected(class) = f.origin else { return Err(ProxyError::Internal) };
+                    self.hits.push(Hit {
+                        place: Place::HeaderText(k),
+                        target: Target::Detected(class),
+                        value: f.value,
+                    });
+                }
+                self.header_docs.push(doc);
+                values.push(HeaderText::Scanned(k));
+                scanned = true;
+            }
+            if scanned {
+                self.header_texts.push((name, values));
+            }
+        }
+        Ok(())
+    }
+
+    /// The subject id is read, never edited: on a detecting route it must not hold a protected value.
+    fn check_subject<A>(&self, route: &Route<A>) -> Result<(), ProxyError> {
+        match &self.subject {
+            Some(subject) if !route.detect.is_empty() && !crate::detect::find(subject, &route.detect).is_empty() => {
+                Err(ProxyError::Rejected(field_of(route, Target::Subject)))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn gather_query<A>(&mut self, route: &Route<A>) -> Result<(), ProxyError> {
@@ -264,18 +358,48 @@ impl Gathered {
 
     /// The request with `edits` (one per hit, in order) applied; Content-Length recomputed for a new body.
     pub fn apply(self, edits: Vec<Edit>) -> Result<Request<ProxyBody>, ProxyError> {
-        let Gathered { mut parts, hits, doc, body_bytes, streamed, incoming, query_doc, header_values, .. } = self;
+        let Gathered {
+            mut parts,
+            hits,
+            doc,
+            body_bytes,
+            streamed,
+            incoming,
+            query_doc,
+            header_values,
+            header_texts,
+            header_docs,
+            ..
+        } = self;
         if edits.len() != hits.len() {
             return Err(ProxyError::Internal);
         }
         let mut body_edits = Vec::with_capacity(hits.len());
         let mut query_edits = Vec::new();
         let mut header_edits = Vec::new();
+        let mut text_edits: Vec<Vec<Edit>> = header_docs.iter().map(|_| Vec::new()).collect();
         for (hit, edit) in hits.iter().zip(edits) {
             match hit.place {
                 Place::Body => body_edits.push(edit),
                 Place::Query => query_edits.push(edit),
                 Place::Header(i) => header_edits.push((i, edit)),
+                Place::HeaderText(k) => text_edits.get_mut(k).ok_or(ProxyError::Internal)?.push(edit),
+            }
+        }
+        let mut docs: Vec<Option<TextDoc>> = header_docs.into_iter().map(Some).collect();
+        for (name, values) in header_texts {
+            parts.headers.remove(&name);
+            for v in values {
+                let value = match v {
+                    HeaderText::Kept(v) => v,
+                    HeaderText::Scanned(k) => {
+                        let doc = docs.get_mut(k).and_then(Option::take).ok_or(ProxyError::Internal)?;
+                        let edits = text_edits.get(k).ok_or(ProxyError::Internal)?;
+                        let text = doc.apply(edits).map_err(ProxyError::Malformed)?;
+                        HeaderValue::from_bytes(&text).map_err(|_| ProxyError::Internal)?
+                    }
+                };
+                parts.headers.append(name.clone(), value);
             }
         }
         let body: ProxyBody = match doc {

@@ -226,6 +226,16 @@ impl PathPattern {
         Ok(PathPattern { configured: configured.to_owned(), base, prefix, options })
     }
 
+    /// Every path (`/*`): the pattern of flows that take every request.
+    pub fn any() -> PathPattern {
+        PathPattern { configured: "/*".into(), base: "/".into(), prefix: true, options: PatternOptions::default() }
+    }
+
+    /// Whether the pattern is a prefix (`/api/*`) rather than one path.
+    pub fn is_prefix(&self) -> bool {
+        self.prefix
+    }
+
     /// Whether a path from [`canonical_path`] falls under this pattern.
     pub fn matches(&self, canonical: &str) -> bool {
         let path = if self.options.case_sensitive { Cow::Borrowed(canonical) } else { fold(canonical) };

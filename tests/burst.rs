@@ -1,0 +1,132 @@
+//! A burst of oversized refusals (issue 19): 16 concurrent 1 MiB bodies, each of distinct card numbers, are
+//! refused with 422 `too_many_values` before the vault is asked, the store gains no row, a normal checkout sent
+//! during the burst is answered, and the process's resident memory returns near its level before the burst.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BODIES: usize = 16;
+const BODY_BYTES: usize = 1 << 20;
+
+/// The proxy's address, from a `veil run` child's log.
+async fn spawn(config: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["run", "-c"])
+        .arg(config)
+        .env("VEIL_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("proxy listening") {
+                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
+                return addr.trim_start_matches("Some(").trim_end_matches(')').parse::<SocketAddr>().unwrap();
+            }
+        }
+        panic!("veil exited before listening")
+    })
+    .await
+    .expect("veil did not start in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// One HTTP/1.1 request on its own connection; the status code.
+async fn post(addr: SocketAddr, path: &str, content_type: &str, body: &[u8]) -> u16 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: shop\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // The proxy may answer (and close) before it has read everything: that is fine.
+    let _ = s.write_all(body).await;
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply).await;
+    let reply = String::from_utf8_lossy(&reply);
+    reply.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+async fn stored(dir: &std::path::Path) -> i64 {
+    let url = format!("sqlite://{}/vault.db?mode=ro", dir.display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM tokens").fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_oversized_bodies_is_refused_stores_nothing_and_leaves_memory_as_it_was() {
+    let app = App::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
+    let text = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 2097152\n{}\n\
+         [[route]]\nname = \"checkout\"\nmatch = {{ methods = [\"POST\"], path = \"/checkout\" }}\n\
+         fields = [ {{ json = \"$.card\", class = \"pan\" }} ]\ndetect = [\"pan\", \"email\"]\n",
+        app.addr,
+        config_text(dir.path(), false, None)
+    );
+    let config = dir.path().join("veil.toml");
+    std::fs::write(&config, text).unwrap();
+    let (child, proxy) = spawn(&config).await;
+    let pid = child.id().unwrap();
+
+    // Warm up with a few normal checkouts, then take the baselines.
+    for _ in 0..5 {
+        let body = format!(r#"{{"card":"{}"}}"#, random_pan("4", 16));
+        assert_eq!(post(proxy, "/checkout", "application/json", body.as_bytes()).await, 200);
+    }
+    let rows_before = stored(dir.path()).await;
+    let rss_before = rss_kib(pid);
+
+    let bodies: Vec<Vec<u8>> = (0..BODIES)
+        .map(|_| {
+            let mut b = String::with_capacity(BODY_BYTES + 32);
+            while b.len() < BODY_BYTES {
+                b.push_str(&random_pan("5", 16));
+                b.push(' ');
+            }
+            b.into_bytes()
+        })
+        .collect();
+    let burst: Vec<_> = bodies
+        .into_iter()
+        .map(|b| tokio::spawn(async move { post(proxy, "/checkout", "text/plain", &b).await }))
+        .collect();
+    // A normal checkout in the middle of the burst.
+    let started = Instant::now();
+    let body = format!(r#"{{"card":"{}"}}"#, random_pan("4", 16));
+    assert_eq!(post(proxy, "/checkout", "application/json", body.as_bytes()).await, 200);
+    let during = started.elapsed();
+    for b in burst {
+        assert_eq!(b.await.unwrap(), 422, "every oversized body is refused");
+    }
+    assert!(during < Duration::from_secs(10), "a checkout during the burst took {during:?}");
+    assert_eq!(stored(dir.path()).await, rows_before + 1, "only the normal checkout stored a record");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_after = rss_kib(pid);
+    let grown = rss_after.saturating_sub(rss_before);
+    eprintln!("RSS before the burst {rss_before} KiB, after {rss_after} KiB; a checkout during it took {during:?}");
+    assert!(grown < 24 << 10, "resident memory grew by {grown} KiB over the burst");
+    assert_eq!(app.requests().len(), 6, "no refused body reached the app");
+}
