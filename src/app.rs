@@ -303,6 +303,10 @@ async fn start_proxy(
         handshake_timeout: pc.handshake_timeout,
         header_timeout: pc.header_timeout,
         max_connections: pc.max_connections,
+        per_client: crate::server::per_client::ClientCaps {
+            connections: pc.max_connections_per_client,
+            pending: pc.max_pending_per_client,
+        },
         max_header_bytes: pc.max_header_bytes,
         write_timeout: pc.write_timeout,
         answered_here,

@@ -18,6 +18,9 @@ use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
 pub mod h1guard;
+pub mod per_client;
+
+use per_client::{ClientCaps, PerClient};
 
 use crate::stall::WriteDeadline;
 
@@ -67,6 +70,8 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// What to count when one of these limits (or the request guard) answers a request.
     pub answered_here: AnsweredHere,
+    /// Connections one client address may hold, and hold before their first request.
+    pub per_client: ClientCaps,
 }
 
 impl Default for Limits {
@@ -79,6 +84,7 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             write_timeout: Duration::from_secs(30),
             answered_here: AnsweredHere::default(),
+            per_client: ClientCaps::default(),
         }
     }
 }
@@ -122,6 +128,7 @@ pub async fn serve<F, S, Fut, B>(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let shed_slots = Arc::new(Semaphore::new(SHED_CONNECTIONS));
+    let clients = Arc::new(PerClient::default());
     let make_service = Arc::new(make_service);
 
     loop {
@@ -136,6 +143,11 @@ pub async fn serve<F, S, Fut, B>(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        // One address at its caps (half-open floods): closed at once, so other clients keep their slots.
+        let Some(client_slot) = clients.admit(peer.ip(), limits.per_client) else {
+            tracing::debug!(%peer, "per-client connection cap reached; closing new connection");
+            continue;
         };
         // Beyond the connection limit, answer 503 (a bounded number of times) rather than queue.
         let (permit, shedding) = match slots.clone().try_acquire_owned() {
@@ -156,6 +168,7 @@ pub async fn serve<F, S, Fut, B>(
         let (max_head, head_timeout) = (limits.max_header_bytes.max(8192), limits.header_timeout);
         tokio::spawn(async move {
             let _permit = permit;
+            let client_slot = Arc::new(client_slot);
             let (io, ids, h2): (Box<dyn Io>, Vec<String>, bool) = match tls {
                 None => (Box::new(stream), Vec::new(), false),
                 Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -195,6 +208,7 @@ pub async fn serve<F, S, Fut, B>(
             } else {
                 let svc = Arc::new(make_service(ConnInfo { peer, tls_identities: Arc::new(ids) }));
                 let svc = service_fn(move |req| {
+                    client_slot.started();
                     // A refused head reaches hyper as a stand-in request; answer it here, never in a handler.
                     let refusal = verdicts.next_request();
                     if let Some(r) = refusal {

@@ -292,3 +292,32 @@ async fn detection_reads_headers_cookies_and_the_subject() {
         assert!(s.header("cookie").is_some_and(|c| c.contains("session=abc")), "the rest of the cookie is kept");
     }
 }
+
+/// Whether the proxy closed a connection at once (instead of waiting for its TLS handshake).
+async fn closed_at_once(s: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1];
+    matches!(tokio::time::timeout(std::time::Duration::from_millis(500), s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_half_open() {
+    let veil = Veil::start("max_pending_per_client = 4").await;
+    let addr = veil.running.proxy_addr.unwrap();
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut fifth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(closed_at_once(&mut fifth).await, "a fifth half-open connection from the same address is closed");
+    // Another address (all of 127/8 is loopback) still gets a connection that waits for its handshake.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(addr).await.unwrap();
+    assert!(!closed_at_once(&mut other).await, "another address is not affected");
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (status, _) = veil.send(false, "GET", "/", &[], b"").await;
+    assert_eq!(status, 200, "the address is served again once its connections are gone");
+}
