@@ -1,4 +1,4 @@
-//! JSON bodies: find values by [`JsonPath`] and by detection inside strings, then rewrite them in place.
+//! JSON bodies: find values by [`JsonPath`] and by detection in every other place, then rewrite them in place.
 //!
 //! - Parsing is strict ([`tape`]: RFC 8259, UTF-8 only, nesting limit 128) and builds no values: the output is
 //!   the original body with only the edited values spliced in, so whitespace, key order, number digits and
@@ -7,17 +7,35 @@
 //!   `true`/`false`; `null`, objects and arrays report `""`. Objects and arrays can only be kept or removed
 //!   (`Replace` on one is `Unsupported`); a value matched by several selectors is reported once, for the first.
 //!   A replaced number stays a number when the new value is a JSON number; anything else becomes a string.
-//! - Detection scans every string value no selector matched (not keys, not numbers); each match is one
-//!   [`Found`], and its edit applies to that byte range only (`Remove` cuts the substring).
+//! - Detection reads every place a selector did not take, as the application decodes it, in document order:
+//!   - string values, unescaped (`\u0034`, `\/`…): a match is edited inside the string (`Remove` cuts it out);
+//!   - object keys, unescaped, also those of selected members and of members inside selected containers: a match
+//!     is edited inside the key the same way (the member keeps its place and value);
+//!   - numbers, by their raw text and by their plain notation ([`number`]: `5.555555555554444e15` is
+//!     `5555555555554444` to an application that reads the value). A match in the plain notation is written
+//!     back as the whole number in plain notation with the replacement in it; otherwise a match in the raw text
+//!     is replaced in place. Either way the result must be a JSON number (a number stays a number):
+//!     a replacement that is not one is `Unsupported`, and `Remove` removes the member or element. A number whose
+//!     plain notation is too long to write ([`number::Plain::Cut`]) and holds a value there is `Unsupported`.
+//!
+//!   `true`, `false`, `null` and whitespace hold no text.
 //! - Duplicate object keys are kept as written: a selector matches each of them.
 
+mod number;
 mod tape;
 
 use super::select::{JsonPath, Seg, State};
 use super::{Edit, Found, Origin, RewriteError};
+use crate::detect::Match;
 use crate::vault::class::Class;
+use number::Plain;
 use std::borrow::Cow;
 use tape::{Node, Tape, Ty};
+
+const NOT_A_NUMBER: RewriteError =
+    RewriteError::Unsupported("a value found in a JSON number can only be replaced by a JSON number");
+const TOO_LONG: RewriteError =
+    RewriteError::Unsupported("a JSON number holds a value only its plain notation shows, and that is too long");
 
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
 pub struct JsonDoc {
@@ -33,12 +51,40 @@ impl std::fmt::Debug for JsonDoc {
     }
 }
 
-/// A found value: a node of the tape, whole or a detected part of a string.
+/// A found value: a node of the tape, whole, or a detection match in one of its texts.
 #[derive(Debug, Clone, Copy)]
 struct Target {
     node: usize,
-    /// A detection match at this byte range of the string's content (raw when it has no escapes, else decoded).
-    part: Option<(usize, usize)>,
+    part: Part,
+}
+
+/// Which text of a node a value is in; detection matches carry their byte range in that text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The whole value (a selector's match).
+    Whole,
+    /// In a string value's text (raw when it has no escapes, else decoded).
+    Str(usize, usize),
+    /// In a member's key (raw when it has no escapes, else decoded).
+    Key(usize, usize),
+    /// In a number's raw text.
+    Num(usize, usize),
+    /// In a number's plain notation.
+    Plain(usize, usize),
+}
+
+impl Part {
+    fn range(self) -> Option<(usize, usize)> {
+        match self {
+            Part::Whole => None,
+            Part::Str(s, e) | Part::Key(s, e) | Part::Num(s, e) | Part::Plain(s, e) => Some((s, e)),
+        }
+    }
+
+    /// Detection edits of one node's same text are applied together.
+    fn same_text(self, other: Part) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
 }
 
 impl JsonDoc {
@@ -50,8 +96,9 @@ impl JsonDoc {
     }
 
     /// Lists the values to decide about: `fields[0]`'s matches, then `fields[1]`'s…, each in document order,
-    /// then detection matches (for `detect` classes) in the strings no selector matched, in document order.
-    pub fn find(&mut self, fields: &[&JsonPath], detect: &[Class]) -> Vec<Found> {
+    /// then detection matches (for `detect` classes) in every place no selector took, in document order.
+    /// Fails (`Unsupported`) when a number holds a value that cannot be written back.
+    pub fn find(&mut self, fields: &[&JsonPath], detect: &[Class]) -> Result<Vec<Found>, RewriteError> {
         let mut walk = Walk {
             doc: self,
             fields,
@@ -59,17 +106,23 @@ impl JsonDoc {
             states: fields.iter().map(|p| p.start()).collect(),
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
+            error: None,
         };
-        // No selector matches the root itself; a body that is just a string is still scanned.
+        // No selector matches the root itself; a body that is just a string or a number is still scanned.
         match self.tape.nodes.first() {
-            Some(root @ Node { ty: Ty::Str { .. }, .. }) => walk.scan(0, root),
-            Some(_) if !fields.is_empty() || !detect.is_empty() => walk.children(0, 0),
-            _ => {}
+            Some(Node { ty: Ty::Object | Ty::Array, .. }) if !fields.is_empty() || !detect.is_empty() => {
+                walk.children(0, 0)
+            }
+            Some(root) => walk.scan_value(0, root),
+            None => {}
+        }
+        if let Some(e) = walk.error {
+            return Err(e);
         }
         let (found, targets): (Vec<Found>, Vec<Target>) =
             walk.by_field.into_iter().flatten().chain(walk.detected).unzip();
         self.targets = targets;
-        found
+        Ok(found)
     }
 
     /// Writes the body with one edit per value of the last `find`, in the same order.
@@ -85,57 +138,96 @@ impl JsonDoc {
             let container = matches!(node.ty, Ty::Object | Ty::Array);
             match (e, t.part) {
                 (Edit::Keep, _) => {}
-                (_, Some(_)) => detected.push((t, e)),
-                (Edit::Remove, None) => removed.push(t.node),
-                (Edit::Replace(_), None) if container => {
+                (_, Part::Str(..) | Part::Key(..) | Part::Num(..) | Part::Plain(..)) => detected.push((t, e)),
+                (Edit::Remove, Part::Whole) => removed.push(t.node),
+                (Edit::Replace(_), Part::Whole) if container => {
                     return Err(RewriteError::Unsupported("a JSON object or array can be removed but not replaced"))
                 }
-                (Edit::Replace(v), None) if node.ty == Ty::Number && tape::is_number(v) => {
-                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(v) })
+                (Edit::Replace(v), Part::Whole) if node.ty == Ty::Number && tape::is_number(v) => {
+                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(v.as_str().into()) })
                 }
-                (Edit::Replace(v), None) => {
+                (Edit::Replace(v), Part::Whole) => {
                     patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(v.as_str().into()) })
                 }
             }
         }
-        // A string's detection edits are consecutive and in order.
-        for run in detected.chunk_by(|a, b| a.0.node == b.0.node) {
-            self.detected_patches(run, &mut patches);
+        // One text's detection edits are consecutive and in order.
+        for run in detected.chunk_by(|a, b| a.0.node == b.0.node && a.0.part.same_text(b.0.part)) {
+            let Some(&(t, _)) = run.first() else { continue };
+            let Some(node) = self.tape.nodes.get(t.node) else { continue };
+            match t.part {
+                Part::Str(..) => {
+                    let escaped = node.ty == (Ty::Str { escaped: true });
+                    self.text_patches((node.start() + 1, node.end() - 1, escaped), run, &mut patches);
+                }
+                Part::Key(..) => {
+                    if let Some(key) = node.key() {
+                        self.text_patches(key, run, &mut patches);
+                    }
+                }
+                Part::Num(..) | Part::Plain(..) => self.number_patch(t.node, node, run, &mut patches, &mut removed)?,
+                Part::Whole => {}
+            }
+        }
+        if removed.contains(&0) {
+            return Err(RewriteError::Unsupported("the whole JSON body cannot be removed"));
         }
         removed.sort_unstable();
+        removed.dedup();
         self.cuts(&removed, &mut patches);
         Ok(splice(self.body.as_bytes(), patches))
     }
 
-    /// Patches for the detection edits of one string: in place when it has no escapes, else the whole string.
-    fn detected_patches<'e>(&self, run: &[(Target, &'e Edit)], patches: &mut Vec<Patch<'e>>) {
-        let Some(node) = run.first().and_then(|(t, _)| self.tape.nodes.get(t.node)) else { return };
+    /// Patches for the detection edits of one string value or key, whose raw content (between the quotes) is
+    /// `start..end`: in place when it has no escapes, else the whole string written again.
+    fn text_patches<'e>(
+        &self,
+        (start, end, escaped): (usize, usize, bool),
+        run: &[(Target, &'e Edit)],
+        patches: &mut Vec<Patch<'e>>,
+    ) {
         let put = |e: &'e Edit| match e {
             Edit::Replace(v) => Put::Escaped(v),
             Edit::Keep | Edit::Remove => Put::Nothing,
         };
-        if node.ty == (Ty::Str { escaped: false }) {
-            let content = node.start() + 1;
+        if !escaped {
             for (t, e) in run {
-                if let Some((s, end)) = t.part {
-                    patches.push(Patch { start: content + s, end: content + end, put: put(e) });
+                if let Some((s, z)) = t.part.range() {
+                    patches.push(Patch { start: start + s, end: start + z, put: put(e) });
                 }
             }
             return;
         }
-        let text = self.text(node);
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (t, e) in run {
-            let Some((s, end)) = t.part else { continue };
-            out.push_str(text.get(at..s).unwrap_or_default());
-            if let Edit::Replace(v) = e {
-                out.push_str(v);
-            }
-            at = end;
+        let text = tape::decode(self.raw(start, end));
+        let out = splice_text(&text, run);
+        patches.push(Patch { start: start - 1, end: end + 1, put: Put::Quoted(out.into()) });
+    }
+
+    /// The patch for the detection edits of one number: its raw text or plain notation with the replacements
+    /// in it, which must still be a JSON number; `Remove` removes the whole member or element.
+    fn number_patch<'e>(
+        &self,
+        index: usize,
+        node: &Node,
+        run: &[(Target, &'e Edit)],
+        patches: &mut Vec<Patch<'e>>,
+        removed: &mut Vec<usize>,
+    ) -> Result<(), RewriteError> {
+        if run.iter().any(|(_, e)| matches!(e, Edit::Remove)) {
+            removed.push(index);
+            return Ok(());
         }
-        out.push_str(text.get(at..).unwrap_or_default());
-        patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(out.into()) });
+        let raw = self.raw(node.start(), node.end());
+        let text = match (run.first().map(|(t, _)| t.part), number::plain(raw)) {
+            (Some(Part::Plain(..)), Plain::Text(p)) => Cow::Owned(p),
+            _ => Cow::Borrowed(raw),
+        };
+        let out = splice_text(&text, run);
+        if !tape::is_number(&out) {
+            return Err(NOT_A_NUMBER);
+        }
+        patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(out.into()) });
+        Ok(())
     }
 
     /// Cuts that remove the members/elements `removed` (sorted node indexes) with their commas, so the
@@ -177,11 +269,28 @@ impl JsonDoc {
     }
 }
 
+/// `text` with the edits of `run` (ordered ranges in it) applied: `Replace` puts the value in, the others
+/// (`Remove`) cut the range out.
+fn splice_text(text: &str, run: &[(Target, &Edit)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (t, e) in run {
+        let Some((s, end)) = t.part.range() else { continue };
+        out.push_str(text.get(at..s).unwrap_or_default());
+        if let Edit::Replace(v) = e {
+            out.push_str(v);
+        }
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
 /// What goes in place of a patched byte range.
 enum Put<'e> {
     Nothing,
     /// Written as is (a JSON number).
-    Raw(&'e str),
+    Raw(Cow<'e, str>),
     /// Escaped, inside an existing string.
     Escaped(&'e str),
     /// Escaped, in quotes: a new string value.
@@ -232,6 +341,8 @@ struct Walk<'a> {
     states: Vec<State>,
     by_field: Vec<Vec<(Found, Target)>>,
     detected: Vec<(Found, Target)>,
+    /// The first value found that cannot be written back.
+    error: Option<RewriteError>,
 }
 
 impl Walk<'_> {
@@ -250,6 +361,7 @@ impl Walk<'_> {
 
     fn child(&mut self, node: usize, seg: Seg<'_>, parent: usize) {
         let Some(&n) = self.doc.tape.nodes.get(node) else { return };
+        self.scan_key(node, &n);
         let fields = self.fields.len();
         let base = self.states.len();
         for i in 0..fields {
@@ -265,42 +377,84 @@ impl Walk<'_> {
                 Ty::Null | Ty::Object | Ty::Array => String::new(),
             };
             if let Some(list) = self.by_field.get_mut(i) {
-                list.push((Found { origin: Origin::Field(i), value }, Target { node, part: None }));
+                list.push((Found { origin: Origin::Field(i), value }, Target { node, part: Part::Whole }));
             }
-        } else if let Ty::Str { .. } = n.ty {
-            self.scan(node, &n);
+        } else {
+            self.scan_value(node, &n);
         }
         if container {
             if self.states[base..].iter().any(|s| !s.is_dead()) {
                 self.children(node, base);
             } else if !self.detect.is_empty() {
-                // No selector can match below: only detection is left, over the subtree's strings in order.
+                // No selector can match below: only detection is left, over the subtree's keys and values in order.
                 let doc = self.doc;
                 for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next()).skip(node + 1) {
-                    if let Ty::Str { .. } = d.ty {
-                        self.scan(c, d);
-                    }
+                    self.scan_key(c, d);
+                    self.scan_value(c, d);
                 }
             }
         }
         self.states.truncate(base);
     }
 
-    /// Detection over the text of the string `n` (tape index `node`).
-    fn scan(&mut self, node: usize, n: &Node) {
+    /// Detection over a string's or a number's text (tape index `node`); other values hold none.
+    fn scan_value(&mut self, node: usize, n: &Node) {
         if self.detect.is_empty() {
             return;
         }
-        let s = self.doc.text(n);
+        match n.ty {
+            Ty::Str { .. } => {
+                let s = self.doc.text(n);
+                let matches = crate::detect::find(&s, self.detect);
+                self.push(node, &s, matches, Part::Str);
+            }
+            Ty::Number => self.scan_number(node, n),
+            _ => {}
+        }
+    }
+
+    /// Detection over a member's key (unescaped).
+    fn scan_key(&mut self, node: usize, n: &Node) {
+        let Some((s, e, escaped)) = n.key().filter(|_| !self.detect.is_empty()) else { return };
+        let raw = self.doc.raw(s, e);
+        let text = if escaped { Cow::Owned(tape::decode(raw)) } else { Cow::Borrowed(raw) };
+        let matches = crate::detect::find(&text, self.detect);
+        self.push(node, &text, matches, Part::Key);
+    }
+
+    /// Detection over a number: its plain notation when that shows a value, else its raw text.
+    fn scan_number(&mut self, node: usize, n: &Node) {
+        let raw = self.doc.raw(n.start(), n.end());
+        match number::plain(raw) {
+            Plain::Text(p) => {
+                let matches = crate::detect::find(&p, self.detect);
+                if !matches.is_empty() {
+                    return self.push(node, &p, matches, Part::Plain);
+                }
+            }
+            Plain::Cut(p) => {
+                if !crate::detect::find(&p, self.detect).is_empty() {
+                    self.error.get_or_insert(TOO_LONG);
+                    return;
+                }
+            }
+            Plain::Same => {}
+        }
+        let matches = crate::detect::find(raw, self.detect);
+        self.push(node, raw, matches, Part::Num);
+    }
+
+    /// Records the detection `matches` in `text`, a text of the node `node`.
+    fn push(&mut self, node: usize, text: &str, matches: Vec<Match>, part: fn(usize, usize) -> Part) {
         let mut last_end = 0;
-        for m in crate::detect::find(&s, self.detect) {
+        for m in matches {
             // Defensive: keep only non-empty, ordered, non-overlapping ranges on char boundaries.
-            let Some(value) = s.get(m.start..m.end).filter(|_| m.start >= last_end && m.start < m.end) else {
+            let Some(value) = text.get(m.start..m.end).filter(|_| m.start >= last_end && m.start < m.end) else {
                 continue;
             };
             last_end = m.end;
             let found = Found { origin: Origin::Detected(m.class), value: value.to_owned() };
-            self.detected.push((found, Target { node, part: Some((m.start, m.end)) }));
+            self.detected.push((found, Target { node, part: part(m.start, m.end) }));
         }
     }
 }
@@ -321,7 +475,7 @@ mod tests {
     fn found(body: &str, ps: &[&str], pan: bool) -> (JsonDoc, Vec<(Origin, String)>) {
         let ps: Vec<JsonPath> = ps.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
         let mut doc = JsonDoc::parse(body.as_bytes()).unwrap();
-        let f = doc.find(&ps.iter().collect::<Vec<_>>(), if pan { &[Class::Pan] } else { &[] });
+        let f = doc.find(&ps.iter().collect::<Vec<_>>(), if pan { &[Class::Pan] } else { &[] }).unwrap();
         (doc, f.into_iter().map(|f| (f.origin, f.value)).collect())
     }
 
@@ -408,11 +562,11 @@ mod tests {
 
     #[test]
     fn detected_substrings_are_edited_in_place() {
-        let body = format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"{PAN}","k{PAN}":7,"n":{PAN}}}"#);
+        let body = format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"{PAN}","k{PAN}":7}}"#);
         let (_, f) = found(&body, &["$.card"], true);
-        assert_eq!(f, [(F0, PAN.into()), (DET, PAN.into()), (DET, PAN.into())], "no scan of selected, keys, numbers");
+        assert_eq!(f, [(F0, PAN.into()), (DET, PAN.into()), (DET, PAN.into())], "no scan of the selected value");
         let out = rewrite(&body, &["$.card"], true, &[rep("T0"), rep("T1"), rep("T2-longer")]);
-        assert_eq!(out, format!(r#"{{"note":"pay T1 or T2-longer!","card":"T0","k{PAN}":7,"n":{PAN}}}"#));
+        assert_eq!(out, format!(r#"{{"note":"pay T1 or T2-longer!","card":"T0","k{PAN}":7}}"#));
         let out = rewrite(&body, &[], true, &[Remove, rep("T"), Keep]);
         assert!(out.starts_with(&format!(r#"{{"note":"pay  or T!","card":"{PAN}""#)), "{out}");
         let out = rewrite(&body, &[], true, &[Keep, Keep, rep("T")]);
@@ -437,6 +591,146 @@ mod tests {
         let body = r#"{"r":"x\t\u0034111111111111111 \u00e9 4111111111111111"}"#;
         assert_eq!(rewrite(body, &[], true, &[rep("T\""), Keep]), format!(r#"{{"r":"x\tT\" é {PAN}"}}"#));
         assert_eq!(rewrite(body, &[], true, &[Keep, Keep]), body, "all kept: untouched");
+    }
+
+    /// Finds with detection of every class; returns the values found.
+    fn detected(body: &str, classes: &[Class]) -> Vec<(Origin, String)> {
+        let mut doc = JsonDoc::parse(body.as_bytes()).unwrap();
+        doc.find(&[], classes).unwrap().into_iter().map(|f| (f.origin, f.value)).collect()
+    }
+
+    const CARD: &str = "5555555555554444";
+
+    #[test]
+    fn numbers_are_read_as_text_and_stay_numbers() {
+        let body =
+            format!(r#"{{"pan":{CARD},"a":[1,{CARD},-{CARD}],"f":{CARD}.25,"z":{CARD}.0,"e":5.555555555554444e15}}"#);
+        let (_, f) = found(&body, &[], true);
+        assert_eq!(f, vec![(DET, CARD.to_owned()); 6]);
+        let out = rewrite(&body, &[], true, &[rep("1"), rep("2"), rep("3"), rep("4"), rep("5"), rep("6")]);
+        // In place in the raw text, except where only the plain notation shows it (written back plain).
+        assert_eq!(out, r#"{"pan":1,"a":[1,2,-3],"f":4.25,"z":5,"e":6}"#);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert!(v["pan"].is_number() && v["a"][2].is_number() && v["e"].is_number());
+        assert_eq!(rewrite(&body, &[], true, &vec![Keep; 6]), body, "kept: byte for byte");
+        // The root, and a number that is a card only in plain notation (0.5555555555554444e16).
+        assert_eq!(rewrite(CARD, &[], true, &[rep("4000000000000002")]), "4000000000000002");
+        assert_eq!(rewrite("[0.5555555555554444e16]", &[], true, &[rep("7")]), "[7]");
+        // A replacement that is not a number is refused; Remove removes the member or element.
+        let (doc, _) = found(&body, &[], true);
+        let edits = [rep("tok"), Keep, Keep, Keep, Keep, Keep];
+        assert_eq!(doc.apply(&edits).unwrap_err(), NOT_A_NUMBER);
+        let out = rewrite(&body, &[], true, &[Remove, Keep, Remove, Keep, Keep, Remove]);
+        assert_eq!(out, format!(r#"{{"a":[1,{CARD}],"f":{CARD}.25,"z":{CARD}.0}}"#));
+        let (doc, _) = found(CARD, &[], true);
+        assert!(matches!(doc.apply(&[Remove]), Err(RewriteError::Unsupported(_))), "the root cannot go");
+        // A selected number is the selector's, not detection's.
+        assert_eq!(found(&format!(r#"{{"pan":{CARD}}}"#), &["$.pan"], true).1, [(F0, CARD.to_owned())]);
+    }
+
+    #[test]
+    fn numbers_that_are_not_values_stay_untouched() {
+        let body = r#"{"amount":49.90,"qty":2,"id":5555555555554443,"big":123456789012345678901234,"e":1e300,
+            "f":-0.0,"tiny":5e-324,"ts":1718000000001,"z":0.00000000000000000000000000000000000000000000000001}"#;
+        assert_eq!(detected(body, &[Class::Pan, Class::Iban, Class::Email, Class::Phone]), []);
+        let (doc, f) = found(body, &[], true);
+        assert_eq!(doc.apply(&vec![Keep; f.len()]).unwrap(), body.as_bytes());
+    }
+
+    #[test]
+    fn keys_are_read_and_rewritten_in_place() {
+        let body = format!(r#"{{"{CARD}":"x","jo@example.com":{{"\u0035555555555554444":1}},"card":{{"{CARD}":2}}}}"#);
+        let f = detected(&body, &[Class::Pan, Class::Email]);
+        let want = [(DET, CARD), (Origin::Detected(Class::Email), "jo@example.com"), (DET, CARD), (DET, CARD)];
+        assert_eq!(f, want.map(|(o, v)| (o, v.to_owned())));
+        let mut doc = JsonDoc::parse(body.as_bytes()).unwrap();
+        let path = JsonPath::parse("$.card").unwrap();
+        let f = doc.find(&[&path], &[Class::Pan, Class::Email]).unwrap();
+        assert_eq!(f.len(), 5, "the selected object's keys are still read");
+        let out = doc.apply(&[Keep, rep("K1"), rep("a@b.io"), rep("K\\"), rep("K4")]).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out, r#"{"K1":"x","a@b.io":{"K\\":1},"card":{"K4":2}}"#);
+        assert_eq!(rewrite(&format!(r#"{{"{CARD} x":1}}"#), &[], true, &[Remove]), r#"{" x":1}"#);
+        // Every selected member's key is read too.
+        let (_, f) = found(&format!(r#"{{"{CARD}":"v"}}"#), &["$.*"], true);
+        assert_eq!(f, [(F0, "v".to_owned()), (DET, CARD.to_owned())]);
+    }
+
+    #[test]
+    fn escapes_are_decoded_before_detection() {
+        for text in [r"\u0035555555555554444", r"5555\u00205555\u00205555\u00204444", r"a\/5555555555554444"] {
+            let body = format!(r#"{{"s":"{text}","{text}":0}}"#);
+            let f = detected(&body, &[Class::Pan]);
+            assert_eq!(f.len(), 2, "{text}");
+            let out = rewrite(&body, &[], true, &[rep("T"), rep("U")]);
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert!(!v.to_string().contains("5555"), "{out}");
+        }
+    }
+
+    /// A JSON document with the card at random places: string values (plain or escaped), keys, numbers
+    /// (integer, negative, fraction, exponent).
+    fn arb_with_card() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just(format!(r#""{CARD}""#)),
+            Just(format!(r#""card: {CARD}.""#)),
+            Just(r#""\u0035555 5555 5555 4444""#.to_owned()),
+            Just(CARD.to_owned()),
+            Just(format!("-{CARD}")),
+            Just(format!("{CARD}.000")),
+            Just("5.555555555554444E+15".to_owned()),
+            Just("555555555555444400e-2".to_owned()),
+            "-?[1-4][0-4]{0,7}(\\.[0-4]{1,3})?",
+            Just("true".to_owned()),
+            Just(r#""plain""#.to_owned()),
+        ];
+        let key = prop_oneof![Just(CARD.to_owned()), Just(r"\u0035555555555554444".to_owned()), "[a-z]{0,3}"];
+        leaf.prop_recursive(4, 32, 4, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(|v| format!("[{}]", v.join(","))),
+                prop::collection::vec((key.clone(), inner), 0..4).prop_map(|kv| {
+                    let members: Vec<String> = kv.iter().map(|(k, v)| format!(r#""{k}":{v}"#)).collect();
+                    format!("{{{}}}", members.join(","))
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        /// Wherever the card is, after every found value is replaced by a number, no form of it is left: not in
+        /// the bytes, not in the decoded strings and keys, not in any number's plain notation.
+        #[test]
+        fn no_card_survives(body in arb_with_card(), selected in any::<bool>()) {
+            let ps: &[&str] = if selected { &["$..*"] } else { &[] };
+            let (doc, f) = found(&body, ps, true);
+            // Selected objects and arrays (reported empty) are kept: what is inside them is still read.
+            let edits: Vec<Edit> = f.iter().map(|(_, v)| if v.is_empty() { Keep } else { rep("1234") }).collect();
+            let out = doc.apply(&edits).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            let v: Value = serde_json::from_str(&out).unwrap();
+            prop_assert!(!out.contains("5555"), "{}", out);
+            fn texts(v: &Value, out: &mut Vec<String>) {
+                match v {
+                    Value::String(s) => out.push(s.clone()),
+                    Value::Number(n) => {
+                        out.push(n.to_string());
+                        if let Plain::Text(p) | Plain::Cut(p) = number::plain(&n.to_string()) {
+                            out.push(p);
+                        }
+                    }
+                    Value::Array(a) => a.iter().for_each(|v| texts(v, out)),
+                    Value::Object(m) => m.iter().for_each(|(k, v)| {
+                        out.push(k.clone());
+                        texts(v, out);
+                    }),
+                    _ => {}
+                }
+            }
+            let mut all = Vec::new();
+            texts(&v, &mut all);
+            prop_assert!(all.iter().all(|t| !t.contains("5555")), "{}", out);
+        }
     }
 
     #[test]
@@ -539,7 +833,7 @@ mod tests {
         let pairs: Vec<_> = doc.targets.iter().zip(edits).collect();
         // Detection matches: splice the string's text (ranges are in its decoded text), last match first.
         for (t, e) in pairs.iter().rev() {
-            if let (Some((s, end)), Value::String(text)) = (t.part, at(&mut v, &path(t.node))) {
+            if let (Part::Str(s, end), Value::String(text)) = (t.part, at(&mut v, &path(t.node))) {
                 match e {
                     Keep => {}
                     Remove => text.replace_range(s..end, ""),
@@ -547,8 +841,33 @@ mod tests {
                 }
             }
         }
+        // Detection matches in numbers: the raw or plain text with the replacements, or the node removed.
+        let mut removed: Vec<usize> = Vec::new();
+        for run in pairs.chunk_by(|a, b| a.0.node == b.0.node && a.0.part.same_text(b.0.part)) {
+            let live: Vec<(Target, &Edit)> = run.iter().filter(|(_, e)| **e != Keep).map(|(t, e)| (**t, *e)).collect();
+            let Some(&(t, _)) = live.first().filter(|(t, _)| matches!(t.part, Part::Num(..) | Part::Plain(..))) else {
+                continue;
+            };
+            if live.iter().any(|(_, e)| matches!(e, Remove)) {
+                if t.node == 0 {
+                    return None;
+                }
+                removed.push(t.node);
+                continue;
+            }
+            let raw = doc.raw(nodes[t.node].start(), nodes[t.node].end());
+            let text = match (t.part, number::plain(raw)) {
+                (Part::Plain(..), Plain::Text(p)) => p,
+                _ => raw.to_owned(),
+            };
+            let out = splice_text(&text, &live);
+            if !tape::is_number(&out) {
+                return None;
+            }
+            *at(&mut v, &path(t.node)) = Value::Number(out.parse().unwrap());
+        }
         for (t, e) in &pairs {
-            if let (None, Edit::Replace(r)) = (t.part, e) {
+            if let (Part::Whole, Edit::Replace(r)) = (t.part, e) {
                 let slot = at(&mut v, &path(t.node));
                 *slot = match slot {
                     Value::Object(_) | Value::Array(_) => return None,
@@ -558,9 +877,9 @@ mod tests {
             }
         }
         // Removals, last node first: earlier siblings keep their indexes, children go before their parents.
-        let mut removed: Vec<usize> =
-            pairs.iter().filter(|(t, e)| t.part.is_none() && matches!(e, Remove)).map(|(t, _)| t.node).collect();
+        removed.extend(pairs.iter().filter(|(t, e)| t.part == Part::Whole && matches!(e, Remove)).map(|(t, _)| t.node));
         removed.sort_unstable_by(|a, b| b.cmp(a));
+        removed.dedup();
         for n in removed {
             let mut p = path(n);
             let last = p.pop().unwrap();
