@@ -9,6 +9,7 @@
 //!
 //! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded.
 
+pub mod binary;
 pub mod form;
 pub mod json;
 pub mod multipart;
