@@ -178,7 +178,7 @@ impl XmlDoc {
                     None => continue,
                 },
                 Item::Place(p) => match places.get(p) {
-                    Some(place) => Cow::Borrowed(place.value.as_str()),
+                    Some(place) => Cow::Borrowed(place.text(&self.body)),
                     None => continue,
                 },
             };
@@ -257,7 +257,7 @@ impl XmlDoc {
         }
         for group in in_places.chunk_by(|a, b| a.0 == b.0) {
             let place = group.first().and_then(|e| self.doc.places.get(e.0)).ok_or(OUT_OF_RANGE)?;
-            let value = splice_str(&place.value, group.iter().map(|(_, r, with)| (r.clone(), *with)))?;
+            let value = splice_str(place.text(&self.body), group.iter().map(|(_, r, with)| (r.clone(), *with)))?;
             let written = match place.kind {
                 Kind::Attr(quote) => escape_attribute(&value, quote)?,
                 Kind::Comment if value.contains("--") || value.ends_with('-') => {

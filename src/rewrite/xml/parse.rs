@@ -70,10 +70,18 @@ pub(super) enum Kind {
 /// A text outside the runs that the application may read.
 pub(super) struct Place {
     pub kind: Kind,
-    /// Where `value` is written in the body (raw).
+    /// Where it is written in the body (raw).
     pub span: Range<usize>,
-    /// The text as the application reads it (attribute values normalised and unescaped; the others raw).
-    pub value: String,
+    /// The text as the application reads it, when that differs from what is written (an attribute value with
+    /// references or line breaks): most places are read as written and cost no copy.
+    pub decoded: Option<String>,
+}
+
+impl Place {
+    /// The text as the application reads it; `body` is the whole body.
+    pub fn text<'a>(&'a self, body: &'a str) -> &'a str {
+        self.decoded.as_deref().unwrap_or_else(|| body.get(self.span.clone()).unwrap_or_default())
+    }
 }
 
 /// A run or a place, in document order.
@@ -112,9 +120,9 @@ fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Parsed {
-    fn place(&mut self, kind: Kind, span: Range<usize>, value: String) {
+    fn place(&mut self, kind: Kind, span: Range<usize>, decoded: Option<String>) {
         self.order.push(Item::Place(self.places.len()));
-        self.places.push(Place { kind, span, value });
+        self.places.push(Place { kind, span, decoded });
     }
 
     /// Adds a text or CDATA piece to `element`, continuing its open run if there is one.
@@ -176,14 +184,14 @@ pub(super) fn parse(text: &str) -> Result<Parsed, RewriteError> {
                     p.text = String::new();
                 }
                 let qname = start + 1..start + 1 + tag.name().as_ref().len();
-                doc.place(Kind::Name, qname.clone(), text.get(qname.clone()).unwrap_or_default().to_owned());
+                doc.place(Kind::Name, qname.clone(), None);
                 let attrs = attributes(raw, qname.len());
                 if attrs.len() != checked {
                     return Err(bad("XML has a malformed attribute"));
                 }
                 for (name, value, quote) in attrs {
                     let (name, value) = (start + name.start..start + name.end, start + value.start..start + value.end);
-                    doc.place(Kind::Name, name.clone(), text.get(name).unwrap_or_default().to_owned());
+                    doc.place(Kind::Name, name, None);
                     let decoded = attribute_value(text.get(value.clone()).unwrap_or_default())?;
                     doc.place(Kind::Attr(quote), value, decoded);
                 }
@@ -224,14 +232,13 @@ pub(super) fn parse(text: &str) -> Result<Parsed, RewriteError> {
                 doc.piece(&mut open_run, element, Piece { span: start..end, cdata, value: value.into_owned() });
             }
             (Event::Comment(_), _, _) => {
-                let content = start + 4..end - 3;
-                doc.place(Kind::Comment, content.clone(), text.get(content).unwrap_or_default().to_owned());
+                doc.place(Kind::Comment, start + 4..end - 3, None);
             }
             (Event::PI(_), _, _) => {
                 let content = start + 2..end - 2;
                 let value = text.get(content.clone()).unwrap_or_default();
                 let target = value.find(|c: char| c.is_ascii_whitespace()).unwrap_or(value.len());
-                doc.place(Kind::Pi { target }, content, value.to_owned());
+                doc.place(Kind::Pi { target }, content, None);
             }
             (Event::Decl(d), _, _) => {
                 if !first {
@@ -241,8 +248,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, RewriteError> {
                 if encoding.is_some_and(|e| !e.eq_ignore_ascii_case(b"utf-8") && !e.eq_ignore_ascii_case(b"utf8")) {
                     return Err(RewriteError::Unsupported("XML encoding other than UTF-8"));
                 }
-                let content = start + 2..end - 2;
-                doc.place(Kind::Decl, content.clone(), text.get(content).unwrap_or_default().to_owned());
+                doc.place(Kind::Decl, start + 2..end - 2, None);
             }
             (Event::DocType(d), _, _) => {
                 let head = d.split(|&b| b == b'[').next().unwrap_or_default();
@@ -253,7 +259,7 @@ pub(super) fn parse(text: &str) -> Result<Parsed, RewriteError> {
                 if !doc.elements.is_empty() {
                     return Err(bad("XML document type is misplaced"));
                 }
-                doc.place(Kind::DocType, start..end, raw.to_owned());
+                doc.place(Kind::DocType, start..end, None);
             }
             (Event::Eof, _, _) => break,
             _ => {}
@@ -298,11 +304,14 @@ fn attributes(tag: &str, name_len: usize) -> Vec<(Range<usize>, Range<usize>, u8
     }
 }
 
-/// An attribute value as the application reads it: literal whitespace (a CRLF as one) normalised to spaces,
-/// then references resolved (so `&#10;` stays a line feed), as XML 1.0 §3.3.3 says.
-fn attribute_value(raw: &str) -> Result<String, RewriteError> {
+/// An attribute value as the application reads it, if that is not `raw`: literal whitespace (a CRLF as one)
+/// normalised to spaces, then references resolved (so `&#10;` stays a line feed), as XML 1.0 §3.3.3 says.
+fn attribute_value(raw: &str) -> Result<Option<String>, RewriteError> {
+    if !raw.contains(['&', '\t', '\r', '\n']) {
+        return Ok(None);
+    }
     let normal = raw.replace("\r\n", " ").replace(['\r', '\n', '\t'], " ");
     let value = quick_xml::escape::unescape(&normal).map_err(|e| malformed(e.into()))?;
     check_chars(&value).map_err(|_| bad("XML has a character XML does not allow"))?;
-    Ok(value.into_owned())
+    Ok(Some(value.into_owned()))
 }
