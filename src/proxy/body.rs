@@ -129,7 +129,7 @@ impl Doc {
             Doc::Json(d) => {
                 let paths: Vec<_> =
                     selectors.iter().filter_map(|s| if let Selector::Json(p) = s { Some(p) } else { None }).collect();
-                d.find(&paths, detect)
+                d.find(&paths, detect)?
             }
             Doc::Form(d) => {
                 let names: Vec<&str> = selectors
@@ -148,7 +148,7 @@ impl Doc {
             Doc::Xml(d) => {
                 let paths: Vec<_> =
                     selectors.iter().filter_map(|s| if let Selector::Xml(p) = s { Some(p) } else { None }).collect();
-                d.find(&paths, detect)
+                d.find(&paths, detect)?
             }
             Doc::Text(d) => d.find(detect),
         })

@@ -3,6 +3,8 @@
 //! The input is split on `&` into segments (empty ones included, so `a=1&` and `` round-trip); a segment's name and
 //! value split on its first `=`, `+` is a space and `%XX` a byte. Decoding is strict (fail closed): a `%` not followed
 //! by two hex digits, or a name or value that is not UTF-8 once decoded, is [`RewriteError::Malformed`].
+//! Detection reads names as well as values, decoded as the application decodes them: a value in a field name
+//! (`5555555555554444=x`, `note%20jo%40example.com=1`) is found and rewritten in the name.
 //! [`FormDoc::apply`] writes every segment it did not change back byte for byte; changed names and values are
 //! re-encoded the `form_urlencoded` way (space as `+`), so the output is also a valid query string.
 
@@ -58,8 +60,9 @@ impl FormDoc {
     }
 
     /// Lists the values to decide about: each selector's pairs (exact decoded name; a pair matched by several
-    /// selectors is reported once, for the first), then with `detect` non-empty the matches in every other pair's
-    /// decoded name and value. Empty segments (`a&&b`, a trailing `&`) are no pair and never found.
+    /// selectors is reported once, for the first), then with `detect` non-empty the matches in every pair's
+    /// decoded name (selected pairs' too) and every other pair's decoded value, pair by pair. Empty segments
+    /// (`a&&b`, a trailing `&`) are no pair and never found.
     pub fn find(&mut self, fields: &[&str], detect: &[Class]) -> Vec<Found> {
         self.targets.clear();
         let mut found = Vec::new();
@@ -76,8 +79,10 @@ impl FormDoc {
         if detect.is_empty() {
             return found;
         }
-        for (p, pair) in self.pairs.iter().enumerate().filter(|(p, _)| !taken[*p]) {
-            for (text, side) in [(&pair.name, Side::Name), (&pair.value, Side::Value)] {
+        for (p, pair) in self.pairs.iter().enumerate() {
+            // A selected pair's value is the selector's; its name is still read.
+            let sides = [(&pair.name, Side::Name), (&pair.value, Side::Value)];
+            for (text, side) in sides.into_iter().take(if taken[p] { 1 } else { 2 }) {
                 for m in detect::find(text, detect) {
                     // `detect` promises ranges inside `text`; one that is not is skipped rather than panicking.
                     let Some(value) = text.get(m.start..m.end) else { continue };
@@ -254,6 +259,25 @@ mod tests {
             rewrite("x+4111111111111111=%7e+4111111111111111", &[], &[Class::Pan], &edits).unwrap(),
             "x+N=%7E+V"
         );
+    }
+
+    #[test]
+    fn names_of_every_pair_are_read() {
+        // A selected pair's name is read too (its value is the selector's); encoded names are decoded first.
+        let body = "card=4111111111111111&5555555555554444=x&note%20jo%40example.com=1&%35555555555554444";
+        let mut doc = FormDoc::parse(body.as_bytes()).unwrap();
+        let found = doc.find(&["card"], &[Class::Pan, Class::Email]);
+        assert_eq!(values(&found), ["4111111111111111", "5555555555554444", "jo@example.com", "5555555555554444"]);
+        let edits = ["T0", "T1", "a@b.io", "T3"].map(|t| Edit::Replace(t.into()));
+        assert_eq!(doc.apply(&edits).unwrap(), b"card=T0&T1=x&note+a%40b.io=1&T3");
+        let mut doc = FormDoc::parse(b"5555555555554444=5555555555554444").unwrap();
+        let found = doc.find(&["5555555555554444"], &[Class::Pan]);
+        assert_eq!((found[0].origin, found[1].origin), (Origin::Field(0), Origin::Detected(Class::Pan)));
+        // Nothing found: byte for byte.
+        let body = "a=1&b=%7e+x&c";
+        let mut doc = FormDoc::parse(body.as_bytes()).unwrap();
+        assert!(doc.find(&["z"], &[Class::Pan, Class::Email]).is_empty());
+        assert_eq!(doc.apply(&[]).unwrap(), body.as_bytes());
     }
 
     #[test]

@@ -3,12 +3,17 @@
 //! Every body format works in two passes around one vault batch:
 //! 1. `Doc::parse(body)` then `doc.find(selectors, detect)` lists every [`Found`] value, in a stable order:
 //!    first each selector's matches (`Origin::Field(i)` for the route's i-th field), then values found by
-//!    detection (`Origin::Detected(class)`) in every *other* string of the body;
+//!    detection (`Origin::Detected(class)`) in every *other* place of the body that holds text, read as the
+//!    application decodes it (each format's module lists its places: JSON keys and numbers, XML attributes and
+//!    comments, multipart parts of every type and their headers…);
 //! 2. the proxy decides one [`Edit`] per found value (tokenise through the vault, mask, encrypt, drop…) and
 //!    `doc.apply(&edits)` writes the new body: the same format and shape, only those values changed.
 //!
-//! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded.
+//! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded. So is a
+//! value detection finds where it cannot be rewritten in place, and a part of a body it cannot read: `find`
+//! refuses them rather than let them through.
 
+pub mod binary;
 pub mod form;
 pub mod json;
 pub mod multipart;

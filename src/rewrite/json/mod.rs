@@ -1,4 +1,4 @@
-//! JSON bodies: find values by [`JsonPath`] and by detection inside strings, then rewrite them in place.
+//! JSON bodies: find values by [`JsonPath`] and by detection in every other place, then rewrite them in place.
 //!
 //! - Parsing is strict ([`tape`]: RFC 8259, UTF-8 only, nesting limit 128) and builds no values: the output is
 //!   the original body with only the edited values spliced in, so whitespace, key order, number digits and
@@ -7,17 +7,37 @@
 //!   `true`/`false`; `null`, objects and arrays report `""`. Objects and arrays can only be kept or removed
 //!   (`Replace` on one is `Unsupported`); a value matched by several selectors is reported once, for the first.
 //!   A replaced number stays a number when the new value is a JSON number; anything else becomes a string.
-//! - Detection scans every string value no selector matched (not keys, not numbers); each match is one
-//!   [`Found`], and its edit applies to that byte range only (`Remove` cuts the substring).
+//! - Detection reads every place a selector did not take, as the application decodes it, in document order:
+//!   - string values, unescaped (`\u0034`, `\/`…): a match is edited inside the string (`Remove` cuts it out);
+//!   - object keys, unescaped, also those of selected members and of members inside selected containers: a match
+//!     is edited inside the key the same way (the member keeps its place and value);
+//!   - numbers, by their raw text and by their plain notation ([`number`]: `5.555555555554444e15` is
+//!     `5555555555554444` to an application that reads the value). A match in the plain notation is written
+//!     back as the whole number in plain notation with the replacement in it; otherwise a match in the raw text
+//!     is replaced in place. Either way the result must be a JSON number (a number stays a number):
+//!     a replacement that is not one is `Unsupported`, and `Remove` removes the member or element. A number whose
+//!     plain notation is too long to write ([`number::Plain::Cut`]) and holds a value there is `Unsupported`.
+//!
+//!   `true`, `false`, `null` and whitespace hold no text.
 //! - Duplicate object keys are kept as written: a selector matches each of them.
 
+mod number;
 mod tape;
+#[cfg(test)]
+mod tests;
 
 use super::select::{JsonPath, Seg, State};
 use super::{Edit, Found, Origin, RewriteError};
+use crate::detect::Match;
 use crate::domain::Class;
+use number::Plain;
 use std::borrow::Cow;
 use tape::{Node, Tape, Ty};
+
+const NOT_A_NUMBER: RewriteError =
+    RewriteError::Unsupported("a value found in a JSON number can only be replaced by a JSON number");
+const TOO_LONG: RewriteError =
+    RewriteError::Unsupported("a JSON number holds a value only its plain notation shows, and that is too long");
 
 /// A parsed JSON body, and where the values of the last [`JsonDoc::find`] are.
 pub struct JsonDoc {
@@ -33,12 +53,40 @@ impl std::fmt::Debug for JsonDoc {
     }
 }
 
-/// A found value: a node of the tape, whole or a detected part of a string.
+/// A found value: a node of the tape, whole, or a detection match in one of its texts.
 #[derive(Debug, Clone, Copy)]
 struct Target {
     node: usize,
-    /// A detection match at this byte range of the string's content (raw when it has no escapes, else decoded).
-    part: Option<(usize, usize)>,
+    part: Part,
+}
+
+/// Which text of a node a value is in; detection matches carry their byte range in that text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The whole value (a selector's match).
+    Whole,
+    /// In a string value's text (raw when it has no escapes, else decoded).
+    Str(usize, usize),
+    /// In a member's key (raw when it has no escapes, else decoded).
+    Key(usize, usize),
+    /// In a number's raw text.
+    Num(usize, usize),
+    /// In a number's plain notation.
+    Plain(usize, usize),
+}
+
+impl Part {
+    fn range(self) -> Option<(usize, usize)> {
+        match self {
+            Part::Whole => None,
+            Part::Str(s, e) | Part::Key(s, e) | Part::Num(s, e) | Part::Plain(s, e) => Some((s, e)),
+        }
+    }
+
+    /// Detection edits of one node's same text are applied together.
+    fn same_text(self, other: Part) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+    }
 }
 
 impl JsonDoc {
@@ -50,8 +98,9 @@ impl JsonDoc {
     }
 
     /// Lists the values to decide about: `fields[0]`'s matches, then `fields[1]`'s…, each in document order,
-    /// then detection matches (for `detect` classes) in the strings no selector matched, in document order.
-    pub fn find(&mut self, fields: &[&JsonPath], detect: &[Class]) -> Vec<Found> {
+    /// then detection matches (for `detect` classes) in every place no selector took, in document order.
+    /// Fails (`Unsupported`) when a number holds a value that cannot be written back.
+    pub fn find(&mut self, fields: &[&JsonPath], detect: &[Class]) -> Result<Vec<Found>, RewriteError> {
         let mut walk = Walk {
             doc: self,
             fields,
@@ -59,17 +108,23 @@ impl JsonDoc {
             states: fields.iter().map(|p| p.start()).collect(),
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
+            error: None,
         };
-        // No selector matches the root itself; a body that is just a string is still scanned.
+        // No selector matches the root itself; a body that is just a string or a number is still scanned.
         match self.tape.nodes.first() {
-            Some(root @ Node { ty: Ty::Str { .. }, .. }) => walk.scan(0, root),
-            Some(_) if !fields.is_empty() || !detect.is_empty() => walk.children(0, 0),
-            _ => {}
+            Some(Node { ty: Ty::Object | Ty::Array, .. }) if !fields.is_empty() || !detect.is_empty() => {
+                walk.children(0, 0)
+            }
+            Some(root) => walk.scan_value(0, root),
+            None => {}
+        }
+        if let Some(e) = walk.error {
+            return Err(e);
         }
         let (found, targets): (Vec<Found>, Vec<Target>) =
             walk.by_field.into_iter().flatten().chain(walk.detected).unzip();
         self.targets = targets;
-        found
+        Ok(found)
     }
 
     /// Writes the body with one edit per value of the last `find`, in the same order.
@@ -85,57 +140,96 @@ impl JsonDoc {
             let container = matches!(node.ty, Ty::Object | Ty::Array);
             match (e, t.part) {
                 (Edit::Keep, _) => {}
-                (_, Some(_)) => detected.push((t, e)),
-                (Edit::Remove, None) => removed.push(t.node),
-                (Edit::Replace(_), None) if container => {
+                (_, Part::Str(..) | Part::Key(..) | Part::Num(..) | Part::Plain(..)) => detected.push((t, e)),
+                (Edit::Remove, Part::Whole) => removed.push(t.node),
+                (Edit::Replace(_), Part::Whole) if container => {
                     return Err(RewriteError::Unsupported("a JSON object or array can be removed but not replaced"))
                 }
-                (Edit::Replace(v), None) if node.ty == Ty::Number && tape::is_number(v) => {
-                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(v) })
+                (Edit::Replace(v), Part::Whole) if node.ty == Ty::Number && tape::is_number(v) => {
+                    patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(v.as_str().into()) })
                 }
-                (Edit::Replace(v), None) => {
+                (Edit::Replace(v), Part::Whole) => {
                     patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(v.as_str().into()) })
                 }
             }
         }
-        // A string's detection edits are consecutive and in order.
-        for run in detected.chunk_by(|a, b| a.0.node == b.0.node) {
-            self.detected_patches(run, &mut patches);
+        // One text's detection edits are consecutive and in order.
+        for run in detected.chunk_by(|a, b| a.0.node == b.0.node && a.0.part.same_text(b.0.part)) {
+            let Some(&(t, _)) = run.first() else { continue };
+            let Some(node) = self.tape.nodes.get(t.node) else { continue };
+            match t.part {
+                Part::Str(..) => {
+                    let escaped = node.ty == (Ty::Str { escaped: true });
+                    self.text_patches((node.start() + 1, node.end() - 1, escaped), run, &mut patches);
+                }
+                Part::Key(..) => {
+                    if let Some(key) = node.key() {
+                        self.text_patches(key, run, &mut patches);
+                    }
+                }
+                Part::Num(..) | Part::Plain(..) => self.number_patch(t.node, node, run, &mut patches, &mut removed)?,
+                Part::Whole => {}
+            }
+        }
+        if removed.contains(&0) {
+            return Err(RewriteError::Unsupported("the whole JSON body cannot be removed"));
         }
         removed.sort_unstable();
+        removed.dedup();
         self.cuts(&removed, &mut patches);
         Ok(splice(self.body.as_bytes(), patches))
     }
 
-    /// Patches for the detection edits of one string: in place when it has no escapes, else the whole string.
-    fn detected_patches<'e>(&self, run: &[(Target, &'e Edit)], patches: &mut Vec<Patch<'e>>) {
-        let Some(node) = run.first().and_then(|(t, _)| self.tape.nodes.get(t.node)) else { return };
+    /// Patches for the detection edits of one string value or key, whose raw content (between the quotes) is
+    /// `start..end`: in place when it has no escapes, else the whole string written again.
+    fn text_patches<'e>(
+        &self,
+        (start, end, escaped): (usize, usize, bool),
+        run: &[(Target, &'e Edit)],
+        patches: &mut Vec<Patch<'e>>,
+    ) {
         let put = |e: &'e Edit| match e {
             Edit::Replace(v) => Put::Escaped(v),
             Edit::Keep | Edit::Remove => Put::Nothing,
         };
-        if node.ty == (Ty::Str { escaped: false }) {
-            let content = node.start() + 1;
+        if !escaped {
             for (t, e) in run {
-                if let Some((s, end)) = t.part {
-                    patches.push(Patch { start: content + s, end: content + end, put: put(e) });
+                if let Some((s, z)) = t.part.range() {
+                    patches.push(Patch { start: start + s, end: start + z, put: put(e) });
                 }
             }
             return;
         }
-        let text = self.text(node);
-        let mut out = String::with_capacity(text.len());
-        let mut at = 0;
-        for (t, e) in run {
-            let Some((s, end)) = t.part else { continue };
-            out.push_str(text.get(at..s).unwrap_or_default());
-            if let Edit::Replace(v) = e {
-                out.push_str(v);
-            }
-            at = end;
+        let text = tape::decode(self.raw(start, end));
+        let out = splice_text(&text, run);
+        patches.push(Patch { start: start - 1, end: end + 1, put: Put::Quoted(out.into()) });
+    }
+
+    /// The patch for the detection edits of one number: its raw text or plain notation with the replacements
+    /// in it, which must still be a JSON number; `Remove` removes the whole member or element.
+    fn number_patch<'e>(
+        &self,
+        index: usize,
+        node: &Node,
+        run: &[(Target, &'e Edit)],
+        patches: &mut Vec<Patch<'e>>,
+        removed: &mut Vec<usize>,
+    ) -> Result<(), RewriteError> {
+        if run.iter().any(|(_, e)| matches!(e, Edit::Remove)) {
+            removed.push(index);
+            return Ok(());
         }
-        out.push_str(text.get(at..).unwrap_or_default());
-        patches.push(Patch { start: node.start(), end: node.end(), put: Put::Quoted(out.into()) });
+        let raw = self.raw(node.start(), node.end());
+        let text = match (run.first().map(|(t, _)| t.part), number::plain(raw)) {
+            (Some(Part::Plain(..)), Plain::Text(p)) => Cow::Owned(p),
+            _ => Cow::Borrowed(raw),
+        };
+        let out = splice_text(&text, run);
+        if !tape::is_number(&out) {
+            return Err(NOT_A_NUMBER);
+        }
+        patches.push(Patch { start: node.start(), end: node.end(), put: Put::Raw(out.into()) });
+        Ok(())
     }
 
     /// Cuts that remove the members/elements `removed` (sorted node indexes) with their commas, so the
@@ -177,11 +271,28 @@ impl JsonDoc {
     }
 }
 
+/// `text` with the edits of `run` (ordered ranges in it) applied: `Replace` puts the value in, the others
+/// (`Remove`) cut the range out.
+fn splice_text(text: &str, run: &[(Target, &Edit)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (t, e) in run {
+        let Some((s, end)) = t.part.range() else { continue };
+        out.push_str(text.get(at..s).unwrap_or_default());
+        if let Edit::Replace(v) = e {
+            out.push_str(v);
+        }
+        at = end;
+    }
+    out.push_str(text.get(at..).unwrap_or_default());
+    out
+}
+
 /// What goes in place of a patched byte range.
 enum Put<'e> {
     Nothing,
     /// Written as is (a JSON number).
-    Raw(&'e str),
+    Raw(Cow<'e, str>),
     /// Escaped, inside an existing string.
     Escaped(&'e str),
     /// Escaped, in quotes: a new string value.
@@ -232,6 +343,8 @@ struct Walk<'a> {
     states: Vec<State>,
     by_field: Vec<Vec<(Found, Target)>>,
     detected: Vec<(Found, Target)>,
+    /// The first value found that cannot be written back.
+    error: Option<RewriteError>,
 }
 
 impl Walk<'_> {
@@ -250,6 +363,7 @@ impl Walk<'_> {
 
     fn child(&mut self, node: usize, seg: Seg<'_>, parent: usize) {
         let Some(&n) = self.doc.tape.nodes.get(node) else { return };
+        self.scan_key(node, &n);
         let fields = self.fields.len();
         let base = self.states.len();
         for i in 0..fields {
@@ -265,311 +379,84 @@ impl Walk<'_> {
                 Ty::Null | Ty::Object | Ty::Array => String::new(),
             };
             if let Some(list) = self.by_field.get_mut(i) {
-                list.push((Found { origin: Origin::Field(i), value }, Target { node, part: None }));
+                list.push((Found { origin: Origin::Field(i), value }, Target { node, part: Part::Whole }));
             }
-        } else if let Ty::Str { .. } = n.ty {
-            self.scan(node, &n);
+        } else {
+            self.scan_value(node, &n);
         }
         if container {
             if self.states[base..].iter().any(|s| !s.is_dead()) {
                 self.children(node, base);
             } else if !self.detect.is_empty() {
-                // No selector can match below: only detection is left, over the subtree's strings in order.
+                // No selector can match below: only detection is left, over the subtree's keys and values in order.
                 let doc = self.doc;
                 for (c, d) in doc.tape.nodes.iter().enumerate().take(n.next()).skip(node + 1) {
-                    if let Ty::Str { .. } = d.ty {
-                        self.scan(c, d);
-                    }
+                    self.scan_key(c, d);
+                    self.scan_value(c, d);
                 }
             }
         }
         self.states.truncate(base);
     }
 
-    /// Detection over the text of the string `n` (tape index `node`).
-    fn scan(&mut self, node: usize, n: &Node) {
+    /// Detection over a string's or a number's text (tape index `node`); other values hold none.
+    fn scan_value(&mut self, node: usize, n: &Node) {
         if self.detect.is_empty() {
             return;
         }
-        let s = self.doc.text(n);
+        match n.ty {
+            Ty::Str { .. } => {
+                let s = self.doc.text(n);
+                let matches = crate::detect::find(&s, self.detect);
+                self.push(node, &s, matches, Part::Str);
+            }
+            Ty::Number => self.scan_number(node, n),
+            _ => {}
+        }
+    }
+
+    /// Detection over a member's key (unescaped).
+    fn scan_key(&mut self, node: usize, n: &Node) {
+        let Some((s, e, escaped)) = n.key().filter(|_| !self.detect.is_empty()) else { return };
+        let raw = self.doc.raw(s, e);
+        let text = if escaped { Cow::Owned(tape::decode(raw)) } else { Cow::Borrowed(raw) };
+        let matches = crate::detect::find(&text, self.detect);
+        self.push(node, &text, matches, Part::Key);
+    }
+
+    /// Detection over a number: its plain notation when that shows a value, else its raw text.
+    fn scan_number(&mut self, node: usize, n: &Node) {
+        let raw = self.doc.raw(n.start(), n.end());
+        match number::plain(raw) {
+            Plain::Text(p) => {
+                let matches = crate::detect::find(&p, self.detect);
+                if !matches.is_empty() {
+                    return self.push(node, &p, matches, Part::Plain);
+                }
+            }
+            Plain::Cut(p) => {
+                if !crate::detect::find(&p, self.detect).is_empty() {
+                    self.error.get_or_insert(TOO_LONG);
+                    return;
+                }
+            }
+            Plain::Same => {}
+        }
+        let matches = crate::detect::find(raw, self.detect);
+        self.push(node, raw, matches, Part::Num);
+    }
+
+    /// Records the detection `matches` in `text`, a text of the node `node`.
+    fn push(&mut self, node: usize, text: &str, matches: Vec<Match>, part: fn(usize, usize) -> Part) {
         let mut last_end = 0;
-        for m in crate::detect::find(&s, self.detect) {
+        for m in matches {
             // Defensive: keep only non-empty, ordered, non-overlapping ranges on char boundaries.
-            let Some(value) = s.get(m.start..m.end).filter(|_| m.start >= last_end && m.start < m.end) else {
+            let Some(value) = text.get(m.start..m.end).filter(|_| m.start >= last_end && m.start < m.end) else {
                 continue;
             };
             last_end = m.end;
             let found = Found { origin: Origin::Detected(m.class), value: value.to_owned() };
-            self.detected.push((found, Target { node, part: Some((m.start, m.end)) }));
+            self.detected.push((found, Target { node, part: part(m.start, m.end) }));
         }
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use serde_json::Value;
-    use Edit::{Keep, Remove};
-
-    const PAN: &str = "4111111111111111";
-    const F0: Origin = Origin::Field(0);
-    const DET: Origin = Origin::Detected(Class::Pan);
-
-    /// Parses `body`, finds with `ps` (and PAN detection when `pan`); returns the doc and what was found.
-    fn found(body: &str, ps: &[&str], pan: bool) -> (JsonDoc, Vec<(Origin, String)>) {
-        let ps: Vec<JsonPath> = ps.iter().map(|p| JsonPath::parse(p).unwrap()).collect();
-        let mut doc = JsonDoc::parse(body.as_bytes()).unwrap();
-        let f = doc.find(&ps.iter().collect::<Vec<_>>(), if pan { &[Class::Pan] } else { &[] });
-        (doc, f.into_iter().map(|f| (f.origin, f.value)).collect())
-    }
-
-    fn values(body: &str, ps: &[&str]) -> Vec<String> {
-        found(body, ps, false).1.into_iter().map(|(_, v)| v).collect()
-    }
-
-    fn rewrite(body: &str, ps: &[&str], pan: bool, edits: &[Edit]) -> String {
-        String::from_utf8(found(body, ps, pan).0.apply(edits).unwrap()).unwrap()
-    }
-
-    fn rep(s: &str) -> Edit {
-        Edit::Replace(s.to_owned())
-    }
-
-    #[test]
-    fn matches_each_path_syntax() {
-        let body = r#"{"card":{"number":"4111","cvc":"123"},"a":[{"b":1},{"b":2}],"weird.key":"w","n":null}"#;
-        assert_eq!(values(body, &["$.card.number"]), ["4111"]);
-        assert_eq!(values(body, &["$.a[1].b"]), ["2"]);
-        assert_eq!(values(body, &["$['weird.key']"]), ["w"]);
-        assert_eq!(values(body, &["$.card.*"]), ["4111", "123"]);
-        assert_eq!(values(body, &["$.card[*]"]), ["4111", "123"]);
-        assert_eq!(values(body, &["$.n", "$.a"]), ["", ""], "null and containers report an empty value");
-        assert!(values(body, &["$.missing", "$.card.number.deeper", "$.a[5]", "$.a.b"]).is_empty());
-        let items = r#"{"items":[{"pan":"1","x":{"pan":"no"}},{"q":0},{"pan":"2"}]}"#;
-        assert_eq!(values(items, &["$.items[*].pan"]), ["1", "2"]);
-    }
-
-    #[test]
-    fn descendants_and_order() {
-        let body = r#"{"b":"1","x":{"b":"2","y":[{"b":"3"},{"z":{"b":"4"}}]},"c":"no"}"#;
-        assert_eq!(values(body, &["$..b"]), ["1", "2", "3", "4"]);
-        assert_eq!(values(body, &["$.x..b"]), ["2", "3", "4"]);
-        assert_eq!(found(r#"{"b":{"b":"in"}}"#, &["$..b"], false).1, [(F0, "".into()), (F0, "in".into())]);
-        // Grouped by selector, document order inside; a value two selectors match is reported for the first.
-        let (_, f) = found(r#"{"a":"1","b":"2","c":{"a":"3"}}"#, &["$.b", "$..a", "$.a"], false);
-        let f1 = Origin::Field(1);
-        assert_eq!(f, [(F0, "2".into()), (f1, "1".into()), (f1, "3".into())]);
-    }
-
-    #[test]
-    fn numbers_kept_and_replaced() {
-        let body = r#"{"pan":4111111111111111111,"f":1.50,"e":-2E+10,"big":123456789012345678901234567890}"#;
-        assert_eq!(values(body, &["$.*"]), ["4111111111111111111", "1.50", "-2E+10", "123456789012345678901234567890"]);
-        assert_eq!(rewrite(body, &["$.*"], false, &[Keep, Keep, Keep, Keep]), body, "digits are kept as written");
-        let body = r#"{"s":"4111","n":4111,"m":4111,"o":1,"t":true,"z":null}"#;
-        let edits = [rep("42"), rep("-9.05"), rep("4111-x"), rep(" 1"), rep("T"), rep("N")];
-        let out = rewrite(body, &["$.s", "$.n", "$.m", "$.o", "$.t", "$.z"], false, &edits);
-        assert_eq!(out, r#"{"s":"42","n":-9.05,"m":"4111-x","o":" 1","t":"T","z":"N"}"#);
-        for not in ["", "01", "1.", ".5", "+1", "1e", "0x1", "NaN", "--1", "1-", "\"1\""] {
-            let want = format!(r#"{{"n":{}}}"#, serde_json::to_string(not).unwrap());
-            assert_eq!(rewrite(r#"{"n":1}"#, &["$.n"], false, &[rep(not)]), want, "{not:?}");
-        }
-    }
-
-    #[test]
-    fn untouched_bytes_stay_as_written() {
-        let body = "{ \"a\" : \"\\u0041\",\n  \"card\": \"4111\" ,\t\"z\":[ 1 , 2 ] }";
-        assert_eq!(rewrite(body, &["$.card"], false, &[rep("tok")]), body.replace("\"4111\"", "\"tok\""));
-        assert_eq!(rewrite(body, &["$.card"], false, &[Remove]), "{ \"a\" : \"\\u0041\" ,\t\"z\":[ 1 , 2 ] }");
-        assert_eq!(rewrite(body, &["$.a"], false, &[Remove]), "{ \"card\": \"4111\" ,\t\"z\":[ 1 , 2 ] }");
-        assert_eq!(rewrite(body, &["$.z[*]"], false, &[Remove, Remove]), body.replace("[ 1 , 2 ]", "[  ]"));
-        assert_eq!(rewrite(body, &["$.*"], false, &[Remove, Remove, Remove]), "{  }");
-        let out = rewrite(body, &["$.a"], false, &[rep("q\"\\\n\u{1}é")]);
-        assert!(out.starts_with(r#"{ "a" : "q\"\\\n\u0001é","#), "replacements are escaped: {out}");
-        // Keys written with escapes are matched by their text.
-        assert_eq!(values(r#"{"c\u0061rd":"1","card":"2"}"#, &["$.card"]), ["1", "2"]);
-    }
-
-    #[test]
-    fn remove_members_and_elements_keeping_order() {
-        let body = r#"{"a":1,"card":{"n":"x"},"z":[1,2,3,4],"b":2}"#;
-        assert_eq!(rewrite(body, &["$.card"], false, &[Remove]), r#"{"a":1,"z":[1,2,3,4],"b":2}"#);
-        let out = rewrite(body, &["$.z[1]", "$.z[3]", "$.a"], false, &[Remove, Remove, Remove]);
-        assert_eq!(out, r#"{"card":{"n":"x"},"z":[1,3],"b":2}"#);
-        let out = rewrite(body, &["$.card.n", "$.card"], false, &[rep("t"), Remove]);
-        assert_eq!(out, r#"{"a":1,"z":[1,2,3,4],"b":2}"#, "a child edit inside a removed member is fine");
-        let items = r#"{"items":[{"pan":"1"},{"pan":"2"},{"pan":"3"}]}"#;
-        assert_eq!(rewrite(items, &["$.items[*]"], false, &[Remove, Keep, Remove]), r#"{"items":[{"pan":"2"}]}"#);
-        let (doc, _) = found(body, &["$.card"], false);
-        assert!(matches!(doc.apply(&[rep("x")]), Err(RewriteError::Unsupported(_))), "objects are not replaced");
-    }
-
-    #[test]
-    fn detected_substrings_are_edited_in_place() {
-        let body = format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"{PAN}","k{PAN}":7,"n":{PAN}}}"#);
-        let (_, f) = found(&body, &["$.card"], true);
-        assert_eq!(f, [(F0, PAN.into()), (DET, PAN.into()), (DET, PAN.into())], "no scan of selected, keys, numbers");
-        let out = rewrite(&body, &["$.card"], true, &[rep("T0"), rep("T1"), rep("T2-longer")]);
-        assert_eq!(out, format!(r#"{{"note":"pay T1 or T2-longer!","card":"T0","k{PAN}":7,"n":{PAN}}}"#));
-        let out = rewrite(&body, &[], true, &[Remove, rep("T"), Keep]);
-        assert!(out.starts_with(&format!(r#"{{"note":"pay  or T!","card":"{PAN}""#)), "{out}");
-        let out = rewrite(&body, &[], true, &[Keep, Keep, rep("T")]);
-        assert!(out.starts_with(&format!(r#"{{"note":"pay {PAN} or {PAN}!","card":"T""#)), "{out}");
-        let body = format!(r#""pay {PAN}""#);
-        assert_eq!(found(&body, &["$.a"], true).1, [(DET, PAN.into())], "a body that is one string");
-        assert_eq!(rewrite(&body, &[], true, &[rep("T")]), r#""pay T""#);
-        // Below values no selector can reach, and below those it still can, every string is scanned in order.
-        let body = format!(r#"{{"x":{{"y":["{PAN}",{{"z":"a\t{PAN}"}}]}},"c":{{"n":"{PAN}","m":"{PAN}"}}}}"#);
-        let (_, f) = found(&body, &["$.c.n"], true);
-        assert_eq!(f, [(F0, PAN.into()), (DET, PAN.into()), (DET, PAN.into()), (DET, PAN.into())]);
-        let out = rewrite(&body, &["$.c.n"], true, &[rep("A"), rep("B"), rep("C"), rep("D")]);
-        assert_eq!(out, r#"{"x":{"y":["B",{"z":"a\tC"}]},"c":{"n":"A","m":"D"}}"#);
-    }
-
-    #[test]
-    fn escapes_are_decoded_in_values() {
-        let body = r#"{"p":"\u0034111111111111111","q":"a\"b\\c\u00e9\/","r":"x \u0034111111111111111"}"#;
-        assert_eq!(found(body, &["$.p", "$.q"], true).1[2], (DET, PAN.into()));
-        assert_eq!(values(body, &["$.p", "$.q"]), [PAN, "a\"b\\cé/"]);
-        // A detected value in a string with escapes: the string is written again, escaped where needed.
-        let body = r#"{"r":"x\t\u0034111111111111111 \u00e9 4111111111111111"}"#;
-        assert_eq!(rewrite(body, &[], true, &[rep("T\""), Keep]), format!(r#"{{"r":"x\tT\" é {PAN}"}}"#));
-        assert_eq!(rewrite(body, &[], true, &[Keep, Keep]), body, "all kept: untouched");
-    }
-
-    #[test]
-    fn edit_count_must_match() {
-        let (doc, _) = found(r#"{"a":"1","b":"2"}"#, &["$.*"], false);
-        assert_eq!(doc.apply(&[Keep]).unwrap_err(), RewriteError::EditCount);
-        let (doc, _) = found(r#"{"a":"1"}"#, &["$.a"], false);
-        assert_eq!(doc.apply(&[Keep, Keep]).unwrap_err(), RewriteError::EditCount);
-        assert_eq!(JsonDoc::parse(b"[1]").unwrap().apply(&[]).unwrap(), b"[1]", "no find: nothing to edit");
-        let doc = JsonDoc::parse(format!(r#"{{"card":"{PAN}"}}"#).as_bytes()).unwrap();
-        assert!(!format!("{doc:?}").contains(PAN), "Debug never shows the body");
-    }
-
-    #[test]
-    fn malformed_and_non_utf8_bodies_are_rejected() {
-        let err = |b: &[u8]| JsonDoc::parse(b).unwrap_err();
-        for body in [&b""[..], b"{", b"{\"a\":1,}", b"[1] [2]", b"{'a':1}", b"\"\\ud800\"", b"nul", b"\xef\xbb\xbf{}"] {
-            assert_eq!(err(body), RewriteError::Malformed("not valid JSON"), "{body:?}");
-        }
-        assert_eq!(err(b"{\"a\":\"\xff\"}"), RewriteError::Malformed("body is not valid UTF-8"));
-        let nest = |n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
-        assert_eq!(err(&nest(200)), RewriteError::Malformed("JSON nested too deeply"));
-        assert!(JsonDoc::parse(&nest(100)).is_ok());
-        // Duplicate keys are kept: each is found and rewritten.
-        assert_eq!(values(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"]), ["1", "2"]);
-        let out = rewrite(r#"{"a":"1","b":0,"a":"2"}"#, &["$.a"], false, &[rep("t"), Remove]);
-        assert_eq!(out, r#"{"a":"t","b":0}"#);
-    }
-
-    fn arb_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::Bool),
-            "-?(0|[1-9][0-9]{0,22})(\\.[0-9]{1,4})?([eE][+-]?[0-9]{1,3})?"
-                .prop_map(|s| Value::Number(s.parse().unwrap())),
-            "[ab\"\\\\é\u{1F600}\n]{0,6}".prop_map(Value::String),
-            Just(Value::String(format!("x {PAN} y {PAN}"))),
-            Just(Value::String(format!("é\n{PAN}\t\"{PAN}"))),
-        ];
-        leaf.prop_recursive(4, 40, 4, |inner| {
-            let members = prop::collection::vec(("[ab.' \"é]{0,2}", inner.clone()), 0..4);
-            prop_oneof![
-                prop::collection::vec(inner, 0..4).prop_map(Value::Array),
-                members.prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-        #[test]
-        fn parse_never_panics(body in prop::collection::vec(any::<u8>(), 0..64)) {
-            let _ = JsonDoc::parse(&body);
-        }
-
-        /// Keeping everything gives the body back byte for byte; any other edits give the JSON a `Value` model
-        /// predicts (strings spliced, scalars replaced, members and elements removed).
-        #[test]
-        fn edits_agree_with_a_model(v in arb_json(), pan: bool, pretty: bool, picks in prop::collection::vec(0u8..4, 1..8),
-            ps in prop::collection::vec(prop::collection::vec(prop::sample::select(
-                vec![".a", ".b", "..a", "[*]", ".*", "[0]", "[1]", "['a.b']", "..*", "['']"]), 1..4), 0..3)) {
-            let body = if pretty { serde_json::to_string_pretty(&v) } else { serde_json::to_string(&v) }.unwrap();
-            let ps: Vec<String> = ps.iter().map(|p| format!("${}", p.concat())).collect();
-            let ps: Vec<&str> = ps.iter().map(String::as_str).collect();
-            let (doc, f) = found(&body, &ps, pan);
-            prop_assert_eq!(doc.apply(&vec![Keep; f.len()]).unwrap(), body.as_bytes());
-            let (doc, f) = found(&body, &ps, pan);
-            let pick = |i: usize| [Keep, Remove, rep("7"), rep("tok")][usize::from(picks[i % picks.len()])].clone();
-            let edits: Vec<Edit> = (0..f.len()).map(pick).collect();
-            let want = model(&doc, v, &edits);
-            match (doc.apply(&edits), want) {
-                (Ok(out), Some(want)) => prop_assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want),
-                (Err(RewriteError::Unsupported(_)), None) => {}
-                (got, want) => prop_assert!(false, "got {:?}, model {:?}", got.map(String::from_utf8), want),
-            }
-        }
-    }
-
-    /// What `edits` make of `v` (the document `doc` was parsed from), or `None` when one replaces a container.
-    fn model(doc: &JsonDoc, mut v: Value, edits: &[Edit]) -> Option<Value> {
-        let nodes = &doc.tape.nodes;
-        let path = |mut n: usize| {
-            let mut steps = Vec::new();
-            while let Some(p) = nodes[n].parent() {
-                steps.push(match nodes[n].key() {
-                    Some((s, e, _)) => Err(tape::decode(doc.raw(s, e))),
-                    None => Ok(doc.tape.children(p).position(|c| c == n).unwrap()),
-                });
-                n = p;
-            }
-            steps.reverse();
-            steps
-        };
-        fn at<'v>(v: &'v mut Value, path: &[Result<usize, String>]) -> &'v mut Value {
-            path.iter().fold(v, |v, step| match step {
-                Ok(i) => &mut v[*i],
-                Err(k) => &mut v[k.as_str()],
-            })
-        }
-        let pairs: Vec<_> = doc.targets.iter().zip(edits).collect();
-        // Detection matches: splice the string's text (ranges are in its decoded text), last match first.
-        for (t, e) in pairs.iter().rev() {
-            if let (Some((s, end)), Value::String(text)) = (t.part, at(&mut v, &path(t.node))) {
-                match e {
-                    Keep => {}
-                    Remove => text.replace_range(s..end, ""),
-                    Edit::Replace(r) => text.replace_range(s..end, r),
-                }
-            }
-        }
-        for (t, e) in &pairs {
-            if let (None, Edit::Replace(r)) = (t.part, e) {
-                let slot = at(&mut v, &path(t.node));
-                *slot = match slot {
-                    Value::Object(_) | Value::Array(_) => return None,
-                    Value::Number(_) if tape::is_number(r) => Value::Number(r.parse().unwrap()),
-                    _ => Value::String(r.clone()),
-                };
-            }
-        }
-        // Removals, last node first: earlier siblings keep their indexes, children go before their parents.
-        let mut removed: Vec<usize> =
-            pairs.iter().filter(|(t, e)| t.part.is_none() && matches!(e, Remove)).map(|(t, _)| t.node).collect();
-        removed.sort_unstable_by(|a, b| b.cmp(a));
-        for n in removed {
-            let mut p = path(n);
-            let last = p.pop().unwrap();
-            match (at(&mut v, &p), last) {
-                (Value::Array(a), Ok(i)) => drop(a.remove(i)),
-                (Value::Object(m), Err(k)) => drop(m.shift_remove(&k)),
-                _ => unreachable!(),
-            }
-        }
-        Some(v)
     }
 }
