@@ -8,6 +8,7 @@
 
 pub mod email;
 pub mod iban;
+pub mod iban_de;
 pub mod pan;
 pub mod phone;
 pub mod text;
