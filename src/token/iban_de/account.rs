@@ -11,8 +11,8 @@
 //!   format ([`RESERVED_BLZ`]) belongs to no bank and has no method: any account passes.
 //! * **Drawing** ([`draw_bban`]): random account numbers, first with as many digits as the input's account (so
 //!   that a savings bank's 8-digit accounts stay 8 digits), then of any length, until the method accepts one;
-//!   after [`RANDOM_DRAWS`] a deterministic scan from the last candidate, which always ends (every method accepts
-//!   some numbers) and never returns the input's account.
+//!   after [`RANDOM_DRAWS`] a deterministic search through the numbers of each length in turn, which finds one for
+//!   every method (each accepts numbers of some length densely) and never returns the input's account.
 
 use rand::Rng;
 
@@ -25,8 +25,11 @@ pub const RESERVED_BLZ: u32 = 99_999_999;
 /// Random account numbers tried before the deterministic scan (the rarest methods accept about 1 in 50).
 pub const RANDOM_DRAWS: usize = 512;
 
-/// Successors of the last random candidate tried by the deterministic scan (no method leaves such a gap).
-const SCAN: u64 = 1_000_000;
+/// Numbers of one length tried by the deterministic search before the next length.
+const SCAN: u64 = 200_000;
+
+/// The step of the deterministic search: a prime other than 2, 3 and 5, so prime to 9 × 10^k.
+const STRIDE: u64 = 1_000_003;
 
 /// The bank code and account number of a German BBAN (`8!n10!n`).
 fn split(bban: &[u8]) -> Option<(u32, &[u8])> {
@@ -69,22 +72,34 @@ pub fn draw_bban<R: Rng + ?Sized>(bban: &[u8], rng: &mut R) -> Option<Vec<u8>> {
     let method = method_of(blz).filter(|&m| is_implemented(m))?;
     let accepts = |account: &[u8]| account != input && check_for_token(method, blz, account);
     let input_zeros = input.iter().take_while(|&&b| b == b'0').count().min(9);
-    let mut last = 0u64;
     for i in 0..RANDOM_DRAWS {
         let zeros = if i < RANDOM_DRAWS / 2 { input_zeros } else { rng.gen_range(0..=5) };
-        let low = if zeros >= 9 { 1 } else { 10u64.pow(9 - zeros as u32) };
-        let high = 10u64.pow(10 - zeros as u32);
-        last = rng.gen_range(low..high);
-        let account = format!("{last:010}");
+        let (low, high) = with_leading_zeros(zeros);
+        let account = format!("{:010}", rng.gen_range(low..high));
         if accepts(account.as_bytes()) {
             return Some(with_account(bban, account.as_bytes()));
         }
     }
-    (1..=SCAN)
-        .map(|step| (last + step) % 10_000_000_000)
-        .map(|n| format!("{n:010}"))
-        .find(|a| accepts(a.as_bytes()))
-        .map(|a| with_account(bban, a.as_bytes()))
+    // Deterministic: every length in turn (the input's first), from a random point in steps of STRIDE, which is
+    // prime to every range's size and so varies the leading digits (that some methods choose by) and the last.
+    for zeros in (0..10).map(|i| (input_zeros + i) % 10) {
+        let (low, high) = with_leading_zeros(zeros);
+        let span = high - low;
+        let start = rng.gen_range(0..span);
+        let found = (0..span.min(SCAN))
+            .map(|i| format!("{:010}", low + (start + i * STRIDE) % span))
+            .find(|account| accepts(account.as_bytes()));
+        if let Some(account) = found {
+            return Some(with_account(bban, account.as_bytes()));
+        }
+    }
+    None
+}
+
+/// The account numbers (as numbers) whose ten-digit form has `zeros` leading zeros (at most 9).
+fn with_leading_zeros(zeros: usize) -> (u64, u64) {
+    let digits = 10 - zeros.min(9) as u32;
+    (if digits == 1 { 1 } else { 10u64.pow(digits - 1) }, 10u64.pow(digits))
 }
 
 /// `bban` with its account number replaced.
