@@ -10,13 +10,21 @@
 //!   ISO 13616 check digits, valid national check digits where the country defines a scheme, never the input.
 //!
 //! The registry and the list of national schemes are in `iban_registry.rs`; the schemes are implemented here in
-//! `national_digits`. Countries whose account check digits are bank-specific or unpublished (DE, GB, NL, …)
+//! `national_digits`. Countries whose account check digits are bank-specific or unpublished (GB, NL, …)
 //! have no national scheme: their tokens are valid in structure and ISO check digits.
+//!
+//! Germany is the exception among those: every bank's method is published with the bank-code file
+//! ([`super::iban_de`]). A `keep-bank` DE token gets an account number that its bank's method accepts, and
+//! [`national_check_valid`] applies the method. Inputs are still held to ISO 13616 only, not to the method (a real
+//! customer's IBAN is never refused over an account-number rule); but [`validate`] refuses a DE IBAN whose bank
+//! code is not in the bank-code file (or whose method veil does not implement), because its token could not pass
+//! the checks of a German application. The reserved bank code of `reserved-bank` tokens is accepted.
 
 use std::str::FromStr;
 
 use rand::Rng;
 
+use super::iban_de;
 use super::{Invalid, Layout, Parsed};
 
 #[path = "iban_registry.rs"]
@@ -30,6 +38,7 @@ pub enum IbanFormat {
     /// Keep the bank identifier and, where the registry defines one, the branch identifier; draw the account.
     /// After 32 colliding attempts for a value the branch is drawn too (the bank is always kept). A national check
     /// digit embedded in a kept code (AL branch, HR and PL bank) is recomputed, which changes nothing for a real IBAN.
+    /// DE: the account number is drawn until the bank's check-digit method (Bundesbank) accepts it.
     #[default]
     KeepBank,
     /// Replace the bank identifier with an obviously fake, unroutable one and draw everything else: `9` for
@@ -109,7 +118,8 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
 }
 
 /// Checks that a canonical value is a real IBAN: its country is in the IBAN registry, it has that country's length
-/// and BBAN structure, and its ISO 13616 check digits are right. National check digits are not required.
+/// and BBAN structure, and its ISO 13616 check digits are right. National check digits are not required. A DE
+/// IBAN's bank code must be in the Bundesbank's bank-code file (or be the reserved code).
 pub fn validate(canonical: &str) -> Result<(), Invalid> {
     let bytes = canonical.as_bytes();
     if bytes.is_empty() {
@@ -131,12 +141,16 @@ pub fn validate(canonical: &str) -> Result<(), Invalid> {
     if !mod97_valid(canonical) {
         return Err(Invalid("the IBAN check digits are wrong"));
     }
+    if country.code == "DE" {
+        iban_de::bank_usable(bytes.get(4..).unwrap_or_default())?;
+    }
     Ok(())
 }
 
 /// Whether the national check digits of a canonical IBAN are right. True for registry countries without a national
 /// scheme; false for values that are not of a registry country and length, or whose characters the scheme cannot
-/// read.
+/// read. DE: the account number passes its bank's check-digit method (false for a bank code not in the bank-code
+/// file; true for the reserved bank code, which has no method).
 pub fn national_check_valid(canonical: &str) -> bool {
     let bytes = canonical.as_bytes();
     let Some(country) = country_of(bytes) else { return false };
@@ -144,6 +158,9 @@ pub fn national_check_valid(canonical: &str) -> bool {
         return false;
     }
     let Some(bban) = bytes.get(4..) else { return false };
+    if country.code == "DE" {
+        return iban_de::bban_valid(bban);
+    }
     national_valid(country.national, bban)
 }
 
@@ -167,12 +184,27 @@ pub fn mod97_valid(canonical: &str) -> bool {
 /// (never expected: callers validate first) gets a token of its shape with valid ISO check digits.
 pub fn generate<R: Rng + ?Sized>(canonical: &str, format: IbanFormat, attempt: u32, rng: &mut R) -> String {
     let input = canonical.as_bytes();
+    if let Some(token) = german_keep_bank(input, format, rng) {
+        return token;
+    }
     let plan = match country_of(input) {
         Some(country) if structure_matches(country, input) => registered_plan(country, input, format, attempt),
         _ => None,
     }
     .unwrap_or_else(|| shape_plan(input));
     plan.draw(input, rng)
+}
+
+/// DE with the bank kept: an account number that the bank's method accepts (see [`iban_de::draw_bban`]). `None`
+/// for other countries and formats, and for a bank code without a method (refused by [`validate`] before; such a
+/// value gets the generic token, valid in structure and ISO check digits).
+fn german_keep_bank<R: Rng + ?Sized>(input: &[u8], format: IbanFormat, rng: &mut R) -> Option<String> {
+    if format != IbanFormat::KeepBank || input.get(..2) != Some(b"DE".as_slice()) || input.len() != 22 {
+        return None;
+    }
+    let bban = iban_de::draw_bban(input.get(4..)?, rng)?;
+    let check = iban_check_digits(b"DE", &bban)?;
+    Some(b"DE".iter().chain(&check).chain(&bban).map(|&b| char::from(b)).collect())
 }
 
 /// The registry entry for the country code that starts `iban`.
@@ -671,6 +703,9 @@ mod tests {
     /// A random valid IBAN of a country (structure filled at random, national and ISO check digits computed),
     /// never with the reserved bank code. Test helper, independent of `generate`.
     fn random_iban(c: &Country, rng: &mut StdRng) -> String {
+        if c.code == "DE" {
+            return random_german_iban(rng);
+        }
         let kinds = structure(c.bban).expect("registry structure");
         let reserved = reserved_bank(c);
         // Real MK and RU account numbers are digits (their schemes read digits only).
@@ -693,6 +728,25 @@ mod tests {
             return iban;
         }
         panic!("{}: no valid IBAN drawn", c.code);
+    }
+
+    /// A random valid DE IBAN: a bank code of the bank-code file and an account number of 5 to 10 digits that its
+    /// method accepts (drawn here by rejection, independent of `generate`).
+    fn random_german_iban(rng: &mut StdRng) -> String {
+        let banks = iban_de::banks();
+        loop {
+            let (blz, method) = banks[rng.gen_range(0..banks.len())];
+            let zeros = rng.gen_range(0..=5u32);
+            let account = format!("{:010}", rng.gen_range(10u64.pow(9 - zeros)..10u64.pow(10 - zeros)));
+            if !iban_de::check(method, blz, account.as_bytes()) {
+                continue;
+            }
+            let bban = format!("{blz:08}{account}");
+            let check = iban_check_digits(b"DE", bban.as_bytes()).expect("digits");
+            let iban = format!("DE{}{bban}", String::from_utf8(check.to_vec()).expect("ascii"));
+            assert!(validate(&iban).is_ok() && national_check_valid(&iban), "helper made {iban}");
+            return iban;
+        }
     }
 
     /// Every property a token must have.
@@ -849,9 +903,26 @@ mod tests {
                 assert!(!national_valid(c.national, &wrong), "{}: position {at}", c.code);
             }
         }
-        assert!(national_check_valid("DE89370400440532013000"), "no scheme");
+        assert!(national_check_valid("DE89370400440532013000"), "its bank's method (13)");
+        assert!(!national_check_valid("DE67370400440532013105"), "an account its bank's method refuses");
+        assert!(!national_check_valid("DE65123456780532013000"), "a bank code not in the bank-code file");
         assert!(!national_check_valid("ZZ89370400440532013000"), "not a registry country");
         assert!(!national_check_valid("DE8937040044053201300"), "wrong length");
+    }
+
+    #[test]
+    fn german_inputs_need_a_bank_in_the_bank_code_file() {
+        // ISO 13616 only for the account: one that its bank's method (13) refuses is still a valid input.
+        assert_eq!(validate("DE67370400440532013105"), Ok(()));
+        assert!(mod97_valid("DE65123456780532013000"));
+        let err = validate("DE65123456780532013000").expect_err("bank code 12345678 is not in the file");
+        assert_eq!(err, Invalid("the German bank code is not in the Bundesbank's bank-code file"));
+        assert!(!err.to_string().contains("12345678"), "message leaks the input");
+        // The reserved code of reserved-bank tokens is veil's own.
+        assert_eq!(reserved_bank(country("DE")), format!("{}", iban_de::RESERVED_BLZ));
+        let mut rng = StdRng::seed_from_u64(4);
+        let token = generate("DE67370400440532013105", IbanFormat::KeepBank, 0, &mut rng);
+        assert!(national_check_valid(&token) && validate(&token).is_ok(), "{token}");
     }
 
     #[test]

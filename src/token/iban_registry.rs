@@ -8,7 +8,8 @@
 //! The national schemes were checked against the registry examples and against real published IBANs (see the
 //! tests in `iban.rs`). Countries whose account check digits are bank-specific or unpublished (DE, GB, IE, NL, AT,
 //! DK/FO/GL, SE, CH/LI, IL, BR, …) are [`National::None`]: a token for them is valid in structure and ISO 13616
-//! check digits only.
+//! check digits only — except DE, whose per-bank methods are published and applied outside this table (see
+//! `iban_de`).
 
 /// A national check-digit scheme, named after the country that defined it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

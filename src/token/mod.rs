@@ -9,6 +9,7 @@
 mod class;
 pub mod email;
 pub mod iban;
+pub mod iban_de;
 pub mod pan;
 pub mod phone;
 pub mod text;
