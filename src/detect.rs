@@ -7,10 +7,10 @@
 //!
 //! * a *digit* is a decimal digit of any script (every Unicode `Nd` character: ASCII, full-width, Arabic-Indic,
 //!   Extended Arabic-Indic, Devanagari, Bengali, Thai, …; [`crate::token::digit_value`]);
-//! * a *gap* is one to three separator characters in any mixture ([`crate::token::is_separator`]: space,
-//!   `-` `.` `/` `_` `,`, the no-break and typographic spaces U+00A0, U+2000–U+200B, U+202F, U+205F, U+3000,
-//!   soft hyphen, word joiner, BOM, the hyphens and dashes U+2010–U+2015, U+2212, U+FE58, U+FE63 and the
-//!   full-width `－．／＿，`). Never a tab or line break;
+//! * a *gap* is one to three separator characters in any mixture ([`crate::token::is_separator`]: every Unicode
+//!   space separator, such as the no-break, narrow no-break, figure, thin and ideographic spaces; every dash and
+//!   hyphen, such as U+2010–U+2015 and U+2212 minus; `.` `/` `_` `,` and their full-width, Arabic and CJK forms;
+//!   the invisible soft hyphen, zero-width space and joiners, word joiner and BOM). Never a tab or line break;
 //! * a *word character* is a letter or digit of a script written with spaces between words. CJK, kana and hangul
 //!   (U+2E80 on, except full-width Latin letters and digits) are not: such text may run into a value
 //!   (`カード４１１１…です`).
@@ -40,19 +40,20 @@
 //!   layout, then known ranges grouped otherwise, then printed layouts; then the one with more digits, then the
 //!   first (so `4111 1111 1111 1111 12/26` is the card, not the 18 digits with the month).
 //! * IBAN: two Latin letters (ASCII or full-width, any case: `DE`, `De`, `de`) of an IBAN registry country, two
-//!   digits, then letters and digits, with or without gaps between any two of them, up to that country's IBAN
-//!   length; it must validate (ISO 13616 check digits, length and BBAN structure). Not preceded or followed by a
-//!   digit; letters may touch it (`IBAN:DE89…`, `ibanDE89…`).
+//!   digits, then letters and digits, with or without a gap between any two of them (`DE 89 3704…`,
+//!   `DE89-3704-…`), up to that country's IBAN length; it must validate (ISO 13616 check digits, length and BBAN
+//!   structure). Not preceded or followed by a digit; letters may touch it (`IBAN:DE89…`, `ibanDE89…`).
 //! * email: the address around each `@`. In free text the local part is limited to letters and digits of any
 //!   script, combining marks and `._%+-` (the other RFC 5322 characters, such as `=` or `'`, would swallow the
 //!   text before it); the domain to letters and digits of any script, combining marks, `.` and `-`, so an
 //!   internationalised domain (`münchen.de`) is found as well as its punycode (`xn--mnchen-3ya.de`). Where
 //!   CJK, kana or hangul text directly precedes a Latin local part or follows a Latin domain label, it is not part
 //!   of the address (`連絡jane@example.comまで`).
-//! * phone: international numbers only: `+` (or `＋`), then 7 to 15 digits with single separators (any of the
-//!   gap characters but `,` and `_`: `+49 170 1234567` with no-break spaces, `+٤٩ ١٧٠ ١٢٣٤٥٦٧`) and
-//!   parentheses; every prefix ending at a digit group that validates is a candidate (the longest that clashes
-//!   with nothing wins). Not a candidate: digits that start with a date (`+2024-01-15`) or read as a timestamp.
+//! * phone: international numbers only: `+` (or `＋`), then 7 to 15 digits with gaps of separators other than
+//!   commas and low lines ([`phone::is_phone_separator`]: `+49 170 1234567` with no-break spaces,
+//!   `+49  170 - 1234567`, `+٤٩ ١٧٠ ١٢٣٤٥٦٧`) and parentheses; every prefix ending at a digit group that
+//!   validates is a candidate (the longest that clashes with nothing wins). Not a candidate: digits that start
+//!   with a date (`+2024-01-15`) or read as a timestamp.
 //!
 //! "Touching" means a word character right before or after the value (for cards and phones a letter: a digit
 //! would be part of the value).
@@ -475,23 +476,35 @@ fn scan_iban(text: &str, out: &mut Vec<Match>) {
 
 /// The end of the IBAN starting at byte `i`, if one does (`canonical` is scratch space).
 fn iban_at(text: &str, i: usize, canonical: &mut String) -> Option<usize> {
-    let (c1, l1) = letter_at(text, i)?;
-    let (c2, l2) = letter_at(text, i + l1)?;
-    let (d1, l3) = digit_at(text, i + l1 + l2)?;
-    let (d2, l4) = digit_at(text, i + l1 + l2 + l3)?;
+    letter_at(text, i)?;
     if is_digit(char_before(text, i)) {
         return None;
     }
     canonical.clear();
-    canonical.extend([c1, c2, char::from(b'0' + d1), char::from(b'0' + d2)]);
-    let length = iban::country_length(canonical)?;
-    let mut j = i + l1 + l2 + l3 + l4;
+    let mut j = i;
+    let mut length = iban::MAX_LEN;
     while canonical.len() < length {
-        let k = gap_end(text, j, is_separator, |c| latin_letter(c).is_some() || digit_value(c).is_some()).unwrap_or(j);
+        let k = if j == i {
+            i
+        } else {
+            gap_end(text, j, is_separator, |c| latin_letter(c).is_some() || digit_value(c).is_some()).unwrap_or(j)
+        };
         let (c, len) = iban_char_at(text, k)?;
         work(k - j + 1);
+        // Two letters, two digits, then the country's length.
+        let head_ok = match canonical.len() {
+            0 | 1 => c.is_ascii_uppercase(),
+            2 | 3 => c.is_ascii_digit(),
+            _ => true,
+        };
+        if !head_ok {
+            return None;
+        }
         canonical.push(c);
         j = k + len;
+        if canonical.len() == 2 {
+            length = iban::country_length(canonical)?;
+        }
     }
     let valid = !is_digit(char_at(text, j))
         && iban::validate(canonical).is_ok()
@@ -511,7 +524,7 @@ fn scan_phone(text: &str, out: &mut Vec<Match>) {
         cuts.clear();
         groups.clear();
         let first = plus + sign.len_utf8();
-        let (mut k, mut count, mut in_parens, mut in_parens_digits, mut after_sep) = (first, 0, false, 0, false);
+        let (mut k, mut count, mut in_parens, mut in_parens_digits, mut gap) = (first, 0, false, 0, 0);
         let mut group: Vec<u8> = Vec::new();
         while let Some(c) = char_at(text, k) {
             work(1);
@@ -519,7 +532,7 @@ fn scan_phone(text: &str, out: &mut Vec<Match>) {
             if let Some(d) = digit_value(c) {
                 count += 1;
                 in_parens_digits += 1;
-                after_sep = false;
+                gap = 0;
                 group.push(d);
                 k += len;
                 if !is_digit(char_at(text, k)) {
@@ -528,17 +541,17 @@ fn scan_phone(text: &str, out: &mut Vec<Match>) {
                         cuts.push((k, count));
                     }
                 }
-            } else if phone::is_phone_separator(c) && !in_parens && !after_sep && k > first {
-                after_sep = true;
+            } else if phone::is_phone_separator(c) && !in_parens && gap < MAX_GAP && k > first {
+                gap += 1;
                 k += len;
             } else if c == '(' && !in_parens {
                 in_parens = true;
                 in_parens_digits = 0;
-                after_sep = false;
+                gap = 0;
                 k += len;
             } else if c == ')' && in_parens && in_parens_digits > 0 {
                 in_parens = false;
-                after_sep = false;
+                gap = 0;
                 k += len;
                 cuts.push((k, count));
             } else {
@@ -664,7 +677,7 @@ mod tests {
     }
 
     /// Every separator character, and gaps of two and three in mixtures.
-    const SEPARATORS: [&str; 44] = [
+    const SEPARATORS: &[&str] = &[
         " ",
         "-",
         ".",
@@ -709,6 +722,23 @@ mod tests {
         "\u{A0}\u{A0}",
         " /\u{2009}",
         ". ",
+        "\u{1680}",
+        "\u{B7}",
+        "\u{2027}",
+        "\u{2044}",
+        "\u{2215}",
+        "\u{60C}",
+        "\u{66C}",
+        "\u{3001}",
+        "\u{30FB}",
+        "\u{301C}",
+        "\u{FE31}",
+        "\u{2E3A}",
+        "\u{200D}",
+        "\u{180E}",
+        "\u{58A}",
+        "\u{10EAD}",
+        "\u{FF65}",
     ];
 
     #[test]
@@ -911,6 +941,8 @@ mod tests {
                 "NL91\u{202F}ABNA\u{202F}0417\u{202F}1643\u{202F}00",
                 "nO93 8601 1117 947",
                 "MT84MALT011000012345MTLCAST001S",
+                "DE 89 3704 0044 0532 0130 00",
+                "DE\u{A0}89\u{A0}37040044\u{A0}0532013000",
             ]
             .map(String::from),
         );
@@ -961,6 +993,10 @@ mod tests {
             "＋４９ １７０ １２３４５６７",
             "+44 (0) 20\u{A0}7946\u{A0}0958",
             "+49 170\u{A0}12-34-567",
+            "+49  170  1234567",
+            "+49 - 170 - 1234567",
+            "+49\u{A0}\u{A0}170\u{2009}/\u{2009}1234567",
+            "+49\u{2012}170\u{2010}1234567",
         ] {
             for (before, after) in [("Tel. ", ", mobil"), ("(", ")"), ("\n", "\n"), ("Telefon：", "まで")] {
                 let text = format!("{before}{phone}{after}");
@@ -1120,7 +1156,7 @@ mod tests {
                 break;
             }
             if at > 0 {
-                out.push_str(&random_gap(rng, &SEPARATORS));
+                out.push_str(&random_gap(rng, SEPARATORS));
             }
             let end = (at + size).min(chars.len());
             out.extend(&chars[at..end]);
@@ -1240,11 +1276,8 @@ mod tests {
             count += size;
             groups.push(group);
         }
-        let phone_separators: Vec<&'static str> = SEPARATORS
-            .iter()
-            .copied()
-            .filter(|s| s.chars().count() == 1 && s.chars().all(phone::is_phone_separator))
-            .collect();
+        let phone_separators: Vec<&'static str> =
+            SEPARATORS.iter().copied().filter(|s| s.chars().all(phone::is_phone_separator)).collect();
         let zero = random_zero(rng);
         let plus = if rng.gen_bool(0.1) { "＋" } else { "+" };
         digits.push_str(plus);
@@ -1325,7 +1358,7 @@ mod tests {
             let written = written_card(&canonical, &mut rng);
             let expiry = format!("{:02}{}{:02}", rng.gen_range(1..=12), ["/", "-", " ", "."][rng.gen_range(0..4)], rng.gen_range(24..40));
             let cvc = format!("{:03}", rng.gen_range(0..1000));
-            let gap = random_gap(&mut rng, &SEPARATORS);
+            let gap = random_gap(&mut rng, SEPARATORS);
             let (value_start, joined) = match rng.gen_range(0..3) {
                 0 => (0, format!("{written}{gap}{expiry}{gap}{cvc}")),
                 1 => {

@@ -119,11 +119,20 @@ pub fn ascii_digit(c: char) -> Option<char> {
 /// Most separator characters in a row between two groups of a number (`4111 - 1111`, a double space).
 pub const MAX_GAP: usize = 3;
 
-/// A character written between the groups of a card number, IBAN or phone number: space, `-` `.` `/` `_` `,`,
-/// the no-break and typographic spaces (U+00A0, U+2000–U+200A, U+202F, U+205F, U+3000), the invisible ones a
-/// text editor or web page leaves in (U+00AD soft hyphen, U+200B zero-width space, U+2060 word joiner, U+FEFF),
-/// the Unicode hyphens and dashes (U+2010–U+2015, U+2212 minus, U+FE58, U+FE63) and the full-width `－` `．`
-/// `／` `＿` `，`. Never a tab or a line break.
+/// A character written between the groups of a card number, IBAN or phone number:
+///
+/// * every Unicode space separator (`Zs`: space, U+00A0 no-break, U+1680, U+2000–U+200A including the figure and
+///   thin spaces, U+202F narrow no-break, U+205F, U+3000 ideographic);
+/// * every dash (the Unicode `Dash` property: `-`, U+2010–U+2015 hyphens and dashes, U+2212 minus, U+058A,
+///   U+05BE, U+1400, U+1806, U+2053, U+207B, U+208B, U+2E17, U+2E1A, U+2E3A, U+2E3B, U+2E40, U+2E5D, U+301C,
+///   U+3030, U+30A0, U+FE31, U+FE32, U+FE58, U+FE63, U+FF0D, U+10EAD);
+/// * dots, slashes, commas and low lines: `.` `/` `,` `_`, U+00B7 and U+2027 middle dots, U+2044 and U+2215
+///   slashes, the Arabic comma and decimal and thousands separators (U+060C, U+066B, U+066C), the ideographic
+///   comma and katakana middle dot (U+3001, U+30FB, U+FF65) and the full-width `，．／＿`;
+/// * the invisible characters editors and web pages leave in: U+00AD soft hyphen, U+180E, U+200B zero-width
+///   space, U+200C/U+200D zero-width (non-)joiner, U+2060–U+2064 word joiner and invisible operators, U+FEFF.
+///
+/// Never a tab or a line break: a value does not continue on the next line or in the next column.
 pub fn is_separator(c: char) -> bool {
     matches!(
         c,
@@ -134,18 +143,48 @@ pub fn is_separator(c: char) -> bool {
             | ','
             | '\u{A0}'
             | '\u{AD}'
-            | '\u{2000}'..='\u{200B}'
+            | '\u{B7}'
+            | '\u{58A}'
+            | '\u{5BE}'
+            | '\u{60C}'
+            | '\u{66B}'
+            | '\u{66C}'
+            | '\u{1400}'
+            | '\u{1680}'
+            | '\u{1806}'
+            | '\u{180E}'
+            | '\u{2000}'..='\u{200D}'
             | '\u{2010}'..='\u{2015}'
+            | '\u{2027}'
             | '\u{202F}'
-            | '\u{205F}'
-            | '\u{2060}'
+            | '\u{2044}'
+            | '\u{2053}'
+            | '\u{205F}'..='\u{2064}'
+            | '\u{207B}'
+            | '\u{208B}'
             | '\u{2212}'
+            | '\u{2215}'
+            | '\u{2E17}'
+            | '\u{2E1A}'
+            | '\u{2E3A}'
+            | '\u{2E3B}'
+            | '\u{2E40}'
+            | '\u{2E5D}'
             | '\u{3000}'
+            | '\u{3001}'
+            | '\u{301C}'
+            | '\u{3030}'
+            | '\u{30A0}'
+            | '\u{30FB}'
+            | '\u{FE31}'
+            | '\u{FE32}'
             | '\u{FE58}'
             | '\u{FE63}'
             | '\u{FEFF}'
             | '\u{FF0C}'..='\u{FF0F}'
             | '\u{FF3F}'
+            | '\u{FF65}'
+            | '\u{10EAD}'
     )
 }
 
@@ -266,9 +305,15 @@ mod tests {
         ] {
             assert!(is_separator(c), "{:X}", u32::from(c));
         }
-        for c in ['\t', '\n', '\r', 'a', '0', '+', '(', ':', ';', '@', '\u{2028}'] {
+        for c in ['\t', '\n', '\r', 'a', '0', '+', '(', ':', ';', '@', '\u{2028}', '\u{2029}', '\u{85}', '#', '*'] {
             assert!(!is_separator(c), "{:X}", u32::from(c));
         }
+        // Every space separator (Zs): the white space that is no control character and no line break.
+        let all = (0..=u32::from(char::MAX)).filter_map(char::from_u32);
+        for c in all.filter(|&c| c.is_whitespace() && !c.is_control() && !matches!(c, '\u{2028}' | '\u{2029}')) {
+            assert!(is_separator(c), "{:X}", u32::from(c));
+        }
+        assert!(!(0..=u32::from(char::MAX)).filter_map(char::from_u32).any(|c| is_separator(c) && c.is_alphanumeric()));
         assert_eq!(latin_letter('d'), Some('D'));
         assert_eq!(latin_letter('Ｄ'), Some('D'));
         assert_eq!(latin_letter('ｅ'), Some('E'));

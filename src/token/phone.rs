@@ -1,9 +1,9 @@
 //! Phone numbers: parsing, masking and format-preserving phone tokens that keep the country calling code.
 //!
 //! A phone number is an optional leading `+` (or full-width `＋`) followed by 6 to 15 digits (E.164 allows at
-//! most 15) written with single separators and parentheses (`+44 (0) 20 7946 0958`, `(030) 1234-567`). A
-//! separator is any of [`is_separator`] but `,` and `_`: spaces of every width (no-break, narrow, thin, …),
-//! dashes and hyphens, `.` and `/`. Digits may be of any script (every Unicode `Nd` digit: `+٤٩ ١٧٠ ١٢٣٤٥٦٧`).
+//! most 15) written with separators and parentheses (`+44 (0) 20 7946 0958`, `(030) 1234-567`): between two
+//! digits or parentheses, one to three separators in any mixture ([`is_phone_separator`]: the separators of
+//! [`is_separator`] but commas and low lines, so spaces of every width, dashes and hyphens, dots and slashes). Digits may be of any script (every Unicode `Nd` digit: `+٤٩ ١٧٠ ١٢٣٤٥٦٧`).
 //! The canonical form is `+` and the digits as ASCII when the input starts with `+`, the digits alone
 //! otherwise; the layout treats the `+` as a canonical character too, so `layout.render(canonical)` gives the
 //! written form back, with ASCII digits and `+`.
@@ -19,7 +19,7 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use super::{ascii_digit, digit_value, is_separator, Invalid, Layout, Parsed};
+use super::{ascii_digit, digit_value, is_separator, Invalid, Layout, Parsed, MAX_GAP};
 
 /// Fewest digits [`parse`] reads.
 pub const MIN_DIGITS: usize = 6;
@@ -29,9 +29,10 @@ pub const MIN_VALID_DIGITS: usize = 7;
 pub const MAX_DIGITS: usize = 15;
 
 /// A separator allowed between the digits of a phone number (besides parentheses): one of the separators of
-/// card numbers and IBANs ([`is_separator`]) but a comma or an underscore, which list or join numbers.
+/// card numbers and IBANs ([`is_separator`]) but a comma or a low line, which list or join numbers.
 pub fn is_phone_separator(c: char) -> bool {
-    is_separator(c) && !matches!(c, ',' | '_' | '\u{FF0C}' | '\u{FF3F}')
+    is_separator(c)
+        && !matches!(c, ',' | '_' | '\u{60C}' | '\u{66B}' | '\u{66C}' | '\u{3001}' | '\u{FF0C}' | '\u{FF3F}')
 }
 
 /// The leading plus sign, ASCII or full-width.
@@ -195,27 +196,28 @@ fn check(written: &str) -> Result<String, Invalid> {
     }
     let mut in_parentheses = false;
     let mut digits_in_parentheses = 0usize;
-    let mut previous_was_separator = false;
+    // Separators since the last digit or parenthesis.
+    let mut gap = 0;
     for c in rest.chars() {
         if let Some(d) = ascii_digit(c) {
             canonical.push(d);
             digits_in_parentheses += 1;
-            previous_was_separator = false;
+            gap = 0;
         } else if is_phone_separator(c) {
             if in_parentheses {
                 return Err(Invalid("phone number has a separator inside parentheses"));
             }
-            if previous_was_separator {
-                return Err(Invalid("phone number has two separators in a row"));
+            if gap == MAX_GAP {
+                return Err(Invalid("phone number has more than three separators in a row"));
             }
-            previous_was_separator = true;
+            gap += 1;
         } else if c == '(' {
             if in_parentheses {
                 return Err(Invalid("phone number has nested parentheses"));
             }
             in_parentheses = true;
             digits_in_parentheses = 0;
-            previous_was_separator = false;
+            gap = 0;
         } else if c == ')' {
             if !in_parentheses {
                 return Err(Invalid("phone number has unbalanced parentheses"));
@@ -224,7 +226,7 @@ fn check(written: &str) -> Result<String, Invalid> {
                 return Err(Invalid("phone number has empty parentheses"));
             }
             in_parentheses = false;
-            previous_was_separator = false;
+            gap = 0;
         } else if is_plus(c) {
             return Err(Invalid("phone number may only have '+' at the start"));
         } else {
@@ -392,6 +394,7 @@ mod tests {
             ("+४९ १७० १२३४५६७", "+49 170 7654321"),
             ("＋４９ １７０ １２３４５６７", "+49 170 7654321"),
             ("+49 (0)\u{3000}170/1234567", "+49 (0)\u{3000}170/7654321"),
+            ("+49  170 - 1234567", "+49  170 - 7654321"),
         ] {
             let parsed = parse(written).unwrap_or_else(|e| panic!("{written}: {e}"));
             let zero = usize::from(written.contains("(0)"));
@@ -431,8 +434,8 @@ mod tests {
             ("123456", "at least 7"),
             ("03012a34567", "may only contain"),
             ("030 12345 67x", "end"),
-            ("030  1234567", "two separators"),
-            ("030 -1234567", "two separators"),
+            ("030    1234567", "separators in a row"),
+            ("030 - -1234567", "separators in a row"),
             ("030+1234567", "only have '+'"),
             ("++491234567", "start"),
             ("+ 491234567", "start"),
@@ -446,7 +449,7 @@ mod tests {
             ("٠٣٠١٢٣", "at least 7"),
             ("+49,170,1234567", "may only contain"),
             ("+49\t1701234567", "may only contain"),
-            ("+49 170\u{A0}\u{A0}1234567", "two separators"),
+            ("+49 170\u{A0}\u{A0}\u{A0}\u{A0}1234567", "separators in a row"),
         ];
         for (input, expected) in cases {
             let err = parse(input).and_then(|p| validate(&p.canonical)).unwrap_err();
