@@ -482,7 +482,8 @@ fn iban_at(text: &str, i: usize, canonical: &mut String) -> Option<usize> {
     }
     canonical.clear();
     let mut j = i;
-    let mut length = iban::MAX_LEN;
+    // The four characters of the head first, then up to the country's length.
+    let mut length = 4;
     while canonical.len() < length {
         let k = if j == i {
             i
@@ -502,7 +503,7 @@ fn iban_at(text: &str, i: usize, canonical: &mut String) -> Option<usize> {
         }
         canonical.push(c);
         j = k + len;
-        if canonical.len() == 2 {
+        if canonical.len() == 4 {
             length = iban::country_length(canonical)?;
         }
     }

@@ -63,8 +63,8 @@ impl FromStr for IbanFormat {
 }
 
 /// Shortest and longest IBAN of ISO 13616.
-pub const MIN_LEN: usize = 15;
-pub const MAX_LEN: usize = 34;
+const MIN_LEN: usize = 15;
+const MAX_LEN: usize = 34;
 
 /// After this many colliding attempts, [`IbanFormat::KeepBank`] also draws the branch identifier.
 const BRANCH_ATTEMPTS: u32 = 32;
