@@ -16,8 +16,8 @@
 //! A token's local part has the input's punctuation and number of characters: every ASCII letter is replaced by
 //! a random letter of the same case, every ASCII digit by a random digit, and every non-ASCII character by a
 //! random ASCII letter (lower case unless it was an upper-case letter) or digit (if it was a digit), so a token's
-//! local part is ASCII and never shows a letter of the value. From attempt 16 on, one random lower-case letter is appended
-//! per 16 attempts (while the local part stays within 64 characters) to widen the room.
+//! local part is ASCII and never shows a letter of the value. From attempt 16 on, one random lower-case letter
+//! is appended per 16 attempts (while the local part stays within 64 characters) to widen the room.
 //! [`EmailFormat::KeepDomain`] keeps the domain; [`EmailFormat::ReservedDomain`] uses `example.com`, which
 //! RFC 2606 reserves for documentation, so a token can never reach a real mailbox. A token is never the input
 //! value itself.
@@ -173,13 +173,25 @@ fn is_atext(c: char) -> bool {
 /// Zero-width and other invisible format characters that must not hide inside an address (the joiners
 /// U+200C/U+200D, which some scripts need, are allowed in a domain label).
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{AD}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{AD}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+    )
 }
 
 /// A combining mark of the common blocks (diacritics written after their letter in decomposed text: `u` +
 /// U+0308 for `ü`). Marks of the Indic and other scripts that are part of their letters are alphabetic already.
 pub fn is_combining_mark(c: char) -> bool {
-    matches!(c, '\u{300}'..='\u{36F}' | '\u{1AB0}'..='\u{1AFF}' | '\u{1DC0}'..='\u{1DFF}' | '\u{20D0}'..='\u{20FF}' | '\u{FE20}'..='\u{FE2F}' | '\u{3099}' | '\u{309A}')
+    matches!(
+        c,
+        '\u{300}'..='\u{36F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+            | '\u{3099}'
+            | '\u{309A}'
+    )
 }
 
 /// A character of an internationalised domain label besides the hyphen: a letter or digit of any script, a

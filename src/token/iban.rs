@@ -93,9 +93,7 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
         } else if is_separator(c) && gap < MAX_GAP {
             gap += 1;
         } else {
-            return Err(Invalid(
-                "an IBAN may contain only letters and digits, in groups separated by spaces, dashes or dots (at most three in a row)",
-            ));
+            return Err(Invalid("an IBAN may contain only letters and digits, with at most three separators in a row"));
         }
     }
     if gap > 0 {

@@ -3,10 +3,11 @@
 //! A phone number is an optional leading `+` (or full-width `＋`) followed by 6 to 15 digits (E.164 allows at
 //! most 15) written with separators and parentheses (`+44 (0) 20 7946 0958`, `(030) 1234-567`): between two
 //! digits or parentheses, one to three separators in any mixture ([`is_phone_separator`]: the separators of
-//! [`is_separator`] but commas and low lines, so spaces of every width, dashes and hyphens, dots and slashes). Digits may be of any script (every Unicode `Nd` digit: `+٤٩ ١٧٠ ١٢٣٤٥٦٧`).
-//! The canonical form is `+` and the digits as ASCII when the input starts with `+`, the digits alone
-//! otherwise; the layout treats the `+` as a canonical character too, so `layout.render(canonical)` gives the
-//! written form back, with ASCII digits and `+`.
+//! [`is_separator`] but commas and low lines, so spaces of every width, dashes and hyphens, dots and slashes).
+//! Digits may be of any script (every Unicode `Nd` digit: `+٤٩ ١٧٠ ١٢٣٤٥٦٧`). The canonical form is `+` and
+//! the digits as ASCII when the input starts with `+`, the digits alone otherwise; the layout treats the `+` as
+//! a canonical character too, so `layout.render(canonical)` gives the written form back, with ASCII digits and
+//! `+`.
 //!
 //! A token keeps the `+`, the digit count and all punctuation. With a `+` it keeps the country calling code
 //! (its length from the ITU-T E.164 table, see [`country_code_len`]) and, when the national number starts with
