@@ -24,9 +24,10 @@
 //!   - groups laid out like a printed card, anywhere in the run (`123 5555 5555 5555 4444 12-26`): fours with a
 //!     last group of one to four digits (4-4-4-4, 4-4-4-1, 4-4-4-4-3, …), 4-3-3-3, 4-6-5 or 4-6-4; twelve
 //!     digits in three fours only as the whole run;
-//!   - the whole run grouped any other way, starting with a group of four or more digits;
-//!   - the run without one group of at most four digits at either end or both, grouped any other way, starting
-//!     with four or more digits and in a known issuer range ([`pan::known_range`]).
+//!   - the whole run grouped any other way, starting with a group of four or more digits or in a known issuer
+//!     range ([`pan::known_range`]);
+//!   - the run without up to three groups of at most four digits at either end or both (`12/26 123`), grouped
+//!     any other way, in a known issuer range.
 //!
 //!   Not candidates: 13 digits starting `978`/`979` (ISBN-13); digits that read as a timestamp
 //!   (`yyyymmddhhmm…`, years 1900–2099) or as Unix time in milliseconds, microseconds or nanoseconds (13, 16 or
@@ -37,9 +38,12 @@
 //!   candidate only as a single group or printed layout of 13 to 19 digits starting with 2 to 6 or in a known
 //!   issuer range.
 //!
-//!   Of overlapping candidates of a run the first kept is the one in a known issuer range with a printed
-//!   layout, then known ranges grouped otherwise, then printed layouts; then the one with more digits, then the
-//!   first (so `4111 1111 1111 1111 12/26` is the card, not the 18 digits with the month).
+//!   Of overlapping candidates of a run the one kept is, in this order: one in a known issuer range
+//!   ([`pan::range_fit`]); a single group or printed layout; one with the length most of its scheme's cards
+//!   have (Visa 16, American Express 15, …) rather than another length the scheme issues; the longer; the
+//!   first. So `4111 1111 1111 1111 123` and `6011 1111 1111 1117 12/30` are the 16-digit cards, not 19 or 18
+//!   Luhn-valid digits with the CVC or month, while a card of 17 to 19 digits written in fours whose first 16
+//!   digits happen to pass Luhn too (one in ten) reads as those 16 and more.
 //! * IBAN: two Latin letters (ASCII or full-width, any case: `DE`, `De`, `de`) of an IBAN registry country, two
 //!   digits, then letters and digits, with or without a gap between any two of them (`DE 89 3704…`,
 //!   `DE89-3704-…`), up to that country's IBAN length; it must validate (ISO 13616 check digits, length and BBAN
@@ -227,11 +231,13 @@ struct Run<'a> {
     glued_end: bool,
 }
 
-/// A card candidate: groups `a..z` of a run, how plausible it is, and its digit count.
+/// A card candidate: groups `a..z` of a run, how it fits the known issuer ranges, whether it has a printed
+/// layout, and its digit count.
 struct Card {
     a: usize,
     z: usize,
-    score: u8,
+    fit: pan::RangeFit,
+    printed: bool,
     count: usize,
 }
 
@@ -276,6 +282,9 @@ fn scan_pan(text: &str, out: &mut Vec<Match>) {
     }
 }
 
+/// Most short groups taken off either end of a run for a differently grouped card (`12/26 123`).
+const TRIM: usize = 3;
+
 /// Printed layouts other than fours with a shorter last group (checked separately).
 const CARD_LAYOUTS: [&[usize]; 3] = [&[4, 3, 3, 3], &[4, 6, 5], &[4, 6, 4]];
 
@@ -309,26 +318,23 @@ fn cards_in_run(run: &Run, out: &mut Vec<Match>) {
             }
         }
     }
-    // The whole run, or without a short group at either end, however it is grouped.
+    // The whole run, or without up to three short groups (expiry, CVC) at either end, however it is grouped.
     let short = |g: usize| len(g) <= 4;
-    let mut spans = vec![(0, n)];
-    if n >= 2 && short(n - 1) {
-        spans.push((0, n - 1));
-    }
-    if n >= 2 && short(0) {
-        spans.push((1, n));
-    }
-    if n >= 3 && short(0) && short(n - 1) {
-        spans.push((1, n - 1));
-    }
-    for (a, z) in spans {
-        if z - a >= 2 && len(a) >= 4 && !found.iter().any(|c| c.a == a && c.z == z) {
-            let shape = if (a, z) == (0, n) { Shape::Whole } else { Shape::Trimmed };
-            consider(run, a, z, shape, &mut found);
+    let lows = (0..=TRIM.min(n)).take_while(|&a| a == 0 || short(a - 1));
+    for a in lows {
+        let highs = (n.saturating_sub(TRIM).max(a + 2)..=n).rev().take_while(|&z| z == n || short(z));
+        for z in highs {
+            if !found.iter().any(|c| c.a == a && c.z == z) {
+                let shape = if (a, z) == (0, n) { Shape::Whole } else { Shape::Trimmed };
+                consider(run, a, z, shape, &mut found);
+            }
         }
     }
 
-    found.sort_by_key(|c| (Reverse(c.score), Reverse(c.count), c.a));
+    found.sort_by_key(|c| {
+        let known = c.fit != pan::RangeFit::None;
+        (Reverse(known), Reverse(c.printed), Reverse(c.fit), Reverse(c.count), c.a)
+    });
     let mut used = vec![false; n];
     for card in found {
         let Some(span) = used.get_mut(card.a..card.z) else { continue };
@@ -384,8 +390,11 @@ fn consider(run: &Run, a: usize, z: usize, shape: Shape, found: &mut Vec<Card>) 
         return;
     }
     let canonical: String = digits.iter().map(|d| char::from(b'0' + d)).collect();
-    let known = pan::known_range(&canonical);
-    if shape == Shape::Trimmed && !known {
+    let fit = pan::range_fit(&canonical);
+    let known = fit != pan::RangeFit::None;
+    // An odd grouping is a card in a known issuer range, or as the whole run from a group of four or more.
+    let first_group = first.digits.len();
+    if shape != Shape::Printed && !known && (shape == Shape::Trimmed || first_group < 4) {
         return;
     }
     // Twelve digits in three fours is a card only on its own: inside a longer run it is a fragment of a list.
@@ -405,7 +414,7 @@ fn consider(run: &Run, a: usize, z: usize, shape: Shape, found: &mut Vec<Card>) 
     }
     let parses = run.text.get(span).and_then(|s| pan::parse(s).ok()).is_some_and(|p| p.canonical == canonical);
     if parses && pan::validate(&canonical).is_ok() {
-        found.push(Card { a, z, score: 2 * u8::from(known) + u8::from(shape == Shape::Printed), count });
+        found.push(Card { a, z, fit, printed: shape == Shape::Printed, count });
     }
 }
 
@@ -842,6 +851,19 @@ mod tests {
     }
 
     #[test]
+    fn oddly_grouped_cards() {
+        for (text, card) in [
+            ("4 1111 1111 1111 111", "4 1111 1111 1111 111"),
+            ("41 111-1 111111111 1", "41 111-1 111111111 1"),
+            ("5555 55555555 4444 12/26 123", "5555 55555555 4444"),
+            ("12/26 123 5555 55555555 4444", "5555 55555555 4444"),
+            ("555 555555 555 4444, 12-26", "555 555555 555 4444"),
+        ] {
+            assert_eq!(found(text), [(card, Class::Pan)], "{text}");
+        }
+    }
+
+    #[test]
     fn cards_touching_letters() {
         for (text, card) in [
             ("card5555555555554444", "5555555555554444"),
@@ -1105,7 +1127,7 @@ mod tests {
 
     // ---- Generators for the properties ----
 
-    /// Issuer prefixes with a length the issuer uses (every one is in [`pan::known_range`]).
+    /// Issuer prefixes with a length the issuer uses (every one is in a known range: [`pan::range_fit`]).
     const CARD_KINDS: [(&str, usize); 16] = [
         ("4", 16),
         ("4", 13),
@@ -1169,11 +1191,13 @@ mod tests {
         out
     }
 
-    /// A card as printed or typed: compact, in fours, or 4-6-5 / 4-6-4; random gaps and digit script.
+    /// A card as printed or typed: compact, in fours, or 4-6-5 / 4-6-4; random gaps and digit script. A card of
+    /// 17 to 19 digits in fours reads as 16 digits and more where its first 16 pass Luhn too (see the module
+    /// documentation): those are written compact.
     fn written_card(canonical: &str, rng: &mut StdRng) -> String {
         let zero = random_zero(rng);
         let written = match (rng.gen_range(0..3), canonical.len()) {
-            (0, _) => canonical.to_owned(),
+            (0, _) | (_, 17..) => canonical.to_owned(),
             (1, len @ (14 | 15)) => grouped(canonical, &[4, 6, len - 10], rng),
             _ => grouped(canonical, &[4], rng),
         };

@@ -110,46 +110,69 @@ pub fn parse(input: &str) -> Result<Parsed, Invalid> {
 }
 
 /// Issuer ranges (ISO/IEC 7812 IIN prefixes as numbers of `digits` digits, `low..=high`) with the lengths the
-/// scheme issues. Not exhaustive and never used to refuse a value: see [`known_range`].
-const KNOWN_RANGES: [(usize, u32, u32, usize, usize); 22] = [
-    (1, 4, 4, 13, 13),       // Visa
-    (1, 4, 4, 16, 16),       // Visa
-    (1, 4, 4, 19, 19),       // Visa
-    (2, 34, 34, 15, 15),     // American Express
-    (2, 37, 37, 15, 15),     // American Express
-    (3, 300, 305, 14, 19),   // Diners Club
-    (4, 3095, 3095, 14, 19), // Diners Club
-    (2, 36, 36, 14, 19),     // Diners Club
-    (2, 38, 39, 14, 19),     // Diners Club
-    (4, 3528, 3589, 16, 19), // JCB
-    (4, 2200, 2204, 16, 19), // Mir
-    (4, 2221, 2720, 16, 16), // Mastercard
-    (2, 51, 55, 16, 16),     // Mastercard
-    (2, 50, 50, 12, 19),     // Maestro
-    (2, 56, 59, 12, 19),     // Maestro
-    (1, 6, 6, 12, 19),       // Discover, UnionPay, Maestro, RuPay, …
-    (1, 1, 1, 15, 15),       // UATP
-    (2, 81, 82, 16, 16),     // RuPay
-    (4, 8600, 8600, 16, 16), // UzCard
-    (4, 9792, 9792, 16, 16), // Troy
-    (4, 9860, 9860, 16, 16), // Humo
-    (4, 6011, 6011, 16, 19), // Discover
+/// scheme issues and the one most of its cards have. Not exhaustive and never used to refuse a value: see
+/// [`range_fit`].
+const KNOWN_RANGES: [(usize, u32, u32, usize, usize, usize); 22] = [
+    (1, 4, 4, 13, 13, 16),       // Visa
+    (1, 4, 4, 16, 16, 16),       // Visa
+    (1, 4, 4, 19, 19, 16),       // Visa
+    (2, 34, 34, 15, 15, 15),     // American Express
+    (2, 37, 37, 15, 15, 15),     // American Express
+    (3, 300, 305, 14, 19, 14),   // Diners Club International
+    (2, 36, 36, 14, 19, 14),     // Diners Club International
+    (4, 3095, 3095, 14, 19, 16), // Diners Club
+    (2, 38, 39, 14, 19, 16),     // Diners Club
+    (4, 3528, 3589, 16, 19, 16), // JCB
+    (4, 2200, 2204, 16, 19, 16), // Mir
+    (4, 2221, 2720, 16, 16, 16), // Mastercard
+    (2, 51, 55, 16, 16, 16),     // Mastercard
+    (2, 50, 50, 12, 19, 16),     // Maestro
+    (2, 56, 59, 12, 19, 16),     // Maestro
+    (1, 6, 6, 12, 19, 16),       // Discover, UnionPay, Maestro, RuPay, …
+    (1, 1, 1, 15, 15, 15),       // UATP
+    (2, 81, 82, 16, 16, 16),     // RuPay
+    (4, 8600, 8600, 16, 16, 16), // UzCard
+    (4, 9792, 9792, 16, 16, 16), // Troy
+    (4, 9860, 9860, 16, 16, 16), // Humo
+    (4, 6011, 6011, 16, 19, 16), // Discover
 ];
 
-/// Whether a canonical card number starts with the prefix of a known card scheme and has a length that scheme
-/// issues (Visa 13/16/19, Mastercard 16, American Express 15, …). A hint for detection in free text, where it
-/// tells a card from a longer or shorter number around it; [`validate`] does not use it.
-pub fn known_range(canonical: &str) -> bool {
+/// How a card number fits the issuer ranges of the known card schemes ([`range_fit`]); ordered, best last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RangeFit {
+    /// In no known range, or not of a length its scheme issues.
+    None,
+    /// In a known range, with a length the scheme issues but few of its cards have (Visa 13 or 19, …).
+    Known,
+    /// In a known range, with the length most of the scheme's cards have (Visa 16, American Express 15, …).
+    Usual,
+}
+
+/// How a canonical card number fits the known card schemes: their prefixes and the lengths they issue (Visa
+/// 13/16/19, Mastercard 16, American Express 15, …). A hint for detection in free text, where it tells a card
+/// from a longer or shorter number around it; [`validate`] does not use it.
+pub fn range_fit(canonical: &str) -> RangeFit {
     let bytes = canonical.as_bytes();
     if !bytes.iter().all(u8::is_ascii_digit) {
-        return false;
+        return RangeFit::None;
     }
     let prefix = |digits: usize| -> Option<u32> {
         bytes.get(..digits).map(|p| p.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
     };
-    KNOWN_RANGES.iter().any(|&(digits, low, high, shortest, longest)| {
-        (shortest..=longest).contains(&bytes.len()) && prefix(digits).is_some_and(|p| (low..=high).contains(&p))
-    })
+    let len = bytes.len();
+    KNOWN_RANGES
+        .iter()
+        .filter(|&&(digits, low, high, shortest, longest, _)| {
+            (shortest..=longest).contains(&len) && prefix(digits).is_some_and(|p| (low..=high).contains(&p))
+        })
+        .map(|&(.., usual)| if len == usual { RangeFit::Usual } else { RangeFit::Known })
+        .max()
+        .unwrap_or(RangeFit::None)
+}
+
+/// Whether a canonical card number is in a known issuer range with a length its scheme issues ([`range_fit`]).
+pub fn known_range(canonical: &str) -> bool {
+    range_fit(canonical) != RangeFit::None
 }
 
 /// Checks that a canonical card number is a real one: 12 to 19 ASCII digits passing the Luhn check.
@@ -375,6 +398,12 @@ mod tests {
         for unknown in ["5555555555554444123", "41111111111111111", "7111111111111111", "0111111111111111", "", "4x"] {
             assert!(!known_range(unknown), "{unknown}");
         }
+        assert_eq!(range_fit("4111111111111111"), RangeFit::Usual);
+        assert_eq!(range_fit("4222222222222"), RangeFit::Known);
+        assert_eq!(range_fit("4111111111111111123"), RangeFit::Known);
+        assert_eq!(range_fit("378282246310005"), RangeFit::Usual);
+        assert_eq!(range_fit("601111111111111712"), RangeFit::Known);
+        assert_eq!(range_fit("7111111111111111"), RangeFit::None);
     }
     use proptest::prelude::*;
     use rand::rngs::StdRng;
