@@ -355,7 +355,7 @@ enum Shape {
     Printed,
     /// The whole run, grouped some other way.
     Whole,
-    /// The run without a short group at one end or both, grouped some other way.
+    /// The run without up to [`TRIM`] short groups at one end or both, grouped some other way.
     Trimmed,
 }
 
