@@ -1,13 +1,23 @@
 //! Email addresses: parsing, validation, masking and format-preserving email tokens.
 //!
-//! An address is `local@domain` where the local part is RFC 5322 dot-atom text (ASCII only: no quoted local
-//! parts, comments or internationalised addresses) and the domain is a DNS host name with at least one dot.
-//! The canonical form keeps the local part as written and lower-cases the domain. An email token is itself a
-//! valid address, so [`parse`] and [`validate`] apply the same checks.
+//! An address is `local@domain` where the local part is RFC 5322 dot-atom text, with RFC 6531's non-ASCII
+//! characters (`jöran@example.org`; no quoted local parts or comments), and the domain is a host name with at
+//! least one dot whose labels are LDH (letters, digits, hyphens: `xn--mnchen-3ya.de`) or internationalised
+//! (letters, digits and combining marks of any script, and hyphens: `münchen.de`). Lengths are counted in UTF-8
+//! bytes (64 for the local part, 63 per label, 253 for the domain, 254 in all). An email token is itself a valid
+//! address, so [`parse`] and [`validate`] apply the same checks.
 //!
-//! A token's local part has the input's length and punctuation: every letter is replaced by a random letter of
-//! the same case, every digit by a random digit. From attempt 16 on, one random lower-case letter is appended
-//! per 16 attempts (while the local part stays within 64 characters) to widen the room.
+//! The canonical form keeps the local part as written and lower-cases the domain (Unicode lower case, so
+//! `MÜNCHEN.de` and `münchen.de` are one value). The domain is compared as written, without IDNA conversion or
+//! Unicode normalisation: `jane@münchen.de` and its punycode spelling `jane@xn--mnchen-3ya.de` are two values
+//! with a token each, and each token keeps its own spelling of the domain, so an application that only knows
+//! ASCII addresses never receives a Unicode one.
+//!
+//! A token's local part has the input's punctuation and number of characters: every ASCII letter is replaced by
+//! a random letter of the same case, every ASCII digit by a random digit, and every non-ASCII character by a
+//! random ASCII letter (lower case unless it was an upper-case letter) or digit (if it was a digit), so a token's
+//! local part is ASCII and never shows a letter of the value. From attempt 16 on, one random lower-case letter
+//! is appended per 16 attempts (while the local part stays within 64 characters) to widen the room.
 //! [`EmailFormat::KeepDomain`] keeps the domain; [`EmailFormat::ReservedDomain`] uses `example.com`, which
 //! RFC 2606 reserves for documentation, so a token can never reach a real mailbox. A token is never the input
 //! value itself.
@@ -68,7 +78,11 @@ impl FromStr for EmailFormat {
 /// The canonical form is the local part as written, `@`, and the domain in lower case; the layout is identity.
 pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     let (local, domain) = check(input.trim())?;
-    Ok(Parsed { canonical: format!("{local}@{}", domain.to_ascii_lowercase()), layout: Layout::Identity })
+    let domain = if domain.is_ascii() { domain.to_ascii_lowercase() } else { domain.to_lowercase() };
+    let canonical = format!("{local}@{domain}");
+    // Lower-casing can lengthen a non-ASCII domain (`İ` is two characters in lower case): check again.
+    check(&canonical)?;
+    Ok(Parsed { canonical, layout: Layout::Identity })
 }
 
 /// Checks a canonical address: the same checks as [`parse`] (an email token is itself a valid address), without
@@ -100,7 +114,8 @@ pub fn generate<R: Rng + ?Sized>(canonical: &str, format: EmailFormat, attempt: 
     let input: Vec<char> = local.chars().collect();
     let mut drawn: Vec<char> = input.iter().map(|&c| redraw(c, rng)).collect();
 
-    let alphanumeric: Vec<usize> = (0..input.len()).filter(|&i| input[i].is_ascii_alphanumeric()).collect();
+    let alphanumeric: Vec<usize> =
+        (0..input.len()).filter(|&i| input[i].is_ascii_alphanumeric() || !input[i].is_ascii()).collect();
     if alphanumeric.is_empty() {
         // Nothing to redraw (`+`, `!#$`, …): turn one character other than a dot into a letter. A letter is
         // valid anywhere in dot-atom text, and the local part then differs from the input.
@@ -147,9 +162,43 @@ fn check(address: &str) -> Result<(&str, &str), Invalid> {
     Ok((local, domain))
 }
 
-/// RFC 5322 `atext`: the characters of dot-atom text besides the dot.
+/// RFC 5322 `atext`, with RFC 6531's non-ASCII characters: the characters of dot-atom text besides the dot.
+/// Spaces, controls and invisible format characters are never part of an address.
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c)
+    c.is_ascii_alphanumeric()
+        || "!#$%&'*+/=?^_`{|}~-".contains(c)
+        || (!c.is_ascii() && !c.is_whitespace() && !c.is_control() && !is_invisible(c))
+}
+
+/// Zero-width and other invisible format characters that must not hide inside an address (the joiners
+/// U+200C/U+200D, which some scripts need, are allowed in a domain label).
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}' | '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}'
+    )
+}
+
+/// A combining mark of the common blocks (diacritics written after their letter in decomposed text: `u` +
+/// U+0308 for `ü`). Marks of the Indic and other scripts that are part of their letters are alphabetic already.
+pub fn is_combining_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{300}'..='\u{36F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+            | '\u{3099}'
+            | '\u{309A}'
+    )
+}
+
+/// A character of an internationalised domain label besides the hyphen: a letter or digit of any script, a
+/// combining mark, or a zero-width joiner or non-joiner.
+pub fn is_domain_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || (!c.is_ascii() && (c.is_alphanumeric() || is_combining_mark(c) || matches!(c, '\u{200C}' | '\u{200D}')))
 }
 
 fn check_local(local: &str) -> Result<(), Invalid> {
@@ -183,27 +232,31 @@ fn check_domain(domain: &str) -> Result<(), Invalid> {
         if label.is_empty() || label.len() > MAX_LABEL {
             return Err(Invalid("email domain labels must have 1 to 63 characters"));
         }
-        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        if !label.chars().all(|c| is_domain_char(c) || c == '-') {
             return Err(Invalid("email domain may only contain letters, digits, hyphens and dots"));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(Invalid("email domain labels may not start or end with a hyphen"));
         }
-        if labels.peek().is_none() && label.chars().all(|c| c.is_ascii_digit()) {
+        if labels.peek().is_none() && label.chars().all(char::is_numeric) {
             return Err(Invalid("email top-level domain may not be all digits"));
         }
     }
     Ok(())
 }
 
-/// A random replacement of the same class: letter of the same case, digit, or the character itself.
+/// A random replacement of the same class: letter of the same case, digit, or the ASCII punctuation itself. A
+/// non-ASCII character becomes an ASCII letter (upper case for an upper-case letter) or, for a digit, an ASCII
+/// digit.
 fn redraw<R: Rng + ?Sized>(c: char, rng: &mut R) -> char {
     if c.is_ascii_lowercase() {
         random_lower(rng)
-    } else if c.is_ascii_uppercase() {
+    } else if c.is_uppercase() {
         char::from(b'A' + rng.gen_range(0..26u8))
-    } else if c.is_ascii_digit() {
+    } else if c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric()) {
         char::from(b'0' + rng.gen_range(0..10u8))
+    } else if !c.is_ascii() {
+        random_lower(rng)
     } else {
         c
     }
@@ -339,7 +392,11 @@ mod tests {
             ("john.@example.com", "dot"),
             ("jo..hn@example.com", "dot"),
             ("jo hn@example.com", "not allowed"),
-            ("jöhn@example.com", "not allowed"),
+            ("jo\u{A0}hn@example.com", "not allowed"),
+            ("jo\u{200B}hn@example.com", "not allowed"),
+            ("john@exa mple.com", "only contain"),
+            ("john@exa\u{200B}mple.com", "only contain"),
+            ("john@example.١٢", "all digits"),
             ("\"john\"@example.com", "not allowed"),
             ("john@localhost", "must contain a dot"),
             ("john@example..com", "1 to 63"),
@@ -359,6 +416,52 @@ mod tests {
             assert!(validate(input).is_err());
         }
         assert!(validate(" john@example.com").is_err());
+    }
+
+    #[test]
+    fn internationalised_addresses() {
+        for (written, canonical) in [
+            ("jöran@example.org", "jöran@example.org"),
+            ("Jöran@Example.ORG", "Jöran@example.org"),
+            ("jane@münchen.de", "jane@münchen.de"),
+            ("jane@MÜNCHEN.De", "jane@münchen.de"),
+            ("jane@xn--mnchen-3ya.de", "jane@xn--mnchen-3ya.de"),
+            ("jane@XN--MNCHEN-3YA.DE", "jane@xn--mnchen-3ya.de"),
+            ("用户@例子.广告", "用户@例子.广告"),
+            ("иван@пример.рф", "иван@пример.рф"),
+            ("अजय@डाटामेल.भारत", "अजय@डाटामेल.भारत"),
+            ("ju\u{308}rgen@mu\u{308}nchen.de", "ju\u{308}rgen@mu\u{308}nchen.de"),
+        ] {
+            let parsed = parse(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(parsed.canonical, canonical);
+            assert!(validate(&parsed.canonical).is_ok());
+            assert_eq!(parse(&parsed.canonical).unwrap().canonical, canonical, "canonical is a fixed point");
+        }
+        // The punycode and the Unicode spelling of a domain are two values (see the module documentation).
+        assert_ne!(parse("jane@münchen.de").unwrap().canonical, parse("jane@xn--mnchen-3ya.de").unwrap().canonical);
+
+        let mut rng = StdRng::seed_from_u64(4);
+        for canonical in ["jöran@example.org", "用户@例子.广告", "ÖZ.ß@münchen.de", "५@x.org"] {
+            for format in [EmailFormat::KeepDomain, EmailFormat::ReservedDomain] {
+                for attempt in [0, 20] {
+                    let token = generate(canonical, format, attempt, &mut rng);
+                    assert_ne!(token, canonical);
+                    assert!(validate(&token).is_ok(), "{token}");
+                    let (local, domain) = token.split_once('@').unwrap();
+                    assert!(local.is_ascii(), "{token}: a token's local part is ASCII");
+                    let (value_local, value_domain) = canonical.split_once('@').unwrap();
+                    assert!(local.chars().count() >= value_local.chars().count());
+                    if format == EmailFormat::KeepDomain {
+                        assert_eq!(domain, value_domain);
+                    }
+                }
+            }
+        }
+        let token = generate("ÖZ.ß@münchen.de", EmailFormat::KeepDomain, 0, &mut rng);
+        let local: Vec<char> = token.split_once('@').unwrap().0.chars().collect();
+        assert!(local[0].is_ascii_uppercase() && local[1].is_ascii_uppercase() && local[2] == '.');
+        assert!(local[3].is_ascii_lowercase());
+        assert!(generate("५@x.org", EmailFormat::KeepDomain, 0, &mut rng).starts_with(|c: char| c.is_ascii_digit()));
     }
 
     #[test]

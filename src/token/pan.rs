@@ -1,7 +1,8 @@
 //! Card numbers (PAN): parsing, Luhn validation, masking and format-preserving card tokens.
 //!
-//! The canonical form is the digits only; the layout keeps the caller's spaces and dashes. Tokens always have
-//! the input's length. Which digits a token keeps depends on [`PanFormat`]:
+//! The canonical form is the digits only, as ASCII (digits of other scripts are read too, see [`parse`]); the
+//! layout keeps the caller's separators (spaces of any width, dashes, dots, …). Tokens always have the input's
+//! number of digits and are written with ASCII digits. Which digits a token keeps depends on [`PanFormat`]:
 //!
 //! * [`PanFormat::KeepBinLast4`] keeps the first six (the BIN) and the last four digits and fixes one middle
 //!   digit so that the token passes Luhn. Where those kept digits leave too little room for a fresh unique token
@@ -20,7 +21,7 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use super::{Invalid, Layout, Parsed};
+use super::{ascii_digit, digit_value, is_separator, Invalid, Layout, Parsed, MAX_GAP};
 
 /// Fewest digits in a card number.
 pub const MIN_DIGITS: usize = 12;
@@ -72,45 +73,106 @@ impl FromStr for PanFormat {
     }
 }
 
-/// Reads anything shaped like a card number (a value or a token): 12 to 19 ASCII digits, optionally grouped by
-/// single spaces or dashes between digits. No checksum is checked here; see [`validate`].
+/// Reads anything shaped like a card number (a value or a token): 12 to 19 decimal digits of any script (ASCII,
+/// full-width, Arabic-Indic, Devanagari, …: every Unicode `Nd` digit, see [`digit_value`]), optionally grouped:
+/// between two digits, one to three separator characters ([`is_separator`]: spaces of every width, dashes and
+/// hyphens, `.` `/` `_` `,`, in any mixture). Leading and trailing whitespace is ignored. The canonical form is
+/// the digits as ASCII; the layout keeps every separator in place, and a token is written back with ASCII digits.
+/// No checksum is checked here; see [`validate`].
 pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err(Invalid("card number is empty"));
     }
-    let mut canonical = String::with_capacity(trimmed.len());
-    let mut previous_was_digit = false;
+    let mut canonical = String::with_capacity(MAX_DIGITS);
+    // Separators since the last digit; starts full so that a value cannot start with one.
+    let mut gap = MAX_GAP;
     for c in trimmed.chars() {
         if let Some(d) = ascii_digit(c) {
             canonical.push(d);
-            previous_was_digit = true;
-        } else if c == ' ' || c == '-' {
-            if !previous_was_digit {
+            gap = 0;
+        } else if is_separator(c) {
+            if gap == MAX_GAP {
                 return Err(Invalid("card number has a misplaced separator"));
             }
-            previous_was_digit = false;
+            gap += 1;
         } else {
-            return Err(Invalid("card number may only contain digits, spaces and dashes"));
+            return Err(Invalid("card number may only contain digits and separators between them"));
         }
     }
-    if !previous_was_digit {
+    if gap > 0 {
         return Err(Invalid("card number has a misplaced separator"));
     }
     if !(MIN_DIGITS..=MAX_DIGITS).contains(&canonical.len()) {
         return Err(Invalid("card number must have 12 to 19 digits"));
     }
-    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| ascii_digit(c).is_some(), false) })
+    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| digit_value(c).is_some(), false) })
 }
 
-/// A digit, ASCII or full-width (U+FF10–U+FF19, as East Asian keyboards type them), as its ASCII digit. Tokens
-/// and revealed values are written with ASCII digits.
-fn ascii_digit(c: char) -> Option<char> {
-    match c {
-        '0'..='9' => Some(c),
-        '\u{FF10}'..='\u{FF19}' => char::from_u32(c as u32 - 0xFF10 + '0' as u32),
-        _ => None,
+/// Issuer ranges (ISO/IEC 7812 IIN prefixes as numbers of `digits` digits, `low..=high`) with the lengths the
+/// scheme issues and the one most of its cards have. Not exhaustive and never used to refuse a value: see
+/// [`range_fit`].
+const KNOWN_RANGES: [(usize, u32, u32, usize, usize, usize); 22] = [
+    (1, 4, 4, 13, 13, 16),       // Visa
+    (1, 4, 4, 16, 16, 16),       // Visa
+    (1, 4, 4, 19, 19, 16),       // Visa
+    (2, 34, 34, 15, 15, 15),     // American Express
+    (2, 37, 37, 15, 15, 15),     // American Express
+    (3, 300, 305, 14, 19, 14),   // Diners Club International
+    (2, 36, 36, 14, 19, 14),     // Diners Club International
+    (4, 3095, 3095, 14, 19, 16), // Diners Club
+    (2, 38, 39, 14, 19, 16),     // Diners Club
+    (4, 3528, 3589, 16, 19, 16), // JCB
+    (4, 2200, 2204, 16, 19, 16), // Mir
+    (4, 2221, 2720, 16, 16, 16), // Mastercard
+    (2, 51, 55, 16, 16, 16),     // Mastercard
+    (2, 50, 50, 12, 19, 16),     // Maestro
+    (2, 56, 59, 12, 19, 16),     // Maestro
+    (1, 6, 6, 12, 19, 16),       // Discover, UnionPay, Maestro, RuPay, …
+    (1, 1, 1, 15, 15, 15),       // UATP
+    (2, 81, 82, 16, 16, 16),     // RuPay
+    (4, 8600, 8600, 16, 16, 16), // UzCard
+    (4, 9792, 9792, 16, 16, 16), // Troy
+    (4, 9860, 9860, 16, 16, 16), // Humo
+    (4, 6011, 6011, 16, 19, 16), // Discover
+];
+
+/// How a card number fits the issuer ranges of the known card schemes ([`range_fit`]); ordered, best last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RangeFit {
+    /// In no known range, or not of a length its scheme issues.
+    None,
+    /// In a known range, with a length the scheme issues but few of its cards have (Visa 13 or 19, …).
+    Known,
+    /// In a known range, with the length most of the scheme's cards have (Visa 16, American Express 15, …).
+    Usual,
+}
+
+/// How a canonical card number fits the known card schemes: their prefixes and the lengths they issue (Visa
+/// 13/16/19, Mastercard 16, American Express 15, …). A hint for detection in free text, where it tells a card
+/// from a longer or shorter number around it; [`validate`] does not use it.
+pub fn range_fit(canonical: &str) -> RangeFit {
+    let bytes = canonical.as_bytes();
+    if !bytes.iter().all(u8::is_ascii_digit) {
+        return RangeFit::None;
     }
+    let prefix = |digits: usize| -> Option<u32> {
+        bytes.get(..digits).map(|p| p.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
+    };
+    let len = bytes.len();
+    KNOWN_RANGES
+        .iter()
+        .filter(|&&(digits, low, high, shortest, longest, _)| {
+            (shortest..=longest).contains(&len) && prefix(digits).is_some_and(|p| (low..=high).contains(&p))
+        })
+        .map(|&(.., usual)| if len == usual { RangeFit::Usual } else { RangeFit::Known })
+        .max()
+        .unwrap_or(RangeFit::None)
+}
+
+/// Whether a canonical card number is in a known issuer range with a length its scheme issues ([`range_fit`]).
+pub fn known_range(canonical: &str) -> bool {
+    range_fit(canonical) != RangeFit::None
 }
 
 /// Checks that a canonical card number is a real one: 12 to 19 ASCII digits passing the Luhn check.
@@ -305,6 +367,44 @@ mod tests {
         assert_eq!(p.layout.render("4000000000000002"), "4000 0000 0000 0002");
         assert!(parse("４１１１x１１１１１１１１１１１１").is_err());
     }
+
+    #[test]
+    fn digits_of_every_script_and_unicode_separators() {
+        for (written, rendered) in [
+            ("٤١١١١١١١١١١١١١١١", "4000000000000002"),
+            ("۴۱۱۱ ۱۱۱۱ ۱۱۱۱ ۱۱۱۱", "4000 0000 0000 0002"),
+            ("४१११-११११-११११-११११", "4000-0000-0000-0002"),
+            ("৪১১১\u{A0}১১১১\u{A0}১১১১\u{A0}১১১১", "4000\u{A0}0000\u{A0}0000\u{A0}0002"),
+            ("4111\u{202F}1111\u{2009}1111\u{3000}1111", "4000\u{202F}0000\u{2009}0000\u{3000}0002"),
+            ("4111.1111/1111_1111", "4000.0000/0000_0002"),
+            ("4111,1111\u{2011}1111\u{2212}1111", "4000,0000\u{2011}0000\u{2212}0002"),
+            ("4111  1111 - 1111\u{2014}1111", "4000  0000 - 0000\u{2014}0002"),
+            ("4111\u{200B}1111\u{AD}1111\u{2007}1111", "4000\u{200B}0000\u{AD}0000\u{2007}0002"),
+            ("4\u{0661}1\u{0967}111111111111", "4000000000000002"),
+        ] {
+            let p = parse(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            assert_eq!(p.canonical, "4111111111111111", "{written}");
+            assert!(validate(&p.canonical).is_ok());
+            assert_eq!(p.layout.render("4000000000000002"), rendered, "{written}");
+            assert_eq!(parse(rendered).unwrap().canonical, "4000000000000002");
+        }
+    }
+
+    #[test]
+    fn known_ranges() {
+        for known in ["4111111111111111", "4222222222222", "5555555555554444", "2221000000000009", "378282246310005"] {
+            assert!(known_range(known), "{known}");
+        }
+        for unknown in ["5555555555554444123", "41111111111111111", "7111111111111111", "0111111111111111", "", "4x"] {
+            assert!(!known_range(unknown), "{unknown}");
+        }
+        assert_eq!(range_fit("4111111111111111"), RangeFit::Usual);
+        assert_eq!(range_fit("4222222222222"), RangeFit::Known);
+        assert_eq!(range_fit("4111111111111111123"), RangeFit::Known);
+        assert_eq!(range_fit("378282246310005"), RangeFit::Usual);
+        assert_eq!(range_fit("601111111111111712"), RangeFit::Known);
+        assert_eq!(range_fit("7111111111111111"), RangeFit::None);
+    }
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
@@ -459,13 +559,14 @@ mod tests {
             ("4111x1111x1111x1111", "digits"),
             ("41111111111", "12 to 19"),
             ("41111111111111111111", "12 to 19"),
-            ("4111  1111 1111 1111", "separator"),
+            ("4111    1111 1111 1111", "separator"),
             ("-4111111111111111", "separator"),
             ("4111111111111111-", "separator"),
-            ("4111--1111-1111-1111", "separator"),
+            ("4111--.-1111-1111-1111", "separator"),
             ("", "empty"),
             ("   ", "empty"),
-            ("٤١١١١١١١١١١١١١١١", "digits"),
+            ("٤١١١١١١١١١١١١١١٢", "Luhn"),
+            ("4111\t1111 1111 1111", "digits"),
         ];
         for (input, expected) in cases {
             let err = parse(input).and_then(|p| validate(&p.canonical)).unwrap_err();

@@ -1,9 +1,13 @@
 //! Phone numbers: parsing, masking and format-preserving phone tokens that keep the country calling code.
 //!
-//! A phone number is an optional leading `+` followed by 6 to 15 digits (E.164 allows at most 15) written with
-//! the separators ` -./` and parentheses (`+44 (0) 20 7946 0958`, `(030) 1234-567`). The canonical form is
-//! `+` and the digits when the input starts with `+`, the digits alone otherwise; the layout treats the `+` as a
-//! canonical character too, so `layout.render(canonical)` gives the written form back.
+//! A phone number is an optional leading `+` (or full-width `＋`) followed by 6 to 15 digits (E.164 allows at
+//! most 15) written with separators and parentheses (`+44 (0) 20 7946 0958`, `(030) 1234-567`): between two
+//! digits or parentheses, one to three separators in any mixture ([`is_phone_separator`]: the separators of
+//! [`is_separator`] but commas and low lines, so spaces of every width, dashes and hyphens, dots and slashes).
+//! Digits may be of any script (every Unicode `Nd` digit: `+٤٩ ١٧٠ ١٢٣٤٥٦٧`). The canonical form is `+` and
+//! the digits as ASCII when the input starts with `+`, the digits alone otherwise; the layout treats the `+` as
+//! a canonical character too, so `layout.render(canonical)` gives the written form back, with ASCII digits and
+//! `+`.
 //!
 //! A token keeps the `+`, the digit count and all punctuation. With a `+` it keeps the country calling code
 //! (its length from the ITU-T E.164 table, see [`country_code_len`]) and, when the national number starts with
@@ -16,7 +20,7 @@ use std::str::FromStr;
 
 use rand::Rng;
 
-use super::{Invalid, Layout, Parsed};
+use super::{ascii_digit, digit_value, is_separator, Invalid, Layout, Parsed, MAX_GAP};
 
 /// Fewest digits [`parse`] reads.
 pub const MIN_DIGITS: usize = 6;
@@ -25,8 +29,17 @@ pub const MIN_VALID_DIGITS: usize = 7;
 /// Most digits (E.164).
 pub const MAX_DIGITS: usize = 15;
 
-/// Separators allowed between digits, besides parentheses.
-const SEPARATORS: &str = " -./";
+/// A separator allowed between the digits of a phone number (besides parentheses): one of the separators of
+/// card numbers and IBANs ([`is_separator`]) but a comma or a low line, which list or join numbers.
+pub fn is_phone_separator(c: char) -> bool {
+    is_separator(c)
+        && !matches!(c, ',' | '_' | '\u{60C}' | '\u{66B}' | '\u{66C}' | '\u{3001}' | '\u{FF0C}' | '\u{FF3F}')
+}
+
+/// The leading plus sign, ASCII or full-width.
+fn is_plus(c: char) -> bool {
+    c == '+' || c == '\u{FF0B}'
+}
 
 /// How phone tokens are drawn (config names in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -60,7 +73,7 @@ impl FromStr for PhoneFormat {
 pub fn parse(input: &str) -> Result<Parsed, Invalid> {
     let trimmed = input.trim();
     let canonical = check(trimmed)?;
-    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| c.is_ascii_digit() || c == '+', false) })
+    Ok(Parsed { canonical, layout: Layout::template(trimmed, |c| digit_value(c).is_some() || is_plus(c), false) })
 }
 
 /// Checks a canonical phone number: the shape [`parse`] reads, with at least 7 digits.
@@ -166,16 +179,16 @@ fn check(written: &str) -> Result<String, Invalid> {
     if written.is_empty() {
         return Err(Invalid("phone number is empty"));
     }
-    let (plus, rest) = match written.strip_prefix('+') {
+    let (plus, rest) = match written.strip_prefix(is_plus) {
         Some(rest) => (true, rest),
         None => (false, written),
     };
     match rest.chars().next() {
-        Some(c) if c.is_ascii_digit() || c == '(' => {}
+        Some(c) if digit_value(c).is_some() || c == '(' => {}
         _ => return Err(Invalid("phone number must start with a digit, '+' or '('")),
     }
     match rest.chars().last() {
-        Some(c) if c.is_ascii_digit() || c == ')' => {}
+        Some(c) if digit_value(c).is_some() || c == ')' => {}
         _ => return Err(Invalid("phone number must end with a digit or ')'")),
     }
     let mut canonical = String::with_capacity(written.len());
@@ -184,27 +197,28 @@ fn check(written: &str) -> Result<String, Invalid> {
     }
     let mut in_parentheses = false;
     let mut digits_in_parentheses = 0usize;
-    let mut previous_was_separator = false;
+    // Separators since the last digit or parenthesis.
+    let mut gap = 0;
     for c in rest.chars() {
-        if c.is_ascii_digit() {
-            canonical.push(c);
+        if let Some(d) = ascii_digit(c) {
+            canonical.push(d);
             digits_in_parentheses += 1;
-            previous_was_separator = false;
-        } else if SEPARATORS.contains(c) {
+            gap = 0;
+        } else if is_phone_separator(c) {
             if in_parentheses {
                 return Err(Invalid("phone number has a separator inside parentheses"));
             }
-            if previous_was_separator {
-                return Err(Invalid("phone number has two separators in a row"));
+            if gap == MAX_GAP {
+                return Err(Invalid("phone number has more than three separators in a row"));
             }
-            previous_was_separator = true;
+            gap += 1;
         } else if c == '(' {
             if in_parentheses {
                 return Err(Invalid("phone number has nested parentheses"));
             }
             in_parentheses = true;
             digits_in_parentheses = 0;
-            previous_was_separator = false;
+            gap = 0;
         } else if c == ')' {
             if !in_parentheses {
                 return Err(Invalid("phone number has unbalanced parentheses"));
@@ -213,11 +227,11 @@ fn check(written: &str) -> Result<String, Invalid> {
                 return Err(Invalid("phone number has empty parentheses"));
             }
             in_parentheses = false;
-            previous_was_separator = false;
-        } else if c == '+' {
+            gap = 0;
+        } else if is_plus(c) {
             return Err(Invalid("phone number may only have '+' at the start"));
         } else {
-            return Err(Invalid("phone number may only contain digits, '+', parentheses and the separators - . /"));
+            return Err(Invalid("phone number may only contain digits, '+', parentheses and single separators"));
         }
     }
     if in_parentheses {
@@ -371,6 +385,30 @@ mod tests {
     }
 
     #[test]
+    fn unicode_separators_and_digits_of_every_script() {
+        for (written, rendered) in [
+            ("+49\u{A0}170\u{A0}1234567", "+49\u{A0}170\u{A0}7654321"),
+            ("+49\u{202F}170\u{2009}1234567", "+49\u{202F}170\u{2009}7654321"),
+            ("+49\u{2011}170\u{2013}1234567", "+49\u{2011}170\u{2013}7654321"),
+            ("+٤٩ ١٧٠ ١٢٣٤٥٦٧", "+49 170 7654321"),
+            ("+۴۹ ۱۷۰ ۱۲۳۴۵۶۷", "+49 170 7654321"),
+            ("+४९ १७० १२३४५६७", "+49 170 7654321"),
+            ("＋４９ １７０ １２３４５６７", "+49 170 7654321"),
+            ("+49 (0)\u{3000}170/1234567", "+49 (0)\u{3000}170/7654321"),
+            ("+49  170 - 1234567", "+49  170 - 7654321"),
+        ] {
+            let parsed = parse(written).unwrap_or_else(|e| panic!("{written}: {e}"));
+            let zero = usize::from(written.contains("(0)"));
+            let expected = if zero == 1 { "+4901701234567" } else { "+491701234567" };
+            assert_eq!(parsed.canonical, expected, "{written}");
+            assert!(validate(&parsed.canonical).is_ok());
+            let token = if zero == 1 { "+4901707654321" } else { "+491707654321" };
+            assert_eq!(parsed.layout.render(token), rendered, "{written}");
+            assert_eq!(parse(rendered).unwrap().canonical, token);
+        }
+    }
+
+    #[test]
     fn trunk_zero_and_country_code_are_kept() {
         let mut rng = StdRng::seed_from_u64(5);
         for _ in 0..200 {
@@ -397,8 +435,8 @@ mod tests {
             ("123456", "at least 7"),
             ("03012a34567", "may only contain"),
             ("030 12345 67x", "end"),
-            ("030  1234567", "two separators"),
-            ("030 -1234567", "two separators"),
+            ("030    1234567", "separators in a row"),
+            ("030 - -1234567", "separators in a row"),
             ("030+1234567", "only have '+'"),
             ("++491234567", "start"),
             ("+ 491234567", "start"),
@@ -409,7 +447,10 @@ mod tests {
             ("030)1234567", "unbalanced"),
             ("030()1234567", "empty parentheses"),
             ("03((0))1234567", "nested"),
-            ("０３０１２３４５６７", "start"),
+            ("٠٣٠١٢٣", "at least 7"),
+            ("+49,170,1234567", "may only contain"),
+            ("+49\t1701234567", "may only contain"),
+            ("+49 170\u{A0}\u{A0}\u{A0}\u{A0}1234567", "separators in a row"),
         ];
         for (input, expected) in cases {
             let err = parse(input).and_then(|p| validate(&p.canonical)).unwrap_err();
