@@ -108,9 +108,9 @@ trap cleanup EXIT
 log "workspace $TMP"
 
 read -r P_UP P_UP_TLS P_NGX P_NGX_TLS P_VH P_VH_VAULT P_VH_ADMIN P_VT P_VT_VAULT P_VT_ADMIN \
-  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN < <(python3 - <<'EOF'
+  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN P_VP P_VP_VAULT P_VP_ADMIN < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(16)]
+socks = [socket.socket() for _ in range(19)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -201,12 +201,13 @@ start_nginx_proxy
 "$VEIL" keygen --out "$TMP/master.key" >/dev/null
 API_KEY_SHA=$(printf %s "bench-$RANDOM$RANDOM" | sha256sum | cut -d' ' -f1)
 
-# veil_config NAME PROXY VAULT ADMIN STORE TLS(0|1)
+# veil_config NAME PROXY VAULT ADMIN STORE TLS(0|1) [UNMATCHED (detect|pass|refuse; default detect)]
 veil_config() {
   local dir=$TMP/$1
   mkdir -p "$dir"
   {
-    printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "http://127.0.0.1:%s"\n' "$2" "$P_UP"
+    printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "http://127.0.0.1:%s"\nunmatched = "%s"\n' "$2" "$P_UP" \
+      "${7:-detect}"
     if [ "$6" = 1 ]; then
       printf '[proxy.tls]\ncert = "%s"\nkey = "%s"\n' "$TMP/server.crt" "$TMP/server.key"
     fi
@@ -260,8 +261,12 @@ start_veil() {
 veil_config veil-http "$P_VH" "$P_VH_VAULT" "$P_VH_ADMIN" "sqlite://$TMP/veil-http/vault.db" 0
 veil_config veil-tls "$P_VT" "$P_VT_VAULT" "$P_VT_ADMIN" "sqlite://$TMP/veil-tls/vault.db" 1
 start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID
+# The same proxy with requests no route takes streamed through untouched ([proxy] unmatched = "pass"), to show
+# what scanning them (the default, "detect") costs.
+veil_config veil-pass-http "$P_VP" "$P_VP_VAULT" "$P_VP_ADMIN" "sqlite://$TMP/veil-pass-http/vault.db" 0 pass
+start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID
 start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
-[ -n "$VH_PID" ] && [ -n "$VT_PID" ] || die "veil did not start"
+[ -n "$VH_PID" ] && [ -n "$VT_PID" ] && [ -n "$VP_PID" ] || die "veil did not start"
 GH_PID=""; GT_PID=""; PG_NOTE="not run: VEIL_BENCH_PG_URL not set"
 if [ -n "$PG_URL" ]; then
   PG_NOTE="not run: veil did not start on VEIL_BENCH_PG_URL (see the log)"
@@ -308,14 +313,18 @@ add nginxpost-http "nginx reverse proxy (1 KiB checkout POST)" http "http://127.
   "$NGX_PID" ""
 add nginxpost-tls "nginx reverse proxy (1 KiB checkout POST)" tls "https://127.0.0.1:$P_NGX_TLS/checkout" static \
   "$NGX_PID" ""
-add pass-http "veil pass-through (GET, no route)" http "http://127.0.0.1:$P_VH/item/42" get "$VH_PID" ""
-add pass-tls "veil pass-through (GET, no route)" tls "https://127.0.0.1:$P_VT/item/42" get "$VT_PID" ""
+add pass-http "veil pass-through (GET, no route, unmatched = detect)" http "http://127.0.0.1:$P_VH/item/42" get "$VH_PID" ""
+add pass-tls "veil pass-through (GET, no route, unmatched = detect)" tls "https://127.0.0.1:$P_VT/item/42" get "$VT_PID" ""
 # The same 1 KiB POST on a path no route matches: streamed through untouched. Against the checkout rows it shows
 # what tokenising costs on its own; against nginx's POST row, the proxies on the same request.
-add passpost-http "veil pass-through (1 KiB checkout POST, no route)" http "http://127.0.0.1:$P_VH/orders" static \
+add passpost-http "veil pass-through (1 KiB checkout POST, no route, unmatched = detect)" http "http://127.0.0.1:$P_VH/orders" static \
   "$VH_PID" ""
-add passpost-tls "veil pass-through (1 KiB checkout POST, no route)" tls "https://127.0.0.1:$P_VT/orders" static \
+add passpost-tls "veil pass-through (1 KiB checkout POST, no route, unmatched = detect)" tls "https://127.0.0.1:$P_VT/orders" static \
   "$VT_PID" ""
+add unpass-http "veil pass-through (GET, no route, unmatched = pass)" http "http://127.0.0.1:$P_VP/item/42" get \
+  "$VP_PID" ""
+add unpasspost-http "veil pass-through (1 KiB checkout POST, no route, unmatched = pass)" http \
+  "http://127.0.0.1:$P_VP/orders" static "$VP_PID" ""
 add rep-http "veil checkout, 4 fields, repeated values" http "http://127.0.0.1:$P_VH/checkout" static "$VH_PID" ""
 add rep-tls "veil checkout, 4 fields, repeated values" tls "https://127.0.0.1:$P_VT/checkout" static "$VT_PID" ""
 add uniq-http "veil checkout, 4 fields, unique values (SQLite)" http "http://127.0.0.1:$P_VH/checkout" unique \
@@ -368,6 +377,7 @@ proxy_pid() {
     nginx*) echo "$NGX_PID" ;;
     pg*-http) echo "$GH_PID" ;;
     pg*-tls) echo "$GT_PID" ;;
+    unpass*-http) echo "$VP_PID" ;;
     *-http) echo "$VH_PID" ;;
     *-tls) echo "$VT_PID" ;;
   esac
@@ -387,6 +397,7 @@ restart_proxy() {
       return 0 ;;
     pg*-http) start_veil veil-pg-http "$P_GH_ADMIN"; GH_PID=$STARTED_PID ;;
     pg*-tls) start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID ;;
+    unpass*-http) start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID ;;
     *-http) start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID ;;
     *-tls) start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID ;;
   esac

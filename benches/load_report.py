@@ -157,7 +157,15 @@ def targets(sm, idle, meta):
                 f"| tokenising, unique values (PostgreSQL) / pass-through{of} ({name}) | ≥ 0.5x | "
                 + (f"{r:.2f}x | {verdict(r >= 0.5)} |" if r is not None else f"— | {meta.get('pg_note', 'not run')} |")
             )
-    veil_ids = [k for k in sm if k.split("-")[0] in ("pass", "passpost", "rep", "uniq", "pg", "pgrep")]
+    # What scanning requests no route takes costs ([proxy] unmatched = "detect", the default, over "pass").
+    for label, a, b in (
+        ("unmatched = detect / unmatched = pass, GET (HTTP/1.1)", "pass-http", "unpass-http"),
+        ("unmatched = detect / unmatched = pass, same 1 KiB POST (HTTP/1.1)", "passpost-http", "unpasspost-http"),
+    ):
+        r = ratio(a, b)
+        if r is not None:
+            lines.append(f"| {label} | measured | {r:.2f}x | — |")
+    veil_ids = [k for k in sm if k.split("-")[0] in ("pass", "passpost", "unpass", "unpasspost", "rep", "uniq", "pg", "pgrep")]
     peak64 = max((sm[k]["hwm64"] for k in veil_ids), default=0)
     if peak64:
         lines.append(f"| veil peak RSS at {meta.get('conns', 64)} connections (worst scenario) | ≤ 30 MiB | "

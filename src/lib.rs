@@ -1,13 +1,17 @@
 //! veil: a tokenisation and encryption proxy sidecar.
 //!
 //! ```text
+//! ingress:   TLS -> HTTP/1.1 | h2 -> admit -> match (canonical path) -> gather (body, headers, query)
+//!            -> decide -> one vault batch -> apply -> forward to the app
+//! egress:    the app -> the same pipeline, revealing as the route's caller -> one provider -> tokenise echoes
 //! vault API: TLS/mTLS -> authenticate (API key | client cert) -> authorise (caller x operation x class)
 //!            -> audit (fail closed) -> token engine -> store
 //! ```
-//! Modules: `config` (raw TOML -> validated), `crypto` (keyring, HKDF subkeys, AES-GCM-SIV, HMAC
-//! fingerprints), `token` (one format module per class), `store` (the `Store` trait, SQLite with group
-//! commit), `vault` (engine, auth, policy, audit, HTTP API, the `Vault` trait), `server` (accept loop),
-//! `tls`, `admin` + `metrics`, `app` (wiring), `cli`.
+//! Layers, bottom up (imports point down only; `tests/layers.rs` checks it; ARCHITECTURE.md at the root):
+//! `domain` (classes, permissions, purposes, durations, canonical paths) · `respond`, `metrics`, `tls`, `stall` ·
+//! `token` (one format module per class), `crypto`, `store`, `server` (accept loop) · `vault` (engine, auth,
+//! audit, API and its wire types, remote client), `detect` · `rewrite` (body formats) · `config` · `proxy` (the
+//! flows on one pipeline), `admin`, `register` · `app` (wiring) · `cli`.
 
 pub mod admin;
 pub mod app;

@@ -39,6 +39,7 @@ async fn start() -> Edge {
         std::fs::copy(dir.path().join("master.key"), dir.path().join(sub).join("master.key")).unwrap();
         format!(
             "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_header_bytes = 8192\n\
+             max_pending_per_client = 1000\n\
              handshake_timeout = \"500ms\"\nheader_timeout = \"500ms\"\nbody_timeout = \"500ms\"\n\
              write_timeout = \"500ms\"\n{tls}\n{}\n\
              [[route]]\nname = \"checkout\"\nmatch = {{ path = \"/checkout\" }}\n\

@@ -46,6 +46,8 @@ pub struct Egress {
     vault: Arc<dyn Vault>,
     upstream: Upstream,
     metrics: Arc<Metrics>,
+    /// Egress hops carry no client (the app's address is never sent on); the pipeline's slot for one.
+    no_client: ClientAddr,
 }
 
 impl Egress {
@@ -57,7 +59,8 @@ impl Egress {
     ) -> Result<Egress, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.ca.as_deref())?;
         let route = Compiled::new(cfg.route.clone());
-        Ok(Egress { cfg, route, caller, tokenizer: Caller::proxy(), vault, upstream, metrics })
+        let no_client = ClientAddr::new(std::net::Ipv4Addr::LOCALHOST.into());
+        Ok(Egress { cfg, route, caller, tokenizer: Caller::proxy(), vault, upstream, metrics, no_client })
     }
 
     pub fn name(&self) -> &str {
@@ -66,9 +69,7 @@ impl Egress {
 
     /// Serves one request; never fails (errors become JSON responses).
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Infallible> {
-        // The app's address is never sent on: egress hops carry no client.
-        let client = ClientAddr::new(std::net::Ipv4Addr::LOCALHOST.into());
-        pipeline::run(&*self, &client, req).await
+        pipeline::run(&*self, &self.no_client, req).await
     }
 
     /// The response body with detected values tokenised, or `None` when nothing was found. A body that does not

@@ -135,8 +135,10 @@ impl JsonDoc {
         let mut patches = Vec::new();
         let mut removed = Vec::new();
         let mut detected: Vec<(Target, &Edit)> = Vec::new();
+        // A target without its node would leave a value unedited: an invariant broken, never a value forwarded.
+        let lost = || RewriteError::EditCount;
         for (&t, e) in self.targets.iter().zip(edits) {
-            let Some(node) = self.tape.nodes.get(t.node) else { continue };
+            let node = self.tape.nodes.get(t.node).ok_or_else(lost)?;
             let container = matches!(node.ty, Ty::Object | Ty::Array);
             match (e, t.part) {
                 (Edit::Keep, _) => {}
@@ -155,18 +157,14 @@ impl JsonDoc {
         }
         // One text's detection edits are consecutive and in order.
         for run in detected.chunk_by(|a, b| a.0.node == b.0.node && a.0.part.same_text(b.0.part)) {
-            let Some(&(t, _)) = run.first() else { continue };
-            let Some(node) = self.tape.nodes.get(t.node) else { continue };
+            let Some(&(t, _)) = run.first() else { continue }; // chunk_by yields no empty runs
+            let node = self.tape.nodes.get(t.node).ok_or_else(lost)?;
             match t.part {
                 Part::Str(..) => {
                     let escaped = node.ty == (Ty::Str { escaped: true });
                     self.text_patches((node.start() + 1, node.end() - 1, escaped), run, &mut patches);
                 }
-                Part::Key(..) => {
-                    if let Some(key) = node.key() {
-                        self.text_patches(key, run, &mut patches);
-                    }
-                }
+                Part::Key(..) => self.text_patches(node.key().ok_or_else(lost)?, run, &mut patches),
                 Part::Num(..) | Part::Plain(..) => self.number_patch(t.node, node, run, &mut patches, &mut removed)?,
                 Part::Whole => {}
             }
