@@ -31,10 +31,23 @@ match = { path = "/files/*" }
 const PAN: &str = "5555555555554444";
 const EMAIL: &str = "jane.doe@example.org";
 
+/// How a test request travels: plain HTTP/1.1, or over TLS with HTTP/1.1 or h2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Plain,
+    H1,
+    H2,
+}
+
+const EVERY_WAY: [Via; 3] = [Via::Plain, Via::H1, Via::H2];
+
+/// Two veils with the same routes in front of one recording app: one serving plain HTTP, one TLS.
 struct Veil {
     dir: tempfile::TempDir,
     pki: Pki,
     running: veil::app::Running,
+    plain: veil::app::Running,
+    _plain_dir: tempfile::TempDir,
     app: App,
 }
 
@@ -53,20 +66,35 @@ impl Veil {
         );
         let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
-        Veil { dir, pki, running, app }
+        let plain_dir = tempfile::tempdir().unwrap();
+        veil::crypto::Keyring::generate_file(&plain_dir.path().join("master.key")).unwrap();
+        let text = format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 262144\n{proxy_extra}\n{}\n\
+             {ROUTES}",
+            app.addr,
+            config_text(plain_dir.path(), false, None)
+        );
+        let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let plain = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
+        Veil { dir, pki, running, plain, _plain_dir: plain_dir, app }
     }
 
-    async fn send(&self, h2: bool, method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
-        let mut req = hyper::Request::builder().method(method).uri(format!("https://localhost{uri}"));
-        if !h2 {
+    async fn send(&self, via: Via, method: &str, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
+        let scheme = if via == Via::Plain { "http" } else { "https" };
+        let mut req = hyper::Request::builder().method(method).uri(format!("{scheme}://localhost{uri}"));
+        if via != Via::H2 {
             req = req.header("host", "localhost");
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(Bytes::copy_from_slice(body))).unwrap();
-        let (status, _, body) =
-            send_request(self.running.proxy_addr.unwrap(), Some(&self.pki.ca_der), h2, req).await.unwrap();
+        let (status, _, body) = match via {
+            Via::Plain => send_request(self.plain.proxy_addr.unwrap(), None, false, req).await.unwrap(),
+            _ => send_request(self.running.proxy_addr.unwrap(), Some(&self.pki.ca_der), via == Via::H2, req)
+                .await
+                .unwrap(),
+        };
         (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
     }
 
@@ -92,7 +120,7 @@ fn code(body: &Value) -> &str {
 #[tokio::test]
 async fn requests_no_route_takes_are_scanned_by_default() {
     let veil = Veil::start("").await;
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         let body = format!(r#"{{"pan":"{PAN}","contact":"{EMAIL}"}}"#);
         let (status, _) =
             veil.send(h2, "POST", "/api/v2/orders", &[("content-type", "application/json")], body.as_bytes()).await;
@@ -109,14 +137,14 @@ async fn requests_no_route_takes_are_scanned_by_default() {
     }
     let seen = veil.app_bytes();
     assert!(!seen.contains(PAN) && !seen.contains(EMAIL), "plaintext reached the app: {seen}");
-    assert_eq!(veil.app.requests().len(), 12);
+    assert_eq!(veil.app.requests().len(), 18);
 }
 
 #[tokio::test]
 async fn binary_bodies_no_route_takes_are_scanned_as_bytes_and_a_detecting_route_refuses_them() {
     let veil = Veil::start("").await;
     let binary: Vec<u8> = [0xff, 0xfe, 0x00, 0x89].iter().copied().chain(PAN.bytes()).collect();
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         let (status, _) = veil.send(h2, "POST", "/avatar", &[("content-type", "image/png")], &binary).await;
         assert_eq!(status, 200, "an upload no route takes is forwarded, scanned as bytes");
         let (status, body) = veil.send(h2, "POST", "/notes", &[("content-type", "image/png")], &binary).await;
@@ -125,7 +153,7 @@ async fn binary_bodies_no_route_takes_are_scanned_as_bytes_and_a_detecting_route
         assert_eq!((status, code(&body)), (415, "unsupported_media_type"), "{body}");
     }
     let bodies: Vec<Bytes> = veil.app.requests().into_iter().map(|s| s.body).collect();
-    assert_eq!(bodies.len(), 2, "only the two uploads arrived");
+    assert_eq!(bodies.len(), 3, "only the uploads arrived");
     for b in bodies {
         assert_eq!((b.len(), &b[..4]), (binary.len(), &binary[..4]), "the bytes around the card are kept");
         assert!(!String::from_utf8_lossy(&b).contains(PAN), "the card in the upload was tokenised");
@@ -137,7 +165,7 @@ async fn a_route_without_detection_passes_what_it_does_not_select() {
     let veil = Veil::start("").await;
     let big = vec![b'x'; 200_000];
     let (status, _) =
-        veil.send(false, "PUT", "/files/a.bin", &[("content-type", "application/octet-stream")], &big).await;
+        veil.send(Via::H1, "PUT", "/files/a.bin", &[("content-type", "application/octet-stream")], &big).await;
     assert_eq!(status, 200);
     assert_eq!(veil.app.requests()[0].body.len(), big.len());
 }
@@ -147,16 +175,16 @@ async fn the_unmatched_policy_can_pass_or_refuse() {
     let pass = Veil::start("unmatched = \"pass\"").await;
     let body = format!(r#"{{"pan":"{PAN}"}}"#);
     let (status, _) =
-        pass.send(false, "POST", "/other", &[("content-type", "application/json")], body.as_bytes()).await;
+        pass.send(Via::H1, "POST", "/other", &[("content-type", "application/json")], body.as_bytes()).await;
     assert_eq!(status, 200);
     assert!(pass.app_bytes().contains(PAN), "pass forwards untouched (the operator chose it)");
 
     let refuse = Veil::start("unmatched = \"refuse\"").await;
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         let (status, body) = refuse.send(h2, "GET", "/other", &[], b"").await;
         assert_eq!((status, code(&body)), (404, "no_route"), "{body}");
     }
-    let (status, _) = refuse.send(false, "POST", "/checkout", &[("content-type", "application/json")], b"{}").await;
+    let (status, _) = refuse.send(Via::H1, "POST", "/checkout", &[("content-type", "application/json")], b"{}").await;
     assert_eq!(status, 200, "routes still serve");
     assert_eq!(refuse.app.requests().len(), 1);
     assert!(veil::config::parse(&format!(
@@ -173,15 +201,16 @@ async fn more_values_than_a_request_may_carry_are_refused_and_nothing_is_stored(
     let veil = Veil::start("max_values_per_request = 8").await;
     let cards: Vec<String> = (0..9).map(|_| random_pan("4", 16)).collect();
     let before = veil.stored().await;
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         let (status, body) =
             veil.send(h2, "POST", "/notes", &[("content-type", "text/plain")], cards.join(" x ").as_bytes()).await;
         assert_eq!((status, code(&body)), (422, "too_many_values"), "{body}");
     }
     assert_eq!(veil.stored().await, before, "a refused request stores nothing");
     assert!(veil.app.requests().is_empty());
-    let (status, _) =
-        veil.send(false, "POST", "/notes", &[("content-type", "text/plain")], cards[..8].join(" x ").as_bytes()).await;
+    let (status, _) = veil
+        .send(Via::H1, "POST", "/notes", &[("content-type", "text/plain")], cards[..8].join(" x ").as_bytes())
+        .await;
     assert_eq!(status, 200, "at the limit is fine");
     assert_eq!(veil.stored().await, before + 8);
 }
@@ -217,15 +246,15 @@ async fn routes_match_every_spelling_of_their_path_and_method() {
         ("post", "/checkout"),
         ("Post", "/checkout/."),
     ];
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         for (method, path) in variants {
             let (status, resp) =
                 veil.send(h2, method, path, &[("content-type", "application/json")], body.as_bytes()).await;
-            assert_eq!(status, 200, "{method} {path} h2={h2}: {resp}");
+            assert_eq!(status, 200, "{method} {path} via={h2:?}: {resp}");
         }
     }
     let seen = veil.app.requests();
-    assert_eq!(seen.len(), 2 * variants.len());
+    assert_eq!(seen.len(), EVERY_WAY.len() * variants.len());
     for s in &seen {
         let text = String::from_utf8_lossy(&s.all_bytes()).into_owned();
         assert!(!text.contains(PAN), "{} {} reached the app in clear", s.method, s.uri);
@@ -242,7 +271,7 @@ async fn routes_match_every_spelling_of_their_path_and_method() {
 async fn paths_that_cannot_be_matched_unambiguously_are_refused() {
     let veil = Veil::start("unmatched = \"pass\"").await;
     let body = format!(r#"{{"card":{{"number":"{PAN}"}}}}"#);
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         for path in [
             "/checkout%2F",
             "/x%2F..%2Fcheckout",
@@ -255,7 +284,7 @@ async fn paths_that_cannot_be_matched_unambiguously_are_refused() {
         ] {
             let (status, resp) =
                 veil.send(h2, "POST", path, &[("content-type", "application/json")], body.as_bytes()).await;
-            assert_eq!((status, code(&resp)), (400, "bad_request"), "{path} h2={h2}: {resp}");
+            assert_eq!((status, code(&resp)), (400, "bad_request"), "{path} via={h2:?}: {resp}");
         }
     }
     assert!(veil.app.requests().is_empty(), "nothing was forwarded");
@@ -267,7 +296,7 @@ async fn detection_reads_headers_cookies_and_the_subject() {
     let body = br#"{"card":{"number":"4111111111111111"},"customer":{"id":"c-1"}}"#;
     let cookie = format!("pan={PAN}; mail={EMAIL}; session=abc");
     let note = format!("call me, card {PAN}");
-    for h2 in [false, true] {
+    for h2 in EVERY_WAY {
         for path in ["/checkout", "/elsewhere"] {
             let headers = [
                 ("content-type", "application/json"),
@@ -285,7 +314,7 @@ async fn detection_reads_headers_cookies_and_the_subject() {
         assert_eq!((status, code(&resp)), (422, "field_rejected"), "{resp}");
     }
     let seen = veil.app.requests();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 2 * EVERY_WAY.len());
     for s in &seen {
         let text = String::from_utf8_lossy(&s.all_bytes()).into_owned();
         assert!(!text.contains(PAN) && !text.contains(EMAIL), "plaintext reached the app: {text}");
@@ -318,6 +347,6 @@ async fn one_address_cannot_hold_every_connection_half_open() {
     assert!(!closed_at_once(&mut other).await, "another address is not affected");
     drop(idle);
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let (status, _) = veil.send(false, "GET", "/", &[], b"").await;
+    let (status, _) = veil.send(Via::H1, "GET", "/", &[], b"").await;
     assert_eq!(status, 200, "the address is served again once its connections are gone");
 }
