@@ -201,8 +201,9 @@ impl Keyring {
 /// Subkeys derived once at start, ready for the hot path.
 pub struct KeySet {
     current: u32,
-    sealers: HashMap<(String, u32), Sealer>,
-    blob_sealers: HashMap<(String, u32), Sealer>,
+    /// By class name, then key version: looked up with a borrowed name (no allocation per lookup).
+    sealers: HashMap<String, HashMap<u32, Sealer>>,
+    blob_sealers: HashMap<String, HashMap<u32, Sealer>>,
     value_fp: HashMap<String, Fingerprinter>,
     /// Fingerprints tokens and subjects in audit lines.
     pub audit: Fingerprinter,
@@ -216,15 +217,15 @@ impl KeySet {
     pub fn derive(ring: &Keyring, classes: &[&str]) -> Result<KeySet, KeyError> {
         let empty = || KeyError::Empty { path: "keyring".into() };
         let first = ring.versions().next().ok_or_else(empty)?;
-        let mut sealers = HashMap::new();
-        let mut blob_sealers = HashMap::new();
+        let mut sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
+        let mut blob_sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
         let mut value_fp = HashMap::new();
         for class in classes {
             for v in ring.versions() {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
-                sealers.insert(((*class).to_owned(), v), Sealer::new(k.expose()));
+                sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
                 let k = ring.derive("blob", class, v).ok_or_else(empty)?;
-                blob_sealers.insert(((*class).to_owned(), v), Sealer::new(k.expose()));
+                blob_sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
             }
             let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
             value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
@@ -240,14 +241,14 @@ impl KeySet {
     }
 
     pub fn sealer(&self, class: &str, version: u32) -> Option<&Sealer> {
-        self.sealers.get(&(class.to_owned(), version))
+        self.sealers.get(class)?.get(&version)
     }
 
     /// The `encrypt` action: a vaultless AES-GCM-SIV blob, `veil:v<version>:<base64url(nonce ‖ ct ‖ tag)>`.
     pub fn encrypt_blob(&self, class: &str, plaintext: &str) -> Option<String> {
         use base64::Engine as _;
         let v = self.current;
-        let sealed = self.blob_sealers.get(&(class.to_owned(), v))?.seal_blob(class, v, plaintext.as_bytes()).ok()?;
+        let sealed = self.blob_sealers.get(class)?.get(&v)?.seal_blob(class, v, plaintext.as_bytes()).ok()?;
         Some(format!("veil:v{v}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
     }
 
@@ -258,7 +259,7 @@ impl KeySet {
         let (v, data) = rest.split_once(':')?;
         let v: u32 = v.parse().ok()?;
         let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data).ok()?;
-        let plain = self.blob_sealers.get(&(class.to_owned(), v))?.open(class, "", v, &sealed).ok()?;
+        let plain = self.blob_sealers.get(class)?.get(&v)?.open(class, "", v, &sealed).ok()?;
         String::from_utf8(plain).ok().map(Secret::new)
     }
 
