@@ -208,6 +208,8 @@ veil_config() {
   {
     printf '[proxy]\nlisten = "127.0.0.1:%s"\nupstream = "http://127.0.0.1:%s"\nunmatched = "%s"\n' "$2" "$P_UP" \
       "${7:-detect}"
+    # Every load generator connects from 127.0.0.1: lift the per-client caps (1000 connections at once).
+    printf 'max_connections_per_client = 1000000\nmax_pending_per_client = 1000000\n'
     if [ "$6" = 1 ]; then
       printf '[proxy.tls]\ncert = "%s"\nkey = "%s"\n' "$TMP/server.crt" "$TMP/server.key"
     fi

@@ -281,7 +281,7 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
         ),
         max_pending_per_client: super::bounded(
             raw.max_pending_per_client,
-            64,
+            256,
             1,
             1_000_000,
             "proxy.max_pending_per_client",

@@ -256,7 +256,15 @@ impl Gathered {
             .filter(|n| !UNSCANNED_HEADERS.contains(n) && !selected.contains(n))
             .cloned()
             .collect();
+        // Most headers hold nothing: each is read in place first, and copied only when it holds a value.
+        let holds_value = |v: &HeaderValue| match std::str::from_utf8(v.as_bytes()) {
+            Ok(text) => !crate::detect::find(text, &route.detect).is_empty(),
+            Err(_) => true, // looked at closely below
+        };
         for name in names {
+            if !self.parts.headers.get_all(&name).iter().any(holds_value) {
+                continue;
+            }
             let mut values = Vec::new();
             let mut scanned = false;
             for v in self.parts.headers.get_all(&name) {

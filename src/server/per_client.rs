@@ -19,7 +19,7 @@ pub struct ClientCaps {
 
 impl Default for ClientCaps {
     fn default() -> Self {
-        ClientCaps { connections: 1024, pending: 64 }
+        ClientCaps { connections: 1024, pending: 256 }
     }
 }
 
