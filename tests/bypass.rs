@@ -350,3 +350,16 @@ async fn one_address_cannot_hold_every_connection_half_open() {
     let (status, _) = veil.send(Via::H1, "GET", "/", &[], b"").await;
     assert_eq!(status, 200, "the address is served again once its connections are gone");
 }
+
+#[tokio::test]
+async fn a_subject_id_that_merely_holds_digits_is_the_apps_own() {
+    let veil = Veil::start("").await;
+    let id = format!("cust-{}", random_pan("4", 16));
+    let body = format!(r#"{{"card":{{"number":"{PAN}"}},"customer":{{"id":"{id}"}}}}"#);
+    for via in EVERY_WAY {
+        let (status, resp) =
+            veil.send(via, "POST", "/checkout", &[("content-type", "application/json")], body.as_bytes()).await;
+        assert_eq!(status, 200, "{via:?}: {resp}");
+    }
+    assert!(veil.app.requests().iter().all(|s| String::from_utf8_lossy(&s.body).contains(&id)), "the id is kept");
+}

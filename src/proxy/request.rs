@@ -309,13 +309,16 @@ impl Gathered {
         Ok(())
     }
 
-    /// The subject id is read, never edited: on a detecting route it must not hold a protected value.
+    /// The subject id is read, never edited: on a detecting route it must not be a protected value. Only a subject
+    /// that is wholly one value is refused: ids like `cust-4111111111111111` are common (a long counter is
+    /// Luhn-valid one time in ten) and are the app's own.
     fn check_subject<A>(&self, route: &Route<A>) -> Result<(), ProxyError> {
-        match &self.subject {
-            Some(subject) if !route.detect.is_empty() && !crate::detect::find(subject, &route.detect).is_empty() => {
-                Err(ProxyError::Rejected(field_of(route, Target::Subject)))
-            }
-            _ => Ok(()),
+        let Some(subject) = &self.subject else { return Ok(()) };
+        let subject = subject.trim();
+        let whole = |m: &crate::detect::Match| m.start == 0 && m.end == subject.len();
+        match route.detect.is_empty() || !crate::detect::find(subject, &route.detect).iter().any(whole) {
+            true => Ok(()),
+            false => Err(ProxyError::Rejected(field_of(route, Target::Subject))),
         }
     }
 
