@@ -16,34 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const BODIES: usize = 16;
 const BODY_BYTES: usize = 1 << 20;
 
-/// The proxy's address, from a `veil run` child's log.
-async fn spawn(config: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["run", "-c"])
-        .arg(config)
-        .env("VEIL_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("proxy listening") {
-                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-                return addr.trim_start_matches("Some(").trim_end_matches(')').parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("veil exited before listening")
-    })
-    .await
-    .expect("veil did not start in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
@@ -89,7 +61,7 @@ async fn a_burst_of_oversized_bodies_is_refused_stores_nothing_and_leaves_memory
     );
     let config = dir.path().join("veil.toml");
     std::fs::write(&config, text).unwrap();
-    let (child, proxy) = spawn(&config).await;
+    let (child, proxy) = spawn_veil_listening(&config, "proxy listening").await;
     let pid = child.id().unwrap();
 
     // Warm up with a few normal checkouts, then take the baselines.

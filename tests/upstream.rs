@@ -16,7 +16,7 @@ use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const UPLOAD_BYTES: u64 = 50 << 20;
 
@@ -62,32 +62,8 @@ impl CountingApp {
     }
 }
 
-/// Starts the `veil` binary on `config`; returns it with its proxy address, read from its log.
 async fn spawn_proxy(config: &Path) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["run", "-c"])
-        .arg(config)
-        .env("VEIL_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("proxy listening") {
-                let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-                let addr = addr.trim_start_matches("Some(").trim_end_matches(')');
-                return addr.parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("veil exited before listening")
-    })
-    .await
-    .expect("veil did not start in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    spawn_veil_listening(config, "proxy listening").await
 }
 
 /// Peak resident set size of a process, in KiB.

@@ -112,14 +112,7 @@ pub async fn run<F: Flow>(
     let result = match selected {
         Err(e) => Err(e),
         // No rule touches this request: stream it through without buffering.
-        Ok(Selected::Pass(_)) => {
-            forward(
-                flow,
-                req.map(|b| http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(b, Into::into))),
-                client,
-            )
-            .await
-        }
+        Ok(Selected::Pass(_)) => forward(flow, req.map(|b| request::rest(Some(b))), client).await,
         // Boxed: the routed path's state stays out of the pass-through future, which hyper moves per request.
         Ok(Selected::Route(route)) => Box::pin(routed(flow, route, client, req)).await,
     };

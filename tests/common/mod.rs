@@ -278,8 +278,14 @@ pub fn random_pan(prefix: &str, len: usize) -> String {
     unreachable!()
 }
 
-/// Starts the `veil` binary with `args`; returns the child and the vault address it logged.
+/// Starts the `veil` binary (`veil run -c config`); returns it with its vault API's address, read from its log.
 pub async fn spawn_veil(config: &Path) -> (tokio::process::Child, SocketAddr) {
+    spawn_veil_listening(config, "vault API listening").await
+}
+
+/// Starts the `veil` binary (`veil run -c config`); returns it with the address of the listener whose log line
+/// contains `what` (`"proxy listening"`, `"vault API listening"`).
+pub async fn spawn_veil_listening(config: &Path, what: &str) -> (tokio::process::Child, SocketAddr) {
     use tokio::io::AsyncBufReadExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_veil"))
         .args(["run", "-c"])
@@ -293,9 +299,9 @@ pub async fn spawn_veil(config: &Path) -> (tokio::process::Child, SocketAddr) {
     let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
         while let Some(line) = lines.next_line().await.unwrap() {
-            if line.contains("vault API listening") {
+            if line.contains(what) {
                 let addr = line.split("addr=").nth(1).unwrap().split_whitespace().next().unwrap();
-                return addr.parse::<SocketAddr>().unwrap();
+                return addr.trim_start_matches("Some(").trim_end_matches(')').parse::<SocketAddr>().unwrap();
             }
         }
         panic!("veil exited before listening")
