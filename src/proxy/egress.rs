@@ -122,7 +122,7 @@ impl Flow for Egress {
     }
 
     fn body_limits(&self) -> BodyLimits {
-        BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.body_timeout }
+        BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.body_timeout, max_values: None }
     }
 
     /// Every selected token is revealed, in one vault call.
@@ -167,7 +167,8 @@ impl Flow for Egress {
         if body::content_encoding(&parts.headers).is_some() {
             return Err(ProxyError::UpstreamResponse("it is compressed and cannot be inspected"));
         }
-        let limits = BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.upstream_timeout };
+        let limits =
+            BodyLimits { max_bytes: self.cfg.max_body_bytes, timeout: self.cfg.upstream_timeout, max_values: None };
         let bytes = read_body(body, limits).await.map_err(|e| match e {
             ProxyError::BodyTooLarge(_) => ProxyError::UpstreamResponse("it is larger than max_body_bytes"),
             ProxyError::BodyTimeout => ProxyError::UpstreamTimeout,

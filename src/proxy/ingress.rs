@@ -89,7 +89,11 @@ impl Proxy {
             keys,
             upstream,
             metrics,
-            body_limits: BodyLimits { max_bytes: cfg.max_body_bytes, timeout: cfg.body_timeout },
+            body_limits: BodyLimits {
+                max_bytes: cfg.max_body_bytes,
+                timeout: cfg.body_timeout,
+                max_values: Some(cfg.max_values_per_request),
+            },
             vault_timeout: cfg.vault_timeout,
             tls: cfg.tls.is_some(),
         })
