@@ -116,6 +116,11 @@ impl Flow for Egress {
         &self.metrics
     }
 
+    /// Everything on an egress listener counts under the egress route's name.
+    fn unrouted_label(&self) -> &str {
+        self.name()
+    }
+
     /// One route: every request the app sends here goes to the one upstream.
     fn select(&self, _req: &Request<Incoming>) -> Result<Selected<'_, Reveal>, ProxyError> {
         Ok(Selected::Route(&self.route))

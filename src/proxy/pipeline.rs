@@ -50,6 +50,11 @@ pub trait Flow: Send + Sync + 'static {
 
     fn metrics(&self) -> &Metrics;
 
+    /// The route label of requests refused or passed before a route took them.
+    fn unrouted_label(&self) -> &str {
+        "-"
+    }
+
     /// Phase 2, match. Errors refuse the request (e.g. a path that cannot be matched unambiguously).
     fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, Self::Action>, ProxyError>;
 
@@ -106,8 +111,8 @@ pub async fn run<F: Flow>(
     let selected = admit(&req).and_then(|()| flow.select(&req));
     let (label, series) = match &selected {
         Ok(Selected::Route(c)) => (c.name(), Some(&c.series)),
-        Ok(Selected::Pass(s)) => ("-", Some(*s)),
-        Err(_) => ("-", None),
+        Ok(Selected::Pass(s)) => (flow.unrouted_label(), Some(*s)),
+        Err(_) => (flow.unrouted_label(), None),
     };
     let result = match selected {
         Err(e) => Err(e),
