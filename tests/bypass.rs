@@ -26,6 +26,12 @@ detect = ["pan", "email"]
 [[route]]
 name = "files"
 match = { path = "/files/*" }
+
+[[route]]
+name = "account"
+match = { path = "/account" }
+detect = ["pan"]
+subject = { header = "x-customer" }
 "#;
 
 const PAN: &str = "5555555555554444";
@@ -362,4 +368,18 @@ async fn a_subject_id_that_merely_holds_digits_is_the_apps_own() {
         assert_eq!(status, 200, "{via:?}: {resp}");
     }
     assert!(veil.app.requests().iter().all(|s| String::from_utf8_lossy(&s.body).contains(&id)), "the id is kept");
+}
+
+#[tokio::test]
+async fn a_subject_header_is_scanned_like_any_other() {
+    let veil = Veil::start("").await;
+    let header = format!("c-1 card {PAN}");
+    for via in EVERY_WAY {
+        let (status, resp) = veil.send(via, "GET", "/account", &[("x-customer", header.as_str())], b"").await;
+        assert_eq!(status, 200, "{via:?}: {resp}");
+    }
+    for s in veil.app.requests() {
+        let value = s.header("x-customer").unwrap_or_default().to_owned();
+        assert!(value.starts_with("c-1 card ") && !value.contains(PAN), "{value}");
+    }
 }

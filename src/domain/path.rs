@@ -70,10 +70,18 @@ pub enum PathRefusal {
 /// The path an application router would see for `raw`, the request-target's path without the query (for hyper,
 /// `uri.path()`). The result starts with `/`, has no empty, `.` or `..` segments, no `;` parameters and no escapes;
 /// it ends with `/` only if the raw path's last segment was empty, `.` or `..`. See the module doc for each rule.
-pub fn canonical_path(raw: &str) -> Result<String, PathRefusal> {
+pub fn canonical_path(raw: &str) -> Result<Cow<'_, str>, PathRefusal> {
     if raw.len() > MAX_PATH_BYTES {
         return Err(PathRefusal::TooLong);
     }
+    match already_canonical(raw) {
+        true => Ok(Cow::Borrowed(raw)),
+        false => normalise(raw).map(Cow::Owned),
+    }
+}
+
+/// Every rule of the module doc, applied segment by segment.
+fn normalise(raw: &str) -> Result<String, PathRefusal> {
     let rest = raw.strip_prefix('/').ok_or(PathRefusal::NotOriginForm)?;
     let mut segments: Vec<String> = Vec::new();
     let mut trailing_slash = false;
@@ -102,6 +110,23 @@ pub fn canonical_path(raw: &str) -> Result<String, PathRefusal> {
         out.push('/');
     }
     Ok(out)
+}
+
+/// The common case, checked without allocating: `/`-separated segments of letters, digits and `-_.~` (nothing
+/// to decode or refuse), none empty (no `//`) and none ending in `.` (so no `.`/`..` segment either). Such a
+/// path is its own canonical form.
+fn already_canonical(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix('/') else { return false };
+    let plain = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~');
+    let mut segments = rest.split('/').peekable();
+    while let Some(seg) = segments.next() {
+        let last = segments.peek().is_none();
+        // Only the last segment may be empty (a trailing slash, or the root itself).
+        if (seg.is_empty() && !last) || seg.ends_with('.') || !seg.bytes().all(|b| plain(&b)) {
+            return false;
+        }
+    }
+    true
 }
 
 /// Percent-decodes one segment (or its parameters), refusing separators and control characters, raw or encoded.
@@ -618,6 +643,16 @@ mod tests {
     }
 
     proptest! {
+        /// The allocation-free fast path only ever answers what the full rules would.
+        #[test]
+        fn canonical_fast_path_agrees_with_the_rules(raw in "/[a-zA-Z0-9._~/-]{0,24}") {
+            if already_canonical(&raw) {
+                prop_assert_eq!(normalise(&raw), Ok(raw.clone()));
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
@@ -632,7 +667,8 @@ mod tests {
             prop_assert!(pattern(&configured).matches(&canonical), "{raw:?} -> {canonical:?}");
             let under = pattern(&format!("{configured}/*"));
             prop_assert!(under.matches(&canonical), "{raw:?}");
-            let deeper = canonical_path(&format!("{raw}/{}", variant(&extra, &edits, trailing)));
+            let deeper_raw = format!("{raw}/{}", variant(&extra, &edits, trailing));
+            let deeper = canonical_path(&deeper_raw);
             prop_assert!(deeper.as_ref().is_ok_and(|d| under.matches(d)), "{raw:?}: {deeper:?}");
             prop_assert!(deeper.as_ref().is_ok_and(|d| !pattern(&configured).matches(d)), "{raw:?}: {deeper:?}");
         }

@@ -139,7 +139,7 @@ impl Flow for Proxy {
     fn select(&self, req: &Request<Incoming>) -> Result<Selected<'_, FieldAction>, ProxyError> {
         // Routes match the path an app router sees; the request goes on with its path as sent.
         let path = canonical_path(req.uri().path())?;
-        let path = path.as_str();
+        let path = &*path;
         Ok(match (self.routes.iter().find(|c| c.route.matches(req.method(), path)), self.unmatched) {
             (Some(route), _) => Selected::Route(route),
             (None, Unmatched::Pass) => Selected::Pass(&self.passed),

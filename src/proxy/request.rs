@@ -255,29 +255,28 @@ impl Gathered {
 
     /// Detection over every other header's text (cookies, custom headers, referer…).
     fn detect_in_headers<A>(&mut self, route: &Route<A>) -> Result<(), ProxyError> {
+        // Selected headers are edited whole; the subject's header is read for linking and scanned like the rest.
         let selected: Vec<&HeaderName> = route
             .fields
             .iter()
-            .map(|f| &f.selector)
-            .chain(&route.subject)
-            .filter_map(|s| if let Selector::Header(h) = s { Some(h) } else { None })
+            .filter_map(|f| if let Selector::Header(h) = &f.selector { Some(h) } else { None })
             .collect();
-        let names: Vec<HeaderName> = self
-            .parts
-            .headers
-            .keys()
-            .filter(|n| !UNSCANNED_HEADERS.contains(n) && !selected.contains(n))
-            .cloned()
-            .collect();
-        // Most headers hold nothing: each is read in place first, and copied only when it holds a value.
+        // Most headers hold nothing: each is read in place, and only names holding a value are collected.
         let holds_value = |v: &HeaderValue| match std::str::from_utf8(v.as_bytes()) {
             Ok(text) => !crate::detect::find(text, &route.detect).is_empty(),
             Err(_) => true, // looked at closely below
         };
-        for name in names {
-            if !self.parts.headers.get_all(&name).iter().any(holds_value) {
-                continue;
+        let mut names: Vec<HeaderName> = Vec::new();
+        for (name, value) in &self.parts.headers {
+            if !UNSCANNED_HEADERS.contains(name)
+                && !selected.contains(&name)
+                && !names.contains(name)
+                && holds_value(value)
+            {
+                names.push(name.clone());
             }
+        }
+        for name in names {
             let mut values = Vec::new();
             let mut scanned = false;
             for v in self.parts.headers.get_all(&name) {

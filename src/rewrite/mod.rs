@@ -69,6 +69,30 @@ impl std::fmt::Debug for Edit {
     }
 }
 
+/// `bytes` with one edit per range (ordered, not overlapping): `Replace` writes the new value in place, `Remove`
+/// cuts the range out, `Keep` leaves it. The text and binary formats write back through this.
+pub(crate) fn splice(
+    bytes: &[u8],
+    ranges: impl IntoIterator<Item = std::ops::Range<usize>>,
+    edits: &[Edit],
+) -> Result<Vec<u8>, RewriteError> {
+    let out_of_range = || RewriteError::Malformed("value offsets out of range");
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut pos = 0;
+    for (range, edit) in ranges.into_iter().zip(edits) {
+        let with = match edit {
+            Edit::Keep => continue,
+            Edit::Replace(v) => v.as_bytes(),
+            Edit::Remove => b"",
+        };
+        out.extend_from_slice(bytes.get(pos..range.start).ok_or_else(out_of_range)?);
+        out.extend_from_slice(with);
+        pos = range.end;
+    }
+    out.extend_from_slice(bytes.get(pos..).ok_or_else(out_of_range)?);
+    Ok(out)
+}
+
 /// Why a body could not be rewritten. Messages are fixed sentences: never body content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewriteError {

@@ -36,22 +36,7 @@ impl TextDoc {
         if edits.len() != self.matches.len() {
             return Err(RewriteError::EditCount);
         }
-        let bytes = self.text.as_bytes();
-        let out_of_range = RewriteError::Malformed("text offsets out of range");
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut pos = 0;
-        for (m, edit) in self.matches.iter().zip(edits) {
-            let with = match edit {
-                Edit::Keep => continue,
-                Edit::Replace(v) => v.as_bytes(),
-                Edit::Remove => b"",
-            };
-            out.extend_from_slice(bytes.get(pos..m.start).ok_or(out_of_range.clone())?);
-            out.extend_from_slice(with);
-            pos = m.end;
-        }
-        out.extend_from_slice(bytes.get(pos..).ok_or(out_of_range)?);
-        Ok(out)
+        super::splice(self.text.as_bytes(), self.matches.iter().map(|m| m.start..m.end), edits)
     }
 }
 
