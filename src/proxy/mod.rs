@@ -9,6 +9,7 @@
 
 pub mod body;
 pub mod connect;
+pub mod early_count;
 pub mod egress;
 pub mod error;
 pub mod forward;

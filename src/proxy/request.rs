@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::Request;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 
 use super::body::{self, is_body_selector, Doc, Kind};
+use super::early_count::EarlyCount;
 use super::error::ProxyError;
 use super::scan_stream::Scanner;
 use super::ProxyBody;
@@ -30,10 +31,6 @@ pub struct BodyLimits {
     /// is parsed (`None`: no limit).
     pub max_values: Option<usize>,
 }
-
-/// Bodies at least this large are counted for values before they are parsed: parsing one that holds tens of
-/// thousands of values costs tens of MiB, which the allocator keeps after the request is refused.
-const PRECOUNT_BYTES: usize = 64 << 10;
 
 /// Where a found value sits in the request.
 #[derive(Clone, Copy)]
@@ -170,16 +167,18 @@ impl Gathered {
             return Err(ProxyError::UnsupportedMediaType(ct.chars().take(64).collect()));
         }
         let incoming = self.incoming.take().ok_or(ProxyError::Internal)?;
+        let mut incoming = incoming;
+        let count = EarlyCount::new(&route.detect, limits.max_values);
         let bytes = match (&unreadable, kind_rules.is_empty()) {
             // Only detection wants this body: one too large to hold is scanned as it streams.
-            (Unreadable::Stream(scanner), true) => match read_up_to(incoming, limits).await? {
+            (Unreadable::Stream(scanner), true) => match read_up_to(&mut incoming, limits, count).await? {
                 Read::Complete(bytes) => bytes,
-                Read::Overflow(prefix, rest) => {
-                    self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, rest));
+                Read::Overflow(prefix) => {
+                    self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, incoming));
                     return Ok(true);
                 }
             },
-            _ => read_body(incoming, limits).await?,
+            _ => read_counted(incoming, limits, count).await?,
         };
         // A body of no format veil parses is read as text when it is text (a card in `application/octet-stream`
         // or `text/csv` under another name is still a card); one that is not text is refused or scanned as bytes.
@@ -197,12 +196,6 @@ impl Gathered {
             Kind::Other(_) => Kind::Text,
             kind => kind,
         };
-        if let Some(max) = limits.max_values.filter(|_| bytes.len() >= PRECOUNT_BYTES && !route.detect.is_empty()) {
-            // A lower bound (values hidden by an encoding are found only by the parse): more is refused now.
-            if crate::detect::find(&String::from_utf8_lossy(&bytes), &route.detect).len() > max {
-                return Err(ProxyError::TooManyValues(max));
-            }
-        }
         let mut doc = Doc::parse(&kind, &bytes).map_err(ProxyError::Malformed)?;
         let selectors: Vec<&Selector> = kind_rules.iter().map(|&i| &route.fields[i].selector).collect();
         let subject = route.subject.as_ref().filter(|s| kind.selects(s));
@@ -464,26 +457,37 @@ impl Gathered {
 /// Reads a whole body within `limits`.
 pub async fn read_body<B>(body: B, limits: BodyLimits) -> Result<Bytes, ProxyError>
 where
-    B: hyper::body::Body<Data = Bytes>,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let collect = Limited::new(body, limits.max_bytes).collect();
-    match tokio::time::timeout(limits.timeout, collect).await {
-        Err(_) => Err(ProxyError::BodyTimeout),
-        Ok(Ok(c)) => Ok(c.to_bytes()),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge(limits.max_bytes)),
-        Ok(Err(_)) => Err(ProxyError::BadRequest("request body could not be read")),
+    read_counted(body, limits, None).await
+}
+
+/// Reads a whole body within `limits`, counting its values on the way when `count` is given.
+async fn read_counted<B>(mut body: B, limits: BodyLimits, count: Option<EarlyCount<'_>>) -> Result<Bytes, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match read_up_to(&mut body, limits, count).await? {
+        Read::Complete(bytes) => Ok(bytes),
+        Read::Overflow(_) => Err(ProxyError::BodyTooLarge(limits.max_bytes)),
     }
 }
 
-/// A body read whole, or the part read before it passed the limit and the rest still to come.
+/// A body read whole, or the part read before it passed the limit (the rest is still in the body).
 enum Read {
     Complete(Bytes),
-    Overflow(Bytes, Incoming),
+    Overflow(Bytes),
 }
 
-/// Reads a body whole if it fits `limits.max_bytes`, else stops as soon as it does not.
-async fn read_up_to(mut body: Incoming, limits: BodyLimits) -> Result<Read, ProxyError> {
+/// Reads a body whole if it fits `limits.max_bytes`, else stops as soon as it does not. With `count`, a body
+/// that plainly holds too many values is refused as soon as a window of it shows so.
+async fn read_up_to<B>(body: &mut B, limits: BodyLimits, mut count: Option<EarlyCount<'_>>) -> Result<Read, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let read = async {
         let mut buf = bytes::BytesMut::new();
         while let Some(frame) = body.frame().await {
@@ -491,18 +495,19 @@ async fn read_up_to(mut body: Incoming, limits: BodyLimits) -> Result<Read, Prox
             if let Ok(data) = frame.into_data() {
                 buf.extend_from_slice(&data);
                 if buf.len() > limits.max_bytes {
-                    return Ok(Err(buf.freeze()));
+                    return Ok(Read::Overflow(buf.freeze()));
+                }
+                if let Some(c) = &mut count {
+                    c.feed(&buf)?;
                 }
             }
         }
-        Ok(Ok(buf.freeze()))
+        if let Some(c) = &mut count {
+            c.finish(&buf)?;
+        }
+        Ok(Read::Complete(buf.freeze()))
     };
-    match tokio::time::timeout(limits.timeout, read).await {
-        Err(_) => Err(ProxyError::BodyTimeout),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(Ok(bytes))) => Ok(Read::Complete(bytes)),
-        Ok(Ok(Err(prefix))) => Ok(Read::Overflow(prefix, body)),
-    }
+    tokio::time::timeout(limits.timeout, read).await.map_err(|_| ProxyError::BodyTimeout)?
 }
 
 /// The body still to forward: the unread request body, or nothing if it was read.
