@@ -1,7 +1,7 @@
 //! A burst of oversized refusals (issue 19): 16 concurrent 1 MiB bodies, each of distinct card numbers, are
 //! refused with 422 `too_many_values` before the vault is asked, the store gains no row, a normal checkout sent
 //! during the burst is answered, and the process's resident memory stays bounded after it. (Before the cap, 16
-//! such bodies stored 425,000 rows and left the process at 0.87 GB idle. A large body is counted before it is
+//! such bodies stored 425,000 rows and left the process at 0.87 GB idle. A large body is
 //! counted while it arrives, so a refused one costs its first 64 KiB and one 8 KiB detection step: ~1.5 MiB stays
 //! after the burst, was ~19 MiB when bodies were read whole before counting.)
 #![allow(clippy::unwrap_used, clippy::expect_used)]
