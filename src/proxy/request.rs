@@ -314,16 +314,16 @@ impl Gathered {
         Ok(())
     }
 
-    /// The subject id is read, never edited: on a detecting route it must not be a protected value. Only a subject
-    /// that is wholly one value is refused: ids like `cust-4111111111111111` are common (a long counter is
-    /// Luhn-valid one time in ten) and are the app's own.
+    /// The subject id is read, never edited, and it is what the app keys its customer by: on a detecting route
+    /// an id that holds a protected value anywhere (`5555555555554444`, `cust-5555555555554444`, a header
+    /// `c-1 card 5555…`) is refused, since tokenising part of it would change the id the app and the vault's
+    /// subject links agree on, and keeping it would hand the value to the app.
     fn check_subject<A>(&self, route: &Route<A>) -> Result<(), ProxyError> {
-        let Some(subject) = &self.subject else { return Ok(()) };
-        let subject = subject.trim();
-        let whole = |m: &crate::detect::Match| m.start == 0 && m.end == subject.len();
-        match route.detect.is_empty() || !crate::detect::find(subject, &route.detect).iter().any(whole) {
-            true => Ok(()),
-            false => Err(ProxyError::Rejected(field_of(route, Target::Subject))),
+        match &self.subject {
+            Some(subject) if !route.detect.is_empty() && !crate::detect::find(subject, &route.detect).is_empty() => {
+                Err(ProxyError::Rejected(field_of(route, Target::Subject)))
+            }
+            _ => Ok(()),
         }
     }
 
