@@ -167,6 +167,32 @@ async fn binary_bodies_no_route_takes_are_scanned_as_bytes_and_a_detecting_route
 }
 
 #[tokio::test]
+async fn a_body_no_route_takes_too_large_to_parse_is_streamed_only_where_bytes_show_its_digits() {
+    let veil = Veil::start("").await;
+    // 300 KB over the 256 KiB limit: text is scanned as it streams; JSON, form and XML, whose digits may be
+    // escaped (`\u0035`, `%35`, `&#53;`), are refused.
+    let padding = "x".repeat(300_000);
+    let text = format!("note {PAN} {padding}");
+    let (status, _) = veil.send(Via::H1, "POST", "/upload", &[("content-type", "text/plain")], text.as_bytes()).await;
+    assert_eq!(status, 200);
+    let escaped = PAN.chars().map(|c| format!("\\u00{:x}", c as u32)).collect::<String>();
+    let bodies = [
+        ("application/json", format!(r#"{{"pad":"{padding}","pan":"{escaped}"}}"#)),
+        ("application/x-www-form-urlencoded", format!("pad={padding}&pan=%35%35{}", &PAN[2..])),
+        ("application/xml", format!("<a><pad>{padding}</pad><pan>&#53;{}</pan></a>", &PAN[1..])),
+    ];
+    for (ct, body) in bodies {
+        for via in EVERY_WAY {
+            let (status, resp) = veil.send(via, "POST", "/upload", &[("content-type", ct)], body.as_bytes()).await;
+            assert_eq!((status, code(&resp)), (413, "body_too_large"), "{ct} {via:?}: {resp}");
+        }
+    }
+    let seen = veil.app.requests();
+    assert_eq!(seen.len(), 1, "only the text body was forwarded");
+    assert!(!String::from_utf8_lossy(&seen[0].body).contains(PAN), "its card was tokenised on the way");
+}
+
+#[tokio::test]
 async fn a_route_without_detection_passes_what_it_does_not_select() {
     let veil = Veil::start("").await;
     let big = vec![b'x'; 200_000];

@@ -173,6 +173,11 @@ impl Gathered {
             // Only detection wants this body: one too large to hold is scanned as it streams.
             (Unreadable::Stream(scanner), true) => match read_up_to(&mut incoming, limits, count).await? {
                 Read::Complete(bytes) => bytes,
+                // JSON, form and XML spell digits in ways a byte scan does not read (`\u0035`, `%35`, `&#53;`):
+                // one too large to parse is refused, not streamed.
+                Read::Overflow(_) if matches!(kind, Kind::Json | Kind::Form | Kind::Xml) => {
+                    return Err(ProxyError::BodyTooLarge(limits.max_bytes));
+                }
                 Read::Overflow(prefix) => {
                     self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, incoming));
                     return Ok(true);
