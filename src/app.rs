@@ -361,9 +361,11 @@ async fn start_egress(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<SocketAddr, StartError> {
     let caller = match (cfg.callers.iter().find(|c| c.name == e.caller), &cfg.vault_client) {
-        (Some(c), _) => Caller { name: c.name.clone(), allow: c.allow.clone() },
+        (Some(c), _) => Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values },
         // A remote vault holds the caller's rights and checks them; the proxy only sends its key.
-        (None, Some(vc)) if vc.api_keys.contains_key(&e.caller) => Caller { name: e.caller.clone(), allow: Vec::new() },
+        (None, Some(vc)) if vc.api_keys.contains_key(&e.caller) => {
+            Caller { name: e.caller.clone(), allow: Vec::new(), new_values: None }
+        }
         (None, _) => return Err(StartError::EgressCaller(e.name().into())),
     };
     let limits = Limits { answered_here: count_answered_here(&metrics, e.name()), ..Limits::default() };

@@ -15,6 +15,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod crypto;

@@ -49,6 +49,9 @@ pub struct Metrics {
     pub purged: IntCounterVec,
     /// Live records held, by class (refreshed at start and by every purge run).
     pub tokens: IntGaugeVec,
+    /// Tokenisations refused for a spent budget of new values, by scope (`caller`, `client`) and caller (`-` for
+    /// clients: an address is never a label). Each one may be a tokenisation oracle being walked.
+    pub budget_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -126,6 +129,14 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("veil_tokens", "Live records held in the vault, by class."), &["class"])?;
         registry.register(Box::new(purged.clone()))?;
         registry.register(Box::new(tokens.clone()))?;
+        let budget_refusals = IntCounterVec::new(
+            Opts::new(
+                "veil_budget_refusals_total",
+                "Tokenisations refused because a caller's or a client's budget of new values was spent.",
+            ),
+            &["scope", "caller"],
+        )?;
+        registry.register(Box::new(budget_refusals.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -142,6 +153,7 @@ impl Metrics {
             vault_ready,
             purged,
             tokens,
+            budget_refusals,
         })
     }
 

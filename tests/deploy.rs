@@ -602,12 +602,13 @@ struct SwitchVault(AtomicBool);
 
 #[async_trait::async_trait]
 impl veil::vault::Vault for SwitchVault {
-    async fn tokenize(
+    async fn tokenize_on(
         &self,
         _: &veil::vault::auth::Caller,
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
-    ) -> Result<Vec<String>, veil::vault::VaultError> {
+        _: veil::vault::Terms,
+    ) -> Result<veil::vault::Tokenized, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)
     }
     async fn detokenize(

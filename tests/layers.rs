@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! 0 domain                          classes, permissions, purposes, durations
-//! 1 respond metrics stall tls       the error shape, metrics, support
+//! 1 respond budget metrics stall tls  the error shape, budgets, metrics, support
 //! 2 token crypto store server       token formats, keys, storage, the accept loop
 //! 3 vault detect                    the vault (engine, API, audit) and free-text detection
 //! 4 rewrite                         body formats
@@ -19,6 +19,7 @@ use std::path::Path;
 const LAYERS: &[(&str, u8)] = &[
     ("domain", 0),
     ("respond", 1),
+    ("budget", 1),
     ("metrics", 1),
     ("stall", 1),
     ("tls", 1),

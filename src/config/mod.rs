@@ -14,9 +14,10 @@ pub mod proxy;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
-pub use proxy::{Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
+pub use proxy::{canonical_ip, Cidr, Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
 pub use vault_client::VaultClientConfig;
 
+use crate::budget::Rate;
 use crate::domain::duration;
 use crate::domain::permission::Permission;
 use crate::domain::Class;
@@ -93,6 +94,8 @@ struct RawCaller {
     #[serde(default)]
     allow: Vec<String>,
     purpose: Option<String>,
+    /// New values of enumerable classes (pan, iban, phone) this caller may tokenise per minute.
+    new_values_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,6 +104,8 @@ struct RawClass {
     format: Option<String>,
     /// e.g. "180d", "7y": counted from the last time the value was tokenised.
     retention: Option<String>,
+    /// false: every tokenisation draws a new token (no lookup by value; nothing to enumerate against).
+    deterministic: Option<bool>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -293,7 +298,17 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         let purpose = purpose(c.purpose, &format!("{at}.purpose"), &mut p);
-        callers.push(CallerConfig { name: c.name, api_key_sha256, tls_identity: c.tls_identity, allow, purpose });
+        let at_budget = format!("{at}.new_values_per_minute");
+        let per_minute = bounded(c.new_values_per_minute, CALLER_NEW_VALUES_PER_MINUTE, 1, 10_000_000, &at_budget, &mut p);
+        let new_values = Some(Rate::per_minute(u32::try_from(per_minute).unwrap_or(u32::MAX)));
+        callers.push(CallerConfig {
+            name: c.name,
+            api_key_sha256,
+            tls_identity: c.tls_identity,
+            allow,
+            purpose,
+            new_values,
+        });
     }
 
     // Egress routes reveal as a caller: a [[caller]] of the local vault, or one the proxy holds a key file for.
@@ -323,6 +338,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         p(&format!("{at}.format"), e);
                     }
                 }
+                formats.fresh[class.index()] = c.deterministic == Some(false);
                 match c.retention.as_deref().map(duration::parse_secs) {
                     None => {}
                     Some(Ok(secs)) => retention.classes.push((class, secs)),
@@ -348,6 +364,10 @@ fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketA
         }
     }
 }
+
+/// A caller's budget of new values of enumerable classes per minute, unless it sets its own: enough for a
+/// back office or a payment service, and ~80 minutes of walking one card's 10^5 candidates, with an alert after one.
+pub const CALLER_NEW_VALUES_PER_MINUTE: usize = 600;
 
 fn bounded(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &mut impl FnMut(&str, String)) -> usize {
     match v {

@@ -1,12 +1,13 @@
 //! The `[proxy]` section and `[[route]]`s: raw TOML shapes and their validation into typed, compiled values.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 
+use crate::budget::Rate;
 use crate::domain::path::{method_matches, PathPattern, PatternOptions};
 use crate::domain::Class;
 use crate::rewrite::select::JsonPath;
@@ -31,6 +32,9 @@ pub(super) struct RawProxy {
     vault_timeout: Option<String>,
     unmatched: Option<String>,
     max_values_per_request: Option<u64>,
+    new_values_per_hour: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
     tls: Option<RawProxyTls>,
 }
 
@@ -113,7 +117,65 @@ pub struct ProxyConfig {
     pub unmatched: Unmatched,
     /// Most values one request may send to the vault (selected and detected); more are refused with 422.
     pub max_values_per_request: usize,
+    /// New values of enumerable classes (pan, iban, phone) one client may have tokenised; `None`: unbudgeted.
+    pub new_values: Option<Rate>,
+    /// Peers whose `X-Forwarded-For` names the client (load balancers, CDNs in front of veil).
+    pub trusted_proxies: Vec<Cidr>,
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Per client and hour, unless `[proxy] new_values_per_hour` says otherwise: walking one card's ~10^5 candidates
+/// (half of them on average) then takes a client address 69 days, and the first refusal raises an alert.
+pub const CLIENT_NEW_VALUES_PER_HOUR: usize = 30;
+
+/// An address range, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a range of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, canonical_ip(ip)) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+/// An IPv4 address written as IPv6 (`::ffff:10.0.0.1`) is that IPv4 address.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let (whole, rest) = (usize::from(prefix / 8), prefix % 8);
+    let mask = (0xffu16 << (8 - rest)) as u8;
+    a[..whole] == b[..whole] && (rest == 0 || (a[whole] & mask) == (b[whole] & mask))
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("expected an address or a range like 10.0.0.0/8, got {s:?}");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p.parse::<u8>().map_err(|_| bad())?)),
+            None => (s, None),
+        };
+        let net = canonical_ip(addr.parse::<IpAddr>().map_err(|_| bad())?);
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        if prefix > max {
+            return Err(bad());
+        }
+        Ok(Cidr { net, prefix })
+    }
 }
 
 /// `[proxy] unmatched`: the policy for requests no route takes.
@@ -310,6 +372,23 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
             "proxy.max_values_per_request",
             &mut p,
         ),
+        new_values: match super::bounded(
+            raw.new_values_per_hour,
+            CLIENT_NEW_VALUES_PER_HOUR,
+            0,
+            10_000_000,
+            "proxy.new_values_per_hour",
+            &mut p,
+        ) {
+            0 => None,
+            n => Some(Rate::per_hour(u32::try_from(n).unwrap_or(u32::MAX))),
+        },
+        trusted_proxies: raw
+            .trusted_proxies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.parse().map_err(|e| p(&format!("proxy.trusted_proxies[{i}]"), e)).ok())
+            .collect(),
         tls: raw.tls.map(|t| (t.cert, t.key)),
     };
     Some(cfg)
@@ -435,6 +514,23 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_hold_their_addresses() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.200.3.4".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()), "an IPv4-mapped address is that IPv4 address");
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let c: Cidr = "2001:db8::/33".parse().unwrap();
+        assert!(c.contains("2001:db8:7fff::1".parse().unwrap()));
+        assert!(!c.contains("2001:db8:8000::1".parse().unwrap()));
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()) && !one.contains("192.0.2.8".parse().unwrap()));
+        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "::/129", "10.0.0/8", "x", "10.0.0.0/-1"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
 
     fn route(matcher: &str) -> Result<Route, Vec<String>> {
         let text = format!("[[route]]\nname = \"r\"\nmatch = {matcher}\n");

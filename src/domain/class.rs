@@ -56,6 +56,16 @@ impl Class {
             Class::Name | Class::Address | Class::Text => false,
         }
     }
+
+    /// Are this class's values few enough to enumerate (a card keeping BIN and last four leaves ~10^5 candidates,
+    /// a phone number ~10^7 per area)? New values of these classes are budgeted, and where their tokens share
+    /// the space of real values the ingress never takes a value for a token.
+    pub fn enumerable(self) -> bool {
+        match self {
+            Class::Pan | Class::Iban | Class::Phone => true,
+            Class::Email | Class::Name | Class::Address | Class::Text => false,
+        }
+    }
 }
 
 impl fmt::Display for Class {

@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use super::body::{self, Doc, Kind};
 use super::error::ProxyError;
 use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
-use super::pipeline::{self, Flow, Plan, Selected, VaultCall, VaultOp};
+use super::pipeline::{self, Client, Flow, Plan, Selected, VaultCall, VaultOp};
 use super::request::{read_body, BodyLimits, Hit, Target};
 use super::route::Compiled;
 use super::ProxyBody;
@@ -98,6 +98,8 @@ impl Egress {
             caller: &self.tokenizer,
             timeout: self.cfg.vault_timeout,
             op: VaultOp::Tokenize { subject: None },
+            // The provider is no stranger: it echoes the values it was given.
+            public: None,
         };
         let tokens = call.tokenize(&items).await.map_err(|e| {
             e.refusal(|index| {
@@ -144,12 +146,18 @@ impl Flow for Egress {
         Ok(())
     }
 
-    fn vault_call<'a>(&'a self, _route: &'a Compiled<Reveal>, _subject: Option<&'a str>) -> VaultCall<'a> {
+    fn vault_call<'a>(
+        &'a self,
+        _route: &'a Compiled<Reveal>,
+        _subject: Option<&'a str>,
+        _client: Client<'_>,
+    ) -> VaultCall<'a> {
         VaultCall {
             vault: &*self.vault,
             caller: &self.caller,
             timeout: self.cfg.vault_timeout,
             op: VaultOp::Detokenize { purpose: &self.cfg.purpose },
+            public: None,
         }
     }
 

@@ -49,6 +49,8 @@ pub enum ProxyError {
     UpstreamTimeout,
     #[error("internal proxy error")]
     Internal,
+    #[error("this request would add more new card, IBAN or phone values than the {scope}'s budget has left; retry in {retry_after} s")]
+    OverBudget { scope: crate::vault::Scope, retry_after: u64 },
 }
 
 impl ProxyError {
@@ -76,6 +78,7 @@ impl ProxyError {
             ProxyError::UpstreamUnavailable => (StatusCode::BAD_GATEWAY, "upstream_unavailable"),
             ProxyError::UpstreamTimeout => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             ProxyError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ProxyError::OverBudget { .. } => (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"),
         }
     }
 
@@ -93,5 +96,9 @@ impl ProxyError {
 /// The one place a proxy error becomes a response: `{"error":{"code","message"}}`.
 pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     let (status, code) = err.status_and_code();
-    crate::respond::error_response(status, code, err.to_string()).map(|b| b.map_err(|never| match never {}).boxed())
+    let mut resp = crate::respond::error_response(status, code, err.to_string());
+    if let ProxyError::OverBudget { retry_after, .. } = err {
+        resp.headers_mut().insert(http::header::RETRY_AFTER, (*retry_after).max(1).into());
+    }
+    resp.map(|b| b.map_err(|never| match never {}).boxed())
 }

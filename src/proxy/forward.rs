@@ -97,13 +97,18 @@ fn ip_text(ip: std::net::IpAddr) -> String {
 /// A client's address as `X-Forwarded-For` gives it, made once per connection: each request then shares it
 /// (a reference count) instead of formatting and copying it again.
 #[derive(Debug, Clone)]
-pub struct ClientAddr(HeaderValue);
+pub struct ClientAddr(HeaderValue, std::net::IpAddr);
 
 impl ClientAddr {
     pub fn new(ip: std::net::IpAddr) -> ClientAddr {
         // An address's text is always a valid header value; the fallback is never taken.
         let text = bytes::Bytes::from(ip_text(ip));
-        ClientAddr(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")))
+        ClientAddr(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")), ip)
+    }
+
+    /// The connection's peer.
+    pub fn ip(&self) -> std::net::IpAddr {
+        self.1
     }
 }
 

@@ -3,6 +3,7 @@
 //! own caller; requests no route takes stream through untouched. The phases are [`super::pipeline`]'s.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,12 +12,13 @@ use hyper::body::Incoming;
 
 use super::error::ProxyError;
 use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
-use super::pipeline::{self, Flow, Plan, Selected, VaultCall, VaultOp};
+use super::pipeline::{self, Client, Flow, Plan, PublicTerms, Selected, VaultCall, VaultOp};
 use super::request::{field_of, BodyLimits, Hit, Target, Unreadable};
 use super::route::{Compiled, RouteSeries};
 use super::scan_stream::Scanner;
 use super::ProxyBody;
-use crate::config::{FieldAction, ProxyConfig, Route, Unmatched};
+use crate::budget::{Budgets, Rate};
+use crate::config::{Cidr, FieldAction, ProxyConfig, Route, Unmatched};
 use crate::crypto::KeySet;
 use crate::domain::path::{canonical_path, PathPattern};
 use crate::domain::Class;
@@ -48,6 +50,11 @@ pub struct Proxy {
     body_limits: BodyLimits,
     vault_timeout: Duration,
     tls: bool,
+    /// Each client address's budget of new values (`[proxy] new_values_per_hour`), shared with the scanner.
+    budgets: Arc<Budgets<IpAddr>>,
+    new_values: Option<Rate>,
+    /// Peers whose `X-Forwarded-For` names the client.
+    trusted_proxies: Vec<Cidr>,
 }
 
 impl Proxy {
@@ -60,7 +67,10 @@ impl Proxy {
     ) -> Result<Proxy, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
         let detectable: Vec<Class> = Class::ALL.into_iter().filter(|c| c.detectable()).collect();
+        let budgets = Arc::new(Budgets::default());
         let scanner = Arc::new(Scanner {
+            budgets: budgets.clone(),
+            rate: cfg.new_values,
             vault: vault.clone(),
             caller: Caller::proxy(),
             classes: detectable.clone(),
@@ -96,7 +106,15 @@ impl Proxy {
             },
             vault_timeout: cfg.vault_timeout,
             tls: cfg.tls.is_some(),
+            budgets,
+            new_values: cfg.new_values,
+            trusted_proxies: cfg.trusted_proxies.clone(),
         })
+    }
+
+    /// The address `client`'s new values are budgeted under.
+    fn budget_key(&self, client: Client<'_>) -> IpAddr {
+        super::client::budget_key(client.addr.ip(), client.headers, &self.trusted_proxies)
     }
 
     /// Serves one request; never fails (errors become JSON responses).
@@ -154,9 +172,9 @@ impl Flow for Proxy {
 
     /// Configured routes refuse what they cannot read; requests no route takes may be uploads of any size and
     /// type, scanned as they stream.
-    fn unreadable(&self, route: &Compiled<FieldAction>) -> Unreadable {
+    fn unreadable(&self, route: &Compiled<FieldAction>, client: Client<'_>) -> Unreadable {
         match std::ptr::eq(route, &self.detect_unmatched) {
-            true => Unreadable::Stream(self.scanner.clone()),
+            true => Unreadable::Stream(self.scanner.clone(), self.budget_key(client)),
             false => Unreadable::Refuse,
         }
     }
@@ -208,12 +226,19 @@ impl Flow for Proxy {
         Ok(())
     }
 
-    fn vault_call<'a>(&'a self, _route: &'a Compiled<FieldAction>, subject: Option<&'a str>) -> VaultCall<'a> {
+    fn vault_call<'a>(
+        &'a self,
+        _route: &'a Compiled<FieldAction>,
+        subject: Option<&'a str>,
+        client: Client<'_>,
+    ) -> VaultCall<'a> {
+        let public = PublicTerms { budgets: &self.budgets, rate: self.new_values, key: self.budget_key(client) };
         VaultCall {
             vault: &*self.vault,
             caller: &self.caller,
             timeout: self.vault_timeout,
             op: VaultOp::Tokenize { subject },
+            public: Some(public),
         }
     }
 

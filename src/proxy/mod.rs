@@ -8,6 +8,7 @@
 //! type, [`forward`] and [`pool`] reach the upstream, [`error`] maps every failure to the spec's JSON error.
 
 pub mod body;
+pub mod client;
 pub mod connect;
 pub mod early_count;
 pub mod egress;

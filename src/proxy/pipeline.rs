@@ -20,7 +20,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response};
+use std::net::IpAddr;
+
+use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 
 use super::error::{error_response, ProxyError};
@@ -33,7 +35,8 @@ use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::Edit;
 use crate::vault::auth::Caller;
-use crate::vault::{ItemResult, Vault, VaultError};
+use crate::budget::{Budgets, Rate};
+use crate::vault::{ItemResult, Scope, Terms, Vault, VaultError};
 
 /// What the match phase chose.
 pub enum Selected<'a, A> {
@@ -61,8 +64,8 @@ pub trait Flow: Send + Sync + 'static {
     /// How much body phase 3 may read, and for how long.
     fn body_limits(&self) -> BodyLimits;
 
-    /// What phase 3 does with a body a detecting route cannot read.
-    fn unreadable(&self, _route: &Compiled<Self::Action>) -> Unreadable {
+    /// What phase 3 does with a body a detecting route cannot read (sent by `client`).
+    fn unreadable(&self, _route: &Compiled<Self::Action>, _client: Client<'_>) -> Unreadable {
         Unreadable::Refuse
     }
 
@@ -79,8 +82,14 @@ pub trait Flow: Send + Sync + 'static {
         plan: &mut Plan<'h>,
     ) -> Result<(), ProxyError>;
 
-    /// Phase 5: the call the plan's values go to. `subject` is the one the request named, if any.
-    fn vault_call<'a>(&'a self, route: &'a Compiled<Self::Action>, subject: Option<&'a str>) -> VaultCall<'a>;
+    /// Phase 5: the call the plan's values go to. `subject` is the one the request named, if any; `client` is
+    /// who sent the request (its peer and headers), for flows that budget their clients.
+    fn vault_call<'a>(
+        &'a self,
+        route: &'a Compiled<Self::Action>,
+        subject: Option<&'a str>,
+        client: Client<'_>,
+    ) -> VaultCall<'a>;
 
     /// Observe mode: decide and count, then forward the request exactly as received.
     fn observe(&self, _route: &Compiled<Self::Action>) -> bool {
@@ -128,6 +137,10 @@ pub async fn run<F: Flow>(
             if let Some(kind) = e.upstream_kind() {
                 metrics.upstream_errors.with_label_values(&[label, kind]).inc();
             }
+            // A client's budget ran out (the vault counts its callers'): maybe a tokenisation oracle being walked.
+            if let ProxyError::OverBudget { scope: Scope::Client, .. } = e {
+                metrics.budget_refusals.with_label_values(&[Scope::Client.name(), "-"]).inc();
+            }
             tracing::info!(route = label, error = %e, "request refused");
             error_response(&e)
         }
@@ -155,7 +168,8 @@ async fn routed<F: Flow>(
     client: &ClientAddr,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
-    let req = match request::gather(&route.route, req, flow.body_limits(), flow.unreadable(route)).await? {
+    let unreadable = flow.unreadable(route, Client { addr: client, headers: req.headers() });
+    let req = match request::gather(&route.route, req, flow.body_limits(), unreadable).await? {
         Gather::Untouched(req) => req,
         Gather::Gathered(g) => {
             let mut plan = Plan::new(g.hits.len());
@@ -164,7 +178,7 @@ async fn routed<F: Flow>(
             if let Some(max) = flow.max_values().filter(|max| plan.asked() > *max) {
                 return Err(ProxyError::TooManyValues(max));
             }
-            let call = flow.vault_call(route, g.subject.as_deref());
+            let call = flow.vault_call(route, g.subject.as_deref(), Client { addr: client, headers: &g.parts.headers });
             let edits = plan.run(&call, &route.route, &g.hits).await?;
             if flow.observe(route) {
                 g.unchanged()
@@ -185,12 +199,30 @@ async fn forward<F: Flow>(
     flow.respond(resp).await
 }
 
+/// Who sent a request: its connection's peer and its headers.
+#[derive(Clone, Copy)]
+pub struct Client<'a> {
+    pub addr: &'a ClientAddr,
+    pub headers: &'a HeaderMap,
+}
+
 /// The vault call a plan's values go to: who calls, what is asked, and how long the vault may take.
 pub struct VaultCall<'a> {
     pub vault: &'a dyn Vault,
     pub caller: &'a Caller,
     pub timeout: Duration,
     pub op: VaultOp<'a>,
+    /// Values from the public side (the ingress): tokenised strictly and within the client's budget.
+    pub public: Option<PublicTerms<'a>>,
+}
+
+/// How the ingress tokenises a client's values: strictly (see [`Terms::strict`]) and, with a `rate`, within
+/// the budget of new values the client's address (`key`) has left.
+#[derive(Clone, Copy)]
+pub struct PublicTerms<'a> {
+    pub budgets: &'a Budgets<IpAddr>,
+    pub rate: Option<Rate>,
+    pub key: IpAddr,
 }
 
 /// What a flow asks of the vault.
@@ -209,12 +241,30 @@ impl VaultCall<'_> {
             VaultOp::Tokenize { subject } => subject,
             VaultOp::Detokenize { .. } => None,
         };
-        let call = self.vault.tokenize(self.caller, items, subject);
-        let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
-        if tokens.len() != items.len() {
-            return Err(CallError::Vault(VaultError::Internal));
+        // The client's budget: reserved for every enumerable item (at most that many are new), what the vault
+        // did not add given back when `reserved` drops — also when the call fails or times out.
+        let want = items.iter().filter(|(c, _)| c.enumerable()).count();
+        let mut reserved = self.public.and_then(|p| Some(p.budgets.reserve(&p.key, p.rate?, want)));
+        let terms = Terms { strict: self.public.is_some(), max_new: reserved.as_ref().map(|r| r.granted()) };
+        let call = self.vault.tokenize_on(self.caller, items, subject, terms);
+        match tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)? {
+            Ok(done) if done.tokens.len() == items.len() => {
+                if let Some(r) = &mut reserved {
+                    r.spend(done.new);
+                }
+                Ok(done.tokens)
+            }
+            Ok(_) => Err(CallError::Vault(VaultError::Internal)),
+            // Short of what the request needed: the client's budget, not the vault's, refused it.
+            Err(VaultError::OverBudget { .. }) if reserved.as_ref().is_some_and(|r| r.granted() < want) => {
+                let retry_after = reserved.as_ref().map_or(0, |r| r.retry_after());
+                Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Client, retry_after }))
+            }
+            Err(VaultError::OverBudget { retry_after, .. }) => {
+                Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Caller, retry_after: retry_after.max(60) }))
+            }
+            Err(e) => Err(CallError::Vault(e)),
         }
-        Ok(tokens)
     }
 
     async fn reveal(&self, items: &[(Class, &str)], purpose: &str) -> Result<Vec<ItemResult>, CallError> {
@@ -244,6 +294,9 @@ impl CallError {
             CallError::Timeout => ProxyError::VaultUnavailable,
             CallError::Vault(VaultError::Forbidden { class, .. }) => ProxyError::Forbidden(class.name()),
             CallError::Vault(VaultError::ForbiddenOp(_)) => ProxyError::Forbidden("any"),
+            CallError::Vault(VaultError::OverBudget { scope, retry_after }) => {
+                ProxyError::OverBudget { scope, retry_after }
+            }
             CallError::Vault(VaultError::Invalid { index, .. }) => {
                 let (field, class) = field(index);
                 ProxyError::InvalidValue { field, class: class.name() }

@@ -1,6 +1,7 @@
 //! The request side shared by ingress and egress routes: gather every value a route selects (and detects) in a
 //! request — body, headers, query — then write the request back with one [`Edit`] per value.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,8 +103,9 @@ pub enum Gather {
 pub enum Unreadable {
     /// Refuse it (415, 413): a configured route must see every value it forwards.
     Refuse,
-    /// Stream it through this scanner (requests no route takes: uploads to the app's other endpoints).
-    Stream(Arc<Scanner>),
+    /// Stream it through this scanner (requests no route takes: uploads to the app's other endpoints), for the
+    /// client budgeted under this address.
+    Stream(Arc<Scanner>, IpAddr),
 }
 
 /// Reads what the route needs (the body only when a body selector or detection needs it) and lists every value.
@@ -171,7 +173,7 @@ impl Gathered {
         let count = EarlyCount::new(&route.detect, limits.max_values);
         let bytes = match (&unreadable, kind_rules.is_empty()) {
             // Only detection wants this body: one too large to hold is scanned as it streams.
-            (Unreadable::Stream(scanner), true) => match read_up_to(&mut incoming, limits, count).await? {
+            (Unreadable::Stream(scanner, client), true) => match read_up_to(&mut incoming, limits, count).await? {
                 Read::Complete(bytes) => bytes,
                 // JSON, form and XML spell digits in ways a byte scan does not read (`\u0035`, `%35`, `&#53;`):
                 // one too large to parse is refused, not streamed.
@@ -179,7 +181,7 @@ impl Gathered {
                     return Err(ProxyError::BodyTooLarge(limits.max_bytes));
                 }
                 Read::Overflow(prefix) => {
-                    self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, incoming));
+                    self.streamed = Some(scanner.wrap(&mut self.parts.headers, prefix, incoming, *client));
                     return Ok(true);
                 }
             },
@@ -190,9 +192,9 @@ impl Gathered {
         let kind = match kind {
             Kind::Other(ct) if std::str::from_utf8(&bytes).is_err() => {
                 return match unreadable {
-                    Unreadable::Stream(scanner) => {
+                    Unreadable::Stream(scanner, client) => {
                         let rest = http_body_util::Empty::<Bytes>::new();
-                        self.streamed = Some(scanner.wrap(&mut self.parts.headers, bytes, rest));
+                        self.streamed = Some(scanner.wrap(&mut self.parts.headers, bytes, rest, client));
                         Ok(true)
                     }
                     Unreadable::Refuse => Err(ProxyError::UnsupportedMediaType(ct.chars().take(64).collect())),

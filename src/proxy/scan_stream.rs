@@ -8,6 +8,7 @@
 //! is still found). A failure mid-stream (vault down, too many values, the client stalls) ends the body with an
 //! error: the app gets a request that breaks off, never a value in clear.
 
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,8 +20,9 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use tokio::sync::mpsc;
 
-use super::pipeline::{VaultCall, VaultOp};
+use super::pipeline::{PublicTerms, VaultCall, VaultOp};
 use super::ProxyBody;
+use crate::budget::{Budgets, Rate};
 use crate::detect;
 use crate::domain::Class;
 use crate::vault::auth::Caller;
@@ -41,6 +43,9 @@ pub struct Scanner {
     pub read_timeout: Duration,
     /// Most values the whole body may hold.
     pub max_values: usize,
+    /// The ingress's client budgets, and the rate they refill at (`None`: unbudgeted).
+    pub budgets: Arc<Budgets<IpAddr>>,
+    pub rate: Option<Rate>,
 }
 
 /// Why a streamed body was cut off.
@@ -58,7 +63,7 @@ enum StreamError {
 
 impl Scanner {
     /// The body to forward instead of one whose first bytes `prefix` were already read and whose rest is `rest`.
-    pub fn wrap<B>(self: &Arc<Self>, headers: &mut http::HeaderMap, prefix: Bytes, rest: B) -> ProxyBody
+    pub fn wrap<B>(self: &Arc<Self>, headers: &mut http::HeaderMap, prefix: Bytes, rest: B, client: IpAddr) -> ProxyBody
     where
         B: Body<Data = Bytes> + Send + Unpin + 'static,
     {
@@ -66,7 +71,7 @@ impl Scanner {
         let (tx, rx) = mpsc::channel(2);
         let scanner = Arc::clone(self);
         tokio::spawn(async move {
-            if let Err(e) = scanner.run(prefix, rest, &tx).await {
+            if let Err(e) = scanner.run(prefix, rest, client, &tx).await {
                 tracing::info!(error = %e, "streamed request body cut off");
                 let _ = tx.send(Err(Box::new(e) as BoxError)).await;
             }
@@ -78,6 +83,7 @@ impl Scanner {
         &self,
         prefix: Bytes,
         mut incoming: B,
+        client: IpAddr,
         tx: &mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
     ) -> Result<(), StreamError>
     where
@@ -102,7 +108,7 @@ impl Scanner {
                     }
                 },
             };
-            let ready = self.window(&mut buf, eof, &mut values).await?;
+            let ready = self.window(&mut buf, eof, &mut values, client).await?;
             if !ready.is_empty() && tx.send(Ok(Frame::data(ready))).await.is_err() {
                 return Ok(()); // the upstream request is gone
             }
@@ -117,7 +123,13 @@ impl Scanner {
 
     /// Takes from the front of `buf` what can be sent on: every value that lies wholly before the tail,
     /// tokenised; nothing from the first value that reaches into the tail on.
-    async fn window(&self, buf: &mut BytesMut, eof: bool, values: &mut usize) -> Result<Bytes, StreamError> {
+    async fn window(
+        &self,
+        buf: &mut BytesMut,
+        eof: bool,
+        values: &mut usize,
+        client: IpAddr,
+    ) -> Result<Bytes, StreamError> {
         let safe = if eof { buf.len() } else { buf.len().saturating_sub(TAIL) };
         if safe == 0 {
             return Ok(Bytes::new());
@@ -147,6 +159,7 @@ impl Scanner {
             caller: &self.caller,
             timeout: self.vault_timeout,
             op: VaultOp::Tokenize { subject: None },
+            public: Some(PublicTerms { budgets: &self.budgets, rate: self.rate, key: client }),
         };
         let tokens = call.tokenize(&items).await.map_err(|_| StreamError::Vault)?;
         let mut out = Vec::with_capacity(head.len());

@@ -20,9 +20,27 @@ pub struct ClassFormats {
     pub email: EmailFormat,
     pub phone: PhoneFormat,
     pub text: TextFormat,
+    /// Classes tokenised afresh every time (`[class.X] deterministic = false`), by [`Class::index`].
+    pub fresh: [bool; Class::ALL.len()],
 }
 
 impl ClassFormats {
+    /// Does the same value always get the same token (the default)?
+    pub fn deterministic(&self, class: Class) -> bool {
+        !self.fresh[class.index()]
+    }
+
+    /// Can no token of this class be a real value? Then a value equal to an issued token is that token, whoever
+    /// sends it. (A `99…` card is no issuer's, a non-Luhn number no card, `99999999` no German bank.)
+    pub fn distinguishable(&self, class: Class) -> bool {
+        match class {
+            Class::Pan => matches!(self.pan, PanFormat::Last4Reserved | PanFormat::NonLuhn),
+            Class::Iban => matches!(self.iban, IbanFormat::ReservedBank),
+            Class::Email => matches!(self.email, EmailFormat::ReservedDomain),
+            Class::Phone | Class::Name | Class::Address | Class::Text => false,
+        }
+    }
+
     pub fn set(&mut self, class: Class, format: &str) -> Result<(), String> {
         let bad = |e: Invalid| e.to_string();
         match class {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::auth::{self, Caller, Callers};
 use super::engine::Clock;
 use super::wire::{ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest};
-use super::{ItemResult, LocalVault, Vault, VaultError};
+use super::{ItemResult, LocalVault, Terms, Vault, VaultError};
 use crate::domain::Class;
 use crate::respond::json_response;
 
@@ -82,6 +82,7 @@ impl ApiError {
                 VaultError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
                 VaultError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 VaultError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "vault_unavailable"),
+                VaultError::OverBudget { .. } => (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"),
             },
         }
     }
@@ -99,7 +100,11 @@ pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
         }
         _ => {}
     }
-    json_response(status, &body)
+    let mut resp = json_response(status, &body);
+    if let ApiError::Vault(VaultError::OverBudget { retry_after, .. }) = err {
+        resp.headers_mut().insert(header::RETRY_AFTER, (*retry_after).max(1).into());
+    }
+    resp
 }
 
 #[derive(Clone, Copy)]
@@ -252,9 +257,11 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
     }
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
-    let tokens = state.vault.tokenize(caller, &items, req.subject.as_deref()).await?;
-    let items = tokens.into_iter().map(|token| TokenAnswer { token }).collect();
-    Ok(json_response(StatusCode::OK, &Items { items }))
+    let terms = req.terms.map(|t| Terms { strict: t.strict, max_new: t.max_new });
+    let done = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms.unwrap_or_default()).await?;
+    let items = done.tokens.into_iter().map(|token| TokenAnswer { token }).collect();
+    // `new` only for a caller that sent terms: it budgets with it.
+    Ok(json_response(StatusCode::OK, &Items { items, new: terms.map(|_| done.new) }))
 }
 
 async fn reveal(
@@ -285,7 +292,7 @@ async fn reveal(
             },
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &Items { items }))
+    Ok(json_response(StatusCode::OK, &Items { items, new: None }))
 }
 
 /// Counts a call refused as unauthenticated. Not audited: anyone can send one, and an audit line is a synced

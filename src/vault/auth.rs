@@ -3,6 +3,7 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::budget::Rate;
 use crate::domain::permission::Permission;
 
 /// The name the proxy's own calls are made and audited under.
@@ -17,6 +18,8 @@ pub struct CallerConfig {
     pub allow: Vec<Permission>,
     /// Why this caller uses the vault (for `veil register`).
     pub purpose: Option<String>,
+    /// Its budget of new values of enumerable classes (`new_values_per_minute`); `None`: unbudgeted.
+    pub new_values: Option<Rate>,
 }
 
 impl std::fmt::Debug for CallerConfig {
@@ -30,19 +33,21 @@ impl std::fmt::Debug for CallerConfig {
 pub struct Caller {
     pub name: String,
     pub allow: Vec<Permission>,
+    /// Its budget of new values; `None`: unbudgeted (the in-process proxy, which budgets its clients instead).
+    pub new_values: Option<Rate>,
 }
 
 impl Caller {
     /// The identity the proxy tokenises as in-process: `tokenize:*`, nothing else.
     pub fn proxy() -> Caller {
         let tokenize_any = Permission { op: Some(crate::domain::Op::Tokenize), class: None };
-        Caller { name: PROXY_CALLER.into(), allow: vec![tokenize_any] }
+        Caller { name: PROXY_CALLER.into(), allow: vec![tokenize_any], new_values: None }
     }
 
     /// The operator at the command line: every right (the commands are for the operator who holds the key
     /// file), audited under this name.
     pub fn operator() -> Caller {
-        Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }] }
+        Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }], new_values: None }
     }
 }
 
@@ -74,7 +79,7 @@ impl Callers {
         } else if !tls_identities.is_empty() {
             found = self.list.iter().find(|c| c.tls_identity.as_ref().is_some_and(|id| tls_identities.contains(id)));
         }
-        found.map(|c| Caller { name: c.name.clone(), allow: c.allow.clone() })
+        found.map(|c| Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values })
     }
 }
 
@@ -97,6 +102,7 @@ mod tests {
                 tls_identity: None,
                 allow: vec![],
                 purpose: None,
+                new_values: None,
             },
             CallerConfig {
                 name: "proxy".into(),
@@ -104,6 +110,7 @@ mod tests {
                 tls_identity: Some("spiffe://shop/proxy".into()),
                 allow: vec!["tokenize:*".parse().unwrap()],
                 purpose: None,
+                new_values: None,
             },
         ])
     }

@@ -43,6 +43,27 @@ pub enum EngineError {
     Exhausted,
     #[error("a record could not be sealed or opened")]
     Crypto,
+    #[error("the batch holds more new values than its budget allows")]
+    OverBudget,
+}
+
+/// The terms one tokenisation runs under (the vault API's default: none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Terms {
+    /// The values come from the public side (the ingress): a value of an enumerable class equal to an issued
+    /// token is taken for that token only where the class's format keeps tokens out of the space of real values.
+    /// Elsewhere it is tokenised as the value it may well be — a real card that happens to equal a token (or
+    /// that a flood of submissions made one) never passes as another value's token.
+    pub strict: bool,
+    /// Most new values of enumerable classes the batch may add; more refuse the whole batch, nothing written.
+    pub max_new: Option<usize>,
+}
+
+/// A batch's tokens, and how many new values of enumerable classes it added (what budgets count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    pub tokens: Vec<String>,
+    pub new: usize,
 }
 
 /// Why one item of a reveal has no value.
@@ -100,6 +121,9 @@ struct Pending {
     class: Class,
     canonical: String,
     value_fp: [u8; 32],
+    /// The fingerprint the record is stored under: `value_fp`, or random bytes for a class tokenised afresh
+    /// every time (no lookup can find it by value, and the store's one-token-per-value index never matches).
+    stored_fp: [u8; 32],
     attempt: u32,
     /// A candidate drawn before the store lookup, and whether it is a value the vault or the batch holds (that
     /// lookup answered it too); `None` for a redraw, checked on its own.
@@ -183,6 +207,16 @@ impl Engine {
         items: &[(Class, &str)],
         subject: Option<Fingerprint>,
     ) -> Result<Vec<String>, EngineError> {
+        self.tokenize_on(items, subject, Terms::default()).await.map(|t| t.tokens)
+    }
+
+    /// Like [`Engine::tokenize_for`], under `terms`.
+    pub async fn tokenize_on(
+        &self,
+        items: &[(Class, &str)],
+        subject: Option<Fingerprint>,
+        terms: Terms,
+    ) -> Result<Tokenized, EngineError> {
         let now = (self.clock)();
         // Taken before any store read: a result read under it is remembered only if no erasure intervened.
         let stamp = self.known.stamp();
@@ -212,7 +246,8 @@ impl Engine {
         // Known values: their existing token, from memory or the store.
         let mut misses = Vec::with_capacity(items.len());
         for (i, (class, _)) in items.iter().enumerate() {
-            let hit = stamp.and_then(|st| self.known.get(st, *class, &parsed[i].1, now));
+            let deterministic = self.formats.deterministic(*class);
+            let hit = stamp.filter(|_| deterministic).and_then(|st| self.known.get(st, *class, &parsed[i].1, now));
             match hit {
                 Some(hit) => {
                     out[i] = Some(parsed[i].0.layout.render(&hit.token));
@@ -241,13 +276,17 @@ impl Engine {
                 ahead[i] = Some((token, held(rec, &fp, &batch)));
             }
             for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
-                // A tombstone's fingerprint is random bytes: a value never finds one.
-                if let Some(rec) = by_value.filter(|r| r.gone_at.is_none()) {
+                let class = items[i].0;
+                // A token passed back is that token, unless (strict) it may as well be a real value.
+                let token_ok = !(terms.strict && class.enumerable() && !self.formats.distinguishable(class));
+                // A tombstone's fingerprint is random bytes: a value never finds one. Nor does a fresh class's.
+                let by_value = by_value.filter(|r| r.gone_at.is_none() && self.formats.deterministic(class));
+                if let Some(rec) = by_value {
                     out[i] = Some(parsed[i].0.layout.render(&rec.token));
                     let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
                     let last_used_at = if touched { now } else { rec.last_used_at };
                     learned.push((i, Hit { token: rec.token, last_used_at }));
-                } else if let Some(rec) = by_token {
+                } else if let Some(rec) = by_token.filter(|_| token_ok) {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
                     if rec.gone_at.is_none() {
                         touch_one(&rec.class, &rec.token, rec.last_used_at);
@@ -271,10 +310,16 @@ impl Engine {
                     class,
                     canonical: p.canonical.clone(),
                     value_fp: *fp,
+                    stored_fp: if self.formats.deterministic(class) { *fp } else { rand::random() },
                     attempt: 0,
                     drawn: ahead[i].take(),
                 }),
             }
+        }
+        // Budgeted: nothing is written for a batch over it.
+        let new = pending.iter().filter(|e| e.class.enumerable()).count();
+        if terms.max_new.is_some_and(|max| new > max) {
+            return Err(EngineError::OverBudget);
         }
 
         let mut touch = Some(touch);
@@ -303,7 +348,7 @@ impl Engine {
                     records.push(Record {
                         class: e.class.name().to_owned(),
                         token,
-                        value_fp: e.value_fp,
+                        value_fp: e.stored_fp,
                         key_version: version,
                         sealed,
                         created_at: now,
@@ -361,7 +406,8 @@ impl Engine {
                 self.known.put(stamp, items[i].0, parsed[i].1, hit);
             }
         }
-        out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect()
+        let tokens = out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect::<Result<_, _>>()?;
+        Ok(Tokenized { tokens, new })
     }
 
     /// For each drawn record: is its token also a value, of this batch or of a live record in the vault?

@@ -26,7 +26,9 @@ use crate::metrics::{Metrics, Series};
 use crate::token::Invalid;
 use audit::{AuditLog, Event, Item};
 use auth::Caller;
+use crate::budget::Budgets;
 use engine::{Clock, Engine, EngineError, Missing};
+pub use engine::{Terms, Tokenized};
 
 /// What the vault refuses a whole call for. Messages never hold values or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +48,33 @@ pub enum VaultError {
     /// A remote vault could not be reached, did not answer in time, or failed (split deployment).
     #[error("the vault could not be reached")]
     Unavailable,
+    /// The batch holds more new values of enumerable classes than the caller's or the client's budget has left.
+    #[error("over the {scope} budget of new values; retry in {retry_after} s")]
+    OverBudget { scope: Scope, retry_after: u64 },
+}
+
+/// Whose budget of new values a tokenisation ran out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The vault caller's `new_values_per_minute`.
+    Caller,
+    /// The ingress client address's `new_values_per_hour`.
+    Client,
+}
+
+impl Scope {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Caller => "caller",
+            Scope::Client => "client",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// One item's answer from detokenize or mask: the value (or masked value), or why there is none.
@@ -54,12 +83,24 @@ pub type ItemResult = Result<String, Missing>;
 /// Tokenise / detokenise / mask in batches, as an authenticated caller.
 #[async_trait]
 pub trait Vault: Send + Sync + 'static {
+    /// Tokens for `items`, linked to `subject`, under `terms` (see [`Terms`]); with how many were new.
+    async fn tokenize_on(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        subject: Option<&str>,
+        terms: Terms,
+    ) -> Result<Tokenized, VaultError>;
+
+    /// Tokens for `items` as the vault API gives them (no terms beyond the caller's own budget).
     async fn tokenize(
         &self,
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
-    ) -> Result<Vec<String>, VaultError>;
+    ) -> Result<Vec<String>, VaultError> {
+        self.tokenize_on(caller, items, subject, Terms::default()).await.map(|t| t.tokens)
+    }
     async fn detokenize(
         &self,
         caller: &Caller,
@@ -88,6 +129,8 @@ pub struct LocalVault {
     /// The series every successful tokenisation counts in (by class, in [`Class::ALL`] order), each looked up once.
     tokenized: [Series<IntCounter>; Class::ALL.len()],
     tokenize_duration: Series<Histogram>,
+    /// Each caller's budget of new values (`[[caller]] new_values_per_minute`), by caller name.
+    budgets: Budgets<String>,
 }
 
 impl LocalVault {
@@ -101,6 +144,7 @@ impl LocalVault {
             retention: retention::Retention::default(),
             tokenized: Default::default(),
             tokenize_duration: Series::default(),
+            budgets: Budgets::default(),
         }
     }
 
@@ -229,6 +273,8 @@ fn engine_error(e: EngineError) -> VaultError {
             tracing::error!(error = %e, "store error");
             VaultError::StoreUnavailable
         }
+        // The client's budget (the terms' `max_new`) ran out; the proxy that set it knows when it refills.
+        EngineError::OverBudget => VaultError::OverBudget { scope: Scope::Client, retry_after: 0 },
         EngineError::Exhausted | EngineError::Crypto => {
             tracing::error!(error = %e, "vault engine error");
             VaultError::Internal
@@ -238,19 +284,30 @@ fn engine_error(e: EngineError) -> VaultError {
 
 #[async_trait]
 impl Vault for LocalVault {
-    async fn tokenize(
+    async fn tokenize_on(
         &self,
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
-    ) -> Result<Vec<String>, VaultError> {
+        terms: Terms,
+    ) -> Result<Tokenized, VaultError> {
         self.authorize(caller, Op::Tokenize, items).await?;
         let started = Instant::now();
+        // The caller's budget: reserved for every enumerable item (at most that many can be new), the unused part
+        // given back when `reserved` drops.
+        let want = items.iter().filter(|(c, _)| c.enumerable()).count();
+        let mut reserved = caller.new_values.map(|rate| self.budgets.reserve(&caller.name, rate, want));
+        let caller_max = reserved.as_ref().map(|r| r.granted());
+        let max_new = match (terms.max_new, caller_max) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let subject = subject.map(|s| self.engine.subject_fingerprint(s));
-        let result = self.engine.tokenize_for(items, subject).await;
+        let result = self.engine.tokenize_on(items, subject, Terms { max_new, ..terms }).await;
         let outcome = match &result {
             Ok(_) => "ok",
             Err(EngineError::Invalid { .. }) => "invalid",
+            Err(EngineError::OverBudget) => "over_budget",
             Err(_) => "error",
         };
         for (class, _) in items {
@@ -261,7 +318,21 @@ impl Vault for LocalVault {
         }
         let duration = self.tokenize_duration.of(&self.metrics.vault_operation_duration, &["tokenize"]);
         duration.observe(started.elapsed().as_secs_f64());
-        result.map_err(engine_error)
+        match result {
+            Ok(t) => {
+                if let Some(r) = &mut reserved {
+                    r.spend(t.new);
+                }
+                Ok(t)
+            }
+            // The caller's budget was the tighter one: counted here (a client's is counted by the proxy).
+            Err(EngineError::OverBudget) if caller_max.is_some_and(|c| terms.max_new.is_none_or(|t| c < t)) => {
+                self.metrics.budget_refusals.with_label_values(&[Scope::Caller.name(), &caller.name]).inc();
+                let retry_after = reserved.as_ref().map_or(0, |r| r.retry_after());
+                Err(VaultError::OverBudget { scope: Scope::Caller, retry_after })
+            }
+            Err(e) => Err(engine_error(e)),
+        }
     }
 
     async fn detokenize(

@@ -18,6 +18,19 @@ pub struct TokenizeRequest<'a> {
     /// The data subject the values belong to (links them for export and erasure).
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Cow<'a, str>>,
+    /// The terms a proxy tokenises its clients' values under (absent for other callers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms: Option<WireTerms>,
+}
+
+/// [`crate::vault::Terms`] on the wire: `strict` (values from the public side) and the client's `max_new`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireTerms {
+    #[serde(default)]
+    pub strict: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -53,6 +66,9 @@ pub struct RevealItem<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Items<T> {
     pub items: Vec<T>,
+    /// A tokenisation with terms: how many of its values were new (what the proxy's client budget is charged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<usize>,
 }
 
 /// One tokenised item.
@@ -84,7 +100,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_borrow() {
-        let body = br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42"}"#;
+        let body = br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42","terms":{"strict":true,"max_new":3}}"#;
         let req: TokenizeRequest<'_> = serde_json::from_slice(body).unwrap();
         assert!(matches!(req.items[0].value, Cow::Borrowed(_)));
         assert_eq!(serde_json::to_vec(&req).unwrap(), body.to_vec());

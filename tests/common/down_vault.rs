@@ -10,12 +10,13 @@ pub struct DownVault {
 
 #[async_trait::async_trait]
 impl veil::vault::Vault for DownVault {
-    async fn tokenize(
+    async fn tokenize_on(
         &self,
         _: &veil::vault::auth::Caller,
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
-    ) -> Result<Vec<String>, veil::vault::VaultError> {
+        _: veil::vault::Terms,
+    ) -> Result<veil::vault::Tokenized, veil::vault::VaultError> {
         if self.slow {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }
