@@ -39,7 +39,9 @@ local function mod97(s)
 end
 
 local function fill(k)
-  local pan = string.format("4%014.0f", k % 1e14)
+  -- Digits reversed: consecutive requests' cards spread over BINs and last fours as real customers' do (the
+  -- vault budgets cards per BIN + last four).
+  local pan = "4" .. string.reverse(string.format("%014.0f", k % 1e14))
   pan = pan .. luhn_digit(pan)
   local bban = string.format("37040044%010.0f", k % 1e10)
   local iban = string.format("DE%02d%s", 98 - mod97(bban .. "131400"), bban)

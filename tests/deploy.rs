@@ -608,7 +608,7 @@ impl veil::vault::Vault for SwitchVault {
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
         _: veil::vault::Terms,
-    ) -> Result<veil::vault::Tokenized, veil::vault::VaultError> {
+    ) -> Result<Vec<String>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)
     }
     async fn detokenize(

@@ -124,9 +124,11 @@ pub struct ProxyConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// Per client and hour, unless `[proxy] new_values_per_hour` says otherwise: walking one card's ~10^5 candidates
-/// (half of them on average) then takes a client address 69 days, and the first refusal raises an alert.
-pub const CLIENT_NEW_VALUES_PER_HOUR: usize = 30;
+/// Per client and hour unless `[proxy] new_values_per_hour` sets one: none. Addresses are shared (carrier NAT,
+/// offices, a proxy not listed in `trusted_proxies`), so a default small enough to matter would refuse real
+/// customers; the card range budget, on by default, is what stops a walk of one card's candidates from any
+/// number of addresses. Set it (with `trusted_proxies`) to bound what one address can add.
+pub const CLIENT_NEW_VALUES_PER_HOUR: usize = 0;
 
 /// An address range, `10.0.0.0/8` or `2001:db8::/32` (a bare address is a range of one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ use crate::metrics::Metrics;
 use crate::rewrite::Edit;
 use crate::vault::auth::Caller;
 use crate::budget::{Budgets, Rate};
-use crate::vault::{ItemResult, Scope, Terms, Vault, VaultError};
+use crate::vault::{budget_items, ItemResult, Scope, Terms, Vault, VaultError};
 
 /// What the match phase chose.
 pub enum Selected<'a, A> {
@@ -241,30 +241,22 @@ impl VaultCall<'_> {
             VaultOp::Tokenize { subject } => subject,
             VaultOp::Detokenize { .. } => None,
         };
-        // The client's budget: reserved for every enumerable item (at most that many are new), what the vault
-        // did not add given back when `reserved` drops — also when the call fails or times out.
-        let want = items.iter().filter(|(c, _)| c.enumerable()).count();
+        // The client's budget, taken for every enumerable item before the vault is asked (as the vault takes its
+        // callers': see `budget_items`); given back when `reserved` drops unless the tokenisation succeeds.
+        let want = budget_items(items);
         let mut reserved = self.public.and_then(|p| Some(p.budgets.reserve(&p.key, p.rate?, want)));
-        let terms = Terms { strict: self.public.is_some(), max_new: reserved.as_ref().map(|r| r.granted()) };
-        let call = self.vault.tokenize_on(self.caller, items, subject, terms);
-        match tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)? {
-            Ok(done) if done.tokens.len() == items.len() => {
-                if let Some(r) = &mut reserved {
-                    r.spend(done.new);
-                }
-                Ok(done.tokens)
-            }
-            Ok(_) => Err(CallError::Vault(VaultError::Internal)),
-            // Short of what the request needed: the client's budget, not the vault's, refused it.
-            Err(VaultError::OverBudget { .. }) if reserved.as_ref().is_some_and(|r| r.granted() < want) => {
-                let retry_after = reserved.as_ref().map_or(0, |r| r.retry_after());
-                Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Client, retry_after }))
-            }
-            Err(VaultError::OverBudget { retry_after, .. }) => {
-                Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Caller, retry_after: retry_after.max(60) }))
-            }
-            Err(e) => Err(CallError::Vault(e)),
+        if let Some(r) = reserved.as_ref().filter(|r| r.granted() < want) {
+            return Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Client, retry_after: r.retry_after() }));
         }
+        let call = self.vault.tokenize_on(self.caller, items, subject, Terms { strict: self.public.is_some() });
+        let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
+        if tokens.len() != items.len() {
+            return Err(CallError::Vault(VaultError::Internal));
+        }
+        if let Some(r) = &mut reserved {
+            r.spend(want);
+        }
+        Ok(tokens)
     }
 
     async fn reveal(&self, items: &[(Class, &str)], purpose: &str) -> Result<Vec<ItemResult>, CallError> {

@@ -22,6 +22,20 @@ pub struct ClassFormats {
     pub text: TextFormat,
     /// Classes tokenised afresh every time (`[class.X] deterministic = false`), by [`Class::index`].
     pub fresh: [bool; Class::ALL.len()],
+    /// New cards the vault takes per BIN and last four (and length) per day (`[class.pan]
+    /// new_values_per_range_per_day`); `None`: unbudgeted. See [`card_range`].
+    pub pan_range_per_day: Option<u32>,
+}
+
+/// The range a card is enumerated in: its length, BIN (first six) and last four — what a `keep-bin-last4` token
+/// shows, so what an attacker walking a tokenisation oracle for one token must stay within (~10^5 candidates).
+/// Real customers' new cards spread over millions of such ranges; a walk piles into one.
+pub fn card_range(canonical: &str) -> Option<(u8, [u8; 6], [u8; 4])> {
+    let b = canonical.as_bytes();
+    let len = u8::try_from(b.len()).ok().filter(|&l| l >= 10)?;
+    let bin: [u8; 6] = b.get(..6)?.try_into().ok()?;
+    let last4: [u8; 4] = b.get(b.len() - 4..)?.try_into().ok()?;
+    Some((len, bin, last4))
 }
 
 impl ClassFormats {

@@ -16,7 +16,7 @@ pub mod text;
 
 use std::fmt;
 
-pub use class::{generate, mask, parse, validate, ClassFormats};
+pub use class::{card_range, generate, mask, parse, validate, ClassFormats};
 
 /// The zero of every run of ten Unicode decimal digits (General_Category `Nd`, Unicode 17.0, as `char` of this
 /// Rust release): each `Nd` digit is one of these plus its value, 0 to 9. Sorted, ASCII first. `char::to_digit`

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::auth::{self, Caller, Callers};
 use super::engine::Clock;
 use super::wire::{ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest};
-use super::{ItemResult, LocalVault, Terms, Vault, VaultError};
+use super::{ItemResult, LocalVault, Scope, Terms, Vault, VaultError};
 use crate::domain::Class;
 use crate::respond::json_response;
 
@@ -95,6 +95,10 @@ pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
     let mut body = ErrorBody::new(code, err.to_string());
     match err {
         ApiError::Vault(VaultError::Forbidden { class, .. }) => body.error.class = Some(class.name().to_owned()),
+        // A card range's budget is the class's, not the caller's: the class says so to a remote proxy.
+        ApiError::Vault(VaultError::OverBudget { scope: Scope::Range, .. }) => {
+            body.error.class = Some(Class::Pan.name().to_owned())
+        }
         ApiError::Vault(VaultError::Invalid { index, .. }) | ApiError::UnknownClass { index } => {
             body.error.index = Some(*index)
         }
@@ -257,11 +261,10 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
     }
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
-    let terms = req.terms.map(|t| Terms { strict: t.strict, max_new: t.max_new });
-    let done = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms.unwrap_or_default()).await?;
-    let items = done.tokens.into_iter().map(|token| TokenAnswer { token }).collect();
-    // `new` only for a caller that sent terms: it budgets with it.
-    Ok(json_response(StatusCode::OK, &Items { items, new: terms.map(|_| done.new) }))
+    let terms = Terms { strict: req.terms.is_some_and(|t| t.strict) };
+    let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
+    let items = tokens.into_iter().map(|token| TokenAnswer { token }).collect();
+    Ok(json_response(StatusCode::OK, &Items { items }))
 }
 
 async fn reveal(
@@ -292,7 +295,7 @@ async fn reveal(
             },
         })
         .collect();
-    Ok(json_response(StatusCode::OK, &Items { items, new: None }))
+    Ok(json_response(StatusCode::OK, &Items { items }))
 }
 
 /// Counts a call refused as unauthenticated. Not audited: anyone can send one, and an audit line is a synced

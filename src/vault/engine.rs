@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::budget::{Budgets, Rate, Reservation};
 use crate::vault::links::Links;
 
 use crate::crypto::KeySet;
@@ -43,9 +44,13 @@ pub enum EngineError {
     Exhausted,
     #[error("a record could not be sealed or opened")]
     Crypto,
-    #[error("the batch holds more new values than its budget allows")]
-    OverBudget,
+    /// More cards in one BIN + last four than that range has left today (retry in `retry_after` s).
+    #[error("the batch holds more cards of one range than its budget has left")]
+    OverBudget { retry_after: u64 },
 }
+
+/// A card range's key: length, BIN and last four (see [`token::card_range`]).
+type CardRange = (u8, [u8; 6], [u8; 4]);
 
 /// The terms one tokenisation runs under (the vault API's default: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,15 +60,6 @@ pub struct Terms {
     /// Elsewhere it is tokenised as the value it may well be — a real card that happens to equal a token (or
     /// that a flood of submissions made one) never passes as another value's token.
     pub strict: bool,
-    /// Most new values of enumerable classes the batch may add; more refuse the whole batch, nothing written.
-    pub max_new: Option<usize>,
-}
-
-/// A batch's tokens, and how many new values of enumerable classes it added (what budgets count).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tokenized {
-    pub tokens: Vec<String>,
-    pub new: usize,
 }
 
 /// Why one item of a reveal has no value.
@@ -113,6 +109,8 @@ pub struct Engine {
     links: Links,
     /// Known values → tokens (skips the store read for a value tokenised again).
     known: Known,
+    /// New cards taken per card range (`ClassFormats::pan_range_per_day`), in this process.
+    ranges: Budgets<CardRange>,
 }
 
 struct Pending {
@@ -145,7 +143,7 @@ impl Pending {
 impl Engine {
     pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
         let known = Known::new(store.erasure_epoch(), TOUCH_EVERY);
-        Engine { keys: keys.into(), store, formats, clock, links: Links::default(), known }
+        Engine { keys: keys.into(), store, formats, clock, links: Links::default(), known, ranges: Budgets::default() }
     }
 
     /// The in-memory map of known values (for erasure and purge to invalidate, and retention to narrow).
@@ -207,7 +205,7 @@ impl Engine {
         items: &[(Class, &str)],
         subject: Option<Fingerprint>,
     ) -> Result<Vec<String>, EngineError> {
-        self.tokenize_on(items, subject, Terms::default()).await.map(|t| t.tokens)
+        self.tokenize_on(items, subject, Terms::default()).await
     }
 
     /// Like [`Engine::tokenize_for`], under `terms`.
@@ -216,7 +214,7 @@ impl Engine {
         items: &[(Class, &str)],
         subject: Option<Fingerprint>,
         terms: Terms,
-    ) -> Result<Tokenized, EngineError> {
+    ) -> Result<Vec<String>, EngineError> {
         let now = (self.clock)();
         // Taken before any store read: a result read under it is remembered only if no erasure intervened.
         let stamp = self.known.stamp();
@@ -239,6 +237,9 @@ impl Engine {
             let fp = self.keys.value_fingerprint(class.name(), &p.canonical).ok_or(EngineError::Crypto)?;
             parsed.push((p, fp));
         }
+        // Before any lookup: what is refused must not depend on what the vault holds.
+        let ranges: Vec<(Class, &Parsed)> = items.iter().zip(&parsed).map(|((c, _), (p, _))| (*c, p)).collect();
+        let mut ranges = self.reserve_ranges(&ranges)?;
         let mut out: Vec<Option<String>> = vec![None; items.len()];
         // Store hits to remember once this call's write (if any) has committed: (item, token, last used).
         let mut learned: Vec<(usize, Hit)> = Vec::new();
@@ -246,8 +247,9 @@ impl Engine {
         // Known values: their existing token, from memory or the store.
         let mut misses = Vec::with_capacity(items.len());
         for (i, (class, _)) in items.iter().enumerate() {
-            let deterministic = self.formats.deterministic(*class);
-            let hit = stamp.filter(|_| deterministic).and_then(|st| self.known.get(st, *class, &parsed[i].1, now));
+            // Not from memory: a value that may also be a token the API must answer as that token (see below).
+            let remembered = self.formats.deterministic(*class) && (terms.strict || !self.shares_value_space(*class));
+            let hit = stamp.filter(|_| remembered).and_then(|st| self.known.get(st, *class, &parsed[i].1, now));
             match hit {
                 Some(hit) => {
                     out[i] = Some(parsed[i].0.layout.render(&hit.token));
@@ -277,16 +279,23 @@ impl Engine {
             }
             for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
                 let class = items[i].0;
-                // A token passed back is that token, unless (strict) it may as well be a real value.
-                let token_ok = !(terms.strict && class.enumerable() && !self.formats.distinguishable(class));
                 // A tombstone's fingerprint is random bytes: a value never finds one. Nor does a fresh class's.
                 let by_value = by_value.filter(|r| r.gone_at.is_none() && self.formats.deterministic(class));
-                if let Some(rec) = by_value {
+                // Digits that are both a token and a value (a token posted back through the ingress was taken for
+                // the value it may be): the API, the app's own side, means the token (tokenising a token returns
+                // it); the ingress means the value. From the ingress a token of the space of real values is
+                // never taken for a token at all: it may as well be a real card that a flood made a token.
+                let as_token = by_token.is_some()
+                    && match terms.strict {
+                        false => true,
+                        true => !self.shares_value_space(class) && by_value.is_none(),
+                    };
+                if let Some(rec) = by_value.filter(|_| !as_token) {
                     out[i] = Some(parsed[i].0.layout.render(&rec.token));
                     let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
                     let last_used_at = if touched { now } else { rec.last_used_at };
                     learned.push((i, Hit { token: rec.token, last_used_at }));
-                } else if let Some(rec) = by_token.filter(|_| token_ok) {
+                } else if let Some(rec) = by_token.filter(|_| as_token) {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
                     if rec.gone_at.is_none() {
                         touch_one(&rec.class, &rec.token, rec.last_used_at);
@@ -315,11 +324,6 @@ impl Engine {
                     drawn: ahead[i].take(),
                 }),
             }
-        }
-        // Budgeted: nothing is written for a batch over it.
-        let new = pending.iter().filter(|e| e.class.enumerable()).count();
-        if terms.max_new.is_some_and(|max| new > max) {
-            return Err(EngineError::OverBudget);
         }
 
         let mut touch = Some(touch);
@@ -407,7 +411,40 @@ impl Engine {
             }
         }
         let tokens = out.into_iter().map(|t| t.ok_or(EngineError::Exhausted)).collect::<Result<_, _>>()?;
-        Ok(Tokenized { tokens, new })
+        for r in &mut ranges {
+            r.spend(r.granted());
+        }
+        Ok(tokens)
+    }
+
+    /// Do this class's tokens live among its real values, in a space small enough to enumerate (so a value equal
+    /// to a token may be a real one)?
+    fn shares_value_space(&self, class: Class) -> bool {
+        class.enumerable() && !self.formats.distinguishable(class)
+    }
+
+    /// Takes the batch's cards from their ranges' budgets: all of them, or an error and nothing taken. Every card
+    /// counts, known or new: a budget of new ones only would tell, by refusing or not, whether a card is held.
+    fn reserve_ranges(&self, parsed: &[(Class, &Parsed)]) -> Result<Vec<Reservation<'_, CardRange>>, EngineError> {
+        let Some(per_day) = self.formats.pan_range_per_day else { return Ok(Vec::new()) };
+        let rate = Rate { amount: per_day, per: std::time::Duration::from_secs(86_400) };
+        let mut wanted: Vec<(CardRange, usize)> = Vec::new();
+        for (_, p) in parsed.iter().filter(|(c, _)| *c == Class::Pan) {
+            let Some(range) = token::card_range(&p.canonical) else { continue };
+            match wanted.iter_mut().find(|(r, _)| *r == range) {
+                Some((_, n)) => *n += 1,
+                None => wanted.push((range, 1)),
+            }
+        }
+        let mut taken = Vec::with_capacity(wanted.len());
+        for (range, n) in wanted {
+            let r = self.ranges.reserve(&range, rate, n);
+            if r.granted() < n {
+                return Err(EngineError::OverBudget { retry_after: r.retry_after() });
+            }
+            taken.push(r);
+        }
+        Ok(taken)
     }
 
     /// For each drawn record: is its token also a value, of this batch or of a live record in the vault?

@@ -28,7 +28,7 @@ use audit::{AuditLog, Event, Item};
 use auth::Caller;
 use crate::budget::Budgets;
 use engine::{Clock, Engine, EngineError, Missing};
-pub use engine::{Terms, Tokenized};
+pub use engine::Terms;
 
 /// What the vault refuses a whole call for. Messages never hold values or tokens.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,8 @@ pub enum Scope {
     Caller,
     /// The ingress client address's `new_values_per_hour`.
     Client,
+    /// New cards of one BIN and last four, from anyone (`[class.pan] new_values_per_range_per_day`).
+    Range,
 }
 
 impl Scope {
@@ -67,6 +69,7 @@ impl Scope {
         match self {
             Scope::Caller => "caller",
             Scope::Client => "client",
+            Scope::Range => "range",
         }
     }
 }
@@ -83,14 +86,14 @@ pub type ItemResult = Result<String, Missing>;
 /// Tokenise / detokenise / mask in batches, as an authenticated caller.
 #[async_trait]
 pub trait Vault: Send + Sync + 'static {
-    /// Tokens for `items`, linked to `subject`, under `terms` (see [`Terms`]); with how many were new.
+    /// Tokens for `items`, linked to `subject`, under `terms` (see [`Terms`]).
     async fn tokenize_on(
         &self,
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
         terms: Terms,
-    ) -> Result<Tokenized, VaultError>;
+    ) -> Result<Vec<String>, VaultError>;
 
     /// Tokens for `items` as the vault API gives them (no terms beyond the caller's own budget).
     async fn tokenize(
@@ -99,7 +102,7 @@ pub trait Vault: Send + Sync + 'static {
         items: &[(Class, &str)],
         subject: Option<&str>,
     ) -> Result<Vec<String>, VaultError> {
-        self.tokenize_on(caller, items, subject, Terms::default()).await.map(|t| t.tokens)
+        self.tokenize_on(caller, items, subject, Terms::default()).await
     }
     async fn detokenize(
         &self,
@@ -175,6 +178,16 @@ impl LocalVault {
 
     pub fn audit(&self) -> &AuditLog {
         &self.audit
+    }
+
+    /// Counts a tokenisation's items under `outcome`.
+    fn count_tokenize(&self, items: &[(Class, &str)], outcome: &str) {
+        for (class, _) in items {
+            match self.tokenized.get(class.index()).filter(|_| outcome == "ok") {
+                Some(s) => s.of(&self.metrics.vault_operations, &["tokenize", class.name(), "ok"]).inc(),
+                None => self.metrics.vault_operations.with_label_values(&["tokenize", class.name(), outcome]).inc(),
+            }
+        }
     }
 
     /// Appends `event` to the audit log; a failure is counted (`veil_audit_write_failures_total`).
@@ -266,6 +279,12 @@ impl LocalVault {
     }
 }
 
+/// What a tokenisation costs a budget of new values: every value of an enumerable class it sends, known or new.
+/// (A budget of new values only would tell a caller out of budget, by refusing or not, whether a value is held.)
+pub fn budget_items(items: &[(Class, &str)]) -> usize {
+    items.iter().filter(|(c, _)| c.enumerable()).count()
+}
+
 fn engine_error(e: EngineError) -> VaultError {
     match e {
         EngineError::Invalid { index, reason } => VaultError::Invalid { index, reason },
@@ -273,8 +292,7 @@ fn engine_error(e: EngineError) -> VaultError {
             tracing::error!(error = %e, "store error");
             VaultError::StoreUnavailable
         }
-        // The client's budget (the terms' `max_new`) ran out; the proxy that set it knows when it refills.
-        EngineError::OverBudget => VaultError::OverBudget { scope: Scope::Client, retry_after: 0 },
+        EngineError::OverBudget { retry_after } => VaultError::OverBudget { scope: Scope::Range, retry_after },
         EngineError::Exhausted | EngineError::Crypto => {
             tracing::error!(error = %e, "vault engine error");
             VaultError::Internal
@@ -290,46 +308,42 @@ impl Vault for LocalVault {
         items: &[(Class, &str)],
         subject: Option<&str>,
         terms: Terms,
-    ) -> Result<Tokenized, VaultError> {
+    ) -> Result<Vec<String>, VaultError> {
         self.authorize(caller, Op::Tokenize, items).await?;
         let started = Instant::now();
-        // The caller's budget: reserved for every enumerable item (at most that many can be new), the unused part
-        // given back when `reserved` drops.
-        let want = items.iter().filter(|(c, _)| c.enumerable()).count();
+        // The caller's budget, taken for every enumerable item before the store is asked (see `budget_items`);
+        // given back when `reserved` drops unless the tokenisation succeeds.
+        let want = budget_items(items);
         let mut reserved = caller.new_values.map(|rate| self.budgets.reserve(&caller.name, rate, want));
-        let caller_max = reserved.as_ref().map(|r| r.granted());
-        let max_new = match (terms.max_new, caller_max) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let subject = subject.map(|s| self.engine.subject_fingerprint(s));
-        let result = self.engine.tokenize_on(items, subject, Terms { max_new, ..terms }).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(EngineError::Invalid { .. }) => "invalid",
-            Err(EngineError::OverBudget) => "over_budget",
-            Err(_) => "error",
-        };
-        for (class, _) in items {
-            match self.tokenized.get(class.index()).filter(|_| outcome == "ok") {
-                Some(s) => s.of(&self.metrics.vault_operations, &["tokenize", class.name(), "ok"]).inc(),
-                None => self.metrics.vault_operations.with_label_values(&["tokenize", class.name(), outcome]).inc(),
-            }
+        if let Some(r) = reserved.as_ref().filter(|r| r.granted() < want) {
+            self.metrics.budget_refusals.with_label_values(&[Scope::Caller.name(), &caller.name]).inc();
+            self.count_tokenize(items, "over_budget");
+            return Err(VaultError::OverBudget { scope: Scope::Caller, retry_after: r.retry_after() });
         }
+        let subject = subject.map(|s| self.engine.subject_fingerprint(s));
+        let result = self.engine.tokenize_on(items, subject, terms).await;
+        self.count_tokenize(
+            items,
+            match &result {
+                Ok(_) => "ok",
+                Err(EngineError::Invalid { .. }) => "invalid",
+                Err(EngineError::OverBudget { .. }) => "over_budget",
+                Err(_) => "error",
+            },
+        );
         let duration = self.tokenize_duration.of(&self.metrics.vault_operation_duration, &["tokenize"]);
         duration.observe(started.elapsed().as_secs_f64());
         match result {
-            Ok(t) => {
+            Ok(tokens) => {
                 if let Some(r) = &mut reserved {
-                    r.spend(t.new);
+                    r.spend(want);
                 }
-                Ok(t)
+                Ok(tokens)
             }
-            // The caller's budget was the tighter one: counted here (a client's is counted by the proxy).
-            Err(EngineError::OverBudget) if caller_max.is_some_and(|c| terms.max_new.is_none_or(|t| c < t)) => {
-                self.metrics.budget_refusals.with_label_values(&[Scope::Caller.name(), &caller.name]).inc();
-                let retry_after = reserved.as_ref().map_or(0, |r| r.retry_after());
-                Err(VaultError::OverBudget { scope: Scope::Caller, retry_after })
+            // A card range walked by someone, whoever asks next: counted here.
+            Err(EngineError::OverBudget { retry_after }) => {
+                self.metrics.budget_refusals.with_label_values(&[Scope::Range.name(), &caller.name]).inc();
+                Err(VaultError::OverBudget { scope: Scope::Range, retry_after })
             }
             Err(e) => Err(engine_error(e)),
         }

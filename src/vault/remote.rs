@@ -21,7 +21,7 @@ use super::engine::Missing;
 use super::wire::{
     ErrorBody, Items, RevealAnswer, RevealItem, RevealRequest, TokenAnswer, TokenizeItem, TokenizeRequest, WireTerms,
 };
-use super::{ItemResult, Scope, Terms, Tokenized, Vault, VaultError};
+use super::{ItemResult, Scope, Terms, Vault, VaultError};
 use crate::crypto::Secret;
 use crate::domain::permission::Op;
 use crate::domain::Class;
@@ -183,41 +183,29 @@ impl RemoteVault {
         items: &[(Class, &str)],
         body: impl Fn(&[(Class, &str)]) -> serde_json::Result<Vec<u8>>,
     ) -> Result<Vec<T>, VaultError> {
-        let mut out = Vec::with_capacity(items.len());
-        for (n, chunk) in items.chunks(self.max_batch).enumerate() {
-            let bytes = body(chunk).map_err(|_| VaultError::Internal)?;
-            out.extend(self.chunk::<T>(caller, op, chunk, n * self.max_batch, bytes).await?.items);
-        }
-        Ok(out)
-    }
-
-    /// One call of a batch: `chunk` (from index `offset` of the whole batch) sent as `body`; its answer.
-    async fn chunk<T: DeserializeOwned>(
-        &self,
-        caller: &Caller,
-        op: Op,
-        chunk: &[(Class, &str)],
-        offset: usize,
-        body: Vec<u8>,
-    ) -> Result<Items<T>, VaultError> {
         let path = match op {
             Op::Tokenize => "/v1/tokenize",
             Op::Mask => "/v1/mask",
             _ => "/v1/detokenize",
         };
-        let (status, answer) = self.call(&caller.name, Method::POST, path, body.into()).await?;
-        if status != StatusCode::OK {
-            return Err(error_from(status, &answer, op, chunk, offset));
+        let mut out = Vec::with_capacity(items.len());
+        for (n, chunk) in items.chunks(self.max_batch).enumerate() {
+            let bytes = body(chunk).map_err(|_| VaultError::Internal)?;
+            let (status, answer) = self.call(&caller.name, Method::POST, path, bytes.into()).await?;
+            if status != StatusCode::OK {
+                return Err(error_from(status, &answer, op, chunk, n * self.max_batch));
+            }
+            let parsed: Items<T> = serde_json::from_slice(&answer).map_err(|_| {
+                tracing::error!(op = op.name(), "the vault's answer has an unexpected shape");
+                VaultError::Internal
+            })?;
+            if parsed.items.len() != chunk.len() {
+                tracing::error!(op = op.name(), "the vault answered a different number of items");
+                return Err(VaultError::Internal);
+            }
+            out.extend(parsed.items);
         }
-        let parsed: Items<T> = serde_json::from_slice(&answer).map_err(|_| {
-            tracing::error!(op = op.name(), "the vault's answer has an unexpected shape");
-            VaultError::Internal
-        })?;
-        if parsed.items.len() != chunk.len() {
-            tracing::error!(op = op.name(), "the vault answered a different number of items");
-            return Err(VaultError::Internal);
-        }
-        Ok(parsed)
+        Ok(out)
     }
 
     async fn reveal(
@@ -286,9 +274,11 @@ fn error_from(status: StatusCode, body: &[u8], op: Op, chunk: &[(Class, &str)], 
                 VaultError::Internal
             }
         },
-        // The caller's budget at the vault, or the client's the proxy sent along: the proxy, which knows what it
-        // sent, tells the two apart.
-        (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded") => VaultError::OverBudget { scope: Scope::Caller, retry_after: 0 },
+        // A card range's budget (the answer names the class), else this proxy's own caller budget at the vault.
+        (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded") => {
+            let range = detail.as_ref().is_some_and(|d| d.class.is_some());
+            VaultError::OverBudget { scope: if range { Scope::Range } else { Scope::Caller }, retry_after: 60 }
+        }
         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable") => VaultError::StoreUnavailable,
         (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable") => VaultError::AuditUnavailable,
         (StatusCode::UNAUTHORIZED, _) => {
@@ -314,23 +304,16 @@ impl Vault for RemoteVault {
         items: &[(Class, &str)],
         subject: Option<&str>,
         terms: Terms,
-    ) -> Result<Tokenized, VaultError> {
-        // Chunk by chunk, each under what the earlier ones left of the client's budget.
-        let with_terms = terms != Terms::default();
-        let (mut tokens, mut new) = (Vec::with_capacity(items.len()), 0);
-        for (n, chunk) in items.chunks(self.max_batch).enumerate() {
-            let wire = WireTerms { strict: terms.strict, max_new: terms.max_new.map(|m| m.saturating_sub(new)) };
-            let body = serde_json::to_vec(&TokenizeRequest {
+    ) -> Result<Vec<String>, VaultError> {
+        let body = |chunk: &[(Class, &str)]| {
+            serde_json::to_vec(&TokenizeRequest {
                 items: chunk.iter().map(|&(c, v)| TokenizeItem { class: c.name().into(), value: v.into() }).collect(),
                 subject: subject.map(Into::into),
-                terms: with_terms.then_some(wire),
+                terms: terms.strict.then_some(WireTerms { strict: true }),
             })
-            .map_err(|_| VaultError::Internal)?;
-            let answer: Items<TokenAnswer> = self.chunk(caller, Op::Tokenize, chunk, n * self.max_batch, body).await?;
-            new += answer.new.unwrap_or(0);
-            tokens.extend(answer.items.into_iter().map(|t| t.token));
-        }
-        Ok(Tokenized { tokens, new })
+        };
+        let tokens: Vec<TokenAnswer> = self.batched(caller, Op::Tokenize, items, body).await?;
+        Ok(tokens.into_iter().map(|t| t.token).collect())
     }
 
     async fn detokenize(

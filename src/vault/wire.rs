@@ -23,14 +23,12 @@ pub struct TokenizeRequest<'a> {
     pub terms: Option<WireTerms>,
 }
 
-/// [`crate::vault::Terms`] on the wire: `strict` (values from the public side) and the client's `max_new`.
+/// [`crate::vault::Terms`] on the wire: `strict`, the values come from the public side.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireTerms {
     #[serde(default)]
     pub strict: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_new: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,9 +64,6 @@ pub struct RevealItem<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Items<T> {
     pub items: Vec<T>,
-    /// A tokenisation with terms: how many of its values were new (what the proxy's client budget is charged).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub new: Option<usize>,
 }
 
 /// One tokenised item.
@@ -100,7 +95,7 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_borrow() {
-        let body = br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42","terms":{"strict":true,"max_new":3}}"#;
+        let body = br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42","terms":{"strict":true}}"#;
         let req: TokenizeRequest<'_> = serde_json::from_slice(body).unwrap();
         assert!(matches!(req.items[0].value, Cow::Borrowed(_)));
         assert_eq!(serde_json::to_vec(&req).unwrap(), body.to_vec());

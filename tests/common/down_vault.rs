@@ -16,7 +16,7 @@ impl veil::vault::Vault for DownVault {
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
         _: veil::vault::Terms,
-    ) -> Result<veil::vault::Tokenized, veil::vault::VaultError> {
+    ) -> Result<Vec<String>, veil::vault::VaultError> {
         if self.slow {
             tokio::time::sleep(Duration::from_secs(30)).await;
         }

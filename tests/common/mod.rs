@@ -432,7 +432,12 @@ pub async fn send_request(
 ) -> Result<(u16, http::HeaderMap, Bytes), String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let Some(ca) = tls_ca else {
-        return send(TokioIo::new(tcp), req).await.map(|(s, b)| (s, http::HeaderMap::new(), b));
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        return Ok((status, headers, body));
     };
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.clone()).unwrap();
