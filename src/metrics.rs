@@ -137,6 +137,8 @@ impl Metrics {
             &["scope", "caller"],
         )?;
         registry.register(Box::new(budget_refusals.clone()))?;
+        // Present from the start (client refusals carry no caller), so the alert's series is there at 0.
+        budget_refusals.with_label_values(&["client", "-"]);
         Ok(Metrics {
             registry,
             requests,

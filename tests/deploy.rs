@@ -350,6 +350,7 @@ fn alert_metric_names() -> BTreeSet<String> {
         "VeilUnusualDetokenizeRate",
         "VeilAuditWriteFailures",
         "VeilCertificateExpiresSoon",
+        "VeilTokenisationBudgetExceeded",
     ];
     let text = read("prometheus/alerts.yml");
     for a in wanted {

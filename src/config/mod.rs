@@ -301,7 +301,8 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
         let purpose = purpose(c.purpose, &format!("{at}.purpose"), &mut p);
         let at_budget = format!("{at}.new_values_per_minute");
-        let per_minute = bounded(c.new_values_per_minute, CALLER_NEW_VALUES_PER_MINUTE, 1, 10_000_000, &at_budget, &mut p);
+        let per_minute =
+            bounded(c.new_values_per_minute, CALLER_NEW_VALUES_PER_MINUTE, 1, 10_000_000, &at_budget, &mut p);
         let new_values = Some(Rate::per_minute(u32::try_from(per_minute).unwrap_or(u32::MAX)));
         callers.push(CallerConfig {
             name: c.name,
@@ -459,6 +460,26 @@ audit_log = "data/audit.jsonl"
     }
 
     #[test]
+    fn budgets_and_fresh_classes_have_defaults_and_can_be_set() {
+        let cfg = parse(MINIMAL).unwrap();
+        assert_eq!(cfg.formats.pan_range_per_day, Some(PAN_RANGE_PER_DAY));
+        assert!(Class::ALL.iter().all(|c| cfg.formats.deterministic(*c)));
+        let text = format!(
+            "{MINIMAL}[[caller]]\nname = \"a\"\napi_key_sha256 = \"{}\"\n\
+             [[caller]]\nname = \"b\"\napi_key_sha256 = \"{}\"\nnew_values_per_minute = 7\n\
+             [class.pan]\nnew_values_per_range_per_day = 0\n[class.phone]\ndeterministic = false\n",
+            "0".repeat(64),
+            "1".repeat(64)
+        );
+        let cfg = parse(&text).unwrap();
+        let per_minute = |i: usize| cfg.callers[i].new_values.map(|r| (r.amount, r.per.as_secs()));
+        assert_eq!(per_minute(0), Some((CALLER_NEW_VALUES_PER_MINUTE as u32, 60)));
+        assert_eq!(per_minute(1), Some((7, 60)));
+        assert_eq!(cfg.formats.pan_range_per_day, None, "0 lifts the range budget");
+        assert!(!cfg.formats.deterministic(Class::Phone) && cfg.formats.deterministic(Class::Pan));
+    }
+
+    #[test]
     fn unknown_key_is_reported_with_its_path() {
         let err = parse(&format!("{MINIMAL}\nbogus = 1\n")).unwrap_err();
         assert!(err.problems[0].contains("vault"), "{err}");
@@ -486,11 +507,14 @@ allow = ["detokenize:pan", "fly:pan", "tokenize:bogus"]
 
 [[caller]]
 name = "payments"
+new_values_per_minute = 0
 
 [class.pan]
 format = "sparkly"
+new_values_per_range_per_day = 5000000000
 [class.email]
 retention = "forever"
+new_values_per_range_per_day = 10
 [class.phone]
 retention = "0d"
 [class.ssn]
@@ -508,7 +532,10 @@ format = "x"
             "caller[0].allow[2]:",
             "caller[1].name: duplicate",
             "caller[1]: needs api_key_sha256 or tls_identity",
+            "caller[1].new_values_per_minute:",
             "class.pan.format:",
+            "class.pan.new_values_per_range_per_day:",
+            "class.email.new_values_per_range_per_day: only class.pan",
             "class.email.retention:",
             "class.phone.retention:",
             "class.ssn:",

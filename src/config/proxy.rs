@@ -518,6 +518,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn client_budgets_and_trusted_proxies_are_validated_with_their_paths() {
+        let base = "[vault]\nlisten = \"127.0.0.1:0\"\nstore = \"sqlite://v.db\"\nmaster_key_file = \"k\"\n\
+                    audit_log = \"a\"\n[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n";
+        let cfg = crate::config::parse(base).unwrap();
+        let proxy = cfg.proxy.unwrap();
+        assert_eq!((proxy.new_values, proxy.trusted_proxies.len()), (None, 0), "off by default");
+        let text = format!("{base}new_values_per_hour = 30\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let proxy = crate::config::parse(&text).unwrap().proxy.unwrap();
+        assert_eq!(proxy.new_values, Some(Rate::per_hour(30)));
+        assert!(proxy.trusted_proxies[1].contains("::1".parse().unwrap()));
+        let text =
+            format!("{base}new_values_per_hour = 20000000\ntrusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/40\"]\n");
+        let err = crate::config::parse(&text).unwrap_err().problems.join("\n");
+        assert!(err.contains("proxy.trusted_proxies[1]:"), "{err}");
+    }
+
+    #[test]
     fn ranges_hold_their_addresses() {
         let c: Cidr = "10.0.0.0/8".parse().unwrap();
         assert!(c.contains("10.200.3.4".parse().unwrap()));

@@ -30,12 +30,12 @@ use super::forward::{ClientAddr, UpstreamBody};
 use super::request::{self, field_of, refuse_smuggling, BodyLimits, Gather, Hit, Target, Unreadable};
 use super::route::{Compiled, RouteSeries};
 use super::ProxyBody;
+use crate::budget::{Budgets, Rate};
 use crate::config::Route;
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::Edit;
 use crate::vault::auth::Caller;
-use crate::budget::{Budgets, Rate};
 use crate::vault::{budget_items, ItemResult, Scope, Terms, Vault, VaultError};
 
 /// What the match phase chose.
@@ -246,7 +246,10 @@ impl VaultCall<'_> {
         let want = budget_items(items);
         let mut reserved = self.public.and_then(|p| Some(p.budgets.reserve(&p.key, p.rate?, want)));
         if let Some(r) = reserved.as_ref().filter(|r| r.granted() < want) {
-            return Err(CallError::Vault(VaultError::OverBudget { scope: Scope::Client, retry_after: r.retry_after() }));
+            return Err(CallError::Vault(VaultError::OverBudget {
+                scope: Scope::Client,
+                retry_after: r.retry_after(),
+            }));
         }
         let call = self.vault.tokenize_on(self.caller, items, subject, Terms { strict: self.public.is_some() });
         let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;

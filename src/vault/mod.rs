@@ -20,15 +20,15 @@ use std::time::Instant;
 use async_trait::async_trait;
 use prometheus::{Histogram, IntCounter};
 
+use crate::budget::Budgets;
 use crate::domain::permission::{self as policy, Op};
 use crate::domain::Class;
 use crate::metrics::{Metrics, Series};
 use crate::token::Invalid;
 use audit::{AuditLog, Event, Item};
 use auth::Caller;
-use crate::budget::Budgets;
-use engine::{Clock, Engine, EngineError, Missing};
 pub use engine::Terms;
+use engine::{Clock, Engine, EngineError, Missing};
 
 /// What the vault refuses a whole call for. Messages never hold values or tokens.
 #[derive(Debug, thiserror::Error)]

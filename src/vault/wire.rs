@@ -95,7 +95,8 @@ mod tests {
 
     #[test]
     fn requests_round_trip_and_borrow() {
-        let body = br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42","terms":{"strict":true}}"#;
+        let body =
+            br#"{"items":[{"class":"pan","value":"4111111111111111"}],"subject":"cust-42","terms":{"strict":true}}"#;
         let req: TokenizeRequest<'_> = serde_json::from_slice(body).unwrap();
         assert!(matches!(req.items[0].value, Cow::Borrowed(_)));
         assert_eq!(serde_json::to_vec(&req).unwrap(), body.to_vec());

@@ -432,7 +432,8 @@ pub async fn send_request(
 ) -> Result<(u16, http::HeaderMap, Bytes), String> {
     let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     let Some(ca) = tls_ca else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(|e| e.to_string())?;
         tokio::spawn(conn);
         let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
         let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
