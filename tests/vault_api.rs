@@ -51,6 +51,11 @@ async fn tokenize_detokenize_round_trip_over_tls(backend: Backend) {
         assert_ne!(token, value, "{class} token equals its value");
         assert_eq!(token.chars().count(), value.chars().count(), "{class} token keeps its length");
     }
+    // Card details with each card token: brand from the IIN, last four; none for other classes.
+    let answered = body["items"].as_array().unwrap();
+    assert_eq!((answered[0]["brand"].as_str(), answered[0]["last4"].as_str()), (Some("visa"), Some("1111")));
+    assert_eq!((answered[1]["brand"].as_str(), answered[1]["last4"].as_str()), (Some("mastercard"), Some("0004")));
+    assert!(answered[2..].iter().all(|i| i.get("brand").is_none() && i.get("last4").is_none()), "{body}");
     // pan: Luhn-valid, separators, first six and last four kept.
     assert!(luhn_valid(&tokens[0]));
     assert_eq!(&tokens[0][..7], "4111 11");

@@ -7,6 +7,7 @@
 //! value with one token, each written back in its own way.
 
 mod class;
+pub mod brand;
 pub mod email;
 pub mod iban;
 pub mod iban_de;

@@ -263,8 +263,18 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
     let terms = Terms { strict: req.terms.is_some_and(|t| t.strict) };
     let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
-    let items = tokens.into_iter().map(|token| TokenAnswer { token }).collect();
+    let items = tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();
     Ok(json_response(StatusCode::OK, &Items { items }))
+}
+
+/// A token as answered: for a card, with its brand and last four (PCI DSS 3.4.1: at most BIN and last four shown).
+fn card_details(token: String, class: Class, value: &str) -> TokenAnswer {
+    let card = (class == Class::Pan).then(|| crate::token::parse(class, value).ok()).flatten();
+    TokenAnswer {
+        token,
+        brand: card.as_ref().map(|c| crate::token::brand::brand(&c.canonical).to_owned()),
+        last4: card.map(|c| c.canonical[c.canonical.len().saturating_sub(4)..].to_owned()),
+    }
 }
 
 async fn reveal(

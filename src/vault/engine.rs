@@ -1,8 +1,11 @@
 //! The token engine: tokenise and reveal batches against a [`Store`], sealing values under derived keys.
 //!
-//! Tokenise, per batch: parse every value (shape) -> look the values up by keyed fingerprint (deterministic:
-//! one token per value and class), in the same store call as the candidate tokens drawn for the valid ones ->
-//! values that are themselves tokens come back unchanged (idempotent) -> validate the new ones (checksums) ->
+//! Tokenise, per batch: parse every value (shape) -> take the batch's cards from their card ranges' budgets
+//! (before any lookup, so a refusal tells nothing about what is held) -> look the values up by keyed fingerprint
+//! (deterministic: one token per value and class, unless the class draws afresh), in the same store call as the
+//! candidate tokens drawn for the valid ones -> values that are themselves tokens come back unchanged
+//! (idempotent; from the public side only where the format keeps tokens out of the space of real values, see
+//! [`Terms::strict`]) -> validate the new ones (checksums) ->
 //! seal the candidates and insert them in one durable group commit; candidates another value already holds, and
 //! candidates that are themselves a value of the batch or of the vault (tokenised again, they would read as that
 //! value), are redrawn. Nothing is inserted unless every value of the batch is valid, and a token is returned

@@ -70,6 +70,12 @@ pub struct Items<T> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct TokenAnswer {
     pub token: String,
+    /// A `pan` item's card brand (`visa`, `mastercard`, …, `unknown`), from the card's IIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+    /// A `pan` item's last four digits (PCI DSS allows them shown with the BIN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last4: Option<String>,
 }
 
 /// One revealed item: `value` (detokenize) or `masked` (mask), or the per-item `error` (`not_found`, `gone`).
