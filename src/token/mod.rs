@@ -6,8 +6,8 @@
 //! canonical token back in the caller's layout, so `4111 1111 1111 1111` and `4111-1111-1111-1111` are the same
 //! value with one token, each written back in its own way.
 
-mod class;
 pub mod brand;
+mod class;
 pub mod email;
 pub mod iban;
 pub mod iban_de;

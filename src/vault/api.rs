@@ -263,7 +263,8 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
     let terms = Terms { strict: req.terms.is_some_and(|t| t.strict) };
     let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
-    let items = tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();
+    let items =
+        tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();
     Ok(json_response(StatusCode::OK, &Items { items }))
 }
 
