@@ -331,6 +331,7 @@ fn category(class: Class) -> &'static str {
         Class::Name => "name (identification data)",
         Class::Address => "postal address (contact data)",
         Class::Text => "free text (may hold any personal data)",
+        Class::Cvc => "card verification code (PCI DSS sensitive authentication data; kept until authorisation)",
     }
 }
 
@@ -342,6 +343,7 @@ fn format_name(cfg: &Config, class: Class) -> &'static str {
         Class::Email => f.email.as_str(),
         Class::Phone => f.phone.as_str(),
         Class::Name | Class::Address | Class::Text => f.text.as_str(),
+        Class::Cvc => "volatile, bound to its card's token",
     }
 }
 

@@ -608,7 +608,7 @@ impl veil::vault::Vault for SwitchVault {
         _: &veil::vault::auth::Caller,
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
-        _: veil::vault::Terms,
+        _: veil::vault::Terms<'_>,
     ) -> Result<Vec<String>, veil::vault::VaultError> {
         Err(veil::vault::VaultError::StoreUnavailable)
     }

@@ -94,6 +94,7 @@ fn value(class: Class, rng: &mut StdRng) -> String {
             format!("{}str. {}, {} Berlin", letters(rng, 8, true), rng.gen_range(1..300), rng.gen_range(10000..14999))
         }
         Class::Text => format!("Deliver to {} after {}pm", letters(rng, 7, true), rng.gen_range(1..12)),
+        Class::Cvc => format!("{:03}", rng.gen_range(0..1000)),
         // Fresh valid IBANs (structure, mod-97 and national check digits) drawn around registry examples.
         Class::Iban => {
             let seed = IBAN_SEEDS[rng.gen_range(0..IBAN_SEEDS.len())];
@@ -132,7 +133,8 @@ async fn thousands_of_values_per_class_keep_every_guarantee() {
     let vault = engine(dir.path(), "vault", 1, ClassFormats::default()).await;
     let mut rng = StdRng::seed_from_u64(0x5eed);
 
-    for class in Class::ALL {
+    // A CVC is kept for its card, never tokenised (tests/cvc.rs).
+    for class in Class::ALL.into_iter().filter(|c| *c != Class::Cvc) {
         let mut values: Vec<String> = (0..PER_CLASS).map(|_| value(class, &mut rng)).collect();
         values.sort();
         values.dedup();
@@ -155,7 +157,7 @@ async fn thousands_of_values_per_class_keep_every_guarantee() {
                 tokens,
                 "{class}: re-tokenising a token returns it"
             );
-            let revealed = vault.reveal(&token_items).await.unwrap();
+            let revealed = vault.reveal(&token_items, true).await.unwrap();
             for (v, r) in chunk.iter().zip(revealed) {
                 assert_eq!(&r.ok().unwrap().render(), *v, "{class}: token reveals its value");
             }

@@ -115,7 +115,7 @@ fn vault(dir: &std::path::Path, store: Arc<dyn Store>, clock: &ManualClock, rete
 /// Tokenises as the ingress does (strictly), the path known values serve. (Through the API a card may also be a
 /// token sent back, which only the store can tell, so cards are not answered from memory there.)
 async fn tokenize(v: &LocalVault, items: &[(Class, &str)], subject: Option<&str>) -> Vec<String> {
-    let terms = veil::vault::Terms { strict: true };
+    let terms = veil::vault::Terms { strict: true, ..Default::default() };
     v.tokenize_on(&veil::vault::auth::Caller::operator(), items, subject, terms).await.unwrap()
 }
 

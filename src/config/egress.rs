@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use super::proxy::{dur, selector, Field, Problems, RawSelector, Reveal, Route, Selector};
+use super::proxy::{bind_selector, check_binds, dur, selector, Field, Problems, RawSelector, Reveal, Route, Selector};
 use crate::domain::path::PathPattern;
 use crate::domain::Class;
 
@@ -36,6 +36,8 @@ struct RawEgressField {
     #[serde(flatten)]
     selector: RawSelector,
     class: String,
+    /// A `cvc` field: the card field whose token the CVC is revealed by.
+    bind: Option<String>,
 }
 
 /// One validated egress route.
@@ -105,10 +107,14 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                 (Some(Selector::Multipart(_)), _) => {
                     p(&fat, "egress fields use json, form, xml, header or query selectors".into())
                 }
-                (Some(selector), Ok(class)) => fields.push(Field { selector, action: Reveal(class) }),
+                (Some(selector), Ok(class)) => {
+                    let bind = f.bind.as_deref().and_then(|b| bind_selector(&f.selector, b, &format!("{fat}.bind"), p));
+                    fields.push(Field { selector, action: Reveal(class), bind })
+                }
                 _ => {}
             }
         }
+        check_binds(&fields, &at, |a| a.0 == Class::Cvc, |a| a.0 == Class::Pan, p);
         if fields.is_empty() {
             p(&format!("{at}.fields"), "name at least one field to reveal".into());
         }

@@ -108,6 +108,10 @@ struct RawClass {
     deterministic: Option<bool>,
     /// `pan` only: new cards taken per BIN + last four per day (0: unbudgeted).
     new_values_per_range_per_day: Option<u64>,
+    /// `cvc` only: how long a CVC is kept for its card (default "1h", at most "24h").
+    ttl: Option<String>,
+    /// `cvc` only: how many reveals a CVC allows (default 1).
+    uses: Option<u64>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -342,6 +346,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     }
                 }
                 formats.fresh[class.index()] = c.deterministic == Some(false);
+                match (class, c.ttl.as_deref().map(duration::parse_secs)) {
+                    (_, None) => {}
+                    (Class::Cvc, Some(Ok(secs))) if (1..=86_400).contains(&secs) => formats.cvc_ttl = secs as u64,
+                    (Class::Cvc, Some(Ok(_))) => p(&format!("{at}.ttl"), "a cvc is kept 1s to 24h".into()),
+                    (Class::Cvc, Some(Err(e))) => p(&format!("{at}.ttl"), e),
+                    (_, Some(_)) => p(&format!("{at}.ttl"), "only class.cvc has a ttl (others: retention)".into()),
+                }
+                match (class, c.uses) {
+                    (_, None) => {}
+                    (Class::Cvc, Some(n @ 1..=100)) => formats.cvc_uses = n as u32,
+                    (Class::Cvc, Some(n)) => p(&format!("{at}.uses"), format!("{n} is outside 1..=100")),
+                    (_, Some(_)) => p(&format!("{at}.uses"), "only class.cvc has uses".into()),
+                }
                 if let Some(n) = c.new_values_per_range_per_day {
                     let at = format!("{at}.new_values_per_range_per_day");
                     match (class, u32::try_from(n)) {

@@ -63,6 +63,8 @@ struct RawField {
     selector: RawSelector,
     class: Option<String>,
     action: Option<String>,
+    /// A `cvc` field: the card field it belongs to, in the same selector kind (`bind = "$.card.number"`).
+    bind: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +253,46 @@ pub struct Reveal(pub Class);
 pub struct Field<A> {
     pub selector: Selector,
     pub action: A,
+    /// A `cvc` field's card field (same selector kind): the CVC is kept for, or revealed by, that card's token.
+    pub bind: Option<Selector>,
+}
+
+/// The selector `bind` names: of the same kind as `raw`'s.
+pub(super) fn bind_selector(raw: &RawSelector, bind: &str, at: &str, p: &mut Problems<'_>) -> Option<Selector> {
+    let some = || Some(bind.to_owned());
+    let rebound = RawSelector {
+        json: raw.json.as_ref().and_then(|_| some()),
+        form: raw.form.as_ref().and_then(|_| some()),
+        multipart: raw.multipart.as_ref().and_then(|_| some()),
+        xml: raw.xml.as_ref().and_then(|_| some()),
+        header: raw.header.as_ref().and_then(|_| some()),
+        query: raw.query.as_ref().and_then(|_| some()),
+    };
+    selector(&rebound, at, p)
+}
+
+/// Checks the `bind` of every field of a route: required exactly for `cvc` fields (`cvc` says whether a field is
+/// one that keeps or reveals a CVC), and naming a field of the route that `card` says is a card's.
+pub(super) fn check_binds<A>(
+    fields: &[Field<A>],
+    at: &str,
+    cvc: impl Fn(&A) -> bool,
+    card: impl Fn(&A) -> bool,
+    p: &mut Problems<'_>,
+) {
+    for (j, f) in fields.iter().enumerate() {
+        let fat = format!("{at}.fields[{j}]");
+        match (&f.bind, cvc(&f.action)) {
+            (None, true) => {
+                p(&format!("{fat}.bind"), "a cvc field needs bind = the selector of its card's field".into())
+            }
+            (Some(_), false) => p(&format!("{fat}.bind"), "only a cvc field is bound to a card".into()),
+            (Some(b), true) if !fields.iter().any(|o| &o.selector == b && card(&o.action)) => {
+                p(&format!("{fat}.bind"), "names no pan field of this route".into())
+            }
+            _ => {}
+        }
+    }
 }
 
 /// An ingress route's field.
@@ -485,10 +527,18 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
                     None
                 }
             };
+            let bind = f.bind.as_deref().and_then(|b| bind_selector(&f.selector, b, &format!("{fat}.bind"), p));
             if let (Some(selector), Some(action)) = (sel, action) {
-                fields.push(FieldRule { selector, action });
+                fields.push(FieldRule { selector, action, bind });
             }
         }
+        check_binds(
+            &fields,
+            &at,
+            |a| matches!(a, FieldAction::Tokenize(Class::Cvc)),
+            |a| matches!(a, FieldAction::Tokenize(Class::Pan)),
+            p,
+        );
         let mut detect = Vec::new();
         for (j, d) in r.detect.iter().enumerate() {
             match d.parse::<Class>() {

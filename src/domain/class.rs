@@ -37,6 +37,7 @@ classes! {
     Name => "name",
     Address => "address",
     Text => "text",
+    Cvc => "cvc",
 }
 
 impl Class {
@@ -53,7 +54,7 @@ impl Class {
     pub fn detectable(self) -> bool {
         match self {
             Class::Pan | Class::Iban | Class::Email | Class::Phone => true,
-            Class::Name | Class::Address | Class::Text => false,
+            Class::Name | Class::Address | Class::Text | Class::Cvc => false,
         }
     }
 
@@ -63,7 +64,8 @@ impl Class {
     pub fn enumerable(self) -> bool {
         match self {
             Class::Pan | Class::Iban | Class::Phone => true,
-            Class::Email | Class::Name | Class::Address | Class::Text => false,
+            // A CVC is never tokenised for good: kept bound to its card's token, revealed once, then erased.
+            Class::Email | Class::Name | Class::Address | Class::Text | Class::Cvc => false,
         }
     }
 }

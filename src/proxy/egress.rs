@@ -25,10 +25,10 @@ use super::body::{self, Doc, Kind};
 use super::error::ProxyError;
 use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
 use super::pipeline::{self, Client, Flow, Plan, Selected, VaultCall, VaultOp};
-use super::request::{read_body, BodyLimits, Hit, Target};
+use super::request::{field_of, read_body, BodyLimits, Hit, Target};
 use super::route::Compiled;
 use super::ProxyBody;
-use crate::config::{EgressConfig, Reveal};
+use crate::config::{EgressConfig, Reveal, Route, Selector};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::rewrite::{Edit, Origin};
@@ -101,7 +101,7 @@ impl Egress {
             // The provider is no stranger: it echoes the values it was given.
             public: None,
         };
-        let tokens = call.tokenize(&items).await.map_err(|e| {
+        let tokens = call.tokenize(&items, &[]).await.map_err(|e| {
             e.refusal(|index| {
                 ("a value in the upstream's response".into(), items.get(index).map_or(Class::Text, |i| i.0))
             })
@@ -137,10 +137,22 @@ impl Flow for Egress {
         let route = &compiled.route;
         for (n, hit) in hits.iter().enumerate() {
             let Target::Rule(i) = hit.target else { continue };
-            let Reveal(class) = route.fields.get(i).ok_or(ProxyError::Internal)?.action;
+            let field = route.fields.get(i).ok_or(ProxyError::Internal)?;
+            let Reveal(class) = field.action;
             self.metrics.fields.with_label_values(&[&route.name, class.name(), "detokenize"]).inc();
-            if !hit.value.is_empty() {
-                plan.ask(n, class, &hit.value);
+            // A CVC field's placeholder says nothing: the CVC is revealed by its card's token (bound below).
+            let cvc_card = |h: &Hit| field.bind.as_ref().is_some_and(|b| field_selector(route, h) == Some(b));
+            match class {
+                Class::Cvc => match hits.iter().find(|h| cvc_card(h)).filter(|h| !h.value.is_empty()) {
+                    Some(card) => {
+                        plan.ask(n, class, &card.value);
+                    }
+                    None => return Err(ProxyError::CvcWithoutCard(field_of(route, hit.target))),
+                },
+                _ if !hit.value.is_empty() => {
+                    plan.ask(n, class, &hit.value);
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -192,5 +204,13 @@ impl Flow for Egress {
             None => Full::new(bytes).map_err(|never| match never {}).boxed(),
         };
         Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// The selector of the route field a hit was found by.
+fn field_selector<'r>(route: &'r Route<Reveal>, hit: &Hit) -> Option<&'r Selector> {
+    match hit.target {
+        Target::Rule(k) => route.fields.get(k).map(|f| &f.selector),
+        _ => None,
     }
 }

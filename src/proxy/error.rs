@@ -25,6 +25,8 @@ pub enum ProxyError {
     InvalidValue { field: String, class: &'static str },
     #[error("field {0} is not accepted on this route")]
     Rejected(String),
+    #[error("field {0} holds a card verification code, and the request no card for it")]
+    CvcWithoutCard(String),
     #[error("the request holds more than {0} values to protect")]
     TooManyValues(usize),
     #[error("no route serves this request")]
@@ -67,9 +69,13 @@ impl ProxyError {
             ProxyError::InvalidValue { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             ProxyError::Rejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "field_rejected"),
             ProxyError::TooManyValues(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_many_values"),
+            ProxyError::CvcWithoutCard(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             ProxyError::NoRoute => (StatusCode::NOT_FOUND, "no_route"),
             ProxyError::BadPath(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ProxyError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ProxyError::TokenUnavailable { reason: "cvc_unavailable", .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "cvc_unavailable")
+            }
             ProxyError::TokenUnavailable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_token"),
             ProxyError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ProxyError::UpstreamResponse(_) => (StatusCode::BAD_GATEWAY, "upstream_response_withheld"),

@@ -219,11 +219,13 @@ impl Flow for Proxy {
             match action {
                 // An empty field holds nothing to protect.
                 FieldAction::Tokenize(_) | FieldAction::Mask(_) | FieldAction::Encrypt(_) if hit.value.is_empty() => {}
-                FieldAction::Tokenize(class) => plan.ask(n, class, &hit.value),
+                FieldAction::Tokenize(class) => {
+                    plan.ask(n, class, &hit.value);
+                }
                 _ => plan.edit(n, self.local_edit(route, hit, action)?)?,
             }
         }
-        Ok(())
+        pipeline::bind_cvcs(route, hits, plan)
     }
 
     fn vault_call<'a>(

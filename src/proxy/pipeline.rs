@@ -235,8 +235,9 @@ pub enum VaultOp<'a> {
 }
 
 impl VaultCall<'_> {
-    /// Tokenises `items` under the deadline; any refusal or a wrong-sized answer is an error.
-    pub async fn tokenize(&self, items: &[(Class, &str)]) -> Result<Vec<String>, CallError> {
+    /// Tokenises `items` under the deadline, each `(cvc, card)` of `binds` kept for its card; any refusal or a
+    /// wrong-sized answer is an error.
+    pub async fn tokenize(&self, items: &[(Class, &str)], binds: &[(usize, usize)]) -> Result<Vec<String>, CallError> {
         let subject = match self.op {
             VaultOp::Tokenize { subject } => subject,
             VaultOp::Detokenize { .. } => None,
@@ -251,7 +252,7 @@ impl VaultCall<'_> {
                 retry_after: r.retry_after(),
             }));
         }
-        let call = self.vault.tokenize_on(self.caller, items, subject, Terms { strict: self.public.is_some() });
+        let call = self.vault.tokenize_on(self.caller, items, subject, Terms { strict: self.public.is_some(), binds });
         let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
         if tokens.len() != items.len() {
             return Err(CallError::Vault(VaultError::Internal));
@@ -304,16 +305,37 @@ impl CallError {
     }
 }
 
+/// Binds every CVC the plan asks for to its card's item: the item of the hit found at the CVC field's `bind`
+/// selector. A CVC with no card beside it is refused (kept for nothing, or revealed for nothing).
+pub fn bind_cvcs<A>(route: &Route<A>, hits: &[Hit], plan: &mut Plan<'_>) -> Result<(), ProxyError> {
+    for (n, hit) in hits.iter().enumerate() {
+        let Target::Rule(i) = hit.target else { continue };
+        let (Some(bind), Some(cvc)) = (route.fields.get(i).and_then(|f| f.bind.as_ref()), plan.item_of(n)) else {
+            continue;
+        };
+        let is_card =
+            |h: &Hit| matches!(h.target, Target::Rule(k) if route.fields.get(k).is_some_and(|f| &f.selector == bind));
+        let card = hits.iter().enumerate().filter(|(_, h)| is_card(h)).find_map(|(m, _)| plan.item_of(m));
+        match card {
+            Some(card) => plan.bind(cvc, card),
+            None => return Err(ProxyError::CvcWithoutCard(field_of(route, hit.target))),
+        }
+    }
+    Ok(())
+}
+
 /// The edits of one request, and the values that need the vault (each with the hit it came from).
 pub struct Plan<'h> {
     edits: Vec<Edit>,
     items: Vec<(Class, &'h str)>,
     slots: Vec<usize>,
+    /// `(cvc item, card item)`: CVCs kept for (ingress) or revealed by (egress) their card's token.
+    binds: Vec<(usize, usize)>,
 }
 
 impl<'h> Plan<'h> {
     pub fn new(hits: usize) -> Plan<'h> {
-        Plan { edits: vec![Edit::Keep; hits], items: Vec::new(), slots: Vec::new() }
+        Plan { edits: vec![Edit::Keep; hits], items: Vec::new(), slots: Vec::new(), binds: Vec::new() }
     }
 
     /// Hit `slot` gets this edit.
@@ -323,9 +345,21 @@ impl<'h> Plan<'h> {
     }
 
     /// Hit `slot`'s value goes to the vault as a value (or token) of `class`; its edit is the vault's answer.
-    pub fn ask(&mut self, slot: usize, class: Class, value: &'h str) {
+    /// Returns the item's index in the call.
+    pub fn ask(&mut self, slot: usize, class: Class, value: &'h str) -> usize {
         self.items.push((class, value));
         self.slots.push(slot);
+        self.items.len() - 1
+    }
+
+    /// The vault item asked for hit `slot`, if any.
+    pub fn item_of(&self, slot: usize) -> Option<usize> {
+        self.slots.iter().position(|s| *s == slot)
+    }
+
+    /// Item `cvc` (a CVC) belongs to item `card` (its card) in the call.
+    pub fn bind(&mut self, cvc: usize, card: usize) {
+        self.binds.push((cvc, card));
     }
 
     /// How many values go to the vault.
@@ -335,7 +369,7 @@ impl<'h> Plan<'h> {
 
     /// Phase 5: the one vault call, its answers put in place. Nothing is asked when no value needs the vault.
     async fn run<A>(self, call: &VaultCall<'_>, route: &Route<A>, hits: &[Hit]) -> Result<Vec<Edit>, ProxyError> {
-        let Plan { mut edits, items, slots } = self;
+        let Plan { mut edits, items, slots, binds } = self;
         if items.is_empty() {
             return Ok(edits);
         }
@@ -346,7 +380,7 @@ impl<'h> Plan<'h> {
         };
         let answers: Vec<Result<String, ProxyError>> = match call.op {
             VaultOp::Tokenize { .. } => {
-                call.tokenize(&items).await.map_err(|e| e.refusal(name_item))?.into_iter().map(Ok).collect()
+                call.tokenize(&items, &binds).await.map_err(|e| e.refusal(name_item))?.into_iter().map(Ok).collect()
             }
             VaultOp::Detokenize { purpose } => call
                 .reveal(&items, purpose)

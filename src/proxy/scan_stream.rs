@@ -161,7 +161,7 @@ impl Scanner {
             op: VaultOp::Tokenize { subject: None },
             public: Some(PublicTerms { budgets: &self.budgets, rate: self.rate, key: client }),
         };
-        let tokens = call.tokenize(&items).await.map_err(|_| StreamError::Vault)?;
+        let tokens = call.tokenize(&items, &[]).await.map_err(|_| StreamError::Vault)?;
         let mut out = Vec::with_capacity(head.len());
         let mut at = 0;
         for (m, token) in ready.iter().zip(tokens) {

@@ -19,6 +19,24 @@ use async_trait::async_trait;
 /// A keyed fingerprint (HMAC-SHA256) — of a canonical value, or of a subject id.
 pub type Fingerprint = [u8; 32];
 
+/// A volatile secret (a card's CVC) bound to a token: sealed like a record, kept until `expires_at` (unix
+/// seconds), revealed at most `uses` times, then erased. Never linked to a subject, never in an export.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Volatile {
+    /// Keyed fingerprint of the token it is bound to (class and canonical token).
+    pub bind_fp: Fingerprint,
+    pub key_version: u32,
+    pub sealed: Vec<u8>,
+    pub expires_at: i64,
+    pub uses: u32,
+}
+
+impl std::fmt::Debug for Volatile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Volatile(<redacted>)")
+    }
+}
+
 /// A stored mapping. `sealed` is nonce ‖ AES-GCM-SIV ciphertext; it opens only with the AAD that binds class,
 /// token and key version.
 #[derive(Clone, PartialEq, Eq)]
@@ -129,6 +147,19 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Durably applies `w` (one outcome per record, in order), batched like [`Store::insert`].
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError>;
+    /// Stores volatile secrets durably, each replacing any other bound to the same token.
+    async fn put_volatile(&self, _secrets: Vec<Volatile>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable("this store keeps no volatile secrets".into()))
+    }
+    /// Takes one use of the live secret bound to `bind_fp` (not expired at `now`): its key version and sealed
+    /// bytes; the secret is erased when its last use is taken. `None`: none is live.
+    async fn take_volatile(&self, _bind_fp: &Fingerprint, _now: i64) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no volatile secrets".into()))
+    }
+    /// Erases the secrets expired at `now`; how many.
+    async fn purge_volatile(&self, _now: i64) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// How this process learns that *other* processes turned records into tombstones (erasure, purge), for
     /// in-memory caches of live records. `None`: nothing else changes the store while this process serves
     /// (the embedded store). `Some`: an epoch that moves on every such change and is odd while changes cannot be

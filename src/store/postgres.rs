@@ -26,7 +26,7 @@ use sqlx::Row;
 
 use super::erasures::{self, Follower};
 use super::group::{Committer, Found, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
+use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
 
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 /// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tokens", include_str!("../../migrations/postgres/0001_tokens.sql")),
     (2, "lifecycle", include_str!("../../migrations/postgres/0002_lifecycle.sql")),
     (3, "live counts", include_str!("../../migrations/postgres/0003_live_counts.sql")),
+    (4, "volatile", include_str!("../../migrations/postgres/0004_volatile.sql")),
 ];
 
 /// Tuning for [`PostgresStore`].
@@ -454,6 +455,60 @@ impl Store for PostgresStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(rows.into_iter().map(|(class, token, shared)| Erased { class, token, erased: !shared }).collect())
+    }
+
+    async fn put_volatile(&self, secrets: Vec<Volatile>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        for v in secrets {
+            sqlx::query(
+                "INSERT INTO volatile (bind_fp, key_version, sealed, expires_at, uses_left) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (bind_fp) DO UPDATE SET key_version = EXCLUDED.key_version, sealed = EXCLUDED.sealed,
+                     expires_at = EXCLUDED.expires_at, uses_left = EXCLUDED.uses_left",
+            )
+            .bind(&v.bind_fp[..])
+            .bind(i32::try_from(v.key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?)
+            .bind(&v.sealed)
+            .bind(v.expires_at)
+            .bind(i32::try_from(v.uses).unwrap_or(i32::MAX))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn take_volatile(&self, bind_fp: &Fingerprint, now: i64) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let row = sqlx::query(
+            "UPDATE volatile SET uses_left = uses_left - 1
+             WHERE bind_fp = $1 AND expires_at > $2 AND uses_left > 0
+             RETURNING key_version, sealed, uses_left",
+        )
+        .bind(&bind_fp[..])
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("DELETE FROM volatile WHERE bind_fp = $1 AND (uses_left <= 0 OR expires_at <= $2)")
+            .bind(&bind_fp[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let version: i32 = row.try_get("key_version").map_err(unavailable)?;
+        let version = u32::try_from(version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?;
+        Ok(Some((version, row.try_get("sealed").map_err(unavailable)?)))
+    }
+
+    async fn purge_volatile(&self, now: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM volatile WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(done.rows_affected())
     }
 
     async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 pub use self::checkpoint::CheckpointOptions;
 use super::group::{Committer, Found, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
+use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -267,6 +267,64 @@ impl Store for SqliteStore {
         self.written.fetch_add(1, Ordering::Relaxed);
         let _ = conn.close().await;
         Ok(out)
+    }
+
+    async fn put_volatile(&self, secrets: Vec<Volatile>) -> Result<(), StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        for v in secrets {
+            sqlx::query(
+                "INSERT OR REPLACE INTO volatile (bind_fp, key_version, sealed, expires_at, uses_left)
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&v.bind_fp[..])
+            .bind(i64::from(v.key_version))
+            .bind(&v.sealed)
+            .bind(v.expires_at)
+            .bind(i64::from(v.uses))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    async fn take_volatile(&self, bind_fp: &Fingerprint, now: i64) -> Result<Option<(u32, Vec<u8>)>, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let row: Option<(i64, Vec<u8>)> = sqlx::query_as(
+            "UPDATE volatile SET uses_left = uses_left - 1
+             WHERE bind_fp = ? AND expires_at > ? AND uses_left > 0 RETURNING key_version, sealed",
+        )
+        .bind(&bind_fp[..])
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        sqlx::query("DELETE FROM volatile WHERE bind_fp = ? AND (uses_left <= 0 OR expires_at <= ?)")
+            .bind(&bind_fp[..])
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let _ = conn.close().await;
+        let Some((version, sealed)) = row else { return Ok(None) };
+        let version = u32::try_from(version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?;
+        Ok(Some((version, sealed)))
+    }
+
+    async fn purge_volatile(&self, now: i64) -> Result<u64, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let done = sqlx::query("DELETE FROM volatile WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let _ = conn.close().await;
+        Ok(done.rows_affected())
     }
 
     async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {

@@ -4,6 +4,7 @@
 
 use rand::Rng;
 
+use super::cvc;
 use super::email::{self, EmailFormat};
 use super::iban::{self, IbanFormat};
 use super::pan::{self, PanFormat};
@@ -13,7 +14,7 @@ use super::{Invalid, Layout, Parsed};
 use crate::domain::Class;
 
 /// The token format chosen for each class (`[class.X] format = "…"`), defaults otherwise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassFormats {
     pub pan: PanFormat,
     pub iban: IbanFormat,
@@ -22,6 +23,10 @@ pub struct ClassFormats {
     pub text: TextFormat,
     /// Classes tokenised afresh every time (`[class.X] deterministic = false`), by [`Class::index`].
     pub fresh: [bool; Class::ALL.len()],
+    /// `[class.cvc] ttl`: seconds a CVC is kept for its card (default 1 h, at most 24 h).
+    pub cvc_ttl: u64,
+    /// `[class.cvc] uses`: reveals a CVC allows before it is erased (default 1).
+    pub cvc_uses: u32,
     /// New cards the vault takes per BIN and last four (and length) per day (`[class.pan]
     /// new_values_per_range_per_day`); `None`: unbudgeted. See [`card_range`].
     pub pan_range_per_day: Option<u32>,
@@ -38,6 +43,22 @@ pub fn card_range(canonical: &str) -> Option<(u8, [u8; 6], [u8; 4])> {
     Some((len, bin, last4))
 }
 
+impl Default for ClassFormats {
+    fn default() -> Self {
+        ClassFormats {
+            pan: PanFormat::default(),
+            iban: IbanFormat::default(),
+            email: EmailFormat::default(),
+            phone: PhoneFormat::default(),
+            text: TextFormat::default(),
+            fresh: [false; Class::ALL.len()],
+            cvc_ttl: 3600,
+            cvc_uses: 1,
+            pan_range_per_day: None,
+        }
+    }
+}
+
 impl ClassFormats {
     /// Does the same value always get the same token (the default)?
     pub fn deterministic(&self, class: Class) -> bool {
@@ -51,7 +72,7 @@ impl ClassFormats {
             Class::Pan => matches!(self.pan, PanFormat::Last4Reserved | PanFormat::NonLuhn),
             Class::Iban => matches!(self.iban, IbanFormat::ReservedBank),
             Class::Email => matches!(self.email, EmailFormat::ReservedDomain),
-            Class::Phone | Class::Name | Class::Address | Class::Text => false,
+            Class::Phone | Class::Name | Class::Address | Class::Text | Class::Cvc => false,
         }
     }
 
@@ -63,6 +84,7 @@ impl ClassFormats {
             Class::Email => self.email = format.parse().map_err(bad)?,
             Class::Phone => self.phone = format.parse().map_err(bad)?,
             Class::Name | Class::Address | Class::Text => self.text = format.parse().map_err(bad)?,
+            Class::Cvc => return Err("a cvc has no token format: it is kept, not tokenised".into()),
         }
         Ok(())
     }
@@ -72,7 +94,7 @@ fn kind(class: Class) -> TextKind {
     match class {
         Class::Name => TextKind::Name,
         Class::Address => TextKind::Address,
-        Class::Text | Class::Pan | Class::Iban | Class::Email | Class::Phone => TextKind::Text,
+        Class::Text | Class::Pan | Class::Iban | Class::Email | Class::Phone | Class::Cvc => TextKind::Text,
     }
 }
 
@@ -84,6 +106,7 @@ pub fn parse(class: Class, input: &str) -> Result<Parsed, Invalid> {
         Class::Email => email::parse(input),
         Class::Phone => phone::parse(input),
         Class::Name | Class::Address | Class::Text => text::parse(kind(class), input),
+        Class::Cvc => cvc::parse(input),
     }
 }
 
@@ -95,6 +118,7 @@ pub fn validate(class: Class, canonical: &str) -> Result<(), Invalid> {
         Class::Email => email::validate(canonical),
         Class::Phone => phone::validate(canonical),
         Class::Name | Class::Address | Class::Text => text::validate(kind(class), canonical),
+        Class::Cvc => cvc::validate(canonical),
     }
 }
 
@@ -106,6 +130,7 @@ pub fn generate<R: Rng + ?Sized>(class: Class, f: &ClassFormats, canonical: &str
         Class::Email => email::generate(canonical, f.email, attempt, rng),
         Class::Phone => phone::generate(canonical, f.phone, attempt, rng),
         Class::Name | Class::Address | Class::Text => text::generate(kind(class), canonical, f.text, attempt, rng),
+        Class::Cvc => cvc::placeholder(canonical, rng),
     }
 }
 
@@ -117,6 +142,7 @@ pub fn mask(class: Class, canonical: &str, layout: &Layout) -> String {
         Class::Email => email::mask(canonical),
         Class::Phone => layout.render(&phone::mask(canonical)),
         Class::Name | Class::Address | Class::Text => text::mask(canonical),
+        Class::Cvc => "*".repeat(canonical.len()),
     }
 }
 

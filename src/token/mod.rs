@@ -8,6 +8,7 @@
 
 pub mod brand;
 mod class;
+pub mod cvc;
 pub mod email;
 pub mod iban;
 pub mod iban_de;

@@ -261,7 +261,9 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
     }
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
-    let terms = Terms { strict: req.terms.is_some_and(|t| t.strict) };
+    let binds: Vec<(usize, usize)> =
+        req.items.iter().enumerate().filter_map(|(i, item)| item.bind.map(|card| (i, card))).collect();
+    let terms = Terms { strict: req.terms.is_some_and(|t| t.strict), binds: &binds };
     let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
     let items =
         tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();

@@ -26,7 +26,7 @@ use crate::vault::links::Links;
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
 use crate::domain::Class;
-use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Write};
+use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Volatile, Write};
 use crate::token::{self, ClassFormats};
 use crate::token::{Invalid, Layout, Parsed};
 use crate::vault::known::{Hit, Known};
@@ -57,7 +57,9 @@ type CardRange = (u8, [u8; 6], [u8; 4]);
 
 /// The terms one tokenisation runs under (the vault API's default: none).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Terms {
+pub struct Terms<'a> {
+    /// `(cvc item, card item)`: each `cvc` item of the batch is kept bound to the token of that `pan` item.
+    pub binds: &'a [(usize, usize)],
     /// The values come from the public side (the ingress): a value of an enumerable class equal to an issued
     /// token is taken for that token only where the class's format keeps tokens out of the space of real values.
     /// Elsewhere it is tokenised as the value it may well be — a real card that happens to equal a token (or
@@ -71,6 +73,8 @@ pub enum Missing {
     NotFound,
     /// Erased or purged: the token is known, its value deleted.
     Gone,
+    /// A CVC asked for by its card's token: none is live (used up, expired, or never given).
+    CvcUnavailable,
 }
 
 impl Missing {
@@ -78,6 +82,7 @@ impl Missing {
         match self {
             Missing::NotFound => "not_found",
             Missing::Gone => "gone",
+            Missing::CvcUnavailable => "cvc_unavailable",
         }
     }
 }
@@ -211,12 +216,77 @@ impl Engine {
         self.tokenize_on(items, subject, Terms::default()).await
     }
 
-    /// Like [`Engine::tokenize_for`], under `terms`.
+    /// Like [`Engine::tokenize_for`], under `terms`. A `cvc` item is not tokenised: it is kept as a volatile
+    /// secret bound to the token of the card item `terms.binds` names (sealed, for `[class.cvc] ttl`, revealed
+    /// at most `uses` times), stored only after the card's token is durable; its answer is a placeholder.
     pub async fn tokenize_on(
         &self,
         items: &[(Class, &str)],
         subject: Option<Fingerprint>,
-        terms: Terms,
+        terms: Terms<'_>,
+    ) -> Result<Vec<String>, EngineError> {
+        if !items.iter().any(|(c, _)| *c == Class::Cvc) {
+            return self.tokenize_values(items, subject, terms).await;
+        }
+        // The card each CVC belongs to, checked before anything is written.
+        let mut cards = Vec::new();
+        for (index, (class, value)) in items.iter().enumerate().filter(|(_, (c, _))| *c == Class::Cvc) {
+            let unbound =
+                EngineError::Invalid { index, reason: Invalid("a cvc must be bound to a card of its request") };
+            let card = match terms.binds.iter().find(|(cvc, _)| *cvc == index) {
+                Some(&(_, card)) if items.get(card).is_some_and(|(c, _)| *c == Class::Pan) => card,
+                _ => return Err(unbound),
+            };
+            let code = token::parse(*class, value).map_err(|reason| EngineError::Invalid { index, reason })?;
+            cards.push((index, card, code.canonical));
+        }
+        let (values, at): (Vec<(Class, &str)>, Vec<usize>) =
+            items.iter().enumerate().filter(|(_, (c, _))| *c != Class::Cvc).map(|(i, item)| (*item, i)).unzip();
+        let tokens = self.tokenize_values(&values, subject, terms).await.map_err(|e| match e {
+            EngineError::Invalid { index, reason } => EngineError::Invalid { index: at[index], reason },
+            e => e,
+        })?;
+        let mut out: Vec<String> = vec![String::new(); items.len()];
+        for (token, i) in tokens.into_iter().zip(&at) {
+            out[*i] = token;
+        }
+        let (now, version) = ((self.clock)(), self.keys.current_version());
+        let mut secrets = Vec::with_capacity(cards.len());
+        for (index, card, code) in cards {
+            let card_token = token::parse(Class::Pan, &out[card]).map_err(|_| EngineError::Crypto)?.canonical;
+            let sealer = self.keys.sealer(Class::Cvc.name(), version).ok_or(EngineError::Crypto)?;
+            let sealed = sealer
+                .seal(Class::Cvc.name(), &card_token, version, code.as_bytes())
+                .map_err(|_| EngineError::Crypto)?;
+            secrets.push(Volatile {
+                bind_fp: self.cvc_binding(&card_token)?,
+                key_version: version,
+                sealed,
+                expires_at: now.saturating_add(i64::try_from(self.formats.cvc_ttl).unwrap_or(i64::MAX)),
+                uses: self.formats.cvc_uses,
+            });
+            out[index] = token::cvc::placeholder(&code, &mut rand::thread_rng());
+        }
+        self.store.put_volatile(secrets).await?;
+        Ok(out)
+    }
+
+    /// The fingerprint a CVC is kept under: of its card's canonical token, under the `cvc` class's key.
+    fn cvc_binding(&self, card_token: &str) -> Result<Fingerprint, EngineError> {
+        self.keys.value_fingerprint(Class::Cvc.name(), card_token).ok_or(EngineError::Crypto)
+    }
+
+    /// Erases the CVCs whose time is up (retention runs it); how many.
+    pub async fn purge_volatile(&self) -> Result<u64, EngineError> {
+        Ok(self.store.purge_volatile((self.clock)()).await?)
+    }
+
+    /// Tokenises values (no `cvc` item).
+    async fn tokenize_values(
+        &self,
+        items: &[(Class, &str)],
+        subject: Option<Fingerprint>,
+        terms: Terms<'_>,
     ) -> Result<Vec<String>, EngineError> {
         let now = (self.clock)();
         // Taken before any store read: a result read under it is remembered only if no erasure intervened.
@@ -508,11 +578,22 @@ impl Engine {
         }
     }
 
-    /// The values behind `items` (class, token), in order.
-    pub async fn reveal(&self, items: &[(Class, &str)]) -> Result<Vec<Result<Revealed, Missing>>, EngineError> {
+    /// The values behind `items` (class, token), in order. A `cvc` item names its card's token; with
+    /// `take_cvc`, and only if every other item of the call was revealed, one use of the CVC kept for that card is
+    /// taken (and the CVC erased with its last); otherwise it is not touched.
+    pub async fn reveal(
+        &self,
+        items: &[(Class, &str)],
+        take_cvc: bool,
+    ) -> Result<Vec<Result<Revealed, Missing>>, EngineError> {
         let mut keys = Vec::with_capacity(items.len());
         let mut layouts = Vec::with_capacity(items.len());
         for (class, token) in items {
+            if *class == Class::Cvc {
+                keys.push((class.name().to_owned(), String::new()));
+                layouts.push(None);
+                continue;
+            }
             match token::parse(*class, token) {
                 Ok(p) => {
                     keys.push((class.name().to_owned(), p.canonical));
@@ -542,7 +623,30 @@ impl Engine {
             let canonical = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
             out.push(Ok(Revealed { canonical: Secret::new(canonical), layout }));
         }
+        let others_ok = out.iter().zip(items).all(|(r, (c, _))| *c == Class::Cvc || r.is_ok());
+        for (slot, (class, card)) in out.iter_mut().zip(items) {
+            if *class == Class::Cvc {
+                *slot = match take_cvc && others_ok {
+                    true => self.take_cvc(card).await?,
+                    false => Err(Missing::NotFound),
+                };
+            }
+        }
         Ok(out)
+    }
+
+    /// One use of the CVC kept for the card token `card`.
+    async fn take_cvc(&self, card: &str) -> Result<Result<Revealed, Missing>, EngineError> {
+        let Ok(card) = token::parse(Class::Pan, card) else { return Ok(Err(Missing::CvcUnavailable)) };
+        let binding = self.cvc_binding(&card.canonical)?;
+        let Some((version, sealed)) = self.store.take_volatile(&binding, (self.clock)()).await? else {
+            return Ok(Err(Missing::CvcUnavailable));
+        };
+        let sealer = self.keys.sealer(Class::Cvc.name(), version).ok_or(EngineError::Crypto)?;
+        let plain =
+            sealer.open(Class::Cvc.name(), &card.canonical, version, &sealed).map_err(|_| EngineError::Crypto)?;
+        let code = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
+        Ok(Ok(Revealed { canonical: Secret::new(code), layout: Layout::Identity }))
     }
 }
 

@@ -92,7 +92,7 @@ pub trait Vault: Send + Sync + 'static {
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
-        terms: Terms,
+        terms: Terms<'_>,
     ) -> Result<Vec<String>, VaultError>;
 
     /// Tokens for `items` as the vault API gives them (no terms beyond the caller's own budget).
@@ -233,7 +233,8 @@ impl LocalVault {
     ) -> Result<Vec<ItemResult>, VaultError> {
         self.authorize(caller, op, items).await?;
         let started = Instant::now();
-        let revealed = self.engine.reveal(items).await.map_err(engine_error)?;
+        // A CVC is taken (used up) only by a detokenisation; a mask never touches it.
+        let revealed = self.engine.reveal(items, op == Op::Detokenize).await.map_err(engine_error)?;
         let mut out = Vec::with_capacity(items.len());
         let mut audited = Vec::with_capacity(items.len());
         for ((class, token), r) in items.iter().zip(revealed) {
@@ -307,7 +308,7 @@ impl Vault for LocalVault {
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
-        terms: Terms,
+        terms: Terms<'_>,
     ) -> Result<Vec<String>, VaultError> {
         self.authorize(caller, Op::Tokenize, items).await?;
         let started = Instant::now();

@@ -183,17 +183,29 @@ impl RemoteVault {
         items: &[(Class, &str)],
         body: impl Fn(&[(Class, &str)]) -> serde_json::Result<Vec<u8>>,
     ) -> Result<Vec<T>, VaultError> {
+        self.batched_by(caller, op, items, self.max_batch, body).await
+    }
+
+    /// Like [`RemoteVault::batched`], in chunks of `per_call` items.
+    async fn batched_by<T: DeserializeOwned>(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        per_call: usize,
+        body: impl Fn(&[(Class, &str)]) -> serde_json::Result<Vec<u8>>,
+    ) -> Result<Vec<T>, VaultError> {
         let path = match op {
             Op::Tokenize => "/v1/tokenize",
             Op::Mask => "/v1/mask",
             _ => "/v1/detokenize",
         };
         let mut out = Vec::with_capacity(items.len());
-        for (n, chunk) in items.chunks(self.max_batch).enumerate() {
+        for (n, chunk) in items.chunks(per_call.max(1)).enumerate() {
             let bytes = body(chunk).map_err(|_| VaultError::Internal)?;
             let (status, answer) = self.call(&caller.name, Method::POST, path, bytes.into()).await?;
             if status != StatusCode::OK {
-                return Err(error_from(status, &answer, op, chunk, n * self.max_batch));
+                return Err(error_from(status, &answer, op, chunk, n * per_call.max(1)));
             }
             let parsed: Items<T> = serde_json::from_slice(&answer).map_err(|_| {
                 tracing::error!(op = op.name(), "the vault's answer has an unexpected shape");
@@ -228,6 +240,7 @@ impl RemoteVault {
                 (Some(v), None) => Ok(Ok(v)),
                 // Erased or purged tokens keep their meaning; any other per-item code means no value here.
                 (None, Some(e)) if e.code == "gone" => Ok(Err(Missing::Gone)),
+                (None, Some(e)) if e.code == "cvc_unavailable" => Ok(Err(Missing::CvcUnavailable)),
                 (None, Some(_)) => Ok(Err(Missing::NotFound)),
                 _ => {
                     tracing::error!(op = op.name(), "the vault's item answer has an unexpected shape");
@@ -303,16 +316,25 @@ impl Vault for RemoteVault {
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
-        terms: Terms,
+        terms: Terms<'_>,
     ) -> Result<Vec<String>, VaultError> {
         let body = |chunk: &[(Class, &str)]| {
             serde_json::to_vec(&TokenizeRequest {
-                items: chunk.iter().map(|&(c, v)| TokenizeItem { class: c.name().into(), value: v.into() }).collect(),
+                items: chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &(c, v))| {
+                        let bind = terms.binds.iter().find(|(cvc, _)| *cvc == i).map(|(_, card)| *card);
+                        TokenizeItem { class: c.name().into(), value: v.into(), bind }
+                    })
+                    .collect(),
                 subject: subject.map(Into::into),
                 terms: terms.strict.then_some(WireTerms { strict: true }),
             })
         };
-        let tokens: Vec<TokenAnswer> = self.batched(caller, Op::Tokenize, items, body).await?;
+        // A CVC and its card go in one call (a bind names an item of its own call).
+        let per_call = if terms.binds.is_empty() { self.max_batch } else { items.len().max(1) };
+        let tokens: Vec<TokenAnswer> = self.batched_by(caller, Op::Tokenize, items, per_call, body).await?;
         Ok(tokens.into_iter().map(|t| t.token).collect())
     }
 

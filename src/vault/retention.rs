@@ -44,8 +44,16 @@ impl LocalVault {
             self.metrics.purged.with_label_values(&[class.name()]).inc_by(n);
             purged.classes.push((class, n));
         }
+        purged.classes.push((Class::Cvc, self.purge_cvcs().await?));
         self.refresh_token_gauge().await?;
         Ok(purged)
+    }
+
+    /// Erases the CVCs whose `[class.cvc] ttl` is up, used or not (counted in `veil_purged_total{class="cvc"}`).
+    pub async fn purge_cvcs(&self) -> Result<u64, VaultError> {
+        let n = self.engine.purge_volatile().await.map_err(engine_error)?;
+        self.metrics.purged.with_label_values(&[Class::Cvc.name()]).inc_by(n);
+        Ok(n)
     }
 
     /// Sets `veil_tokens{class}` to the live records per class.
@@ -59,19 +67,31 @@ impl LocalVault {
     }
 }
 
-/// Runs [`LocalVault::purge_expired`] every `interval` until `stop` turns true (a failed run is logged and
-/// retried at the next tick).
+/// How often expired CVCs are erased, at least: a CVC's time is counted in minutes, not purge intervals.
+const CVC_PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs [`LocalVault::purge_expired`] every `interval`, and [`LocalVault::purge_cvcs`] every minute between,
+/// until `stop` turns true (a failed run is logged and retried at the next tick).
 pub async fn purge_task(
     vault: std::sync::Arc<LocalVault>,
     interval: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let tick = interval.min(CVC_PURGE_EVERY);
+    let mut last_full: Option<std::time::Instant> = None;
     loop {
-        if let Err(e) = vault.purge_expired().await {
+        let result = match last_full {
+            Some(at) if at.elapsed() < interval => vault.purge_cvcs().await.map(|_| ()),
+            _ => {
+                last_full = Some(std::time::Instant::now());
+                vault.purge_expired().await.map(|_| ())
+            }
+        };
+        if let Err(e) = result {
             tracing::error!(error = %e, "purge failed; retrying at the next interval");
         }
         tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => return,
         }
     }

@@ -38,6 +38,9 @@ pub struct TokenizeItem<'a> {
     pub class: Cow<'a, str>,
     #[serde(borrow)]
     pub value: Cow<'a, str>,
+    /// A `cvc` item: the index of the `pan` item of the same call whose token it is kept for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bind: Option<usize>,
 }
 
 /// `POST /v1/detokenize` and `POST /v1/mask`.

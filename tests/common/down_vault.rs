@@ -15,7 +15,7 @@ impl veil::vault::Vault for DownVault {
         _: &veil::vault::auth::Caller,
         _: &[(veil::domain::Class, &str)],
         _: Option<&str>,
-        _: veil::vault::Terms,
+        _: veil::vault::Terms<'_>,
     ) -> Result<Vec<String>, veil::vault::VaultError> {
         if self.slow {
             tokio::time::sleep(Duration::from_secs(30)).await;

@@ -8,7 +8,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
-pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4];
+pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
 
 pub(super) const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -100,6 +100,15 @@ pub(super) const V4: &[&str] = &[
             AND subject_fp = (SELECT first_subject FROM tokens WHERE class = OLD.class AND token = OLD.token);
      END",
 ];
+
+/// Volatile secrets (CVCs), each bound to a card token's fingerprint, kept until they expire or are used up.
+pub(super) const V5: &[&str] = &["CREATE TABLE volatile (
+        bind_fp BLOB PRIMARY KEY,
+        key_version INTEGER NOT NULL,
+        sealed BLOB NOT NULL,
+        expires_at INTEGER NOT NULL,
+        uses_left INTEGER NOT NULL
+    ) WITHOUT ROWID"];
 
 pub(super) async fn init(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
