@@ -17,7 +17,10 @@ use http_body_util::Full;
 use serde_json::{json, Value};
 use veil::crypto::{KeySet, Keyring};
 use veil::domain::Class;
+use common::pg::Backend;
+use veil::store::postgres::{PostgresOptions, PostgresStore};
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
+use veil::store::Store;
 use veil::token::ClassFormats;
 use veil::vault::engine::{Engine, Missing, Terms};
 
@@ -178,12 +181,16 @@ fn a_cvc_field_must_name_its_card() {
     assert!(veil::config::parse(&ttl).unwrap_err().problems.join("").contains("class.cvc.ttl"));
 }
 
-async fn engine(dir: &std::path::Path, clock: &ManualClock, uses: u32) -> Engine {
+/// An engine on `url` (SQLite or PostgreSQL) with the test key ring.
+async fn engine(url: &str, clock: &ManualClock, uses: u32) -> Engine {
     let ring = Keyring::from_keys([(1, [9; 32])]);
     let keys = KeySet::derive(&ring, &Class::names()).unwrap();
-    let store = SqliteStore::open(&format!("sqlite://{}/v.db", dir.display()), SqliteOptions::default()).await.unwrap();
+    let store: Arc<dyn Store> = match url.starts_with("sqlite:") {
+        true => Arc::new(SqliteStore::open(url, SqliteOptions::default()).await.unwrap()),
+        false => Arc::new(PostgresStore::open(url, PostgresOptions::default()).await.unwrap()),
+    };
     let formats = ClassFormats { cvc_ttl: 3600, cvc_uses: uses, ..ClassFormats::default() };
-    Engine::new(keys, Arc::new(store), formats, clock.clock())
+    Engine::new(keys, store, formats, clock.clock())
 }
 
 async fn keep(e: &Engine, pan: &str, cvc: &str) -> (String, String) {
@@ -197,21 +204,24 @@ async fn reveal(e: &Engine, card_token: &str) -> Result<String, Missing> {
     out.into_iter().next().unwrap().map(|r| r.render())
 }
 
-#[tokio::test]
-async fn a_cvc_lives_for_its_uses_and_its_ttl_and_across_a_restart() {
+common::pg::on_both_stores!(a_cvc_lives_for_its_uses_and_its_ttl_across_a_restart_and_replicas);
+
+async fn a_cvc_lives_for_its_uses_and_its_ttl_across_a_restart_and_replicas(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let url = backend.store_url(dir.path()).await;
     let clock = ManualClock::at(1_800_000_000);
-    let e = engine(dir.path(), &clock, 2).await;
+    let e = engine(&url, &clock, 2).await;
     let (token, placeholder) = keep(&e, PAN, "1234").await;
     assert_ne!(placeholder, "1234");
     assert!(matches!(e.reveal(&[(Class::Cvc, &token)], false).await.unwrap()[0], Err(Missing::NotFound)));
     drop(e);
 
-    // A restart within the TTL: the CVC is in the store, sealed.
-    let e = engine(dir.path(), &clock, 2).await;
+    // A restart within the TTL: the CVC is in the store, sealed; and another replica of the store reveals it.
+    let e = engine(&url, &clock, 2).await;
+    let replica = engine(&url, &clock, 2).await;
     clock.advance(3000);
     assert_eq!(reveal(&e, &token).await.as_deref(), Ok("1234"));
-    assert_eq!(reveal(&e, &token).await.as_deref(), Ok("1234"), "two uses configured");
+    assert_eq!(reveal(&replica, &token).await.as_deref(), Ok("1234"), "two uses configured, one per replica");
     assert_eq!(reveal(&e, &token).await, Err(Missing::CvcUnavailable), "used up");
 
     // Given again, then past its TTL: unavailable, and purged though never used.
