@@ -29,6 +29,7 @@ const NAME: &str = "Zacharias Quux";
 const NOTE: &str = "allergic to peanuts";
 const SSN: &str = "078-05-1120";
 const WRONG_KEY: &str = "wrong-key-never-to-be-logged";
+const CVC: &str = "8642";
 
 const ROUTES: &str = r#"
 [[route]]
@@ -36,6 +37,7 @@ name = "checkout"
 match = { methods = ["POST"], path = "/checkout" }
 fields = [
   { json = "$.card.number", class = "pan" },
+  { json = "$.card.cvc", class = "cvc", bind = "$.card.number" },
   { json = "$.customer.email", class = "email" },
   { json = "$.customer.phone", class = "phone" },
   { json = "$..iban", class = "iban" },
@@ -156,7 +158,8 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     let text = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 4096\n{}\n{ROUTES}\n\
          [[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://{}\"\nca = \"{}\"\n\
-         caller = \"payments\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }} ]\n",
+         caller = \"payments\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }},\n\
+         {{ json = \"$.source.cvc\", class = \"cvc\", bind = \"$.source.number\" }} ]\n",
         app.addr,
         config_text(dir.path(), false, None),
         provider.addr,
@@ -178,7 +181,7 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     let json_ct = [("content-type", "application/json")];
 
     // Ingress: every body format, then every refusal.
-    let checkout = json!({"card": {"number": PAN_SPACED}, "customer": {"email": EMAIL, "phone": PHONE, "name": NAME,
+    let checkout = json!({"card": {"number": PAN_SPACED, "cvc": CVC}, "customer": {"email": EMAIL, "phone": PHONE, "name": NAME,
         "note": NOTE, "iban": IBAN}, "comment": format!("second card {PAN2}")});
     let ok = keep(
         send(
@@ -239,12 +242,17 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     assert_eq!(status, 422);
     answers.borrow_mut().push(body.to_string());
 
-    // Egress: a payment, an unknown token, a caller's refusal.
-    let pay = |number: &str| json!({"source": {"number": number}, "amount": 5}).to_string();
-    assert_eq!(keep(send(egress, "POST", "/pay", &json_ct, pay(&token)).await), 200);
+    // Egress: a payment with the checkout's card and CVC, the CVC again (used), an unknown token.
+    let stored: Value = serde_json::from_slice(&app.requests()[0].body).unwrap();
+    let (card, placeholder) = (stored["card"]["number"].as_str().unwrap(), stored["card"]["cvc"].as_str().unwrap());
+    let pay = |number: &str| json!({"source": {"number": number, "cvc": placeholder}, "amount": 5}).to_string();
+    assert_eq!(keep(send(egress, "POST", "/pay", &json_ct, pay(card)).await), 200);
+    assert_eq!(keep(send(egress, "POST", "/pay", &json_ct, pay(card)).await), 422, "the CVC was used");
     let unknown = random_pan("411111", 16);
     assert_eq!(keep(send(egress, "POST", "/pay", &json_ct, pay(&unknown)).await), 422);
     assert_eq!(provider.requests().len(), 1);
+    let sent: Value = serde_json::from_slice(&provider.requests()[0].1.body).unwrap();
+    assert_eq!(sent["source"]["cvc"].as_str(), Some(CVC), "the provider got the CVC");
 
     let (_, metrics) = get(admin, "/metrics").await;
 
@@ -281,12 +289,27 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
             .collect();
     secrets.extend(tokens.iter().filter(|t| t.len() >= 8).cloned());
     secrets.extend(key_hex.iter().map(|h| h.to_string()));
-    let outputs =
-        [("log", logs.as_str()), ("metrics", metrics.as_str()), ("error bodies", &answers.borrow().join("\n"))];
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.contains("\"cvc\""), "the CVC's reveal is audited (by class and card token fingerprint)");
+    let outputs = [
+        ("log", logs.as_str()),
+        ("metrics", metrics.as_str()),
+        ("error bodies", &answers.borrow().join("\n")),
+        ("audit log", audit.as_str()),
+    ];
     for (what, text) in outputs {
         for s in &secrets {
             let hit = text.lines().find(|l| l.contains(s.as_str()));
             assert!(hit.is_none(), "seeded secret {s:?} appeared in {what}: {}", hit.unwrap_or_default());
         }
+        // The CVC is four digits: a hit is one not inside a longer digit run (a timestamp, a fingerprint).
+        let alone = |l: &str| {
+            l.match_indices(CVC).any(|(i, _)| {
+                let before = l[..i].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric());
+                let after = l[i + CVC.len()..].chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+                !before && !after
+            })
+        };
+        assert!(text.lines().all(|l| !alone(l)), "the CVC appeared in {what}");
     }
 }
