@@ -11,13 +11,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use common::lifecycle::ManualClock;
+use common::pg::Backend;
 use common::tls_app::TlsApp;
 use common::*;
 use http_body_util::Full;
 use serde_json::{json, Value};
 use veil::crypto::{KeySet, Keyring};
 use veil::domain::Class;
-use common::pg::Backend;
 use veil::store::postgres::{PostgresOptions, PostgresStore};
 use veil::store::sqlite::{SqliteOptions, SqliteStore};
 use veil::store::Store;
