@@ -29,6 +29,7 @@ const CVC: &str = "739";
 
 struct Shop {
     dir: tempfile::TempDir,
+    config: String,
     running: veil::app::Running,
     app: App,
     provider: TlsApp,
@@ -37,6 +38,10 @@ struct Shop {
 
 impl Shop {
     async fn start() -> Shop {
+        Shop::start_with(veil::vault::engine::system_clock()).await
+    }
+
+    async fn start_with(clock: veil::vault::engine::Clock) -> Shop {
         let provider_dir = tempfile::tempdir().unwrap();
         Pki::new(provider_dir.path());
         let provider = TlsApp::start(provider_dir.path()).await;
@@ -58,8 +63,16 @@ impl Shop {
             provider_dir.path().join("ca.pem").display(),
         );
         let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
-        let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
-        Shop { dir, running, app, provider, _provider_dir: provider_dir }
+        let running = veil::app::start(cfg, clock).await.unwrap();
+        Shop { dir, config: text, running, app, provider, _provider_dir: provider_dir }
+    }
+
+    /// Stops veil and starts it again on the same store and keys.
+    async fn restart(self, clock: veil::vault::engine::Clock) -> Shop {
+        let Shop { dir, config, running, app, provider, _provider_dir } = self;
+        running.shutdown().await;
+        let running = veil::app::start(veil::config::parse(&config).unwrap(), clock).await.unwrap();
+        Shop { dir, config, running, app, provider, _provider_dir }
     }
 
     /// The browser's checkout; what the app stored (card token, CVC placeholder).
@@ -139,6 +152,27 @@ async fn the_provider_gets_card_and_cvc_once_and_the_app_neither() {
     let (_, body) = api.post_json("/v1/tokenize", PAYMENTS_KEY, &items).await;
     let (status, reply) = shop.charge(body["items"][0]["token"].as_str().unwrap(), "123", false).await;
     assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("cvc_unavailable")), "{reply}");
+}
+
+#[tokio::test]
+async fn a_cvc_waits_across_a_restart_within_its_ttl_and_not_past_it() {
+    let clock = ManualClock::at(1_800_000_000);
+    let shop = Shop::start_with(clock.clock()).await;
+    let (token, placeholder) = shop.checkout(PAN, CVC).await;
+    let shop = shop.restart(clock.clock()).await;
+    clock.advance(1800);
+    let (status, reply) = shop.charge(&token, &placeholder, false).await;
+    assert_eq!(status, 200, "{reply}");
+    let (_, seen) = shop.provider.requests().pop().unwrap();
+    assert!(String::from_utf8_lossy(&seen.body).contains(CVC), "the CVC kept across the restart was sent");
+
+    let (token, placeholder) = shop.checkout(&random_pan("4", 16), CVC).await;
+    clock.advance(3601);
+    let before = shop.provider.requests().len();
+    let (status, reply) = shop.charge(&token, &placeholder, false).await;
+    assert_eq!((status, reply["error"]["code"].as_str()), (422, Some("cvc_unavailable")), "past its TTL: {reply}");
+    assert_eq!(shop.provider.requests().len(), before, "nothing reached the provider");
+    assert_eq!(shop.volatile_rows().await, 0, "and the expired CVC is gone from the store");
 }
 
 #[tokio::test]
