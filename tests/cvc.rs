@@ -227,6 +227,22 @@ async fn engine(url: &str, clock: &ManualClock, uses: u32) -> Engine {
     Engine::new(keys, store, formats, clock.clock())
 }
 
+/// Rows in the store's `volatile` table.
+async fn rows(url: &str) -> i64 {
+    let query = "SELECT COUNT(*) FROM volatile";
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(query).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    } else {
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(query).fetch_one(&pool).await.unwrap();
+        pool.close().await;
+        n
+    }
+}
+
 async fn keep(e: &Engine, pan: &str, cvc: &str) -> (String, String) {
     let items = [(Class::Pan, pan), (Class::Cvc, cvc)];
     let out = e.tokenize_on(&items, None, Terms { binds: &[(1, 0)], ..Terms::default() }).await.unwrap();
@@ -257,6 +273,7 @@ async fn a_cvc_lives_for_its_uses_and_its_ttl_across_a_restart_and_replicas(back
     assert_eq!(reveal(&e, &token).await.as_deref(), Ok("1234"));
     assert_eq!(reveal(&replica, &token).await.as_deref(), Ok("1234"), "two uses configured, one per replica");
     assert_eq!(reveal(&e, &token).await, Err(Missing::CvcUnavailable), "used up");
+    assert_eq!(rows(&url).await, 0, "erased with its last use");
 
     // Given again, then past its TTL: unavailable, and purged though never used.
     let (token, _) = keep(&e, PAN, "567").await;
@@ -265,7 +282,9 @@ async fn a_cvc_lives_for_its_uses_and_its_ttl_across_a_restart_and_replicas(back
     let (other, _) = keep(&e, &random_pan("4", 16), "890").await;
     assert_eq!(e.purge_volatile().await.unwrap(), 0, "the expired one was erased when it was asked for");
     clock.advance(3601);
+    assert_eq!(rows(&url).await, 1);
     assert_eq!(e.purge_volatile().await.unwrap(), 1, "an unused one is erased at its TTL");
+    assert_eq!(rows(&url).await, 0);
     assert_eq!(reveal(&e, &other).await, Err(Missing::CvcUnavailable));
 
     // Unbound or malformed: refused before anything is written.

@@ -115,7 +115,9 @@ async fn a_form_encoded_card_api_with_bracketed_keys() {
     let ct = "application/x-www-form-urlencoded";
     for h2 in [false, true] {
         let sent = format!("amount=1999&card%5Bnumber%5D={PAN}&card%5Bcvc%5D={CVC}&card%5Bexp_month%5D=12");
-        let stored = form(&shop.browser("/checkout", ct, sent, h2).await);
+        let bytes = shop.browser("/checkout", ct, sent, h2).await;
+        assert!(!String::from_utf8_lossy(&bytes).contains(PAN), "the card reached the app");
+        let stored = form(&bytes);
         let (token, placeholder) = (&stored["card[number]"], &stored["card[cvc]"]);
         assert!(token != PAN && placeholder != CVC && stored["card[exp_month]"] == "12", "{stored:?}");
         let charge = format!("amount=1999&card[number]={token}&card[cvc]={placeholder}&card[exp_month]=12");
@@ -160,7 +162,10 @@ async fn a_sepa_direct_debit_mandate() {
     let shop = Shop::start("sepa-mandate.toml", "https://api.gocardless.com").await;
     for h2 in [false, true] {
         let sent = format!("iban={IBAN}&account_holder_name={}", HOLDER.replace(' ', "+"));
-        let stored = form(&shop.browser("/account/mandate", "application/x-www-form-urlencoded", sent, h2).await);
+        let bytes = shop.browser("/account/mandate", "application/x-www-form-urlencoded", sent, h2).await;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(IBAN) && !text.contains("Quincy"), "the account reached the app: {text}");
+        let stored = form(&bytes);
         assert!(stored["iban"] != IBAN && stored["account_holder_name"] != HOLDER, "{stored:?}");
         let mandate = json!({"customer_bank_accounts": {"iban": stored["iban"], "account_holder_name": stored["account_holder_name"]}});
         let (status, answer) = shop.app_sends("sepa", "application/json", mandate.to_string()).await;

@@ -23,6 +23,7 @@ name = "checkout"
 match = { methods = ["POST"], path = "/checkout" }
 fields = [
   { json = "$.card.number", class = "pan" },
+  { json = "$.card.cvc", class = "cvc", bind = "$.card.number" },
   { json = "$.customer.email", class = "email" },
   { json = "$..iban", class = "iban" },
   { json = "$.customer.note", class = "text", action = "encrypt" },
@@ -85,7 +86,7 @@ impl Target {
 async fn checkout_scenario(t: &Target) {
     for h2 in [false, true] {
         let body = json!({
-            "card": {"number": PAN},
+            "card": {"number": PAN, "cvc": "319"},
             "customer": {"id": "cust-42", "email": EMAIL, "note": "allergic to nuts", "bank": {"iban": IBAN}},
             "comment": format!("second card {PAN2}, mail me at {EMAIL}"),
         });
@@ -96,6 +97,9 @@ async fn checkout_scenario(t: &Target) {
         let card = got["card"]["number"].as_str().unwrap();
         assert!(luhn_valid(card) && card.len() == 16 && card.starts_with("411111") && card != PAN, "{card}");
         assert_eq!(t.detokenize("pan", card).await, PAN);
+        // The CVC: a placeholder for the app, kept for the card's token, revealed once by it.
+        assert_ne!(got["card"]["cvc"], "319");
+        assert_eq!(t.detokenize("cvc", card).await, "319");
         let email = got["customer"]["email"].as_str().unwrap();
         assert!(email.ends_with("@example.org") && email != EMAIL);
         assert_eq!(t.detokenize("email", email).await, EMAIL);

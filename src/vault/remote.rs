@@ -318,24 +318,45 @@ impl Vault for RemoteVault {
         subject: Option<&str>,
         terms: Terms<'_>,
     ) -> Result<Vec<String>, VaultError> {
-        let body = |chunk: &[(Class, &str)]| {
-            serde_json::to_vec(&TokenizeRequest {
-                items: chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &(c, v))| {
-                        let bind = terms.binds.iter().find(|(cvc, _)| *cvc == i).map(|(_, card)| *card);
-                        TokenizeItem { class: c.name().into(), value: v.into(), bind }
-                    })
-                    .collect(),
-                subject: subject.map(Into::into),
-                terms: terms.strict.then_some(WireTerms { strict: true }),
-            })
-        };
-        // A CVC and its card go in one call (a bind names an item of its own call).
-        let per_call = if terms.binds.is_empty() { self.max_batch } else { items.len().max(1) };
-        let tokens: Vec<TokenAnswer> = self.batched_by(caller, Op::Tokenize, items, per_call, body).await?;
-        Ok(tokens.into_iter().map(|t| t.token).collect())
+        let strict = terms.strict.then_some(WireTerms { strict: true });
+        // `binds` index the items of one call: each card with its CVCs goes in a call of its own (card first),
+        // everything else in chunks of the vault's batch size.
+        fn body<'b>(
+            binds: &'b [(usize, usize)],
+            subject: Option<&'b str>,
+            terms: Option<WireTerms>,
+        ) -> impl Fn(&[(Class, &str)]) -> serde_json::Result<Vec<u8>> + 'b {
+            move |chunk| {
+                let items = chunk.iter().enumerate().map(|(i, &(c, v))| {
+                    let bind = binds.iter().find(|(cvc, _)| *cvc == i).map(|(_, card)| *card);
+                    TokenizeItem { class: c.name().into(), value: v.into(), bind }
+                });
+                serde_json::to_vec(&TokenizeRequest { items: items.collect(), subject: subject.map(Into::into), terms })
+            }
+        }
+        let bound: Vec<usize> = terms.binds.iter().flat_map(|&(cvc, card)| [cvc, card]).collect();
+        let rest: Vec<usize> = (0..items.len()).filter(|i| !bound.contains(i)).collect();
+        let mut out = vec![String::new(); items.len()];
+        let chunk: Vec<(Class, &str)> = rest.iter().map(|&i| items[i]).collect();
+        let tokens: Vec<TokenAnswer> = self.batched(caller, Op::Tokenize, &chunk, body(&[], subject, strict)).await?;
+        for (i, t) in rest.iter().zip(tokens) {
+            out[*i] = t.token;
+        }
+        let mut cards: Vec<usize> = terms.binds.iter().map(|&(_, card)| card).collect();
+        cards.dedup();
+        for card in cards {
+            let group: Vec<usize> =
+                std::iter::once(card).chain(terms.binds.iter().filter(|b| b.1 == card).map(|b| b.0)).collect();
+            let chunk: Vec<(Class, &str)> = group.iter().map(|&i| items[i]).collect();
+            let binds: Vec<(usize, usize)> = (1..group.len()).map(|k| (k, 0)).collect();
+            let per_call = group.len();
+            let tokens: Vec<TokenAnswer> =
+                self.batched_by(caller, Op::Tokenize, &chunk, per_call, body(&binds, subject, strict)).await?;
+            for (i, t) in group.iter().zip(tokens) {
+                out[*i] = t.token;
+            }
+        }
+        Ok(out)
     }
 
     async fn detokenize(
