@@ -91,11 +91,24 @@ fn check_accepts_every_shipped_config() {
     let mut files = Vec::new();
     shipped_configs(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), &mut files);
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    for must in ["config/veil.toml", "config/split/proxy.toml", "config/split/vault.toml"] {
+    for must in
+        ["config/veil.toml", "config/split/proxy.toml", "config/split/vault.toml", "config/providers/card-form.toml"]
+    {
         assert!(names.iter().any(|n| n.ends_with(must)), "{must} missing from {names:?}");
     }
+    // Provider snippets (config/providers/) are meant to be appended to veil.toml: checked that way.
+    let base = std::fs::read_to_string(&files.iter().find(|f| f.ends_with("config/veil.toml")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     for f in &files {
-        let out = veil(&["check", "-c", f.to_str().unwrap()]);
+        let checked = match f.parent().is_some_and(|p| p.ends_with("providers")) {
+            false => f.clone(),
+            true => {
+                let joined = dir.path().join(f.file_name().unwrap());
+                std::fs::write(&joined, format!("{base}\n{}", std::fs::read_to_string(f).unwrap())).unwrap();
+                joined
+            }
+        };
+        let out = veil(&["check", "-c", checked.to_str().unwrap()]);
         assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
     }
 }

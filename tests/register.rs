@@ -66,8 +66,11 @@ fn shipped_config_gives_every_section_and_row() {
     let callers = "## Vault API callers";
     let payments = row(&md, callers, "`payments`");
     assert_eq!(payments[1], "API key");
-    assert_eq!(payments[3], "`tokenize:*`, `detokenize:pan`, `detokenize:iban`, `mask:*`");
-    assert_eq!(payments[4], "pan, iban");
+    assert_eq!(
+        payments[3],
+        "`tokenize:*`, `detokenize:pan`, `detokenize:cvc`, `detokenize:iban`, `detokenize:name`, `mask:*`"
+    );
+    assert_eq!(payments[4], "pan, iban, name, cvc");
     assert_eq!(row(&md, callers, "`app`")[4], "nothing");
 
     let tom = "## Technical";
