@@ -97,7 +97,7 @@ fn check_accepts_every_shipped_config() {
         assert!(names.iter().any(|n| n.ends_with(must)), "{must} missing from {names:?}");
     }
     // Provider snippets (config/providers/) are meant to be appended to veil.toml: checked that way.
-    let base = std::fs::read_to_string(&files.iter().find(|f| f.ends_with("config/veil.toml")).unwrap()).unwrap();
+    let base = std::fs::read_to_string(files.iter().find(|f| f.ends_with("config/veil.toml")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for f in &files {
         let checked = match f.parent().is_some_and(|p| p.ends_with("providers")) {
