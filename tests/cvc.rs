@@ -205,6 +205,7 @@ fn a_cvc_field_must_name_its_card() {
         (r#"{ json = "$.cvc", class = "cvc" }"#, "fields[0].bind: a cvc field needs bind"),
         (r#"{ json = "$.cvc", class = "cvc", bind = "$.pan" }"#, "fields[0].bind: names no pan field"),
         (r#"{ json = "$.pan", class = "pan", bind = "$.x" }"#, "fields[0].bind: only a cvc field"),
+        (r#"{ json = "$.cvc", class = "cvc", action = "encrypt" }"#, "fields[0].action: a cvc is never given"),
     ] {
         let err = veil::config::parse(&route(fields)).unwrap_err().problems.join("\n");
         assert!(err.contains(problem), "{fields}: {err}");

@@ -528,6 +528,13 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
                 }
             };
             let bind = f.bind.as_deref().and_then(|b| bind_selector(&f.selector, b, &format!("{fat}.bind"), p));
+            if action == Some(FieldAction::Encrypt(Class::Cvc)) {
+                // PCI DSS: a CVC is kept only until authorisation, never by the app, not even encrypted.
+                p(
+                    &format!("{fat}.action"),
+                    "a cvc is never given to the app, even encrypted: tokenize (with bind) or drop".into(),
+                );
+            }
             if let (Some(selector), Some(action)) = (sel, action) {
                 fields.push(FieldRule { selector, action, bind });
             }
