@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod offline;
+pub mod try_route;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -58,6 +59,9 @@ pub enum Command {
     },
     /// Delete the records past their class's retention now (the vault also does it every purge_interval).
     Purge(ConfigArg),
+    /// Run one request through the config's routes as the proxy would, against a throwaway vault: print what the
+    /// app would receive and what hit where (exit 2 with the proxy's error where it would refuse).
+    Try(try_route::TryArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +93,10 @@ pub fn run(cli: Cli) -> ExitCode {
             with_config(&path, |cfg| offline::subjects(cfg, command))
         }
         Command::Purge(a) => with_config(&a.config, offline::purge),
+        Command::Try(a) => {
+            let path = a.config.clone();
+            with_config(&path, |cfg| try_route::run(a, cfg))
+        }
     }
 }
 

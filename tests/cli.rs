@@ -183,3 +183,55 @@ fn veil_proxy_names_the_file_it_cannot_use() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs the [vault] section"));
 }
+
+/// `veil try` with the shipped config, run in an empty directory (where the config's relative store would be).
+fn veil_try(args: &[&str], stdin: &str) -> (std::process::Output, tempfile::TempDir) {
+    use std::io::Write;
+    let cwd = tempfile::tempdir().unwrap();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["try", "-c", config])
+        .args(args)
+        .current_dir(cwd.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    (child.wait_with_output().unwrap(), cwd)
+}
+
+#[test]
+fn try_shows_what_the_app_would_receive_and_what_hit_where() {
+    let body = r#"{"card":{"number":"4111 1111 1111 1111"},"customer":{"email":"jane@example.org","birth_date":"1990-01-01"},"comment":"other card 5500 0000 0000 0004"}"#;
+    let (out, cwd) = veil_try(&["--route", "checkout", "-"], body);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("POST /checkout HTTP/1.1"), "{stdout}");
+    assert!(!stdout.contains("4111 1111 1111 1111") && !stdout.contains("5500 0000 0000 0004"), "{stdout}");
+    assert!(!stdout.contains("jane@example.org") && !stdout.contains("birth_date"), "{stdout}");
+    for row in [
+        ("json $.card.number", "pan", "tokenize"),
+        ("json $.customer.birth_date", "-", "drop"),
+        ("detected value", "pan", "tokenize"),
+    ] {
+        let line = stderr.lines().find(|l| l.contains(row.0) && l.contains(row.1) && l.ends_with(row.2));
+        assert!(line.is_some_and(|l| l.starts_with("body")), "{row:?} missing in\n{stderr}");
+    }
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "veil try wrote nothing where it ran");
+}
+
+#[test]
+fn try_exits_2_with_the_proxys_error_where_it_would_refuse() {
+    let (out, _) = veil_try(&["--route", "checkout", "-"], r#"{"card":{"number":"4111111111111112"}}"#);
+    assert_eq!(out.status.code(), Some(2));
+    let error: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(error["error"]["code"], "invalid_value");
+    let (out, _) = veil_try(&["--route", "nope"], "");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    // A path no route takes is scanned by the unmatched policy, as the proxy would.
+    let (out, _) = veil_try(&["--path", "/elsewhere", "--content-type", "text/plain", "-"], "card 4111111111111111");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("4111111111111111"));
+}

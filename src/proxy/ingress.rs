@@ -212,6 +212,16 @@ impl Flow for Proxy {
                 }
                 Target::Subject => continue,
             };
+            // What hit where, with which action: `veil try` shows these; VEIL_LOG=veil::explain=debug logs them.
+            // Config text only, never a value.
+            tracing::debug!(
+                target: "veil::explain",
+                route = %route.name,
+                place = hit.place.name(),
+                field = %field_of(route, hit.target),
+                class = action.class().map_or("-", |c| c.name()),
+                action = if hit.value.is_empty() { "keep (empty)" } else { action.name() },
+            );
             // Observe mode counts, and changes nothing.
             if route.observe {
                 continue;

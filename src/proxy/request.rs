@@ -44,6 +44,17 @@ pub enum Place {
     Query,
 }
 
+impl Place {
+    /// What the place is, for `veil try` and debug logs (never a value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Place::Body => "body",
+            Place::Header(_) | Place::HeaderText(_) => "header",
+            Place::Query => "query",
+        }
+    }
+}
+
 /// Headers detection never reads: the request's framing and routing, which the proxy itself checks.
 const UNSCANNED_HEADERS: [header::HeaderName; 4] =
     [header::HOST, header::CONTENT_LENGTH, header::TRANSFER_ENCODING, header::CONNECTION];
