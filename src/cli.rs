@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod offline;
+pub mod progress;
 pub mod try_route;
 
 use std::path::{Path, PathBuf};

@@ -69,8 +69,8 @@ impl Store for Counting {
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
         self.inner.erase_subject(subject, now).await
     }
-    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {
-        self.inner.purge(class, cutoff, now).await
+    async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
+        self.inner.purge(class, cutoff, now, limit).await
     }
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.inner.count_live().await

@@ -130,6 +130,10 @@ async fn veil_purge_on_the_command_line(backend: Backend) {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("purged 1 records") && stdout.contains("email: 1"), "{stdout}");
+    // Not on a terminal: plain progress lines, the last with the count, the total, the rate and the ETA.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().any(|l| l.starts_with("purge email: 1/1 (100%)") && l.contains("/s, ETA")), "{stderr}");
+    assert!(!stderr.contains('\r'), "no terminal redraws in plain output");
 
     let cfg = veil::config::load(&cfg_path).unwrap();
     let vault = veil::cli::offline::open(&cfg, veil::vault::engine::system_clock()).await.unwrap();

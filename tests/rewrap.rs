@@ -57,7 +57,11 @@ async fn rewrap(cfg: &std::path::Path, extra: &'static [&'static str]) -> String
             .args(extra)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        // Progress as plain lines (not a terminal), the last one complete.
+        let last = stderr.lines().rev().find(|l| l.starts_with("rewrap: ")).unwrap_or_else(|| panic!("{stderr}"));
+        assert!(last.contains("(100%)") || last.contains("/s)"), "{stderr}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     })
     .await

@@ -267,8 +267,13 @@ async fn live_counts_follow_inserts_erasures_and_purges(backend: Backend) {
     store.insert(vec![rec("iban", "i1", 6)]).await.unwrap();
     assert_eq!(store.count_live().await.unwrap(), counts(&[("email", 2), ("iban", 1), ("pan", 2)]));
 
-    // Purge: only the pan record unused since before the cutoff.
-    assert_eq!(store.purge("pan", 11, 30).await.unwrap(), 1);
+    // Purge: only the pan record unused since before the cutoff, counted first, taken in pages.
+    assert_eq!(store.count_expired("pan", 11).await.unwrap(), Some(1));
+    assert_eq!(store.count_sealed_before(4).await.unwrap(), Some(5), "every live record is under version 3");
+    assert_eq!(store.count_sealed_before(3).await.unwrap(), Some(0));
+    assert_eq!(store.purge("pan", 11, 30, 0).await.unwrap(), 0, "a page of none takes none");
+    assert_eq!(store.purge("pan", 11, 30, 1).await.unwrap(), 1);
+    assert_eq!(store.purge("pan", 11, 30, 1).await.unwrap(), 0);
     assert_eq!(store.count_live().await.unwrap(), counts(&[("email", 2), ("iban", 1), ("pan", 1)]));
     // Erasure: the subject's live records (the purge took the purged one's link).
     let erased = store.erase_subject(&subject, 40).await.unwrap();

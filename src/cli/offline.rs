@@ -108,7 +108,23 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 pub fn purge(cfg: Config) -> std::process::ExitCode {
     exit(block_on(async move {
         let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
-        let purged = vault.purge_expired().await.map_err(|e| e.to_string())?;
+        // One bar per class: (class, bar, its total).
+        let mut bars: Vec<(crate::domain::Class, super::progress::Progress, Option<u64>)> = Vec::new();
+        let purged = vault
+            .purge_expired_reporting(|p| {
+                if !bars.iter().any(|(c, _, _)| *c == p.class) {
+                    let bar = super::progress::Progress::new(format!("purge {}", p.class.name()));
+                    bars.push((p.class, bar, p.total));
+                }
+                if let Some((_, bar, _)) = bars.iter_mut().find(|(c, _, _)| *c == p.class) {
+                    bar.update(p.done, p.total);
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        for (class, bar, total) in &mut bars {
+            bar.finish(purged.classes.iter().find(|(c, _)| c == class).map_or(0, |(_, n)| *n), *total);
+        }
         let mut out = format!("purged {} records", purged.total());
         for (class, n) in &purged.classes {
             out.push_str(&format!("\n  {}: {n}", class.name()));
@@ -124,11 +140,15 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
 pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
     exit(block_on(async move {
         let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
-        let progress = crate::vault::rewrap::rewrap(vault.engine(), page.max(1), max, |p| {
-            eprintln!("rewrap: {} re-sealed, {} skipped", p.resealed, p.skipped);
-        })
-        .await
-        .map_err(|e| e.to_string())?;
+        let engine = vault.engine();
+        let older = engine.store().count_sealed_before(engine.keys().current_version()).await;
+        let total = older.map_err(|e| e.to_string())?.map(|n| max.map_or(n, |m| n.min(m)));
+        let mut bar = super::progress::Progress::new("rewrap");
+        let progress =
+            crate::vault::rewrap::rewrap(engine, page.max(1), max, |p| bar.update(p.resealed + p.skipped, total))
+                .await
+                .map_err(|e| e.to_string())?;
+        bar.finish(progress.resealed + progress.skipped, total);
         Ok(format!(
             "re-sealed {} records under key version {} ({} changed meanwhile and were left alone); {}",
             progress.resealed,

@@ -172,9 +172,17 @@ pub trait Store: Send + Sync + 'static {
     /// In one transaction: tombstones the subject's records that no other subject is linked to, and removes the
     /// subject's links. Returns what happened to each of its tokens.
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError>;
-    /// Tombstones the live records of `class` last used before `cutoff` (unix seconds) and drops their subject
-    /// links; returns how many.
-    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError>;
+    /// Tombstones up to `limit` live records of `class` last used before `cutoff` (unix seconds) and drops their
+    /// subject links, in one transaction; returns how many (fewer than `limit`: none is left).
+    async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError>;
+    /// How many live records of `class` were last used before `cutoff` (for progress; `None`: unknown).
+    async fn count_expired(&self, _class: &str, _cutoff: i64) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+    /// How many live records are sealed under a key version older than `version` (for progress; `None`: unknown).
+    async fn count_sealed_before(&self, _version: u32) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
     /// Live (not tombstoned) records per class.
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError>;
     /// Up to `limit` live records sealed under a key version older than `version`, ordered by (class, token),

@@ -511,13 +511,36 @@ impl Store for PostgresStore {
         Ok(done.rows_affected())
     }
 
-    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
-        let tokens: Vec<String> = sqlx::query_scalar(
-            "SELECT token FROM tokens WHERE class = $1 AND last_used_at < $2 AND gone_at IS NULL FOR UPDATE",
+    async fn count_expired(&self, class: &str, cutoff: i64) -> Result<Option<u64>, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tokens WHERE class = $1 AND last_used_at < $2 AND gone_at IS NULL",
         )
         .bind(class)
         .bind(cutoff)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    async fn count_sealed_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
+        let version = i32::try_from(version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE key_version < $1 AND gone_at IS NULL")
+            .bind(version)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        let tokens: Vec<String> = sqlx::query_scalar(
+            "SELECT token FROM tokens WHERE class = $1 AND last_used_at < $2 AND gone_at IS NULL LIMIT $3 FOR UPDATE",
+        )
+        .bind(class)
+        .bind(cutoff)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;

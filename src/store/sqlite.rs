@@ -327,16 +327,38 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn purge(&self, class: &str, cutoff: i64, now: i64) -> Result<u64, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let tokens: Vec<String> =
-            sqlx::query_scalar("SELECT token FROM tokens WHERE class = ? AND last_used_at < ? AND gone_at IS NULL")
+    async fn count_expired(&self, class: &str, cutoff: i64) -> Result<Option<u64>, StoreError> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE class = ? AND last_used_at < ? AND gone_at IS NULL")
                 .bind(class)
                 .bind(cutoff)
-                .fetch_all(&mut *tx)
+                .fetch_one(&self.read)
                 .await
                 .map_err(unavailable)?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    async fn count_sealed_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE key_version < ? AND gone_at IS NULL")
+            .bind(i64::from(version))
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::try_from(n).ok())
+    }
+
+    async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
+        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let tokens: Vec<String> = sqlx::query_scalar(
+            "SELECT token FROM tokens WHERE class = ? AND last_used_at < ? AND gone_at IS NULL LIMIT ?",
+        )
+        .bind(class)
+        .bind(cutoff)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         for token in &tokens {
             tombstone(&mut tx, class, token, now).await?;
             sqlx::query(UNLINK_TOKEN).bind(class).bind(token).execute(&mut *tx).await.map_err(unavailable)?;

@@ -12,6 +12,17 @@ pub struct Retention {
     pub classes: Vec<(Class, i64)>,
 }
 
+/// Records one purge transaction tombstones at most.
+pub const PURGE_PAGE: usize = 1000;
+
+/// How far a purge is with one class: records tombstoned so far of `total` (when the store can count them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeProgress {
+    pub class: Class,
+    pub done: u64,
+    pub total: Option<u64>,
+}
+
 /// What one purge did: records tombstoned per class.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Purged {
@@ -28,15 +39,28 @@ impl LocalVault {
     /// Tombstones every record older than its class's retention, counts them in `veil_purged_total{class}`,
     /// and refreshes `veil_tokens{class}`.
     pub async fn purge_expired(&self) -> Result<Purged, VaultError> {
+        self.purge_expired_reporting(|_| {}).await
+    }
+
+    /// Like [`LocalVault::purge_expired`], in pages of [`PURGE_PAGE`] records (one transaction each, so a large
+    /// purge never holds the store for long), telling `report` how far each class is.
+    pub async fn purge_expired_reporting(&self, mut report: impl FnMut(&PurgeProgress)) -> Result<Purged, VaultError> {
         let now = self.engine.now();
         let mut purged = Purged::default();
+        let store = self.engine.store();
         for &(class, secs) in &self.retention.classes {
-            let n = self
-                .engine
-                .store()
-                .purge(class.name(), now.saturating_sub(secs), now)
-                .await
-                .map_err(|e| engine_error(e.into()))?;
+            let cutoff = now.saturating_sub(secs);
+            let total = store.count_expired(class.name(), cutoff).await.map_err(|e| engine_error(e.into()))?;
+            let mut n = 0;
+            loop {
+                let page =
+                    store.purge(class.name(), cutoff, now, PURGE_PAGE).await.map_err(|e| engine_error(e.into()))?;
+                n += page;
+                report(&PurgeProgress { class, done: n, total });
+                if page < PURGE_PAGE as u64 {
+                    break;
+                }
+            }
             if n > 0 {
                 self.engine.known().invalidate();
                 tracing::info!(class = class.name(), records = n, "purged expired records");
