@@ -132,6 +132,9 @@ fn serve(path: &Path, mode: Mode) -> ExitCode {
         }
         return ExitCode::from(2);
     }
+    for w in cfg.warnings() {
+        tracing::warn!(setting = %w, "unsafe for the data subjects");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -167,7 +170,10 @@ fn keygen(out: &Path, if_missing: bool) -> ExitCode {
 
 fn check(path: &Path) -> ExitCode {
     match load(path) {
-        Ok(_) => {
+        Ok(cfg) => {
+            for w in cfg.warnings() {
+                eprintln!("warning: {w}");
+            }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }

@@ -235,3 +235,54 @@ fn try_exits_2_with_the_proxys_error_where_it_would_refuse() {
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stdout).contains("4111111111111111"));
 }
+
+#[test]
+fn no_shipped_config_gives_an_email_token_a_strangers_domain() {
+    let mut files = Vec::new();
+    shipped_configs(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config"), &mut files);
+    let mut checked = 0;
+    for f in files.iter().filter(|f| !f.parent().is_some_and(|p| p.ends_with("providers"))) {
+        let cfg = veil::config::load(f).unwrap();
+        if cfg.vault.is_none() {
+            continue; // a proxy-only config: its vault's config decides the formats
+        }
+        let format = cfg.formats.email;
+        assert!(
+            matches!(format, veil::token::email::EmailFormat::Relay(_) | veil::token::email::EmailFormat::ReservedDomain),
+            "{}: email format {format:?} could address a stranger",
+            f.display()
+        );
+        // A token drawn under it is an address at the operator's (or a reserved) domain.
+        let mut rng = rand::thread_rng();
+        let token = veil::token::email::generate("jane.doe@gmail.com", format, 0, &mut rng);
+        assert!(!token.ends_with("@gmail.com"), "{token}");
+        checked += 1;
+    }
+    assert!(checked >= 3, "veil.toml, webshop.toml and split/vault.toml at least");
+}
+
+#[test]
+fn check_warns_where_a_token_could_reach_a_stranger() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml")).unwrap();
+    let risky = base.replace("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", "format = \"keep-domain\"");
+    assert_ne!(risky, base);
+    let path = dir.path().join("risky.toml");
+    std::fs::write(&path, risky).unwrap();
+    let out = veil(&["check", "-c", path.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "a warning is not an error: {stderr}");
+    assert!(stderr.contains("warning: class.email.format: keep-domain") && stderr.contains("stranger"), "{stderr}");
+    for (bad, problem) in [
+        ("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", ""),
+        ("format = \"relay\"", "class.email.format: the relay format needs relay_domain"),
+        ("format = \"relay\"\nrelay_domain = \"not a domain\"", "class.email.relay_domain"),
+    ] {
+        let text = base.replace("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", bad);
+        std::fs::write(&path, text).unwrap();
+        let out = veil(&["check", "-c", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.success(), problem.is_empty(), "{bad}: {stderr}");
+        assert!(stderr.contains(problem), "{bad}: {stderr}");
+    }
+}

@@ -112,6 +112,8 @@ struct RawClass {
     ttl: Option<String>,
     /// `cvc` only: how many reveals a CVC allows (default 1).
     uses: Option<u64>,
+    /// `email` with `format = "relay"`: the domain (the operator's) the tokens are addresses at.
+    relay_domain: Option<String>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -138,6 +140,31 @@ impl Config {
             .as_ref()
             .map(|v| v.master_key_file.as_path())
             .or_else(|| self.vault_client.as_ref().map(|c| c.master_key_file.as_path()))
+    }
+
+    /// What is valid but unsafe for the data subjects, with the setting's path: tokens a stranger could receive
+    /// mail at or be called on. (Only a config that tokenises, one with a vault, has formats that matter.)
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.vault.is_none() {
+            return out;
+        }
+        if self.formats.email == crate::token::email::EmailFormat::KeepDomain {
+            out.push(
+                "class.email.format: keep-domain tokens are deliverable addresses at the customer's provider: mail \
+                 the shop sends to one reaches a stranger (a personal-data breach). Use format = \"relay\" with \
+                 relay_domain = \"<a domain you own>\", or \"reserved-domain\""
+                    .into(),
+            );
+        }
+        if self.formats.phone == crate::token::phone::PhoneFormat::KeepCountry {
+            out.push(
+                "class.phone.format: keep-country tokens can be real numbers: an SMS or a call to one can reach a \
+                 stranger. Do not let the app call or text a phone token"
+                    .into(),
+            );
+        }
+        out
     }
 }
 
@@ -340,10 +367,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         match name.parse::<Class>() {
             Err(e) => p(&at, e),
             Ok(class) => {
-                if let Some(f) = &c.format {
-                    if let Err(e) = formats.set(class, f) {
-                        p(&format!("{at}.format"), e);
+                match (class, c.format.as_deref(), &c.relay_domain) {
+                    (Class::Email, Some("relay"), Some(domain)) => match relay_domain(domain) {
+                        Ok(d) => formats.email = crate::token::email::EmailFormat::Relay(d),
+                        Err(e) => p(&format!("{at}.relay_domain"), e),
+                    },
+                    (_, _, Some(_)) => p(&format!("{at}.relay_domain"), "only for class.email with format = \"relay\"".into()),
+                    (_, Some(f), None) => {
+                        if let Err(e) = formats.set(class, f) {
+                            p(&format!("{at}.format"), e);
+                        }
                     }
+                    (_, None, None) => {}
                 }
                 formats.fresh[class.index()] = c.deterministic == Some(false);
                 match (class, c.ttl.as_deref().map(duration::parse_secs)) {
@@ -398,6 +433,22 @@ fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketA
 /// otherwise. A shop's real customers rarely share both; walking one `keep-bin-last4` token's ~10^5 candidates
 /// (half of them on average) takes 500 days at this rate, however many addresses the walk comes from.
 pub const PAN_RANGE_PER_DAY: u32 = 100;
+
+/// A relay domain: a valid domain name (letters, digits, hyphens, dots; two labels at least), kept for the life
+/// of the process (leaked once at config load: formats are copied freely and hold it by reference).
+fn relay_domain(domain: &str) -> Result<&'static str, String> {
+    let d = domain.trim().to_ascii_lowercase();
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    match d.len() <= 200 && d.split('.').count() >= 2 && d.split('.').all(label_ok) {
+        true => Ok(Box::leak(d.into_boxed_str())),
+        false => Err(format!("{domain:?} is not a domain name (e.g. \"customers.shop.example\")")),
+    }
+}
 
 /// A caller's budget of new values of enumerable classes per minute, unless it sets its own: a bound on what a
 /// stolen API key can add (the card range budget is what stops a walk), with room for the busiest service and

@@ -71,7 +71,7 @@ impl ClassFormats {
         match class {
             Class::Pan => matches!(self.pan, PanFormat::Last4Reserved | PanFormat::NonLuhn),
             Class::Iban => matches!(self.iban, IbanFormat::ReservedBank),
-            Class::Email => matches!(self.email, EmailFormat::ReservedDomain),
+            Class::Email => matches!(self.email, EmailFormat::ReservedDomain | EmailFormat::Relay(_)),
             Class::Phone | Class::Name | Class::Address | Class::Text | Class::Cvc => false,
         }
     }

@@ -50,6 +50,9 @@ pub enum EmailFormat {
     KeepDomain,
     /// Random local part of the same shape at `example.com` (RFC 2606) (`reserved-domain`).
     ReservedDomain,
+    /// Random local part of the same shape at a domain the operator owns (`relay`, with `relay_domain`): mail
+    /// to a token reaches the operator, never a stranger (a relay there can hand it on to the customer).
+    Relay(&'static str),
 }
 
 impl EmailFormat {
@@ -58,6 +61,7 @@ impl EmailFormat {
         match self {
             EmailFormat::KeepDomain => "keep-domain",
             EmailFormat::ReservedDomain => "reserved-domain",
+            EmailFormat::Relay(_) => "relay",
         }
     }
 }
@@ -69,7 +73,8 @@ impl FromStr for EmailFormat {
         match s {
             "keep-domain" => Ok(EmailFormat::KeepDomain),
             "reserved-domain" => Ok(EmailFormat::ReservedDomain),
-            _ => Err(Invalid("unknown email token format (expected keep-domain or reserved-domain)")),
+            "relay" => Err(Invalid("the relay format needs relay_domain = \"<a domain you own>\"")),
+            _ => Err(Invalid("unknown email token format (expected relay, reserved-domain or keep-domain)")),
         }
     }
 }
@@ -110,6 +115,7 @@ pub fn generate<R: Rng + ?Sized>(canonical: &str, format: EmailFormat, attempt: 
     let domain = match format {
         EmailFormat::KeepDomain => domain,
         EmailFormat::ReservedDomain => RESERVED_DOMAIN,
+        EmailFormat::Relay(relay) => relay,
     };
     let input: Vec<char> = local.chars().collect();
     let mut drawn: Vec<char> = input.iter().map(|&c| redraw(c, rng)).collect();
@@ -305,7 +311,11 @@ mod tests {
     }
 
     fn format_strategy() -> impl Strategy<Value = EmailFormat> {
-        prop_oneof![Just(EmailFormat::KeepDomain), Just(EmailFormat::ReservedDomain)]
+        prop_oneof![
+            Just(EmailFormat::KeepDomain),
+            Just(EmailFormat::ReservedDomain),
+            Just(EmailFormat::Relay("customers.shop.example"))
+        ]
     }
 
     proptest! {
@@ -335,6 +345,7 @@ mod tests {
             match format {
                 EmailFormat::KeepDomain => prop_assert_eq!(token_domain, domain),
                 EmailFormat::ReservedDomain => prop_assert_eq!(token_domain, RESERVED_DOMAIN),
+                EmailFormat::Relay(relay) => prop_assert_eq!(token_domain, relay),
             }
             let widened = (attempt / 16) as usize;
             prop_assert!(token_local.len() >= local.len());
