@@ -343,6 +343,7 @@ impl Vault for RemoteVault {
             out[*i] = t.token;
         }
         let mut cards: Vec<usize> = terms.binds.iter().map(|&(_, card)| card).collect();
+        cards.sort_unstable();
         cards.dedup();
         for card in cards {
             let group: Vec<usize> =
