@@ -248,7 +248,10 @@ fn no_shipped_config_gives_an_email_token_a_strangers_domain() {
         }
         let format = cfg.formats.email;
         assert!(
-            matches!(format, veil::token::email::EmailFormat::Relay(_) | veil::token::email::EmailFormat::ReservedDomain),
+            matches!(
+                format,
+                veil::token::email::EmailFormat::Relay(_) | veil::token::email::EmailFormat::ReservedDomain
+            ),
             "{}: email format {format:?} could address a stranger",
             f.display()
         );
@@ -256,6 +259,11 @@ fn no_shipped_config_gives_an_email_token_a_strangers_domain() {
         let mut rng = rand::thread_rng();
         let token = veil::token::email::generate("jane.doe@gmail.com", format, 0, &mut rng);
         assert!(!token.ends_with("@gmail.com"), "{token}");
+        // And a phone token rings nobody: a fiction range or the operator's block.
+        let phone = cfg.formats.phone;
+        assert!(matches!(phone, veil::token::phone::PhoneFormat::ReservedRange(_)), "{}: {phone:?}", f.display());
+        let token = veil::token::phone::generate("+4917012345678", phone, 0, &mut rng);
+        assert!(!token.starts_with("+49"), "{token}");
         checked += 1;
     }
     assert!(checked >= 3, "veil.toml, webshop.toml and split/vault.toml at least");
@@ -265,7 +273,8 @@ fn no_shipped_config_gives_an_email_token_a_strangers_domain() {
 fn check_warns_where_a_token_could_reach_a_stranger() {
     let dir = tempfile::tempdir().unwrap();
     let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml")).unwrap();
-    let risky = base.replace("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", "format = \"keep-domain\"");
+    let risky =
+        base.replace("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", "format = \"keep-domain\"");
     assert_ne!(risky, base);
     let path = dir.path().join("risky.toml");
     std::fs::write(&path, risky).unwrap();
@@ -273,10 +282,28 @@ fn check_warns_where_a_token_could_reach_a_stranger() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "a warning is not an error: {stderr}");
     assert!(stderr.contains("warning: class.email.format: keep-domain") && stderr.contains("stranger"), "{stderr}");
+    let risky =
+        base.replace("format = \"reserved-range\"\nreserved_prefix = \"+44 1632\"", "format = \"keep-country\"");
+    std::fs::write(&path, risky).unwrap();
+    let out = veil(&["check", "-c", path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: class.phone.format: keep-country"));
+    for (bad, problem) in [
+        ("format = \"reserved-range\"", "class.phone.format: the reserved-range format needs reserved_prefix"),
+        ("format = \"reserved-range\"\nreserved_prefix = \"1632\"", "class.phone.reserved_prefix"),
+    ] {
+        let text = base.replace("format = \"reserved-range\"\nreserved_prefix = \"+44 1632\"", bad);
+        std::fs::write(&path, text).unwrap();
+        let out = veil(&["check", "-c", path.to_str().unwrap()]);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(problem), "{bad}");
+    }
     for (bad, problem) in [
         ("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", ""),
         ("format = \"relay\"", "class.email.format: the relay format needs relay_domain"),
         ("format = \"relay\"\nrelay_domain = \"not a domain\"", "class.email.relay_domain"),
+        (
+            "format = \"relay\"\nrelay_domain = \"customers.shop.example\"\nreserved_prefix = \"+44 1632\"",
+            "class.email.reserved_prefix",
+        ),
     ] {
         let text = base.replace("format = \"relay\"\nrelay_domain = \"customers.shop.example\"", bad);
         std::fs::write(&path, text).unwrap();

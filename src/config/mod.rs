@@ -114,6 +114,8 @@ struct RawClass {
     uses: Option<u64>,
     /// `email` with `format = "relay"`: the domain (the operator's) the tokens are addresses at.
     relay_domain: Option<String>,
+    /// `phone` with `format = "reserved-range"`: the operator's own number block (`+49 30 555 000`).
+    reserved_prefix: Option<String>,
 }
 
 // ---------------------------------------------------------------- validated
@@ -372,13 +374,26 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                         Ok(d) => formats.email = crate::token::email::EmailFormat::Relay(d),
                         Err(e) => p(&format!("{at}.relay_domain"), e),
                     },
-                    (_, _, Some(_)) => p(&format!("{at}.relay_domain"), "only for class.email with format = \"relay\"".into()),
+                    (_, _, Some(_)) => {
+                        p(&format!("{at}.relay_domain"), "only for class.email with format = \"relay\"".into())
+                    }
+                    (Class::Phone, Some("reserved-range"), None) if c.reserved_prefix.is_some() => {
+                        match reserved_prefix(c.reserved_prefix.as_deref().unwrap_or_default()) {
+                            Ok(prefix) => formats.phone = crate::token::phone::PhoneFormat::ReservedRange(prefix),
+                            Err(e) => p(&format!("{at}.reserved_prefix"), e),
+                        }
+                    }
                     (_, Some(f), None) => {
                         if let Err(e) = formats.set(class, f) {
                             p(&format!("{at}.format"), e);
                         }
                     }
                     (_, None, None) => {}
+                }
+                if c.reserved_prefix.is_some()
+                    && !(class == Class::Phone && c.format.as_deref() == Some("reserved-range"))
+                {
+                    p(&format!("{at}.reserved_prefix"), "only for class.phone with format = \"reserved-range\"".into());
                 }
                 formats.fresh[class.index()] = c.deterministic == Some(false);
                 match (class, c.ttl.as_deref().map(duration::parse_secs)) {
@@ -447,6 +462,19 @@ fn relay_domain(domain: &str) -> Result<&'static str, String> {
     match d.len() <= 200 && d.split('.').count() >= 2 && d.split('.').all(label_ok) {
         true => Ok(Box::leak(d.into_boxed_str())),
         false => Err(format!("{domain:?} is not a domain name (e.g. \"customers.shop.example\")")),
+    }
+}
+
+/// An operator's number block for phone tokens: `+`, then 4 to 12 digits (separators allowed), kept for the
+/// life of the process like a relay domain.
+fn reserved_prefix(prefix: &str) -> Result<&'static str, String> {
+    let digits: String = prefix.chars().filter(char::is_ascii_digit).collect();
+    let shape = prefix.trim().starts_with('+') && prefix.chars().all(|c| c.is_ascii_digit() || " +-()".contains(c));
+    match shape && (4..=12).contains(&digits.len()) {
+        true => Ok(Box::leak(digits.into_boxed_str())),
+        false => {
+            Err(format!("{prefix:?} is not a number block (`+`, country code, 4 to 12 digits: \"+49 30 555 000\")"))
+        }
     }
 }
 

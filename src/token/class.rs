@@ -72,7 +72,8 @@ impl ClassFormats {
             Class::Pan => matches!(self.pan, PanFormat::Last4Reserved | PanFormat::NonLuhn),
             Class::Iban => matches!(self.iban, IbanFormat::ReservedBank),
             Class::Email => matches!(self.email, EmailFormat::ReservedDomain | EmailFormat::Relay(_)),
-            Class::Phone | Class::Name | Class::Address | Class::Text | Class::Cvc => false,
+            Class::Phone => matches!(self.phone, PhoneFormat::ReservedRange(_)),
+            Class::Name | Class::Address | Class::Text | Class::Cvc => false,
         }
     }
 

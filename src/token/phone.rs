@@ -44,16 +44,30 @@ fn is_plus(c: char) -> bool {
 /// How phone tokens are drawn (config names in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PhoneFormat {
-    /// Keep `+`, country calling code (or the first digit), length and punctuation (`keep-country`).
+    /// Keep `+`, country calling code (or the first digit), length and punctuation (`keep-country`). A token
+    /// can be a real subscriber's number.
     #[default]
     KeepCountry,
+    /// Numbers nobody is called at (`reserved-range`, with `reserved_prefix`): where the numbering plan reserves
+    /// numbers for drama and fiction, from those (UK, Ofcom: `+44 7700 900000`–`900999`; North America, NANP:
+    /// `+1 NPA 555-0100`–`0199`, area code kept); elsewhere, and once those are taken, the operator's own number
+    /// block: the configured prefix (international digits, e.g. `4930555000`) and drawn digits, length kept.
+    ReservedRange(&'static str),
 }
+
+/// Ofcom's numbers for drama purposes: UK mobile `07700 900000`–`07700 900999` (national digits, trunk `0` off).
+const UK_FICTION: &str = "7700900";
+/// NANP's numbers for fiction: `555-0100` to `555-0199` in every area code.
+const NANP_FICTION: &str = "55501";
+/// Attempts within the fiction ranges before the operator's block takes over (they hold 1,000 and 100 numbers).
+const FICTION_ATTEMPTS: u32 = 24;
 
 impl PhoneFormat {
     /// The configuration name of this format.
     pub fn as_str(self) -> &'static str {
         match self {
             PhoneFormat::KeepCountry => "keep-country",
+            PhoneFormat::ReservedRange(_) => "reserved-range",
         }
     }
 }
@@ -64,7 +78,10 @@ impl FromStr for PhoneFormat {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "keep-country" => Ok(PhoneFormat::KeepCountry),
-            _ => Err(Invalid("unknown phone token format (expected keep-country)")),
+            "reserved-range" => {
+                Err(Invalid("the reserved-range format needs reserved_prefix = \"<your number block>\""))
+            }
+            _ => Err(Invalid("unknown phone token format (expected reserved-range or keep-country)")),
         }
     }
 }
@@ -125,8 +142,46 @@ pub fn mask(canonical: &str) -> String {
 /// length, so `attempt` does not change the shape. Never returns `canonical` itself, never loops and never
 /// panics.
 pub fn generate<R: Rng + ?Sized>(canonical: &str, format: PhoneFormat, attempt: u32, rng: &mut R) -> String {
-    let PhoneFormat::KeepCountry = format;
-    let _ = attempt;
+    match format {
+        PhoneFormat::KeepCountry => keep_country(canonical, rng),
+        PhoneFormat::ReservedRange(prefix) => reserved(canonical, prefix, attempt, rng),
+    }
+}
+
+/// A token from a range reserved for fiction, or from the operator's block `prefix` (international digits).
+fn reserved<R: Rng + ?Sized>(canonical: &str, prefix: &str, attempt: u32, rng: &mut R) -> String {
+    let digits =
+        |n: usize, rng: &mut R| -> String { (0..n).map(|_| char::from(b'0' + rng.gen_range(0..10u8))).collect() };
+    let (plus, rest) = match canonical.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, canonical),
+    };
+    let len = rest.len();
+    if plus && attempt < FICTION_ATTEMPTS {
+        if rest.starts_with("44") && len == 12 {
+            return format!("+44{UK_FICTION}{}", digits(3, rng));
+        }
+        if let Some(national) = rest.strip_prefix('1').filter(|n| n.len() == 10) {
+            return format!("+1{}{NANP_FICTION}{}", &national[..3], digits(2, rng));
+        }
+    }
+    // The operator's block: international with `+`; written nationally (trunk `0`, country code off) without.
+    let block = match plus {
+        true => prefix.to_owned(),
+        false => format!("0{}", &prefix[country_code_len(prefix).min(prefix.len())..]),
+    };
+    let fill = len.saturating_sub(block.len()).max(1);
+    let token = format!("{}{block}{}", if plus { "+" } else { "" }, digits(fill, rng));
+    // Longer than the input only when the block leaves no room: still a number of the operator's block.
+    if token == canonical {
+        format!("{}{block}{}", if plus { "+" } else { "" }, digits(fill + 1, rng))
+    } else {
+        token
+    }
+}
+
+/// Keeps `+`, the country code (or the first digit) and the length; draws the rest.
+fn keep_country<R: Rng + ?Sized>(canonical: &str, rng: &mut R) -> String {
     let (plus, rest) = match canonical.strip_prefix('+') {
         Some(rest) => ("+", rest),
         None => ("", canonical),
@@ -248,6 +303,31 @@ fn check(written: &str) -> Result<String, Invalid> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reserved_range_tokens_ring_nobody() {
+        let block = PhoneFormat::ReservedRange("441632");
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            // UK numbers: Ofcom's drama range while it lasts, then the operator's block.
+            let t = generate("+447911123456", block, 0, &mut rng);
+            assert!(t.starts_with("+447700900") && t.len() == 13, "{t}");
+            let t = generate("+447911123456", block, FICTION_ATTEMPTS, &mut rng);
+            assert!(t.starts_with("+441632") && t.len() == 13, "{t}");
+            // North America: 555-01xx in the same area code.
+            let t = generate("+12125551234", block, 0, &mut rng);
+            assert!(t.starts_with("+121255501") && t.len() == 12, "{t}");
+            // Elsewhere: the block, length kept; written nationally, the block written nationally.
+            let t = generate("+4930123456789", block, 0, &mut rng);
+            assert!(t.starts_with("+441632") && t.len() == 14, "{t}");
+            let t = generate("030123456789", block, 0, &mut rng);
+            assert!(t.starts_with("01632") && t.len() == 12, "{t}");
+            assert!(validate(&t).is_ok());
+        }
+        // A number shorter than the block still gets one of the block's (one digit longer).
+        let t = generate("+4412345", PhoneFormat::ReservedRange("44163296012"), 0, &mut rng);
+        assert!(t.starts_with("+44163296012") && t != "+4412345", "{t}");
+    }
     use proptest::prelude::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
@@ -293,6 +373,21 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn reserved_range_tokens_stay_in_their_ranges(written in written_phone(), attempt in 0u32..100, seed in any::<u64>()) {
+            let canonical = parse(&written).unwrap().canonical;
+            let token = generate(&canonical, PhoneFormat::ReservedRange("441632"), attempt, &mut StdRng::seed_from_u64(seed));
+            prop_assert_ne!(&token, &canonical);
+            prop_assert!(validate(&token).is_ok());
+            prop_assert_eq!(token.starts_with('+'), canonical.starts_with('+'));
+            let fiction = token.starts_with("+447700900") || (token.starts_with("+1") && token[5..].starts_with("55501"));
+            let block = token.starts_with("+441632") || token.starts_with("01632");
+            prop_assert!(fiction || block, "{} -> {}", canonical, token);
+            if canonical.len() > 8 {
+                prop_assert_eq!(token.len(), canonical.len());
+            }
+        }
 
         #[test]
         fn tokens_keep_their_promised_shape(written in written_phone(), attempt in 0u32..100, seed in any::<u64>()) {
