@@ -8,7 +8,7 @@ use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 
 /// The body of every error answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -16,7 +16,7 @@ pub struct ErrorBody {
 
 /// What went wrong: a fixed snake_case `code`, a human sentence that never holds a value, and — where the error
 /// is about one item of a batch — which item and of what class.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     pub code: String,

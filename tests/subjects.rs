@@ -70,6 +70,8 @@ async fn export_and_erase_a_subject(backend: Backend) {
     let (status, export) = subject_call(c, "GET", "cust-42", DPO_KEY).await;
     assert_eq!(status, 200, "{export}");
     assert_eq!(export["complete"], true);
+    // The answer has the shape the OpenAPI document describes.
+    serde_json::from_value::<veil::vault::wire::SubjectExport>(export.clone()).unwrap();
     let items = export["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{export}");
     let by_class = |class: &str| items.iter().find(|i| i["class"] == class).unwrap().clone();
@@ -117,6 +119,7 @@ async fn export_and_erase_a_subject(backend: Backend) {
     let keys = keys_of(&v);
     let parsed: Value = serde_json::from_str(&signed.to_string()).unwrap();
     assert!(veil::vault::subjects::verify_receipt(&keys, &parsed), "the receipt verifies");
+    serde_json::from_value::<veil::vault::wire::SignedReceipt>(parsed.clone()).unwrap();
     let mut edited = parsed.clone();
     edited["receipt"]["kept_shared"] = json!([]);
     assert!(!veil::vault::subjects::verify_receipt(&keys, &edited), "an edited receipt fails");

@@ -1,4 +1,4 @@
-//! The vault HTTP API (`/v1/tokenize`, `/v1/detokenize`, `/v1/mask`, `/v1/ready`, `GET|DELETE
+//! The vault HTTP API (`/v1/tokenize`, `/v1/detokenize`, `/v1/mask`, `/v1/ready`, `/v1/openapi.json`, `GET|DELETE
 //! /v1/subjects/{id}`): authenticate, parse with limits, call the vault, and map every error to one JSON shape in
 //! one place ([`error_response`]).
 
@@ -16,6 +16,9 @@ use super::wire::{ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAn
 use super::{ItemResult, LocalVault, Scope, Terms, Vault, VaultError};
 use crate::domain::Class;
 use crate::respond::json_response;
+
+/// The API's OpenAPI document, built once.
+static OPENAPI: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(super::openapi::document);
 
 /// How long a client may take to send its whole body once the headers are in.
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
@@ -35,8 +38,8 @@ pub enum ApiError {
     #[error("no such endpoint")]
     NoRoute,
     #[error(
-        "method not allowed: POST for /v1/tokenize|detokenize|mask, GET for /v1/ready, GET or DELETE for \
-         /v1/subjects/{{id}}"
+        "method not allowed: POST for /v1/tokenize|detokenize|mask, GET for /v1/ready and /v1/openapi.json, GET or \
+         DELETE for /v1/subjects/{{id}}"
     )]
     Method,
     #[error("missing or unknown credentials: send `Authorization: Bearer <key>` or a client certificate")]
@@ -59,6 +62,37 @@ pub enum ApiError {
     NotReady,
     #[error(transparent)]
     Vault(#[from] VaultError),
+}
+
+/// Every status and code [`ApiError::status_and_code`] answers, in status order — what the OpenAPI document lists
+/// (a test checks it against every variant). `body`: the error can only come of a request body.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    ErrorCode { status: 400, code: "malformed_json", body: true },
+    ErrorCode { status: 400, code: "unknown_class", body: true },
+    ErrorCode { status: 400, code: "invalid_request", body: false },
+    ErrorCode { status: 400, code: "body_unreadable", body: true },
+    ErrorCode { status: 401, code: "unauthenticated", body: false },
+    ErrorCode { status: 403, code: "forbidden", body: false },
+    ErrorCode { status: 404, code: "no_route", body: false },
+    ErrorCode { status: 405, code: "method_not_allowed", body: false },
+    ErrorCode { status: 408, code: "body_timeout", body: true },
+    ErrorCode { status: 413, code: "body_too_large", body: true },
+    ErrorCode { status: 413, code: "batch_too_large", body: true },
+    ErrorCode { status: 422, code: "invalid_value", body: true },
+    ErrorCode { status: 429, code: "budget_exceeded", body: true },
+    ErrorCode { status: 500, code: "internal", body: false },
+    ErrorCode { status: 503, code: "store_unavailable", body: false },
+    ErrorCode { status: 503, code: "audit_unavailable", body: false },
+    ErrorCode { status: 503, code: "not_ready", body: false },
+    ErrorCode { status: 503, code: "vault_unavailable", body: false },
+];
+
+/// One error answer of the vault API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode {
+    pub status: u16,
+    pub code: &'static str,
+    pub body: bool,
 }
 
 impl ApiError {
@@ -117,6 +151,8 @@ enum Endpoint {
     Detokenize,
     Mask,
     Ready,
+    /// `GET /v1/openapi.json`: the API's description.
+    OpenApi,
     /// `GET` (export) or `DELETE` (erase) of `/v1/subjects/{id}`.
     Subject,
 }
@@ -124,7 +160,7 @@ enum Endpoint {
 impl Endpoint {
     fn allows(self, method: &Method) -> bool {
         match self {
-            Endpoint::Ready => method == Method::GET,
+            Endpoint::Ready | Endpoint::OpenApi => method == Method::GET,
             Endpoint::Subject => method == Method::GET || method == Method::DELETE,
             _ => method == Method::POST,
         }
@@ -132,7 +168,7 @@ impl Endpoint {
 }
 
 /// Longest subject id accepted (bytes).
-const MAX_SUBJECT: usize = 256;
+pub const MAX_SUBJECT: usize = 256;
 
 /// The percent-decoded subject id of a `/v1/subjects/{id}` path.
 fn subject_id(raw: &str) -> Result<String, ApiError> {
@@ -175,6 +211,7 @@ where
         "/v1/detokenize" => Endpoint::Detokenize,
         "/v1/mask" => Endpoint::Mask,
         "/v1/ready" => Endpoint::Ready,
+        "/v1/openapi.json" => Endpoint::OpenApi,
         p => match p.strip_prefix("/v1/subjects/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Endpoint::Subject,
             _ => return Err(ApiError::NoRoute),
@@ -202,6 +239,10 @@ where
             false => state.vault.export_subject(&caller, &id).await?,
         };
         return Ok(json_response(StatusCode::OK, &body));
+    }
+    if let Endpoint::OpenApi = endpoint {
+        // Like readiness: for any authenticated caller, not audited.
+        return Ok(json_response(StatusCode::OK, &*OPENAPI));
     }
     if let Endpoint::Ready = endpoint {
         // Authenticated (so it tells strangers nothing) but not audited: it reveals and changes nothing.
@@ -319,6 +360,7 @@ fn count_unauthenticated(state: &ApiState, endpoint: Endpoint, erase: bool) {
         Endpoint::Detokenize => "detokenize",
         Endpoint::Mask => "mask",
         Endpoint::Ready => "ready",
+        Endpoint::OpenApi => "openapi",
         Endpoint::Subject if erase => "erase",
         Endpoint::Subject => "export",
     };
@@ -363,6 +405,83 @@ mod tests {
         assert_eq!((e.code.as_str(), e.index), ("unknown_class", Some(1)));
         let e = body(ApiError::NotReady).await;
         assert_eq!((e.class, e.index), (None, None));
+    }
+
+    /// One of every variant. The match below has no wildcard: a new variant breaks the build here until it has
+    /// a sample (and so a checked entry in [`ERROR_CODES`]).
+    fn samples() -> Vec<ApiError> {
+        let samples = vec![
+            ApiError::NoRoute,
+            ApiError::Method,
+            ApiError::Unauthenticated,
+            ApiError::BodyTooLarge(1),
+            ApiError::BatchTooLarge { got: 2, max: 1 },
+            ApiError::BodyRead,
+            ApiError::BodyTimeout,
+            ApiError::MalformedJson("x".into()),
+            ApiError::UnknownClass { index: 0 },
+            ApiError::BadField("x"),
+            ApiError::NotReady,
+            ApiError::Vault(VaultError::Forbidden { op: crate::domain::Op::Mask, class: Class::Pan }),
+            ApiError::Vault(VaultError::ForbiddenOp(crate::domain::Op::Erase)),
+            ApiError::Vault(VaultError::Invalid { index: 0, reason: crate::token::Invalid("x") }),
+            ApiError::Vault(VaultError::StoreUnavailable),
+            ApiError::Vault(VaultError::AuditUnavailable),
+            ApiError::Vault(VaultError::Internal),
+            ApiError::Vault(VaultError::Unavailable),
+            ApiError::Vault(VaultError::OverBudget { scope: Scope::Caller, retry_after: 1 }),
+        ];
+        for e in &samples {
+            match e {
+                ApiError::NoRoute
+                | ApiError::Method
+                | ApiError::Unauthenticated
+                | ApiError::BodyTooLarge(_)
+                | ApiError::BatchTooLarge { .. }
+                | ApiError::BodyRead
+                | ApiError::BodyTimeout
+                | ApiError::MalformedJson(_)
+                | ApiError::UnknownClass { .. }
+                | ApiError::BadField(_)
+                | ApiError::NotReady => {}
+                ApiError::Vault(v) => match v {
+                    VaultError::Forbidden { .. }
+                    | VaultError::ForbiddenOp(_)
+                    | VaultError::Invalid { .. }
+                    | VaultError::StoreUnavailable
+                    | VaultError::AuditUnavailable
+                    | VaultError::Internal
+                    | VaultError::Unavailable
+                    | VaultError::OverBudget { .. } => {}
+                },
+            }
+        }
+        samples
+    }
+
+    #[test]
+    fn the_listed_error_codes_are_exactly_those_answered() {
+        let mut answered: Vec<(u16, &str)> =
+            samples().iter().map(|e| e.status_and_code()).map(|(s, c)| (s.as_u16(), c)).collect();
+        answered.sort();
+        answered.dedup();
+        let mut listed: Vec<(u16, &str)> = ERROR_CODES.iter().map(|e| (e.status, e.code)).collect();
+        listed.sort();
+        assert_eq!(listed, answered);
+    }
+
+    #[test]
+    fn every_missing_reason_is_listed() {
+        for m in crate::vault::engine::Missing::ALL {
+            match m {
+                crate::vault::engine::Missing::NotFound
+                | crate::vault::engine::Missing::Gone
+                | crate::vault::engine::Missing::CvcUnavailable => {}
+            }
+        }
+        let mut codes: Vec<_> = crate::vault::engine::Missing::ALL.iter().map(|m| m.code()).collect();
+        codes.dedup();
+        assert_eq!(codes.len(), 3);
     }
 
     #[test]

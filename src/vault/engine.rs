@@ -78,6 +78,9 @@ pub enum Missing {
 }
 
 impl Missing {
+    /// Every reason, for the API description (a test checks none is left out).
+    pub const ALL: [Missing; 3] = [Missing::NotFound, Missing::Gone, Missing::CvcUnavailable];
+
     pub fn code(self) -> &'static str {
         match self {
             Missing::NotFound => "not_found",

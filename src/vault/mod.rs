@@ -7,6 +7,7 @@ pub mod auth;
 pub mod engine;
 pub mod known;
 pub mod links;
+pub mod openapi;
 pub mod remote;
 pub mod retention;
 pub mod rewrap;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::audit::{Event, Item};
 use super::auth::Caller;
+use super::wire::{ErasedToken, ExportItem, Receipt, SubjectExport, SubjectReveal, TokenState};
 use super::{engine_error, LocalVault, VaultError};
 use crate::crypto::KeySet;
 use crate::domain::permission::{self as policy, Op};
@@ -52,34 +53,36 @@ impl LocalVault {
         let event = Event { caller: caller.name.clone(), op: "export", outcome: "ok", purpose: None, items: audited };
         self.audit.append(event, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
         self.metrics.vault_operations.with_label_values(&["export", "-", "ok"]).inc();
-        Ok(json!({
-            "subject_fp": hex::encode(fp),
-            "complete": withheld == 0,
-            "withheld_records": withheld,
-            "items": items,
-            "reveals": reveals,
-        }))
+        let export = SubjectExport {
+            subject_fp: hex::encode(fp),
+            complete: withheld == 0,
+            withheld_records: withheld,
+            items,
+            reveals,
+        };
+        serde_json::to_value(export).map_err(|_| VaultError::Internal)
     }
 
-    fn export_item(&self, caller: &Caller, class: Class, rec: &Record) -> Result<Value, VaultError> {
-        let mut item = json!({
-            "class": rec.class,
-            "token": rec.token,
-            "state": if rec.gone_at.is_some() { "gone" } else { "active" },
-            "created_at": rec.created_at,
-            "last_used_at": rec.last_used_at,
-        });
-        if let Some(gone) = rec.gone_at {
-            item["gone_at"] = json!(gone);
-        } else if policy::allowed(&caller.allow, Op::Detokenize, class) {
-            let value = self.engine().open_record(rec).map_err(engine_error)?;
-            item["value"] = json!(value.expose());
-        }
-        Ok(item)
+    fn export_item(&self, caller: &Caller, class: Class, rec: &Record) -> Result<ExportItem, VaultError> {
+        let value = match rec.gone_at {
+            None if policy::allowed(&caller.allow, Op::Detokenize, class) => {
+                Some(self.engine().open_record(rec).map_err(engine_error)?.expose().to_owned())
+            }
+            _ => None,
+        };
+        Ok(ExportItem {
+            class: rec.class.clone(),
+            token: rec.token.clone(),
+            state: if rec.gone_at.is_some() { TokenState::Gone } else { TokenState::Active },
+            created_at: rec.created_at,
+            last_used_at: rec.last_used_at,
+            gone_at: rec.gone_at,
+            value,
+        })
     }
 
     /// Reveals (detokenize, mask) of these token fingerprints in the audit log, oldest first.
-    fn reveals_of(&self, tokens: &HashMap<String, (String, String)>) -> Result<Vec<Value>, VaultError> {
+    fn reveals_of(&self, tokens: &HashMap<String, (String, String)>) -> Result<Vec<SubjectReveal>, VaultError> {
         let Some(path) = &self.audit_path else { return Ok(Vec::new()) };
         if tokens.is_empty() {
             return Ok(Vec::new());
@@ -103,18 +106,15 @@ impl LocalVault {
             }
             for item in entry["items"].as_array().into_iter().flatten() {
                 let Some((class, token)) = item["token_fp"].as_str().and_then(|fp| tokens.get(fp)) else { continue };
-                let mut reveal = json!({
-                    "at": entry["ts"],
-                    "caller": entry["caller"],
-                    "op": op,
-                    "class": class,
-                    "token": token,
-                    "result": item["result"],
+                out.push(SubjectReveal {
+                    at: entry["ts"].as_i64().unwrap_or_default(),
+                    caller: entry["caller"].as_str().unwrap_or_default().to_owned(),
+                    op: op.to_owned(),
+                    class: class.clone(),
+                    token: token.clone(),
+                    result: item["result"].as_str().unwrap_or_default().to_owned(),
+                    purpose: entry["purpose"].as_str().map(str::to_owned),
                 });
-                if let Some(p) = entry["purpose"].as_str() {
-                    reveal["purpose"] = json!(p);
-                }
-                out.push(reveal);
             }
         }
         Ok(out)
@@ -145,7 +145,7 @@ impl LocalVault {
         let (mut gone, mut kept) = (Vec::new(), Vec::new());
         for e in &erased {
             let token_fp = self.audit.token_fp(&e.class, &e.token);
-            let entry = json!({"class": e.class, "token_fp": token_fp});
+            let entry = ErasedToken { class: e.class.clone(), token_fp: token_fp.clone() };
             if e.erased {
                 gone.push(entry);
             } else {
@@ -160,15 +160,17 @@ impl LocalVault {
             tracing::error!(caller = %caller.name, "erasure result could not be audited");
         }
         self.metrics.vault_operations.with_label_values(&["erase", "-", "ok"]).inc();
-        let receipt = json!({
-            "type": RECEIPT_TYPE,
-            "version": 1,
-            "subject_fp": hex::encode(fp),
-            "erased_at": now,
-            "caller": caller.name,
-            "erased": gone,
-            "kept_shared": kept,
-        });
+        let receipt = Receipt {
+            kind: RECEIPT_TYPE.to_owned(),
+            version: 1,
+            subject_fp: hex::encode(fp),
+            erased_at: now,
+            caller: caller.name.clone(),
+            erased: gone,
+            kept_shared: kept,
+        };
+        // Signed as JSON (the signature is over its compact form): the answer has [`super::wire::SignedReceipt`]'s shape.
+        let receipt = serde_json::to_value(receipt).map_err(|_| VaultError::Internal)?;
         Ok(sign_receipt(engine.keys(), receipt))
     }
 

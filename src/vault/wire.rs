@@ -1,16 +1,18 @@
 //! The vault API's wire contract: the JSON bodies of `/v1/tokenize`, `/v1/detokenize`, `/v1/mask` and
 //! `/v1/ready`, used by both ends — the server (`api.rs`) and the client of a split deployment (`remote.rs`) —
-//! so neither can drift from the other. Errors use [`crate::respond::ErrorBody`], whose `class` and `index`
-//! fields carry what a client needs to name the refused item; nothing is recovered from message text.
+//! so neither can drift from the other, and the answers of `GET|DELETE /v1/subjects/{id}`. Errors use
+//! [`crate::respond::ErrorBody`], whose `class` and `index` fields carry what a client needs to name the refused
+//! item; nothing is recovered from message text. The OpenAPI document (`openapi.rs`) is derived from these types.
 
 use std::borrow::Cow;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use crate::respond::{ErrorBody, ErrorDetail};
 
 /// `POST /v1/tokenize`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeRequest<'a> {
     #[serde(borrow)]
@@ -24,14 +26,14 @@ pub struct TokenizeRequest<'a> {
 }
 
 /// [`crate::vault::Terms`] on the wire: `strict`, the values come from the public side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WireTerms {
     #[serde(default)]
     pub strict: bool,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenizeItem<'a> {
     #[serde(borrow)]
@@ -44,7 +46,7 @@ pub struct TokenizeItem<'a> {
 }
 
 /// `POST /v1/detokenize` and `POST /v1/mask`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealRequest<'a> {
     #[serde(borrow)]
@@ -54,7 +56,7 @@ pub struct RevealRequest<'a> {
     pub purpose: Option<Cow<'a, str>>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevealItem<'a> {
     #[serde(borrow)]
@@ -64,13 +66,14 @@ pub struct RevealItem<'a> {
 }
 
 /// Every batch answer: one item per request item, in order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "{T}Items")]
 pub struct Items<T> {
     pub items: Vec<T>,
 }
 
 /// One tokenised item.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct TokenAnswer {
     pub token: String,
     /// A `pan` item's card brand (`visa`, `mastercard`, …, `unknown`), from the card's IIN.
@@ -82,7 +85,7 @@ pub struct TokenAnswer {
 }
 
 /// One revealed item: `value` (detokenize) or `masked` (mask), or the per-item `error` (`not_found`, `gone`).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 pub struct RevealAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
@@ -93,9 +96,99 @@ pub struct RevealAnswer {
 }
 
 /// `GET /v1/ready` (and the admin listener's `/healthz`, `/readyz`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Status {
     pub status: Cow<'static, str>,
+}
+
+/// `GET /v1/subjects/{id}`: everything held for a data subject that the caller may export.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SubjectExport {
+    /// The keyed fingerprint of the subject id (hex); the id itself is never stored.
+    pub subject_fp: String,
+    /// `false` when records of classes the caller may not export were withheld.
+    pub complete: bool,
+    pub withheld_records: usize,
+    pub items: Vec<ExportItem>,
+    /// Every reveal (detokenize, mask) of the subject's tokens found in the audit log, oldest first.
+    pub reveals: Vec<SubjectReveal>,
+}
+
+/// One token held for a subject.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct ExportItem {
+    pub class: String,
+    pub token: String,
+    pub state: TokenState,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds: the last time the value was tokenised.
+    pub last_used_at: i64,
+    /// Unix seconds: when the record was erased or purged (state `gone`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_at: Option<i64>,
+    /// The value, when the caller may also `detokenize` the class and the token is not gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Whether a token's value is still held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Gone,
+}
+
+/// One reveal of a subject's token, from the audit log.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct SubjectReveal {
+    /// Unix seconds.
+    pub at: i64,
+    pub caller: String,
+    /// `detokenize` or `mask`.
+    pub op: String,
+    pub class: String,
+    pub token: String,
+    /// `ok`, or the per-item code (`not_found`, `gone`, `cvc_unavailable`).
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purpose: Option<String>,
+}
+
+/// `DELETE /v1/subjects/{id}`: the erasure receipt and its signature, hex(HMAC-SHA256(receipt key, compact JSON
+/// of `receipt`)).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedReceipt {
+    pub receipt: Receipt,
+    pub signature: String,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// Always `veil-erasure-receipt`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub version: u32,
+    pub subject_fp: String,
+    /// Unix seconds.
+    pub erased_at: i64,
+    pub caller: String,
+    /// The tokens now tombstoned.
+    pub erased: Vec<ErasedToken>,
+    /// The tokens another subject holds too, so kept.
+    pub kept_shared: Vec<ErasedToken>,
+}
+
+/// A token of an erasure, by its keyed fingerprint (as in the audit log).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasedToken {
+    pub class: String,
+    pub token_fp: String,
 }
 
 #[cfg(test)]
