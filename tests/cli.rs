@@ -313,3 +313,146 @@ fn check_warns_where_a_token_could_reach_a_stranger() {
         assert!(stderr.contains(problem), "{bad}: {stderr}");
     }
 }
+
+/// Routes with every selector kind and every refusal, for `veil try` (its vault section is never opened).
+const TRY_CONFIG: &str = r#"
+[proxy]
+listen = "127.0.0.1:0"
+upstream = "http://127.0.0.1:1"
+unmatched = "refuse"
+max_body_bytes = 4096
+max_values_per_request = 3
+
+[vault]
+listen = "127.0.0.1:0"
+store = "sqlite://never/used.db"
+master_key_file = "never/used.key"
+audit_log = "never/used.jsonl"
+
+[[route]]
+name = "json"
+match = { path = "/json" }
+fields = [ { json = "$.card", class = "pan" }, { json = "$.ssn", action = "reject" } ]
+
+[[route]]
+name = "form"
+match = { path = "/form" }
+fields = [ { form = "card[number]", class = "pan" } ]
+
+[[route]]
+name = "multipart"
+match = { path = "/multipart" }
+fields = [ { multipart = "card", class = "pan" } ]
+
+[[route]]
+name = "xml"
+match = { path = "/xml" }
+fields = [ { xml = "order/card", class = "pan" } ]
+
+[[route]]
+name = "header"
+match = { path = "/header" }
+fields = [ { header = "x-card", class = "pan" } ]
+
+[[route]]
+name = "query"
+match = { path = "/query" }
+fields = [ { query = "card", class = "pan" } ]
+
+[[route]]
+name = "notes"
+match = { path = "/notes" }
+detect = ["pan"]
+"#;
+
+/// `veil try` on [`TRY_CONFIG`]: exit code, stdout, stderr.
+fn try_on(args: &[&str], body: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("try.toml");
+    std::fs::write(&config, TRY_CONFIG).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["try", "-c", config.to_str().unwrap()])
+        .args(args)
+        .args(["-"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!dir.path().join("never").exists(), "the configured store was never opened");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn try_reads_every_selector_kind() {
+    const PAN: &str = "4111111111111111";
+    let multipart = format!("--b\r\nContent-Disposition: form-data; name=\"card\"\r\n\r\n{PAN}\r\n--b--\r\n");
+    let cases: Vec<(Vec<String>, String, &str)> = vec![
+        (vec!["--path".into(), "/json".into()], format!(r#"{{"card":"{PAN}"}}"#), "json $.card"),
+        (vec!["--path".into(), "/form".into()], format!("card%5Bnumber%5D={PAN}"), "form card[number]"),
+        (
+            vec![
+                "--path".into(),
+                "/multipart".into(),
+                "--content-type".into(),
+                "multipart/form-data; boundary=b".into(),
+            ],
+            multipart,
+            "multipart card",
+        ),
+        (vec!["--path".into(), "/xml".into()], format!("<order><card>{PAN}</card></order>"), "xml order/card"),
+        (
+            vec!["--path".into(), "/header".into(), "-H".into(), format!("x-card: {PAN}")],
+            String::new(),
+            "header x-card",
+        ),
+        (vec!["--path".into(), format!("/query?card={PAN}")], String::new(), "query card"),
+        (
+            vec!["--path".into(), "/notes".into(), "--content-type".into(), "text/plain".into()],
+            format!("card {PAN}"),
+            "detected value",
+        ),
+    ];
+    for (args, body, field) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, stdout, stderr) = try_on(&args, &body);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(!stdout.contains(PAN), "{args:?}: the card reached the app:\n{stdout}");
+        assert!(
+            stderr.lines().any(|l| l.contains(field) && l.contains("pan") && l.ends_with("tokenize")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn try_shows_every_refusal_as_the_proxy_answers_it() {
+    let many = "4111111111111111 5555555555554444 4000056655665556 378282246310005";
+    let big = format!(r#"{{"card":"4111111111111111","pad":"{}"}}"#, "x".repeat(5000));
+    let cases: Vec<(Vec<&str>, String, &str)> = vec![
+        (vec!["--path", "/json"], r#"{"card":"4111111111111112"}"#.into(), "invalid_value"),
+        (vec!["--path", "/json"], r#"{"card":"4111111111111111","ssn":"078-05-1120"}"#.into(), "field_rejected"),
+        (vec!["--path", "/json"], r#"{"card": 4111"#.into(), "malformed_body"),
+        (vec!["--path", "/json", "--content-type", "text/csv"], "4111111111111111".into(), "unsupported_media_type"),
+        (vec!["--path", "/json"], big, "body_too_large"),
+        (vec!["--path", "/notes", "--content-type", "text/plain"], many.into(), "too_many_values"),
+        (vec!["--path", "/elsewhere"], String::new(), "no_route"),
+        (vec!["--path", "/json%2Fx"], String::new(), "bad_request"),
+        (vec!["--method", "CONNECT", "--path", "/json"], String::new(), "method_not_allowed"),
+    ];
+    for (args, body, code) in cases {
+        let (exit, stdout, stderr) = try_on(&args, &body);
+        assert_eq!(exit, Some(2), "{args:?}: {stdout} {stderr}");
+        let error: serde_json::Value =
+            serde_json::from_str(stdout.trim()).unwrap_or_else(|_| panic!("{args:?}: {stdout}"));
+        assert_eq!(error["error"]["code"], code, "{args:?}: {stdout}");
+    }
+}

@@ -35,6 +35,9 @@ pub struct TryArgs {
     /// Content type of the body (default: guessed from its first character).
     #[arg(long = "content-type")]
     pub content_type: Option<String>,
+    /// A request header, `Name: value` (repeatable).
+    #[arg(long = "header", short = 'H')]
+    pub headers: Vec<String>,
     /// The request body: a file, or `-` for standard input (default: no body).
     pub body: Option<PathBuf>,
 }
@@ -91,8 +94,18 @@ pub fn run(args: TryArgs, cfg: Config) -> ExitCode {
         }
     };
     let collector = tracing_subscriber::registry().with(Explained(rows.clone()));
+    let mut headers = vec![(String::from("content-type"), content_type)];
+    for h in &args.headers {
+        match h.split_once(':') {
+            Some((name, value)) => headers.push((name.trim().to_owned(), value.trim().to_owned())),
+            None => {
+                eprintln!("veil try: a header is `Name: value`, got {h:?}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let outcome = tracing::subscriber::with_default(collector, || {
-        runtime.block_on(send_through(cfg, method, &path, &content_type, body))
+        runtime.block_on(send_through(cfg, method, &path, &headers, body))
     });
     match outcome {
         Err(e) => {
@@ -154,7 +167,7 @@ async fn send_through(
     mut cfg: Config,
     method: Method,
     path: &str,
-    content_type: &str,
+    headers: &[(String, String)],
     body: Vec<u8>,
 ) -> Result<Outcome, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("no temporary directory: {e}"))?;
@@ -181,13 +194,11 @@ async fn send_through(
     cfg.egress.clear();
     let running = crate::app::start(cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
     let addr = running.proxy_addr.ok_or("the proxy did not start")?;
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(http::header::HOST, "localhost")
-        .header(http::header::CONTENT_TYPE, content_type)
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| format!("cannot build the request: {e}"))?;
+    let mut req = Request::builder().method(method).uri(path).header(http::header::HOST, "localhost");
+    for (name, value) in headers {
+        req = req.header(name.as_str(), value.as_str());
+    }
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| format!("cannot build the request: {e}"))?;
     let answer = send(addr, req).await;
     running.shutdown().await;
     let (status, answer) = answer?;

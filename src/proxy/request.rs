@@ -542,7 +542,7 @@ pub fn describe(s: &Selector) -> String {
         Selector::Json(p) => format!("json {p}"),
         Selector::Form(n) => format!("form {n}"),
         Selector::Multipart(n) => format!("multipart {n}"),
-        Selector::Xml(p) => format!("xml {p:?}"),
+        Selector::Xml(p) => format!("xml {p}"),
         Selector::Header(h) => format!("header {h}"),
         Selector::Query(q) => format!("query {q}"),
     }
