@@ -184,13 +184,13 @@ fn veil_proxy_names_the_file_it_cannot_use() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs the [vault] section"));
 }
 
-/// `veil try` with the shipped config, run in an empty directory (where the config's relative store would be).
-fn veil_try(args: &[&str], stdin: &str) -> (std::process::Output, tempfile::TempDir) {
+/// `veil try -c CONFIG ARGS…` run in an empty directory (where a config's relative store would be), `stdin` as
+/// its input; its output and that directory.
+fn run_try(config: &std::path::Path, args: &[&str], stdin: &str) -> (std::process::Output, tempfile::TempDir) {
     use std::io::Write;
     let cwd = tempfile::tempdir().unwrap();
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["try", "-c", config])
+        .args(["try", "-c", config.to_str().unwrap()])
         .args(args)
         .current_dir(cwd.path())
         .stdin(std::process::Stdio::piped())
@@ -200,6 +200,11 @@ fn veil_try(args: &[&str], stdin: &str) -> (std::process::Output, tempfile::Temp
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     (child.wait_with_output().unwrap(), cwd)
+}
+
+/// `veil try` with the shipped config.
+fn veil_try(args: &[&str], stdin: &str) -> (std::process::Output, tempfile::TempDir) {
+    run_try(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/veil.toml")), args, stdin)
 }
 
 #[test]
@@ -365,25 +370,14 @@ match = { path = "/notes" }
 detect = ["pan"]
 "#;
 
-/// `veil try` on [`TRY_CONFIG`]: exit code, stdout, stderr.
+/// `veil try` on [`TRY_CONFIG`], the body from standard input: exit code, stdout, stderr.
 fn try_on(args: &[&str], body: &str) -> (Option<i32>, String, String) {
-    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("try.toml");
     std::fs::write(&config, TRY_CONFIG).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["try", "-c", config.to_str().unwrap()])
-        .args(args)
-        .args(["-"])
-        .current_dir(dir.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(!dir.path().join("never").exists(), "the configured store was never opened");
+    let args: Vec<&str> = args.iter().copied().chain(["-"]).collect();
+    let (out, cwd) = run_try(&config, &args, body);
+    assert!(!cwd.path().join("never").exists(), "the configured store was never opened");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
