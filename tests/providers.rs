@@ -175,3 +175,20 @@ async fn a_sepa_direct_debit_mandate() {
         assert_eq!((account["iban"].as_str(), account["account_holder_name"].as_str()), (Some(IBAN), Some(HOLDER)));
     }
 }
+
+#[tokio::test]
+async fn an_sms_to_the_customers_phone_token() {
+    let shop = Shop::start("sms-json.toml", "https://rest.messagebird.com").await;
+    const PHONE: &str = "+49 170 1234567";
+    for h2 in [false, true] {
+        let sent = format!("phone={}", PHONE.replace('+', "%2B").replace(' ', "+"));
+        let bytes = shop.browser("/account/phone", "application/x-www-form-urlencoded", sent, h2).await;
+        let token = form(&bytes)["phone"].clone();
+        assert_ne!(token, PHONE, "the app holds a token");
+        let sms = json!({"recipients": [token], "body": "Your parcel arrives today"});
+        let (status, answer) = shop.app_sends("sms", "application/json", sms.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        let got: Value = serde_json::from_slice(&shop.provider_got().1).unwrap();
+        assert_eq!(got["recipients"][0].as_str(), Some(PHONE), "the provider texts the real number");
+    }
+}

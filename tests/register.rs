@@ -68,9 +68,10 @@ fn shipped_config_gives_every_section_and_row() {
     assert_eq!(payments[1], "API key");
     assert_eq!(
         payments[3],
-        "`tokenize:*`, `detokenize:pan`, `detokenize:cvc`, `detokenize:iban`, `detokenize:name`, `mask:*`"
+        "`tokenize:*`, `detokenize:pan`, `detokenize:cvc`, `detokenize:iban`, `detokenize:name`, `detokenize:phone`, \
+         `mask:*`"
     );
-    assert_eq!(payments[4], "pan, iban, name, cvc");
+    assert_eq!(payments[4], "pan, iban, phone, name, cvc");
     assert_eq!(row(&md, callers, "`app`")[4], "nothing");
 
     let tom = "## Technical";
