@@ -47,7 +47,7 @@ pub fn egress_recipients(cfg: &Config) -> Vec<Recipient> {
         .iter()
         .map(|e| {
             let fields: Vec<String> =
-                e.route.fields.iter().map(|f| format!("{} ({})", selector(&f.selector), f.action.0.name())).collect();
+                e.route.fields.iter().map(|f| format!("{} ({})", selector(&f.selector), f.action.describe())).collect();
             Recipient {
                 name: format!("egress `{}`", cell(e.name())),
                 receives: format!(
@@ -167,7 +167,9 @@ fn classes(out: &mut String, cfg: &Config) {
         let egress: Vec<&str> = cfg
             .egress
             .iter()
-            .filter(|e| e.response_detect.contains(&class) || e.route.fields.iter().any(|f| f.action.0 == class))
+            .filter(|e| {
+                e.response_detect.contains(&class) || e.route.fields.iter().any(|f| f.action.classes().contains(&class))
+            })
             .map(|e| e.name())
             .collect();
         let mut by = Vec::new();
@@ -313,7 +315,7 @@ fn classes_in_use(cfg: &Config) -> BTreeSet<Class> {
         set.extend(r.fields.iter().filter_map(|f| f.action.class()));
     }
     for e in &cfg.egress {
-        set.extend(e.route.fields.iter().map(|f| f.action.0));
+        set.extend(e.route.fields.iter().flat_map(|f| f.action.classes()));
         set.extend(e.response_detect.iter().copied());
     }
     for c in &cfg.callers {

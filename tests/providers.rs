@@ -185,10 +185,16 @@ async fn an_sms_to_the_customers_phone_token() {
         let bytes = shop.browser("/account/phone", "application/x-www-form-urlencoded", sent, h2).await;
         let token = form(&bytes)["phone"].clone();
         assert_ne!(token, PHONE, "the app holds a token");
-        let sms = json!({"recipients": [token], "body": "Your parcel arrives today"});
+        let body =
+            format!("Your parcel arrives today. Questions? We call you back on {token}, or ring +49 30 9876543.");
+        let sms = json!({"recipients": [token], "body": body});
         let (status, answer) = shop.app_sends("sms", "application/json", sms.to_string()).await;
         assert_eq!(status, 200, "{answer}");
         let got: Value = serde_json::from_slice(&shop.provider_got().1).unwrap();
         assert_eq!(got["recipients"][0].as_str(), Some(PHONE), "the provider texts the real number");
+        // The token in the text is revealed in place; a number the vault does not know stays as written.
+        let expected =
+            format!("Your parcel arrives today. Questions? We call you back on {PHONE}, or ring +49 30 9876543.");
+        assert_eq!(got["body"].as_str(), Some(expected.as_str()));
     }
 }

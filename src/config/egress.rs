@@ -35,7 +35,10 @@ pub(super) struct RawEgress {
 struct RawEgressField {
     #[serde(flatten)]
     selector: RawSelector,
-    class: String,
+    class: Option<String>,
+    /// Reveal the tokens of these classes found inside the field's text.
+    #[serde(default)]
+    detect: Vec<String>,
     /// A `cvc` field: the card field whose token the CVC is revealed by.
     bind: Option<String>,
 }
@@ -102,19 +105,45 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
         let mut fields = Vec::new();
         for (j, f) in e.fields.iter().enumerate() {
             let fat = format!("{at}.fields[{j}]");
-            let class = f.class.parse::<Class>().map_err(|err| p(&format!("{fat}.class"), err));
-            match (selector(&f.selector, &fat, p), class) {
+            let action = match (&f.class, f.detect.is_empty()) {
+                (Some(c), true) => c.parse::<Class>().map(Reveal::Value).map_err(|err| p(&format!("{fat}.class"), err)),
+                (None, false) => {
+                    let mut set = crate::domain::ClassSet::default();
+                    for (k, d) in f.detect.iter().enumerate() {
+                        match d.parse::<Class>() {
+                            Ok(c) if c.detectable() => set.insert(c),
+                            Ok(_) => {
+                                p(&format!("{fat}.detect[{k}]"), "detection covers pan, iban, email and phone".into())
+                            }
+                            Err(e) => p(&format!("{fat}.detect[{k}]"), e),
+                        }
+                    }
+                    if set.is_empty() {
+                        Err(())
+                    } else {
+                        Ok(Reveal::InText(set))
+                    }
+                }
+                _ => {
+                    p(
+                        &fat,
+                        "name a class (the field is a token) or detect = [classes] (tokens inside its text)".into(),
+                    );
+                    Err(())
+                }
+            };
+            match (selector(&f.selector, &fat, p), action) {
                 (Some(Selector::Multipart(_)), _) => {
                     p(&fat, "egress fields use json, form, xml, header or query selectors".into())
                 }
-                (Some(selector), Ok(class)) => {
+                (Some(selector), Ok(action)) => {
                     let bind = f.bind.as_deref().and_then(|b| bind_selector(&f.selector, b, &format!("{fat}.bind"), p));
-                    fields.push(Field { selector, action: Reveal(class), bind })
+                    fields.push(Field { selector, action, bind })
                 }
                 _ => {}
             }
         }
-        check_binds(&fields, &at, |a| a.0 == Class::Cvc, |a| a.0 == Class::Pan, p);
+        check_binds(&fields, &at, |a| *a == Reveal::Value(Class::Cvc), |a| *a == Reveal::Value(Class::Pan), p);
         if fields.is_empty() {
             p(&format!("{at}.fields"), "name at least one field to reveal".into());
         }
@@ -194,6 +223,13 @@ allow = ["detokenize:pan"]
         assert_eq!((e.name(), e.caller.as_str(), e.purpose.as_str()), ("psp", "payments", "egress:psp"));
         assert_eq!(e.route.fields.len(), 2);
         assert_eq!(e.response_detect.len(), 2, "pan and iban by default");
+        let cfg = parse(&format!(
+            "{VAULT}\n[[egress]]\nname = \"sms\"\nlisten = \"127.0.0.1:8445\"\nupstream = \"https://sms.example\"\n\
+             caller = \"payments\"\nfields = [ {{ json = \"$.body\", detect = [\"phone\", \"email\"] }} ]\n"
+        ))
+        .unwrap();
+        let super::Reveal::InText(set) = cfg.egress[0].route.fields[0].action else { panic!("not a text field") };
+        assert_eq!(set.to_vec(), [crate::domain::Class::Email, crate::domain::Class::Phone]);
     }
 
     #[test]
@@ -201,7 +237,8 @@ allow = ["detokenize:pan"]
         let err = parse(&format!(
             "{VAULT}\n[[egress]]\nname = \"psp\"\nlisten = \"nowhere\"\nupstream = \"http://api.psp.example/v1\"\n\
              caller = \"nobody\"\nfields = [ {{ multipart = \"card\", class = \"pan\" }}, \
-             {{ json = \"$.x\", class = \"cheese\" }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
+             {{ json = \"$.x\", class = \"cheese\" }}, {{ json = \"$.t\", class = \"pan\", detect = [\"pan\"] }}, \
+             {{ json = \"$.u\", detect = [\"name\"] }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
         ))
         .unwrap_err()
         .to_string();
@@ -211,6 +248,8 @@ allow = ["detokenize:pan"]
             "egress[0].caller: no [[caller]] is named \"nobody\"",
             "egress[0].fields[0]: egress fields use json",
             "egress[0].fields[1].class:",
+            "egress[0].fields[2]: name a class",
+            "egress[0].fields[3].detect[0]: detection covers",
             "egress[0].fields: name at least one field",
             "egress[0].response_detect[0]: detection covers",
             "egress[0].purpose: must not be empty",

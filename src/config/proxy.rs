@@ -243,10 +243,35 @@ impl FieldAction {
     }
 }
 
-/// What an egress route does with a selected field: reveal the token found there as a value of this class, with
-/// the route's caller's rights.
+/// What an egress route does with a selected field, with the route's caller's rights: reveal the token found there
+/// as a value of a class (`class = "…"`), or reveal the tokens of these classes found inside its text (`detect =
+/// […]`; a string that merely looks like a token, unknown to the vault, is left as it is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Reveal(pub Class);
+pub enum Reveal {
+    Value(Class),
+    InText(crate::domain::ClassSet),
+}
+
+impl Reveal {
+    /// The classes this field may reveal.
+    pub fn classes(self) -> Vec<Class> {
+        match self {
+            Reveal::Value(c) => vec![c],
+            Reveal::InText(set) => set.to_vec(),
+        }
+    }
+
+    /// For the record of processing: `pan`, or `tokens of pan, email in the text`.
+    pub fn describe(self) -> String {
+        match self {
+            Reveal::Value(c) => c.name().to_owned(),
+            Reveal::InText(set) => {
+                let names: Vec<&str> = set.to_vec().into_iter().map(Class::name).collect();
+                format!("tokens of {} in the text", names.join(", "))
+            }
+        }
+    }
+}
 
 /// One configured field of a route: where it is, and what the route does with it.
 #[derive(Debug, Clone)]

@@ -70,6 +70,29 @@ impl Class {
     }
 }
 
+/// A set of classes (a bitmask over [`Class::index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClassSet(u32);
+
+impl ClassSet {
+    pub fn insert(&mut self, class: Class) {
+        self.0 |= 1 << class.index();
+    }
+
+    pub fn contains(self, class: Class) -> bool {
+        self.0 & (1 << class.index()) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The classes in the set, in [`Class::ALL`] order.
+    pub fn to_vec(self) -> Vec<Class> {
+        Class::ALL.into_iter().filter(|c| self.contains(*c)).collect()
+    }
+}
+
 impl fmt::Display for Class {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

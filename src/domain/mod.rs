@@ -8,5 +8,5 @@ pub mod path;
 pub mod permission;
 pub mod purpose;
 
-pub use class::Class;
+pub use class::{Class, ClassSet};
 pub use permission::{Op, Permission};

@@ -138,7 +138,17 @@ impl Flow for Egress {
         for (n, hit) in hits.iter().enumerate() {
             let Target::Rule(i) = hit.target else { continue };
             let field = route.fields.get(i).ok_or(ProxyError::Internal)?;
-            let Reveal(class) = field.action;
+            let class = match field.action {
+                Reveal::Value(class) => class,
+                Reveal::InText(classes) => {
+                    // Tokens inside the text: each found one is asked for; one the vault does not know stays.
+                    for m in crate::detect::find(&hit.value, &classes.to_vec()) {
+                        self.metrics.fields.with_label_values(&[&route.name, m.class.name(), "detokenize"]).inc();
+                        plan.ask_within(n, m.class, m.start..m.end, &hit.value[m.start..m.end]);
+                    }
+                    continue;
+                }
+            };
             self.metrics.fields.with_label_values(&[&route.name, class.name(), "detokenize"]).inc();
             // A CVC field's placeholder says nothing: the CVC is revealed by its card's token (bound below).
             let cvc_card = |h: &Hit| field.bind.as_ref().is_some_and(|b| field_selector(route, h) == Some(b));

@@ -324,6 +324,9 @@ pub fn bind_cvcs<A>(route: &Route<A>, hits: &[Hit], plan: &mut Plan<'_>) -> Resu
     Ok(())
 }
 
+/// A revealed value and the range of a text it replaces.
+type Splice = (std::ops::Range<usize>, String);
+
 /// The edits of one request, and the values that need the vault (each with the hit it came from).
 pub struct Plan<'h> {
     edits: Vec<Edit>,
@@ -331,11 +334,20 @@ pub struct Plan<'h> {
     slots: Vec<usize>,
     /// `(cvc item, card item)`: CVCs kept for (ingress) or revealed by (egress) their card's token.
     binds: Vec<(usize, usize)>,
+    /// Per item: the byte range of its hit's value it was found at, for tokens found inside a text (`None`: the
+    /// item is the whole value).
+    within: Vec<Option<std::ops::Range<usize>>>,
 }
 
 impl<'h> Plan<'h> {
     pub fn new(hits: usize) -> Plan<'h> {
-        Plan { edits: vec![Edit::Keep; hits], items: Vec::new(), slots: Vec::new(), binds: Vec::new() }
+        Plan {
+            edits: vec![Edit::Keep; hits],
+            items: Vec::new(),
+            slots: Vec::new(),
+            binds: Vec::new(),
+            within: Vec::new(),
+        }
     }
 
     /// Hit `slot` gets this edit.
@@ -349,7 +361,17 @@ impl<'h> Plan<'h> {
     pub fn ask(&mut self, slot: usize, class: Class, value: &'h str) -> usize {
         self.items.push((class, value));
         self.slots.push(slot);
+        self.within.push(None);
         self.items.len() - 1
+    }
+
+    /// A token found at `range` inside hit `slot`'s text goes to the vault to be revealed; its value replaces it
+    /// there. One the vault does not know stays as it is (it merely looked like a token).
+    pub fn ask_within(&mut self, slot: usize, class: Class, range: std::ops::Range<usize>, token: &'h str) {
+        self.ask(slot, class, token);
+        if let Some(w) = self.within.last_mut() {
+            *w = Some(range);
+        }
     }
 
     /// The vault item asked for hit `slot`, if any.
@@ -369,7 +391,7 @@ impl<'h> Plan<'h> {
 
     /// Phase 5: the one vault call, its answers put in place. Nothing is asked when no value needs the vault.
     async fn run<A>(self, call: &VaultCall<'_>, route: &Route<A>, hits: &[Hit]) -> Result<Vec<Edit>, ProxyError> {
-        let Plan { mut edits, items, slots, binds } = self;
+        let Plan { mut edits, items, slots, binds, within } = self;
         if items.is_empty() {
             return Ok(edits);
         }
@@ -396,8 +418,32 @@ impl<'h> Plan<'h> {
                 })
                 .collect(),
         };
-        for (slot, answer) in slots.iter().zip(answers) {
-            *edits.get_mut(*slot).ok_or(ProxyError::Internal)? = Edit::Replace(answer?);
+        // Answers for tokens inside a text are spliced into it, per hit, in order; the others replace whole values.
+        let mut texts: Vec<(usize, Vec<Splice>)> = Vec::new();
+        for ((slot, answer), range) in slots.iter().zip(answers).zip(within) {
+            match range {
+                None => *edits.get_mut(*slot).ok_or(ProxyError::Internal)? = Edit::Replace(answer?),
+                Some(range) => {
+                    let Ok(value) = answer else { continue };
+                    match texts.iter_mut().find(|(s, _)| s == slot) {
+                        Some((_, splices)) => splices.push((range, value)),
+                        None => texts.push((*slot, vec![(range, value)])),
+                    }
+                }
+            }
+        }
+        for (slot, mut splices) in texts {
+            let text = &hits.get(slot).ok_or(ProxyError::Internal)?.value;
+            splices.sort_by_key(|(r, _)| r.start);
+            let mut out = String::with_capacity(text.len());
+            let mut at = 0;
+            for (range, value) in splices {
+                out.push_str(text.get(at..range.start).ok_or(ProxyError::Internal)?);
+                out.push_str(&value);
+                at = range.end;
+            }
+            out.push_str(text.get(at..).ok_or(ProxyError::Internal)?);
+            *edits.get_mut(slot).ok_or(ProxyError::Internal)? = Edit::Replace(out);
         }
         Ok(edits)
     }
