@@ -8,10 +8,10 @@
 //!            -> audit (fail closed) -> token engine -> store
 //! ```
 //! Layers, bottom up (imports point down only; `tests/layers.rs` checks it; ARCHITECTURE.md at the root):
-//! `domain` (classes, permissions, purposes, durations, canonical paths) · `respond`, `budget`, `metrics`, `tls`, `stall` ·
-//! `token` (one format module per class), `crypto`, `store`, `server` (accept loop) · `vault` (engine, auth,
-//! audit, API and its wire types, remote client), `detect` · `rewrite` (body formats) · `config` · `proxy` (the
-//! flows on one pipeline), `admin`, `register` · `app` (wiring) · `cli`.
+//! `domain` (classes, permissions, purposes, durations, canonical paths) · `respond`, `budget`, `metrics`, `tls`,
+//! `stall` · `token` (one format module per class), `crypto`, `store`, `server` (accept loop) · `vault` (engine,
+//! auth, audit, API and its wire types, remote client), `detect` · `rewrite` (body formats) · `config` · `proxy`
+//! (the flows on one pipeline), `admin`, `register` · `app` (wiring) · `cli`.
 
 pub mod admin;
 pub mod app;
