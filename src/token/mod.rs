@@ -6,7 +6,6 @@
 //! canonical token back in the caller's layout, so `4111 1111 1111 1111` and `4111-1111-1111-1111` are the same
 //! value with one token, each written back in its own way.
 
-pub mod brand;
 mod class;
 pub mod cvc;
 pub mod email;

@@ -137,6 +137,53 @@ const KNOWN_RANGES: [(usize, u32, u32, usize, usize, usize); 22] = [
     (4, 6011, 6011, 16, 19, 16), // Discover
 ];
 
+/// Card brands by published IIN range, `(digits, low, high, brand)` like [`KNOWN_RANGES`], for the card details
+/// the tokenize API returns: the most specific range wins (Discover's `622126`–`622925` inside UnionPay's `62`,
+/// Maestro's `6759` inside `67`). Sources: the networks' published IIN tables as summarised by ISO/IEC 7812
+/// registries.
+const BRAND_RANGES: [(usize, u32, u32, &str); 25] = [
+    (1, 4, 4, "visa"),
+    (2, 51, 55, "mastercard"),
+    (4, 2221, 2720, "mastercard"),
+    (2, 34, 34, "amex"),
+    (2, 37, 37, "amex"),
+    (4, 6011, 6011, "discover"),
+    (3, 644, 649, "discover"),
+    (2, 65, 65, "discover"),
+    (6, 622126, 622925, "discover"),
+    (3, 300, 305, "diners"),
+    (4, 3095, 3095, "diners"),
+    (2, 36, 36, "diners"),
+    (2, 38, 39, "diners"),
+    (4, 3528, 3589, "jcb"),
+    (2, 62, 62, "unionpay"),
+    (2, 81, 81, "unionpay"),
+    (4, 5018, 5018, "maestro"),
+    (4, 5020, 5020, "maestro"),
+    (4, 5038, 5038, "maestro"),
+    (4, 5893, 5893, "maestro"),
+    (4, 6304, 6304, "maestro"),
+    (4, 6759, 6759, "maestro"),
+    (4, 6761, 6763, "maestro"),
+    (4, 2200, 2204, "mir"),
+    (4, 9792, 9792, "troy"),
+];
+
+/// The leading `digits` digits of a canonical card number as a number (`None` if it is shorter or not digits).
+fn iin_prefix(canonical: &str, digits: usize) -> Option<u32> {
+    let p = canonical.as_bytes().get(..digits)?;
+    p.iter().all(u8::is_ascii_digit).then(|| p.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
+}
+
+/// The brand of a canonical card number (`visa`, `mastercard`, `amex`, …), or `"unknown"`.
+pub fn brand(canonical: &str) -> &'static str {
+    BRAND_RANGES
+        .iter()
+        .filter(|&&(digits, low, high, _)| iin_prefix(canonical, digits).is_some_and(|p| (low..=high).contains(&p)))
+        .max_by_key(|&&(digits, ..)| digits)
+        .map_or("unknown", |&(.., name)| name)
+}
+
 /// How a card number fits the issuer ranges of the known card schemes ([`range_fit`]); ordered, best last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RangeFit {
@@ -156,14 +203,12 @@ pub fn range_fit(canonical: &str) -> RangeFit {
     if !bytes.iter().all(u8::is_ascii_digit) {
         return RangeFit::None;
     }
-    let prefix = |digits: usize| -> Option<u32> {
-        bytes.get(..digits).map(|p| p.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0')))
-    };
     let len = bytes.len();
     KNOWN_RANGES
         .iter()
         .filter(|&&(digits, low, high, shortest, longest, _)| {
-            (shortest..=longest).contains(&len) && prefix(digits).is_some_and(|p| (low..=high).contains(&p))
+            (shortest..=longest).contains(&len)
+                && iin_prefix(canonical, digits).is_some_and(|p| (low..=high).contains(&p))
         })
         .map(|&(.., usual)| if len == usual { RangeFit::Usual } else { RangeFit::Known })
         .max()
@@ -359,6 +404,38 @@ fn luhn_sum(digits_from_right: impl Iterator<Item = u8>, first_doubled: bool) ->
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn published_test_cards_have_their_brands() {
+        for (card, want) in [
+            ("4111111111111111", "visa"),
+            ("4000056655665556", "visa"),
+            ("5555555555554444", "mastercard"),
+            ("2223003122003222", "mastercard"),
+            ("2720999999999996", "mastercard"),
+            ("378282246310005", "amex"),
+            ("371449635398431", "amex"),
+            ("6011111111111117", "discover"),
+            ("6445644564456445", "discover"),
+            ("6221260000000000", "discover"),
+            ("30569309025904", "diners"),
+            ("36227206271667", "diners"),
+            ("3530111333300000", "jcb"),
+            ("3566002020360505", "jcb"),
+            ("6200000000000005", "unionpay"),
+            ("6229250000000000", "discover"),
+            ("6229260000000000", "unionpay"),
+            ("6759649826438453", "maestro"),
+            ("5018000000000009", "maestro"),
+            ("2200000000000004", "mir"),
+            ("9792000000000001", "troy"),
+            ("9900000000001111", "unknown"),
+            ("1234567890123", "unknown"),
+            ("", "unknown"),
+        ] {
+            assert_eq!(brand(card), want, "{card}");
+        }
+    }
 
     #[test]
     fn full_width_digits_are_card_digits_and_tokens_come_back_in_ascii() {

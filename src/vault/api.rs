@@ -316,7 +316,7 @@ fn card_details(token: String, class: Class, value: &str) -> TokenAnswer {
     let card = (class == Class::Pan).then(|| crate::token::parse(class, value).ok()).flatten();
     TokenAnswer {
         token,
-        brand: card.as_ref().map(|c| crate::token::brand::brand(&c.canonical).to_owned()),
+        brand: card.as_ref().map(|c| crate::token::pan::brand(&c.canonical).to_owned()),
         last4: card.map(|c| c.canonical[c.canonical.len().saturating_sub(4)..].to_owned()),
     }
 }
