@@ -314,8 +314,7 @@ impl Engine {
             parsed.push((p, fp));
         }
         // Before any lookup: what is refused must not depend on what the vault holds.
-        let ranges: Vec<(Class, &Parsed)> = items.iter().zip(&parsed).map(|((c, _), (p, _))| (*c, p)).collect();
-        let mut ranges = self.reserve_ranges(&ranges)?;
+        let mut ranges = self.reserve_ranges(items, &parsed)?;
         let mut out: Vec<Option<String>> = vec![None; items.len()];
         // Store hits to remember once this call's write (if any) has committed: (item, token, last used).
         let mut learned: Vec<(usize, Hit)> = Vec::new();
@@ -501,11 +500,15 @@ impl Engine {
 
     /// Takes the batch's cards from their ranges' budgets: all of them, or an error and nothing taken. Every card
     /// counts, known or new: a budget of new ones only would tell, by refusing or not, whether a card is held.
-    fn reserve_ranges(&self, parsed: &[(Class, &Parsed)]) -> Result<Vec<Reservation<'_, CardRange>>, EngineError> {
+    fn reserve_ranges(
+        &self,
+        items: &[(Class, &str)],
+        parsed: &[(Parsed, Fingerprint)],
+    ) -> Result<Vec<Reservation<'_, CardRange>>, EngineError> {
         let Some(per_day) = self.formats.pan_range_per_day else { return Ok(Vec::new()) };
         let rate = Rate { amount: per_day, per: std::time::Duration::from_secs(86_400) };
         let mut wanted: Vec<(CardRange, usize)> = Vec::new();
-        for (_, p) in parsed.iter().filter(|(c, _)| *c == Class::Pan) {
+        for ((p, _), _) in parsed.iter().zip(items).filter(|(_, (c, _))| *c == Class::Pan) {
             let Some(range) = token::card_range(&p.canonical) else { continue };
             match wanted.iter_mut().find(|(r, _)| *r == range) {
                 Some((_, n)) => *n += 1,
