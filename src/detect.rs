@@ -72,6 +72,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 
 use crate::domain::Class;
+use crate::token::text::TextKind;
 use crate::token::{digit_value, email, iban, is_separator, latin_letter, pan, phone, MAX_GAP};
 
 /// A validated value of `class` at `text[start..end]` (byte offsets).
@@ -101,6 +102,28 @@ pub fn find(text: &str, classes: &[Class]) -> Vec<Match> {
         scan_email(text, &mut candidates);
     }
     resolve(candidates)
+}
+
+/// Candidate tokens of `classes` in text an app rendered (a mail, a page, a CSV export): card, IBAN, e-mail and
+/// phone tokens are found as values are (their formats keep the values' shapes), name, address and text tokens
+/// by the markers of the `tagged` format. Candidates only: the vault says which are tokens, and one it does not
+/// know stays as it is. Where a tagged token holds something detection would take (an address's digits), the
+/// tagged token wins. Non-overlapping, ordered by `start`.
+pub fn find_tokens(text: &str, classes: &[Class]) -> Vec<Match> {
+    let kinds: Vec<TextKind> = classes.iter().filter_map(|c| TextKind::of(*c)).collect();
+    let tagged: Vec<Match> = if kinds.is_empty() {
+        Vec::new()
+    } else {
+        crate::token::text::find_tagged(text, &kinds)
+            .into_iter()
+            .map(|t| Match { start: t.range.start, end: t.range.end, class: t.kind.class() })
+            .collect()
+    };
+    let mut found: Vec<Match> =
+        find(text, classes).into_iter().filter(|m| !tagged.iter().any(|t| t.start < m.end && m.start < t.end)).collect();
+    found.extend(tagged);
+    found.sort_by_key(|m| m.start);
+    found
 }
 
 /// The shortest IBAN (Norway's) has 15 characters.
@@ -663,6 +686,28 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     const ALL: [Class; 4] = [Class::Pan, Class::Iban, Class::Email, Class::Phone];
+
+    #[test]
+    fn find_tokens_takes_tagged_text_tokens_first_and_only_the_classes_asked() {
+        let text = "Dear ZqXkfd PqeqZ, we ship to Zx47 Kwzb Road, tel. +44 7700 900123, LondonxZ; mail k3f9@customers.shop.example \
+                    or call +44 7700 900456.";
+        let all = [Class::Name, Class::Address, Class::Email, Class::Phone];
+        let found: Vec<(Class, &str)> = find_tokens(text, &all).iter().map(|m| (m.class, &text[m.start..m.end])).collect();
+        assert_eq!(
+            found,
+            [
+                (Class::Name, "ZqXkfd PqeqZ"),
+                (Class::Address, "Zx47 Kwzb Road, tel. +44 7700 900123, LondonxZ"),
+                (Class::Email, "k3f9@customers.shop.example"),
+                (Class::Phone, "+44 7700 900456"),
+            ]
+        );
+        let names: Vec<Class> = find_tokens(text, &[Class::Name]).iter().map(|m| m.class).collect();
+        assert_eq!(names, [Class::Name]);
+        // Without text classes, the phone inside the address is found as detection finds it.
+        let phones = find_tokens(text, &[Class::Phone]);
+        assert_eq!(phones.len(), 2);
+    }
 
     /// A German IBAN for this bank code and account, with its ISO 13616 check digits.
     fn de_iban(blz: &str, account: &str) -> String {

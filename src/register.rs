@@ -344,7 +344,7 @@ fn format_name(cfg: &Config, class: Class) -> &'static str {
         Class::Iban => f.iban.as_str(),
         Class::Email => f.email.as_str(),
         Class::Phone => f.phone.as_str(),
-        Class::Name | Class::Address | Class::Text => f.text.as_str(),
+        Class::Name | Class::Address | Class::Text => f.text_format(class).unwrap_or_default().as_str(),
         Class::Cvc => "volatile, bound to its card's token",
     }
 }

@@ -52,7 +52,7 @@ impl Shop {
         let example = ephemeral_listens(&example);
         let text = format!(
             "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\n[proxy.tls]\ncert = \"{d}/server.pem\"\n\
-             key = \"{d}/server.key\"\n{}\n{example}",
+             key = \"{d}/server.key\"\n{}\n[class.name]\nformat = \"tagged\"\n{example}",
             app.addr,
             config_text(dir.path(), false, None),
         );
@@ -180,21 +180,28 @@ async fn a_sepa_direct_debit_mandate() {
 async fn an_sms_to_the_customers_phone_token() {
     let shop = Shop::start("sms-json.toml", "https://rest.messagebird.com").await;
     const PHONE: &str = "+49 170 1234567";
+    const NAME: &str = "Zoë O'Brien";
     for h2 in [false, true] {
-        let sent = format!("phone={}", PHONE.replace('+', "%2B").replace(' ', "+"));
+        let sent = format!("phone={}&name={}", PHONE.replace('+', "%2B").replace(' ', "+"), "Zo%C3%AB+O%27Brien");
         let bytes = shop.browser("/account/phone", "application/x-www-form-urlencoded", sent, h2).await;
-        let token = form(&bytes)["phone"].clone();
+        let stored = form(&bytes);
+        let (token, name) = (stored["phone"].clone(), stored["name"].clone());
         assert_ne!(token, PHONE, "the app holds a token");
-        let body =
-            format!("Your parcel arrives today. Questions? We call you back on {token}, or ring +49 30 9876543.");
+        assert!(name.starts_with("Zq") && name.ends_with("qZ") && !name.contains("Brien"), "a tagged name token");
+        let body = format!(
+            "Hi {name}, your parcel arrives today. Questions? We call you back on {token}, or ring +49 30 9876543. \
+             (ZqNotAtokenqZ)"
+        );
         let sms = json!({"recipients": [token], "body": body});
         let (status, answer) = shop.app_sends("sms", "application/json", sms.to_string()).await;
         assert_eq!(status, 200, "{answer}");
         let got: Value = serde_json::from_slice(&shop.provider_got().1).unwrap();
         assert_eq!(got["recipients"][0].as_str(), Some(PHONE), "the provider texts the real number");
-        // The token in the text is revealed in place; a number the vault does not know stays as written.
-        let expected =
-            format!("Your parcel arrives today. Questions? We call you back on {PHONE}, or ring +49 30 9876543.");
+        // Tokens in the text are revealed in place; a number or tag the vault does not know stays as written.
+        let expected = format!(
+            "Hi {NAME}, your parcel arrives today. Questions? We call you back on {PHONE}, or ring +49 30 9876543. \
+             (ZqNotAtokenqZ)"
+        );
         assert_eq!(got["body"].as_str(), Some(expected.as_str()));
     }
 }

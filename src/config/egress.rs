@@ -111,10 +111,10 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                     let mut set = crate::domain::ClassSet::default();
                     for (k, d) in f.detect.iter().enumerate() {
                         match d.parse::<Class>() {
-                            Ok(c) if c.detectable() => set.insert(c),
-                            Ok(_) => {
-                                p(&format!("{fat}.detect[{k}]"), "detection covers pan, iban, email and phone".into())
+                            Ok(Class::Cvc) => {
+                                p(&format!("{fat}.detect[{k}]"), "a cvc is never in text: reveal it by `bind`".into())
                             }
+                            Ok(c) => set.insert(c),
                             Err(e) => p(&format!("{fat}.detect[{k}]"), e),
                         }
                     }
@@ -230,6 +230,18 @@ allow = ["detokenize:pan"]
         .unwrap();
         let super::Reveal::InText(set) = cfg.egress[0].route.fields[0].action else { panic!("not a text field") };
         assert_eq!(set.to_vec(), [crate::domain::Class::Email, crate::domain::Class::Phone]);
+
+        // Name tokens are found in text only when tagged.
+        let names = |class: &str| {
+            format!(
+                "{VAULT}\n{class}[[egress]]\nname = \"mail\"\nlisten = \"127.0.0.1:8445\"\n\
+                 upstream = \"https://mail.example\"\ncaller = \"payments\"\n\
+                 fields = [ {{ json = \"$.body\", detect = [\"name\", \"email\"] }} ]\n"
+            )
+        };
+        let err = parse(&names("")).unwrap_err().to_string();
+        assert!(err.contains("egress[0].fields: name tokens cannot be found inside text unless"), "{err}");
+        assert!(parse(&names("[class.name]\nformat = \"tagged\"\n")).is_ok());
     }
 
     #[test]
@@ -238,7 +250,7 @@ allow = ["detokenize:pan"]
             "{VAULT}\n[[egress]]\nname = \"psp\"\nlisten = \"nowhere\"\nupstream = \"http://api.psp.example/v1\"\n\
              caller = \"nobody\"\nfields = [ {{ multipart = \"card\", class = \"pan\" }}, \
              {{ json = \"$.x\", class = \"cheese\" }}, {{ json = \"$.t\", class = \"pan\", detect = [\"pan\"] }}, \
-             {{ json = \"$.u\", detect = [\"name\"] }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
+             {{ json = \"$.u\", detect = [\"cvc\"] }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
         ))
         .unwrap_err()
         .to_string();
@@ -249,7 +261,7 @@ allow = ["detokenize:pan"]
             "egress[0].fields[0]: egress fields use json",
             "egress[0].fields[1].class:",
             "egress[0].fields[2]: name a class",
-            "egress[0].fields[3].detect[0]: detection covers",
+            "egress[0].fields[3].detect[0]: a cvc is never in text",
             "egress[0].fields: name at least one field",
             "egress[0].response_detect[0]: detection covers",
             "egress[0].purpose: must not be empty",

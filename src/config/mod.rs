@@ -427,6 +427,21 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         }
     }
 
+    // Tokens are found inside text by their formats: name, address and text tokens only when tagged.
+    for (i, e) in egress.iter().enumerate() {
+        for f in &e.route.fields {
+            let Reveal::InText(classes) = f.action else { continue };
+            for class in classes.to_vec().into_iter().filter(|c| !formats.findable(*c)) {
+                p(
+                    &format!("egress[{i}].fields"),
+                    format!(
+                        "{class} tokens cannot be found inside text unless [class.{class}] format = \"tagged\""
+                    ),
+                );
+            }
+        }
+    }
+
     if problems.is_empty() {
         Ok(Config { proxy, routes, egress, vault, vault_client, admin, callers, formats, retention })
     } else {

@@ -142,7 +142,7 @@ impl Flow for Egress {
                 Reveal::Value(class) => class,
                 Reveal::InText(classes) => {
                     // Tokens inside the text: each found one is asked for; one the vault does not know stays.
-                    for m in crate::detect::find(&hit.value, &classes.to_vec()) {
+                    for m in crate::detect::find_tokens(&hit.value, &classes.to_vec()) {
                         self.metrics.fields.with_label_values(&[&route.name, m.class.name(), "detokenize"]).inc();
                         plan.ask_within(n, m.class, m.start..m.end, &hit.value[m.start..m.end]);
                     }

@@ -20,6 +20,9 @@ pub struct ClassFormats {
     pub iban: IbanFormat,
     pub email: EmailFormat,
     pub phone: PhoneFormat,
+    /// `name`, `address` and `text`, by [`TextKind`].
+    pub name: TextFormat,
+    pub address: TextFormat,
     pub text: TextFormat,
     /// Classes tokenised afresh every time (`[class.X] deterministic = false`), by [`Class::index`].
     pub fresh: [bool; Class::ALL.len()],
@@ -50,6 +53,8 @@ impl Default for ClassFormats {
             iban: IbanFormat::default(),
             email: EmailFormat::default(),
             phone: PhoneFormat::default(),
+            name: TextFormat::default(),
+            address: TextFormat::default(),
             text: TextFormat::default(),
             fresh: [false; Class::ALL.len()],
             cvc_ttl: 3600,
@@ -73,8 +78,25 @@ impl ClassFormats {
             Class::Iban => matches!(self.iban, IbanFormat::ReservedBank),
             Class::Email => matches!(self.email, EmailFormat::ReservedDomain | EmailFormat::Relay(_)),
             Class::Phone => matches!(self.phone, PhoneFormat::ReservedRange(_)),
-            Class::Name | Class::Address | Class::Text | Class::Cvc => false,
+            Class::Name | Class::Address | Class::Text => self.text_format(class) == Some(TextFormat::Tagged),
+            Class::Cvc => false,
         }
+    }
+
+    /// The format of a text class (`name`, `address`, `text`); `None` for the others.
+    pub fn text_format(&self, class: Class) -> Option<TextFormat> {
+        match class {
+            Class::Name => Some(self.name),
+            Class::Address => Some(self.address),
+            Class::Text => Some(self.text),
+            Class::Pan | Class::Iban | Class::Email | Class::Phone | Class::Cvc => None,
+        }
+    }
+
+    /// Can tokens of `class` be found inside text an app renders (a mail, a page)? Card, IBAN, e-mail and phone
+    /// tokens by their formats; text classes only when `tagged`.
+    pub fn findable(&self, class: Class) -> bool {
+        class.detectable() || self.text_format(class) == Some(TextFormat::Tagged)
     }
 
     pub fn set(&mut self, class: Class, format: &str) -> Result<(), String> {
@@ -84,19 +106,18 @@ impl ClassFormats {
             Class::Iban => self.iban = format.parse().map_err(bad)?,
             Class::Email => self.email = format.parse().map_err(bad)?,
             Class::Phone => self.phone = format.parse().map_err(bad)?,
-            Class::Name | Class::Address | Class::Text => self.text = format.parse().map_err(bad)?,
+            Class::Name => self.name = format.parse().map_err(bad)?,
+            Class::Address => self.address = format.parse().map_err(bad)?,
+            Class::Text => self.text = format.parse().map_err(bad)?,
             Class::Cvc => return Err("a cvc has no token format: it is kept, not tokenised".into()),
         }
         Ok(())
     }
 }
 
+/// Text classes by their kind; the other classes never reach the text module's functions.
 fn kind(class: Class) -> TextKind {
-    match class {
-        Class::Name => TextKind::Name,
-        Class::Address => TextKind::Address,
-        Class::Text | Class::Pan | Class::Iban | Class::Email | Class::Phone | Class::Cvc => TextKind::Text,
-    }
+    TextKind::of(class).unwrap_or(TextKind::Text)
 }
 
 /// Shape check and canonical form: anything a value or a token of the class can look like.
@@ -130,7 +151,9 @@ pub fn generate<R: Rng + ?Sized>(class: Class, f: &ClassFormats, canonical: &str
         Class::Iban => iban::generate(canonical, f.iban, attempt, rng),
         Class::Email => email::generate(canonical, f.email, attempt, rng),
         Class::Phone => phone::generate(canonical, f.phone, attempt, rng),
-        Class::Name | Class::Address | Class::Text => text::generate(kind(class), canonical, f.text, attempt, rng),
+        Class::Name | Class::Address | Class::Text => {
+            text::generate(kind(class), canonical, f.text_format(class).unwrap_or_default(), attempt, rng)
+        }
         Class::Cvc => cvc::placeholder(canonical, rng),
     }
 }

@@ -11,6 +11,8 @@ use std::str::FromStr;
 
 use rand::Rng;
 
+use crate::domain::Class;
+
 use super::{Invalid, Layout, Parsed};
 
 /// Which kind of text a value is; each has its own length limit (in characters).
@@ -57,12 +59,49 @@ impl FromStr for TextKind {
     }
 }
 
+impl TextKind {
+    /// The kind of a text class; `None` for the others.
+    pub fn of(class: Class) -> Option<TextKind> {
+        match class {
+            Class::Name => Some(TextKind::Name),
+            Class::Address => Some(TextKind::Address),
+            Class::Text => Some(TextKind::Text),
+            Class::Pan | Class::Iban | Class::Email | Class::Phone | Class::Cvc => None,
+        }
+    }
+
+    /// The class of this kind.
+    pub fn class(self) -> Class {
+        match self {
+            TextKind::Name => Class::Name,
+            TextKind::Address => Class::Address,
+            TextKind::Text => Class::Text,
+        }
+    }
+
+    /// The opening and closing markers of this kind's `tagged` tokens.
+    pub fn tags(self) -> (&'static str, &'static str) {
+        match self {
+            TextKind::Name => ("Zq", "qZ"),
+            TextKind::Address => ("Zx", "xZ"),
+            TextKind::Text => ("Zj", "jZ"),
+        }
+    }
+
+    const ALL: [TextKind; 3] = [TextKind::Name, TextKind::Address, TextKind::Text];
+}
+
+/// Characters both markers of a tagged token add to its body.
+pub const TAGS_LEN: usize = 4;
+
 /// How text tokens are drawn (config names in brackets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TextFormat {
     /// Same character classes, case, spaces and punctuation (`keep-shape`).
     #[default]
     KeepShape,
+    /// A keep-shape body between two markers of the kind, so tokens can be found in rendered text (`tagged`).
+    Tagged,
 }
 
 impl TextFormat {
@@ -70,6 +109,7 @@ impl TextFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             TextFormat::KeepShape => "keep-shape",
+            TextFormat::Tagged => "tagged",
         }
     }
 }
@@ -80,7 +120,8 @@ impl FromStr for TextFormat {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "keep-shape" => Ok(TextFormat::KeepShape),
-            _ => Err(Invalid("unknown text token format (expected keep-shape)")),
+            "tagged" => Ok(TextFormat::Tagged),
+            _ => Err(Invalid("unknown text token format (expected keep-shape or tagged)")),
         }
     }
 }
@@ -125,8 +166,32 @@ pub fn generate<R: Rng + ?Sized>(
     attempt: u32,
     rng: &mut R,
 ) -> String {
-    let TextFormat::KeepShape = format;
-    let _ = (kind, attempt);
+    let _ = attempt;
+    match format {
+        TextFormat::KeepShape => keep_shape(canonical, rng),
+        TextFormat::Tagged => {
+            let (open, close) = kind.tags();
+            // A body holding a marker of its kind would cut the token short when found in text: draw again (a
+            // marker pair turns up once in ~700 upper/lower pairs); past that, the markers' lower-case letter is
+            // swapped for its neighbour, which leaves no marker.
+            let mut body = keep_shape(canonical, rng);
+            for _ in 0..16 {
+                if !body.contains(open) && !body.contains(close) {
+                    break;
+                }
+                body = keep_shape(canonical, rng);
+            }
+            if body.contains(open) || body.contains(close) {
+                let letter = open.chars().nth(1).unwrap_or('q');
+                body = body.replace(letter, if letter == 'a' { "b" } else { "a" });
+            }
+            format!("{open}{body}{close}")
+        }
+    }
+}
+
+/// The shape-kept body of a token (the whole token in `keep-shape`).
+fn keep_shape<R: Rng + ?Sized>(canonical: &str, rng: &mut R) -> String {
     let input: Vec<char> = canonical.chars().collect();
     let mut drawn: Vec<char> = input.iter().map(|&c| redraw(c, rng)).collect();
     if drawn == input {
@@ -143,6 +208,63 @@ pub fn generate<R: Rng + ?Sized>(
     drawn.into_iter().collect()
 }
 
+/// A tagged token found in text: its kind and byte range (markers included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub kind: TextKind,
+    pub range: std::ops::Range<usize>,
+}
+
+/// Tagged tokens of `kinds` in `text`, in order, not overlapping: an opening marker at the start of a word,
+/// the nearest closing marker of its kind after it that ends a word, a body without outer whitespace or an
+/// opening marker, of at least one letter or digit, within the kind's length and without control characters
+/// other than the kind allows. Where one would
+/// overlap an earlier one, the earlier wins.
+pub fn find_tagged(text: &str, kinds: &[TextKind]) -> Vec<Tagged> {
+    let mut found: Vec<Tagged> = Vec::new();
+    let bytes = text.as_bytes();
+    let word_char = |i: usize| bytes.get(i).is_some_and(|b| b.is_ascii_alphanumeric() || *b >= 0x80);
+    for kind in TextKind::ALL.into_iter().filter(|k| kinds.contains(k)) {
+        let (open, close) = kind.tags();
+        let mut from = 0;
+        while let Some(at) = text.get(from..).and_then(|t| t.find(open)).map(|i| i + from) {
+            from = at + open.len();
+            if at > 0 && word_char(at - 1) {
+                continue;
+            }
+            let body_start = at + open.len();
+            // The body's longest form, in bytes: every character may take four.
+            let limit = text.len().min(body_start + kind.max_len() * 4 + close.len());
+            let Some(end) = text.get(body_start..limit).and_then(|t| t.find(close)).map(|i| body_start + i) else {
+                continue;
+            };
+            let stop = end + close.len();
+            if word_char(stop) {
+                continue;
+            }
+            let body = &text[body_start..end];
+            // A drawn body holds no marker: one that does began at a stray opening marker.
+            if body.trim().len() != body.len()
+                || body.contains(open)
+                || check(kind, body).is_err()
+                || !body.chars().any(char::is_alphanumeric)
+            {
+                continue;
+            }
+            found.push(Tagged { kind, range: at..stop });
+            from = stop;
+        }
+    }
+    found.sort_by_key(|t| t.range.start);
+    let mut kept: Vec<Tagged> = Vec::with_capacity(found.len());
+    for t in found {
+        if kept.last().is_none_or(|k| k.range.end <= t.range.start) {
+            kept.push(t);
+        }
+    }
+    kept
+}
+
 /// Character count, control characters, emptiness, and a letter for names.
 fn check(kind: TextKind, text: &str) -> Result<(), Invalid> {
     if text.trim().is_empty() {
@@ -153,7 +275,9 @@ fn check(kind: TextKind, text: &str) -> Result<(), Invalid> {
     if text.chars().any(|c| c.is_control() && !allowed(c)) {
         return Err(Invalid("text contains control characters"));
     }
-    if text.chars().count() > kind.max_len() {
+    let (open, close) = kind.tags();
+    let tagged = text.starts_with(open) && text.ends_with(close);
+    if text.chars().count() > kind.max_len() + if tagged { TAGS_LEN } else { 0 } {
         return Err(match kind {
             TextKind::Name => Invalid("name is longer than 256 characters"),
             TextKind::Address => Invalid("address is longer than 512 characters"),
@@ -262,6 +386,47 @@ mod tests {
         }
 
         #[test]
+        fn tagged_tokens_are_found_exactly_in_any_surrounding_text(
+            kind in kind_strategy(),
+            written in text_strategy(),
+            before in "[ a-zA-Z0-9,.:<>\"'\n-]{0,20}",
+            after in "[ a-zA-Z0-9,.:<>\"'\n-]{0,20}",
+            seed in any::<u64>(),
+        ) {
+            let Ok(parsed) = parse(kind, &written) else { return Ok(()); };
+            if validate(kind, &parsed.canonical).is_err() {
+                return Ok(());
+            }
+            let token = generate(kind, &parsed.canonical, TextFormat::Tagged, 0, &mut StdRng::seed_from_u64(seed));
+            let (open, close) = kind.tags();
+            prop_assert!(token.starts_with(open) && token.ends_with(close));
+            let body = &token[open.len()..token.len() - close.len()];
+            prop_assert!(!body.contains(open) && !body.contains(close));
+            prop_assert_eq!(body.chars().count(), parsed.canonical.chars().count());
+            prop_assert!(validate(kind, &token).is_ok());
+            prop_assert_eq!(parse(kind, &token).unwrap().canonical, token.clone());
+            // Separated from the text around it by a non-word character, it is found with its exact bounds.
+            let text = format!("{before} {token}, {after}");
+            let start = before.len() + 1;
+            let found = find_tagged(&text, &[kind]);
+            prop_assert!(found.contains(&Tagged { kind, range: start..start + token.len() }), "{:?}", found);
+            // Glued to a word on either side, it is not a token of its own.
+            let glued = format!("a{token}");
+            prop_assert!(find_tagged(&glued, &[kind]).iter().all(|t| t.range.start != 1));
+        }
+
+        #[test]
+        fn find_tagged_never_panics(text in "(Zq|qZ|Zx|xZ|Zj|jZ|[ a-zé\n]){0,40}") {
+            let found = find_tagged(&text, &[TextKind::Name, TextKind::Address, TextKind::Text]);
+            for pair in found.windows(2) {
+                prop_assert!(pair[0].range.end <= pair[1].range.start);
+            }
+            for t in &found {
+                prop_assert!(text.get(t.range.clone()).is_some());
+            }
+        }
+
+        #[test]
         fn parse_never_panics(input in "\\PC{0,50}|[\\x00-\\x1f a-z]{0,10}") {
             for kind in KINDS {
                 if let Ok(parsed) = parse(kind, &input) {
@@ -333,12 +498,51 @@ mod tests {
     }
 
     #[test]
+    fn tagged_examples() {
+        let mut rng = StdRng::seed_from_u64(9);
+        let name = generate(TextKind::Name, "Jane Doe", TextFormat::Tagged, 0, &mut rng);
+        assert!(name.starts_with("Zq") && name.ends_with("qZ") && name.len() == 12, "{name}");
+        let address = generate(TextKind::Address, "12 High Street", TextFormat::Tagged, 0, &mut rng);
+        assert!(address.starts_with("Zx") && address.ends_with("xZ"), "{address}");
+        let text = format!("Dear {name},\nwe ship to {address} (not to ZqNobody or ZqsomeoneqZed).");
+        // A stray opening marker before a token does not swallow it.
+        assert_eq!(find_tagged(&format!("Zqa {name}"), &[TextKind::Name])[0].range.start, 4);
+        let found = find_tagged(&text, &[TextKind::Name, TextKind::Address]);
+        let spans: Vec<&str> = found.iter().map(|t| &text[t.range.clone()]).collect();
+        assert_eq!(spans, [name.as_str(), address.as_str()]);
+        assert_eq!(found[0].kind, TextKind::Name);
+        // Only the kinds asked for; a name marker never closes an address.
+        assert_eq!(find_tagged(&text, &[TextKind::Address]).len(), 1);
+        assert!(find_tagged("ZqJane DoexZ", &[TextKind::Name, TextKind::Address]).is_empty());
+        // A body over its kind's length (plus the markers) is no token; one at the limit is.
+        let long = format!("Zq{}qZ", "a".repeat(257));
+        assert!(find_tagged(&long, &[TextKind::Name]).is_empty());
+        assert!(parse(TextKind::Name, &long).is_err());
+        let limit = format!("Zq{}qZ", "a".repeat(256));
+        assert_eq!(find_tagged(&limit, &[TextKind::Name]).len(), 1);
+        assert!(parse(TextKind::Name, &limit).is_ok());
+        // A body that draws a marker is drawn again: a value full of upper/lower pairs still gets a clean body.
+        let value = "Zq ".repeat(80);
+        for seed in 0..50 {
+            let t = generate(TextKind::Name, value.trim(), TextFormat::Tagged, 0, &mut StdRng::seed_from_u64(seed));
+            assert!(!t[2..t.len() - 2].contains("Zq") && !t[2..t.len() - 2].contains("qZ"));
+        }
+    }
+
+    #[test]
     fn names_and_mask() {
         for kind in KINDS {
             assert_eq!(kind.as_str().parse::<TextKind>(), Ok(kind));
         }
         assert!(TextKind::Name.max_len() < TextKind::Address.max_len());
         assert_eq!("keep-shape".parse::<TextFormat>(), Ok(TextFormat::KeepShape));
+        assert_eq!("tagged".parse::<TextFormat>(), Ok(TextFormat::Tagged));
+        for f in [TextFormat::KeepShape, TextFormat::Tagged] {
+            assert_eq!(f.as_str().parse::<TextFormat>(), Ok(f));
+        }
+        for kind in KINDS {
+            assert_eq!(TextKind::of(kind.class()), Some(kind));
+        }
         assert_eq!(TextFormat::default(), TextFormat::KeepShape);
         assert!("shape".parse::<TextFormat>().is_err());
         assert_eq!(mask("John Smith"), "J*** *****");
