@@ -16,6 +16,7 @@ use crate::crypto::{KeySet, Keyring};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
+use crate::proxy::reveal::Staff;
 use crate::proxy::Proxy;
 use crate::server::{self, AnsweredHere, Limits};
 use crate::store::postgres::{PostgresOptions, PostgresStore};
@@ -288,7 +289,7 @@ async fn start_proxy(
         None => None,
     };
     let tls = match &cert {
-        Some(c) => Some(TlsAcceptor::from(c.server_config()?)),
+        Some(c) => Some(TlsAcceptor::from(c.server_config(pc.client_ca.as_deref())?)),
         None => None,
     };
     if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
@@ -296,7 +297,7 @@ async fn start_proxy(
     }
     // Requests refused before any route is matched count under route "-", like those no route matches.
     let answered_here = count_answered_here(&metrics, "-");
-    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics)?);
+    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics, staff(cfg))?);
     let listener = bind(pc.listen).await?;
     let addr = local_addr(&listener, pc.listen)?;
     let limits = Limits {
@@ -317,7 +318,8 @@ async fn start_proxy(
         tls,
         limits,
         move |conn: server::ConnInfo| {
-            let (proxy, client) = (proxy.clone(), crate::proxy::ClientAddr::new(conn.peer.ip()));
+            let client = crate::proxy::ClientAddr::new(conn.peer.ip()).with_identities(conn.tls_identities);
+            let proxy = proxy.clone();
             move |req| proxy.clone().handle(client.clone(), req)
         },
         stopped.clone(),
@@ -349,6 +351,29 @@ async fn start_admin(
     )));
     tracing::info!(addr = %addr, "admin listening");
     Ok(addr)
+}
+
+/// Who `reveal` routes may show values to: every `[[caller]]` of the local vault, and in a split deployment each
+/// caller the proxy holds a key file for (their rights are the remote vault's).
+fn staff(cfg: &Config) -> Vec<Staff> {
+    let mut staff: Vec<Staff> = cfg
+        .callers
+        .iter()
+        .map(|c| Staff {
+            caller: Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: None },
+            tls_identity: c.tls_identity.clone(),
+            reveals: c.reveals,
+            remote: false,
+        })
+        .collect();
+    if let Some(vc) = &cfg.vault_client {
+        let remote: Vec<&String> = vc.api_keys.keys().filter(|n| !staff.iter().any(|s| &s.caller.name == *n)).collect();
+        for name in remote {
+            let caller = Caller { name: name.clone(), allow: Vec::new(), new_values: None };
+            staff.push(Staff { caller, tls_identity: None, reveals: None, remote: true });
+        }
+    }
+    staff
 }
 
 /// Binds one egress route and serves it; returns its address.

@@ -119,8 +119,10 @@ pub fn find_tokens(text: &str, classes: &[Class]) -> Vec<Match> {
             .map(|t| Match { start: t.range.start, end: t.range.end, class: t.kind.class() })
             .collect()
     };
-    let mut found: Vec<Match> =
-        find(text, classes).into_iter().filter(|m| !tagged.iter().any(|t| t.start < m.end && m.start < t.end)).collect();
+    let mut found: Vec<Match> = find(text, classes)
+        .into_iter()
+        .filter(|m| !tagged.iter().any(|t| t.start < m.end && m.start < t.end))
+        .collect();
     found.extend(tagged);
     found.sort_by_key(|m| m.start);
     found
@@ -692,7 +694,8 @@ mod tests {
         let text = "Dear ZqXkfd PqeqZ, we ship to Zx47 Kwzb Road, tel. +44 7700 900123, LondonxZ; mail k3f9@customers.shop.example \
                     or call +44 7700 900456.";
         let all = [Class::Name, Class::Address, Class::Email, Class::Phone];
-        let found: Vec<(Class, &str)> = find_tokens(text, &all).iter().map(|m| (m.class, &text[m.start..m.end])).collect();
+        let found: Vec<(Class, &str)> =
+            find_tokens(text, &all).iter().map(|m| (m.class, &text[m.start..m.end])).collect();
         assert_eq!(
             found,
             [

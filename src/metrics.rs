@@ -52,6 +52,9 @@ pub struct Metrics {
     /// Tokenisations refused for a spent budget of new values, by scope (`caller`, `client`) and caller (`-` for
     /// clients: an address is never a label). Each one may be a tokenisation oracle being walked.
     pub budget_refusals: IntCounterVec,
+    /// Values shown masked (or left as tokens) on `reveal` routes because the staff member's `reveals_per_hour`
+    /// was spent, by caller (a configured name). Someone reading far more customers than their work needs.
+    pub reveal_budget_exhausted: IntCounterVec,
 }
 
 impl Metrics {
@@ -139,6 +142,14 @@ impl Metrics {
         registry.register(Box::new(budget_refusals.clone()))?;
         // Present from the start (client refusals carry no caller), so the alert's series is there at 0.
         budget_refusals.with_label_values(&["client", "-"]);
+        let reveal_budget_exhausted = IntCounterVec::new(
+            Opts::new(
+                "veil_reveal_budget_exhausted_total",
+                "Values not revealed on back-office routes because the staff member's reveals_per_hour was spent.",
+            ),
+            &["caller"],
+        )?;
+        registry.register(Box::new(reveal_budget_exhausted.clone()))?;
         Ok(Metrics {
             registry,
             requests,
@@ -156,6 +167,7 @@ impl Metrics {
             purged,
             tokens,
             budget_refusals,
+            reveal_budget_exhausted,
         })
     }
 

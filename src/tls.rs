@@ -103,8 +103,19 @@ pub fn chain_not_after(path: &Path) -> Result<i64, TlsError> {
 pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
+    let mut config =
+        client_auth(client_ca)?.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// A server builder that asks for client certificates verified against `client_ca` (optional for clients), or
+/// none.
+fn client_auth(
+    client_ca: Option<&Path>,
+) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>, TlsError> {
     let builder = server_builder()?;
-    let builder = match client_ca {
+    Ok(match client_ca {
         Some(ca) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider())
                 .allow_unauthenticated()
@@ -113,10 +124,7 @@ pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Resul
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
-    };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    })
 }
 
 /// URI and DNS subject-alternative names of a (verified) end-entity certificate.
@@ -220,9 +228,10 @@ impl ReloadableCert {
         Ok(())
     }
 
-    /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate.
-    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut config = server_builder()?.with_no_client_auth().with_cert_resolver(self.clone());
+    /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate; with `client_ca`, client
+    /// certificates are asked for (optional) and verified.
+    pub fn server_config(self: &Arc<Self>, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = client_auth(client_ca)?.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

@@ -316,7 +316,7 @@ async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std:
     );
     let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
     let pc = cfg.proxy.unwrap();
-    let proxy = Arc::new(veil::proxy::Proxy::new(&pc, cfg.routes, vault, keys, metrics).unwrap());
+    let proxy = Arc::new(veil::proxy::Proxy::new(&pc, cfg.routes, vault, keys, metrics, Vec::new()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

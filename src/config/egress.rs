@@ -184,6 +184,7 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                 subject: None,
                 observe: false,
                 purpose: None,
+                reveal: None,
             },
             response_detect,
             max_body_bytes,

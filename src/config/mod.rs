@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 pub mod egress;
 pub mod proxy;
+pub mod reveal;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
@@ -96,6 +97,8 @@ struct RawCaller {
     purpose: Option<String>,
     /// New values of enumerable classes (pan, iban, phone) this caller may tokenise per minute.
     new_values_per_minute: Option<u64>,
+    /// Values this caller may see revealed on `reveal` routes per hour; past it, values are masked.
+    reveals_per_hour: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +304,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let admin = raw.admin.and_then(|a| addr(&a.listen, "admin.listen", &mut p).map(|listen| AdminConfig { listen }));
 
     let mut callers = Vec::new();
+    let mut keyless: Vec<(String, String)> = Vec::new();
     for (i, c) in raw.caller.into_iter().enumerate() {
         let at = format!("caller[{i}]");
         if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
@@ -319,8 +323,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
             }
         });
+        // A staff member named by a trusted identity header needs neither (checked once routes are known).
         if c.api_key_sha256.is_none() && c.tls_identity.is_none() {
-            p(&at, "needs api_key_sha256 or tls_identity to authenticate".into());
+            keyless.push((at.clone(), c.name.clone()));
         }
         if matches!(&c.tls_identity, Some(id) if id.is_empty()) {
             p(&format!("{at}.tls_identity"), "must not be empty".into());
@@ -337,6 +342,10 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         let per_minute =
             bounded(c.new_values_per_minute, CALLER_NEW_VALUES_PER_MINUTE, 1, 10_000_000, &at_budget, &mut p);
         let new_values = Some(Rate::per_minute(u32::try_from(per_minute).unwrap_or(u32::MAX)));
+        let reveals = c.reveals_per_hour.map(|n| {
+            let n = bounded(Some(n), 0, 1, 10_000_000, &format!("{at}.reveals_per_hour"), &mut p);
+            Rate::per_hour(u32::try_from(n).unwrap_or(u32::MAX))
+        });
         callers.push(CallerConfig {
             name: c.name,
             api_key_sha256,
@@ -344,7 +353,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             allow,
             purpose,
             new_values,
+            reveals,
         });
+    }
+    let header_identity = routes
+        .iter()
+        .any(|r| matches!(&r.reveal, Some(reveal::RevealRule { identity: reveal::Identity::Header { .. }, .. })));
+    for (at, _) in keyless.iter().filter(|_| !header_identity) {
+        p(at, "needs api_key_sha256 or tls_identity to authenticate (or a reveal route naming it by header)".into());
     }
 
     // Egress routes reveal as a caller: a [[caller]] of the local vault, or one the proxy holds a key file for.
@@ -434,11 +450,23 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             for class in classes.to_vec().into_iter().filter(|c| !formats.findable(*c)) {
                 p(
                     &format!("egress[{i}].fields"),
-                    format!(
-                        "{class} tokens cannot be found inside text unless [class.{class}] format = \"tagged\""
-                    ),
+                    format!("{class} tokens cannot be found inside text unless [class.{class}] format = \"tagged\""),
                 );
             }
+        }
+    }
+
+    for (i, r) in routes.iter().enumerate() {
+        let Some(rule) = &r.reveal else { continue };
+        for class in rule.classes.iter().filter(|c| !formats.findable(**c)) {
+            p(
+                &format!("route[{i}].reveal.classes"),
+                format!("{class} tokens cannot be found in responses unless [class.{class}] format = \"tagged\""),
+            );
+        }
+        let mtls = matches!(rule.identity, reveal::Identity::Mtls);
+        if mtls && proxy.as_ref().is_some_and(|pc| pc.client_ca.is_none()) {
+            p(&format!("route[{i}].reveal.identity"), "\"mtls\" needs [proxy.tls] client_ca".into());
         }
     }
 

@@ -43,6 +43,9 @@ pub(super) struct RawProxy {
 struct RawProxyTls {
     cert: PathBuf,
     key: PathBuf,
+    /// Client certificates verified against this CA (optional for clients: browsers connect without one); their
+    /// identities name `[[caller]]`s for `reveal` routes with `identity = "mtls"`.
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -92,6 +95,8 @@ pub(super) struct RawRoute {
     subject: Option<RawSelector>,
     mode: Option<String>,
     purpose: Option<String>,
+    /// Back office: tokens in the app's responses revealed to the staff member (`reveal = { classes, identity }`).
+    reveal: Option<super::reveal::RawReveal>,
 }
 
 /// The ingress proxy: where it listens, the one app it forwards to, and its limits.
@@ -124,6 +129,8 @@ pub struct ProxyConfig {
     /// Peers whose `X-Forwarded-For` names the client (load balancers, CDNs in front of veil).
     pub trusted_proxies: Vec<Cidr>,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// `[proxy.tls] client_ca`: client certificates are asked for and verified against it.
+    pub client_ca: Option<PathBuf>,
 }
 
 /// Per client and hour unless `[proxy] new_values_per_hour` sets one: none. Addresses are shared (carrier NAT,
@@ -339,6 +346,8 @@ pub struct Route<A = FieldAction> {
     pub observe: bool,
     /// Why this route processes personal data (for `veil register`).
     pub purpose: Option<String>,
+    /// Back office: the app's responses shown to staff with the values they may see.
+    pub reveal: Option<super::reveal::RevealRule>,
 }
 
 impl<A> Route<A> {
@@ -458,6 +467,7 @@ pub(super) fn validate_proxy(raw: RawProxy, mut p: &mut Problems<'_>) -> Option<
             .enumerate()
             .filter_map(|(i, c)| c.parse().map_err(|e| p(&format!("proxy.trusted_proxies[{i}]"), e)).ok())
             .collect(),
+        client_ca: raw.tls.as_ref().and_then(|t| t.client_ca.clone()),
         tls: raw.tls.map(|t| (t.cert, t.key)),
     };
     Some(cfg)
@@ -589,8 +599,9 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
             }
         };
         let purpose = super::purpose(r.purpose, &format!("{at}.purpose"), &mut *p);
+        let reveal = r.reveal.and_then(|raw| super::reveal::validate(raw, &format!("{at}.reveal"), &mut *p));
         let Some(path) = path else { continue };
-        routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe, purpose });
+        routes.push(Route { name: r.name, methods, path, fields, detect, subject, observe, purpose, reveal });
     }
     routes
 }

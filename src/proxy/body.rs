@@ -27,10 +27,16 @@ pub enum Kind {
     Other(String),
 }
 
+/// The content type without parameters, lower case (`text/html`); empty when there is none.
+pub fn essence(headers: &HeaderMap) -> String {
+    let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
 impl Kind {
     pub fn of(headers: &HeaderMap) -> Kind {
         let ct = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = essence(headers);
         match essence.as_str() {
             "application/json" => Kind::Json,
             e if e.starts_with("application/") && e.ends_with("+json") => Kind::Json,

@@ -193,8 +193,12 @@ impl Flow for Egress {
         self.upstream.send(req, Hop::Egress).await
     }
 
+    type Answer = ();
+
+    fn prepare(&self, _route: Option<&Compiled<Reveal>>, _client: &ClientAddr, _headers: &mut http::HeaderMap) {}
+
     /// Tokenises the `response_detect` values in the upstream's response; withholds what cannot be inspected.
-    async fn respond(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn respond(&self, resp: Response<UpstreamBody>, (): ()) -> Result<Response<ProxyBody>, ProxyError> {
         if self.cfg.response_detect.is_empty() {
             return Ok(super::stream(resp));
         }

@@ -97,13 +97,24 @@ fn ip_text(ip: std::net::IpAddr) -> String {
 /// A client's address as `X-Forwarded-For` gives it, made once per connection: each request then shares it
 /// (a reference count) instead of formatting and copying it again.
 #[derive(Debug, Clone)]
-pub struct ClientAddr(HeaderValue, std::net::IpAddr);
+pub struct ClientAddr(HeaderValue, std::net::IpAddr, Arc<Vec<String>>);
 
 impl ClientAddr {
     pub fn new(ip: std::net::IpAddr) -> ClientAddr {
         // An address's text is always a valid header value; the fallback is never taken.
         let text = bytes::Bytes::from(ip_text(ip));
-        ClientAddr(HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("unknown")), ip)
+        let value = HeaderValue::from_maybe_shared(text).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientAddr(value, ip, Arc::default())
+    }
+
+    /// The identities (URI and DNS names) of the connection's verified client certificate.
+    pub fn with_identities(mut self, identities: Arc<Vec<String>>) -> ClientAddr {
+        self.2 = identities;
+        self
+    }
+
+    pub fn identities(&self) -> &[String] {
+        &self.2
     }
 
     /// The connection's peer.

@@ -14,6 +14,7 @@ use super::error::ProxyError;
 use super::forward::{ClientAddr, Hop, Upstream, UpstreamBody};
 use super::pipeline::{self, Client, Flow, Plan, PublicTerms, Selected, VaultCall, VaultOp};
 use super::request::{field_of, BodyLimits, Hit, Target, Unreadable};
+use super::reveal::{Revealer, Staff, Viewer};
 use super::route::{Compiled, RouteSeries};
 use super::scan_stream::Scanner;
 use super::ProxyBody;
@@ -55,6 +56,8 @@ pub struct Proxy {
     new_values: Option<Rate>,
     /// Peers whose `X-Forwarded-For` names the client.
     trusted_proxies: Vec<Cidr>,
+    /// Responses of `reveal` routes, shown to the staff member behind the request.
+    revealer: Revealer,
 }
 
 impl Proxy {
@@ -64,6 +67,7 @@ impl Proxy {
         vault: Arc<dyn Vault>,
         keys: Arc<KeySet>,
         metrics: Arc<Metrics>,
+        staff: Vec<Staff>,
     ) -> Result<Proxy, crate::tls::TlsError> {
         let upstream = Upstream::new(&cfg.upstream, cfg.upstream_timeout, cfg.upstream_ca.as_deref())?;
         let detectable: Vec<Class> = Class::ALL.into_iter().filter(|c| c.detectable()).collect();
@@ -78,7 +82,12 @@ impl Proxy {
             read_timeout: cfg.body_timeout,
             max_values: cfg.max_values_per_request,
         });
+        let response_limits =
+            BodyLimits { max_bytes: cfg.max_body_bytes, timeout: cfg.upstream_timeout, max_values: None };
+        let revealer =
+            Revealer::new(staff, &routes, vault.clone(), metrics.clone(), cfg.vault_timeout, response_limits);
         Ok(Proxy {
+            revealer,
             scanner,
             routes: routes.into_iter().map(Compiled::new).collect(),
             unmatched: cfg.unmatched,
@@ -92,6 +101,7 @@ impl Proxy {
                 subject: None,
                 observe: false,
                 purpose: None,
+                reveal: None,
             }),
             max_values: cfg.max_values_per_request,
             vault,
@@ -262,7 +272,33 @@ impl Flow for Proxy {
         self.upstream.send(req, Hop::Ingress { client, tls: self.tls }).await
     }
 
-    async fn respond(&self, resp: Response<UpstreamBody>) -> Result<Response<ProxyBody>, ProxyError> {
-        Ok(super::stream(resp))
+    /// The staff member a `reveal` route's response is for (and the route, by index).
+    type Answer = Option<(Viewer, usize)>;
+
+    fn prepare(
+        &self,
+        route: Option<&Compiled<FieldAction>>,
+        client: &ClientAddr,
+        headers: &mut http::HeaderMap,
+    ) -> Option<(Viewer, usize)> {
+        let rule = route.and_then(|c| c.route.reveal.as_ref());
+        let viewer = self.revealer.prepare(rule, client, headers)?;
+        let index = self.routes.iter().position(|c| route.is_some_and(|r| std::ptr::eq(c, r)))?;
+        Some((viewer, index))
+    }
+
+    async fn respond(
+        &self,
+        resp: Response<UpstreamBody>,
+        answer: Option<(Viewer, usize)>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let shown = answer.and_then(|(viewer, i)| {
+            let route = &self.routes.get(i)?.route;
+            Some((viewer, route, route.reveal.as_ref()?))
+        });
+        match shown {
+            Some((viewer, route, rule)) => self.revealer.respond(resp, viewer, route, rule).await,
+            None => Ok(super::stream(resp)),
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod ingress;
 pub mod pipeline;
 pub mod pool;
 pub mod request;
+pub mod reveal;
 pub mod route;
 pub mod scan_stream;
 

@@ -12,7 +12,8 @@
 //! 5. **vault**: the plan's values go to the vault in one call under the flow's deadline ([`VaultCall`]); every
 //!    refusal maps to one [`ProxyError`] the same way in every flow;
 //! 6. **apply**: the request is written back with its edits (Content-Length recomputed);
-//! 7. **forward**, then the **response** phase of the flow.
+//! 7. **prepare** (the flow's last word on the request's head), **forward**, then the **response** phase of the
+//!    flow.
 //!
 //! Any failure answers the spec's JSON error and forwards nothing (fail closed).
 
@@ -96,6 +97,18 @@ pub trait Flow: Send + Sync + 'static {
         false
     }
 
+    /// What the response phase needs to know of the request (e.g. who sees the response).
+    type Answer: Send;
+
+    /// Before phase 7: the flow's last word on the request's head (`route` is `None` for a request passed
+    /// through), and what its response phase needs.
+    fn prepare(
+        &self,
+        route: Option<&Compiled<Self::Action>>,
+        client: &ClientAddr,
+        headers: &mut HeaderMap,
+    ) -> Self::Answer;
+
     /// Phase 7, forward the (rewritten) request to the flow's upstream.
     fn forward(
         &self,
@@ -107,6 +120,7 @@ pub trait Flow: Send + Sync + 'static {
     fn respond(
         &self,
         resp: Response<UpstreamBody>,
+        answer: Self::Answer,
     ) -> impl Future<Output = Result<Response<ProxyBody>, ProxyError>> + Send;
 }
 
@@ -126,7 +140,7 @@ pub async fn run<F: Flow>(
     let result = match selected {
         Err(e) => Err(e),
         // No rule touches this request: stream it through without buffering.
-        Ok(Selected::Pass(_)) => forward(flow, req.map(|b| request::rest(Some(b))), client).await,
+        Ok(Selected::Pass(_)) => forward(flow, None, req.map(|b| request::rest(Some(b))), client).await,
         // Boxed: the routed path's state stays out of the pass-through future, which hyper moves per request.
         Ok(Selected::Route(route)) => Box::pin(routed(flow, route, client, req)).await,
     };
@@ -187,16 +201,18 @@ async fn routed<F: Flow>(
             }
         }
     };
-    forward(flow, req, client).await
+    forward(flow, Some(route), req, client).await
 }
 
 async fn forward<F: Flow>(
     flow: &F,
-    req: Request<ProxyBody>,
+    route: Option<&Compiled<F::Action>>,
+    mut req: Request<ProxyBody>,
     client: &ClientAddr,
 ) -> Result<Response<ProxyBody>, ProxyError> {
+    let answer = flow.prepare(route, client, req.headers_mut());
     let resp = flow.forward(req, client).await?;
-    flow.respond(resp).await
+    flow.respond(resp, answer).await
 }
 
 /// Who sent a request: its connection's peer and its headers.

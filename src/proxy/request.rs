@@ -493,6 +493,19 @@ where
     }
 }
 
+/// A body read whole (`Ok`), or the part read before it passed `limits.max_bytes` (`Err`; the rest is still in
+/// `body`).
+pub async fn read_prefix<B>(body: &mut B, limits: BodyLimits) -> Result<Result<Bytes, Bytes>, ProxyError>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Ok(match read_up_to(body, limits, None).await? {
+        Read::Complete(bytes) => Ok(bytes),
+        Read::Overflow(prefix) => Err(prefix),
+    })
+}
+
 /// A body read whole, or the part read before it passed the limit (the rest is still in the body).
 enum Read {
     Complete(Bytes),

@@ -42,7 +42,7 @@ impl BinaryDoc {
         let mut at = 0;
         for chunk in self.bytes.utf8_chunks() {
             let text = chunk.valid();
-            for m in detect::find(text, detect) {
+            for m in detect::find_tokens(text, detect) {
                 let Some(value) = text.get(m.start..m.end) else { continue };
                 self.matches.push(at + m.start..at + m.end);
                 found.push(Found { origin: Origin::Detected(m.class), value: value.to_owned() });

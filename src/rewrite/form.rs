@@ -83,7 +83,7 @@ impl FormDoc {
             // A selected pair's value is the selector's; its name is still read.
             let sides = [(&pair.name, Side::Name), (&pair.value, Side::Value)];
             for (text, side) in sides.into_iter().take(if taken[p] { 1 } else { 2 }) {
-                for m in detect::find(text, detect) {
+                for m in detect::find_tokens(text, detect) {
                     // `detect` promises ranges inside `text`; one that is not is skipped rather than panicking.
                     let Some(value) = text.get(m.start..m.end) else { continue };
                     self.targets.push((p, side, m.start..m.end));

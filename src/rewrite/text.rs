@@ -20,7 +20,7 @@ impl TextDoc {
 
     /// The values of the given classes in the body, in order. Replaces the result of an earlier call.
     pub fn find(&mut self, detect: &[Class]) -> Vec<Found> {
-        self.matches = detect::find(&self.text, detect);
+        self.matches = detect::find_tokens(&self.text, detect);
         self.matches
             .iter()
             .map(|m| Found {

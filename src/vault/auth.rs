@@ -20,6 +20,8 @@ pub struct CallerConfig {
     pub purpose: Option<String>,
     /// Its budget of new values of enumerable classes (`new_values_per_minute`); `None`: unbudgeted.
     pub new_values: Option<Rate>,
+    /// Values it may see revealed on `reveal` routes (`reveals_per_hour`); `None`: unbudgeted.
+    pub reveals: Option<Rate>,
 }
 
 impl std::fmt::Debug for CallerConfig {
@@ -103,6 +105,7 @@ mod tests {
                 allow: vec![],
                 purpose: None,
                 new_values: None,
+                reveals: None,
             },
             CallerConfig {
                 name: "proxy".into(),
@@ -111,6 +114,7 @@ mod tests {
                 allow: vec!["tokenize:*".parse().unwrap()],
                 purpose: None,
                 new_values: None,
+                reveals: None,
             },
         ])
     }

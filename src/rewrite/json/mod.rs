@@ -405,7 +405,7 @@ impl Walk<'_> {
         match n.ty {
             Ty::Str { .. } => {
                 let s = self.doc.text(n);
-                let matches = crate::detect::find(&s, self.detect);
+                let matches = crate::detect::find_tokens(&s, self.detect);
                 self.push(node, &s, matches, Part::Str);
             }
             Ty::Number => self.scan_number(node, n),
@@ -418,7 +418,7 @@ impl Walk<'_> {
         let Some((s, e, escaped)) = n.key().filter(|_| !self.detect.is_empty()) else { return };
         let raw = self.doc.raw(s, e);
         let text = if escaped { Cow::Owned(tape::decode(raw)) } else { Cow::Borrowed(raw) };
-        let matches = crate::detect::find(&text, self.detect);
+        let matches = crate::detect::find_tokens(&text, self.detect);
         self.push(node, &text, matches, Part::Key);
     }
 
@@ -427,20 +427,20 @@ impl Walk<'_> {
         let raw = self.doc.raw(n.start(), n.end());
         match number::plain(raw) {
             Plain::Text(p) => {
-                let matches = crate::detect::find(&p, self.detect);
+                let matches = crate::detect::find_tokens(&p, self.detect);
                 if !matches.is_empty() {
                     return self.push(node, &p, matches, Part::Plain);
                 }
             }
             Plain::Cut(p) => {
-                if !crate::detect::find(&p, self.detect).is_empty() {
+                if !crate::detect::find_tokens(&p, self.detect).is_empty() {
                     self.error.get_or_insert(TOO_LONG);
                     return;
                 }
             }
             Plain::Same => {}
         }
-        let matches = crate::detect::find(raw, self.detect);
+        let matches = crate::detect::find_tokens(raw, self.detect);
         self.push(node, raw, matches, Part::Num);
     }
 

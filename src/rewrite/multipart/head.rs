@@ -144,10 +144,10 @@ fn disposition_name(value: &str, flavor: Flavor) -> Result<Option<String>, Rewri
 /// The detection matches in one header line, as written; refuses the line when a decoded form of it shows a
 /// value the line as written does not.
 pub fn scan_line(line: &str, detect: &[Class]) -> Result<Vec<Match>, RewriteError> {
-    let matches = detect::find(line, detect);
+    let matches = detect::find_tokens(line, detect);
     let seen: Vec<&str> = matches.iter().filter_map(|m| line.get(m.start..m.end)).collect();
     for decoded in decoded_forms(line) {
-        for m in detect::find(&decoded, detect) {
+        for m in detect::find_tokens(&decoded, detect) {
             if !seen.contains(&decoded.get(m.start..m.end).unwrap_or_default()) {
                 return Err(RewriteError::Unsupported("a value in an encoded part header"));
             }

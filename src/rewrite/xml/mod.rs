@@ -182,7 +182,7 @@ impl XmlDoc {
                     None => continue,
                 },
             };
-            let matches = detect::find(&text, detect);
+            let matches = detect::find_tokens(&text, detect);
             if let Some(place) = if let Item::Place(p) = item { places.get(p) } else { None } {
                 match place.kind {
                     Kind::Name if !matches.is_empty() => return Err(IN_NAME),
@@ -331,7 +331,7 @@ fn hidden_by_references(raw: &str, raw_matches: &[detect::Match], detect: &[Clas
     }
     let resolved = resolve_char_refs(raw);
     let seen: Vec<&str> = raw_matches.iter().filter_map(|m| raw.get(m.start..m.end)).collect();
-    let hidden = detect::find(&resolved, detect)
+    let hidden = detect::find_tokens(&resolved, detect)
         .iter()
         .any(|m| !seen.contains(&resolved.get(m.start..m.end).unwrap_or_default()));
     match hidden {
