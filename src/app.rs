@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
-use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, StoreUrl, VaultConfig};
+use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, SmtpConfig, StoreUrl, VaultConfig};
 use crate::crypto::{KeySet, Keyring};
 use crate::domain::Class;
 use crate::metrics::Metrics;
@@ -44,6 +44,8 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("egress {0}: its caller is not configured")]
     EgressCaller(String),
+    #[error("smtp {0}: its caller is not configured")]
+    SmtpCaller(String),
     #[error("{0}")]
     Mode(ConfigError),
     #[error(transparent)]
@@ -60,6 +62,8 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     /// Each egress route's name and address.
     pub egress_addrs: Vec<(String, SocketAddr)>,
+    /// Each SMTP listener's name and address.
+    pub smtp_addrs: Vec<(String, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     proxy_cert: Option<Arc<ReloadableCert>>,
@@ -114,8 +118,10 @@ pub fn mode_problems(cfg: &Config, mode: Mode) -> Vec<String> {
             if cfg.vault_client.is_none() {
                 problems.push(format!("vault_client: `{cmd}` needs a [vault_client] section (the remote vault)"));
             }
-            if cfg.proxy.is_none() && cfg.egress.is_empty() {
-                problems.push(format!("proxy: `{cmd}` needs a [proxy] section or [[egress]] routes to serve"));
+            if cfg.proxy.is_none() && cfg.egress.is_empty() && cfg.smtp.is_empty() {
+                problems.push(format!(
+                    "proxy: `{cmd}` needs a [proxy] section, [[egress]] routes or [[smtp]] listeners to serve"
+                ));
             }
         }
         (_, None) => {
@@ -191,9 +197,12 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     let mut proxy_addr = None;
     let mut proxy_cert = None;
     let mut egress_addrs = Vec::new();
+    let mut smtp_addrs = Vec::new();
     if mode == Mode::Vault {
-        if cfg.proxy.is_some() || !cfg.egress.is_empty() {
-            tracing::warn!("`veil vault` serves the vault API only; [proxy] and [[egress]] are for `veil proxy`");
+        if cfg.proxy.is_some() || !cfg.egress.is_empty() || !cfg.smtp.is_empty() {
+            tracing::warn!(
+                "`veil vault` serves the vault API only; [proxy], [[egress]] and [[smtp]] are for `veil proxy`"
+            );
         }
     } else {
         if let Some(pc) = &cfg.proxy {
@@ -206,13 +215,17 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
             let addr = start_egress(&cfg, e, vault.clone(), metrics.clone(), &stopped, &mut tasks).await?;
             egress_addrs.push((e.name().to_owned(), addr));
         }
+        for s in &cfg.smtp {
+            let addr = start_smtp(&cfg, s, vault.clone(), metrics.clone(), &stopped, &mut tasks).await?;
+            smtp_addrs.push((s.name.clone(), addr));
+        }
     }
 
     let mut admin_addr = None;
     if let Some(a) = &cfg.admin {
         admin_addr = Some(start_admin(a.listen, metrics.clone(), vault, &stopped, &mut tasks).await?);
     }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
+    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, smtp_addrs, stop, tasks, proxy_cert, metrics })
 }
 
 /// The vault in this process: keys, audit log, store, engine.
@@ -408,6 +421,41 @@ async fn start_egress(
         stopped.clone(),
     )));
     tracing::info!(egress = e.name(), addr = %addr, upstream = %e.upstream, "egress listening");
+    Ok(addr)
+}
+
+/// Binds one SMTP listener and serves it; returns its address.
+async fn start_smtp(
+    cfg: &Config,
+    s: &SmtpConfig,
+    vault: Arc<dyn Vault>,
+    metrics: Arc<Metrics>,
+    stopped: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<SocketAddr, StartError> {
+    let (caller, rights) = match (cfg.callers.iter().find(|c| c.name == s.caller), &cfg.vault_client) {
+        (Some(c), _) => {
+            (Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values }, Some(c.allow.clone()))
+        }
+        // A remote vault holds the caller's rights and checks them; the proxy only sends its key.
+        (None, Some(vc)) if vc.api_keys.contains_key(&s.caller) => {
+            (Caller { name: s.caller.clone(), allow: Vec::new(), new_values: None }, None)
+        }
+        (None, _) => return Err(StartError::SmtpCaller(s.name.clone())),
+    };
+    let relay = match cfg.formats.email {
+        crate::token::email::EmailFormat::Relay(domain) => Some(domain),
+        _ => None,
+    };
+    if let Some((cert, _)) = &s.tls {
+        metrics.set_certificate_expiry("smtp", crate::tls::chain_not_after(cert)?);
+    }
+    let listener = Arc::new(crate::smtp::Listener::new(s.clone(), caller, rights, vault, metrics, relay)?);
+    let tcp = bind(s.listen).await?;
+    let addr = local_addr(&tcp, s.listen)?;
+    tasks.push(tokio::spawn(listener.serve(tcp, stopped.clone())));
+    let upstream = format!("{}:{}", s.upstream.host, s.upstream.port);
+    tracing::info!(smtp = %s.name, addr = %addr, upstream = %upstream, "smtp listening");
     Ok(addr)
 }
 

@@ -4,6 +4,8 @@
 //! ingress:   TLS -> HTTP/1.1 | h2 -> admit -> match (canonical path) -> gather (body, headers, query)
 //!            -> decide -> one vault batch -> apply -> forward to the app
 //! egress:    the app -> the same pipeline, revealing as the route's caller -> one provider -> tokenise echoes
+//! smtp:      the shop's mailer -> EHLO/STARTTLS/AUTH -> each RCPT revealed -> DATA (MIME) -> one vault batch
+//!            as the listener's caller -> the one mail server over verified TLS -> its reply
 //! vault API: TLS/mTLS -> authenticate (API key | client cert) -> authorise (caller x operation x class)
 //!            -> audit (fail closed) -> token engine -> store
 //! ```
@@ -11,7 +13,7 @@
 //! `domain` (classes, permissions, purposes, durations, canonical paths) · `respond`, `budget`, `metrics`, `tls`,
 //! `stall` · `token` (one format module per class), `crypto`, `store`, `server` (accept loop) · `vault` (engine,
 //! auth, audit, API and its wire types, remote client), `detect` · `rewrite` (body formats) · `config` · `proxy`
-//! (the flows on one pipeline), `admin`, `register` · `app` (wiring) · `cli`.
+//! (the flows on one pipeline), `smtp` (the mail listener), `admin`, `register` · `app` (wiring) · `cli`.
 
 pub mod admin;
 pub mod app;
@@ -27,6 +29,7 @@ pub mod register;
 pub mod respond;
 pub mod rewrite;
 pub mod server;
+pub mod smtp;
 pub mod stall;
 pub mod store;
 pub mod tls;

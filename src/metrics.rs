@@ -55,6 +55,15 @@ pub struct Metrics {
     /// Values shown masked (or left as tokens) on `reveal` routes because the staff member's `reveals_per_hour`
     /// was spent, by caller (a configured name). Someone reading far more customers than their work needs.
     pub reveal_budget_exhausted: IntCounterVec,
+    /// Messages an SMTP listener finished with, by listener and outcome (`delivered`, `upstream_refused`,
+    /// `upstream_unavailable`, `vault_unavailable`, `malformed`).
+    pub smtp_messages: IntCounterVec,
+    /// Envelope recipients revealed (e-mail tokens the vault knew), by listener.
+    pub smtp_recipients_revealed: IntCounterVec,
+    /// Tokens in messages revealed or masked, by listener, class and op (`detokenize`, `mask`).
+    pub smtp_fields_revealed: IntCounterVec,
+    /// Replies refusing a command, recipient or message, by listener and reply code.
+    pub smtp_refusals: IntCounterVec,
 }
 
 impl Metrics {
@@ -140,6 +149,28 @@ impl Metrics {
             &["scope", "caller"],
         )?;
         registry.register(Box::new(budget_refusals.clone()))?;
+        let smtp_messages = IntCounterVec::new(
+            Opts::new("veil_smtp_messages_total", "Messages an SMTP listener finished with, by listener and outcome."),
+            &["listener", "outcome"],
+        )?;
+        let smtp_recipients_revealed = IntCounterVec::new(
+            Opts::new("veil_smtp_recipients_revealed_total", "Envelope recipients revealed, by SMTP listener."),
+            &["listener"],
+        )?;
+        let smtp_fields_revealed = IntCounterVec::new(
+            Opts::new(
+                "veil_smtp_fields_revealed_total",
+                "Tokens in messages revealed or masked, by SMTP listener, class and operation.",
+            ),
+            &["listener", "class", "op"],
+        )?;
+        let smtp_refusals = IntCounterVec::new(
+            Opts::new("veil_smtp_refusals_total", "SMTP refusals (4xx/5xx replies), by listener and reply code."),
+            &["listener", "code"],
+        )?;
+        for c in [&smtp_messages, &smtp_recipients_revealed, &smtp_fields_revealed, &smtp_refusals] {
+            registry.register(Box::new(c.clone()))?;
+        }
         // Present from the start (client refusals carry no caller), so the alert's series is there at 0.
         budget_refusals.with_label_values(&["client", "-"]);
         let reveal_budget_exhausted = IntCounterVec::new(
@@ -168,6 +199,10 @@ impl Metrics {
             tokens,
             budget_refusals,
             reveal_budget_exhausted,
+            smtp_messages,
+            smtp_recipients_revealed,
+            smtp_fields_revealed,
+            smtp_refusals,
         })
     }
 

@@ -58,6 +58,18 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
+/// A client config that verifies servers against the system roots plus `extra_ca` (no ALPN: callers set their
+/// own). Used for every upstream veil connects to: HTTP upstreams, egress providers, SMTP relays.
+pub fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
+    let mut roots = system_roots();
+    if let Some(ca) = extra_ca {
+        for cert in load_certs(ca)? {
+            roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;
+        }
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
 /// Protocol versions every veil server accepts: TLS 1.3 and TLS 1.2, nothing older.
 pub const PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
 

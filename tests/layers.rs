@@ -8,7 +8,7 @@
 //! 3 vault detect                    the vault (engine, API, audit) and free-text detection
 //! 4 rewrite                         body formats
 //! 5 config                          raw TOML -> validated, typed config
-//! 6 proxy admin register            the flows, the admin listener, the Art. 30 record
+//! 6 proxy smtp admin register       the flows, the mail listener, the admin listener, the Art. 30 record
 //! 7 app                             wiring
 //! 8 cli                             commands
 //! ```
@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("rewrite", 4),
     ("config", 5),
     ("proxy", 6),
+    ("smtp", 6),
     ("admin", 6),
     ("register", 6),
     ("app", 7),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::tls_app::TlsApp;
 use common::*;
+use common::smtp;
 use http_body_util::Full;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -113,13 +114,15 @@ async fn spawn(config: &std::path::Path) -> Spawned {
                     let addr = addr.trim_start_matches("Some(").trim_end_matches(')').parse().ok()?;
                     let what = if l.contains("egress listening") {
                         "egress".to_owned()
+                    } else if l.contains("smtp listening") {
+                        format!("smtp:{}", l.split("smtp=").nth(1)?.split_whitespace().next()?)
                     } else {
                         l.split(" listening").next()?.split_whitespace().last()?.to_owned()
                     };
                     Some((what, addr))
                 })
                 .collect();
-            if found.len() == 4 {
+            if found.len() == 6 {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -145,6 +148,11 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     let app = App::start().await;
     let ca_dir = tempfile::tempdir().unwrap();
     Pki::new(ca_dir.path());
+    // Two mail servers: one that takes everything, one that refuses the customer, echoing the address.
+    let mail_ok = smtp::FakeUpstream::start(ca_dir.path(), smtp::FakeOptions { starttls: true, refuse_rcpt: None });
+    let refusing = smtp::FakeOptions { starttls: true, refuse_rcpt: Some("secret.person".into()) };
+    let mail_refusing = smtp::FakeUpstream::start(ca_dir.path(), refusing);
+    let (mail_ok, mail_refusing) = (mail_ok.await, mail_refusing.await);
     let provider = TlsApp::start_with(
         ca_dir.path(),
         Arc::new(|seen: &Seen| {
@@ -159,11 +167,17 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
         "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 4096\n{}\n{ROUTES}\n\
          [[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://{}\"\nca = \"{}\"\n\
          caller = \"payments\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }},\n\
-         {{ json = \"$.source.cvc\", class = \"cvc\", bind = \"$.source.number\" }} ]\n",
+         {{ json = \"$.source.cvc\", class = \"cvc\", bind = \"$.source.number\" }} ]\n\
+         [[smtp]]\nname = \"mail\"\nlisten = \"127.0.0.1:0\"\nupstream = \"smtp://{}\"\nca = \"{ca}\"\n\
+         caller = \"payments\"\n\
+         [[smtp]]\nname = \"mail-refusing\"\nlisten = \"127.0.0.1:0\"\nupstream = \"smtp://{}\"\nca = \"{ca}\"\n\
+         caller = \"payments\"\n",
         app.addr,
         config_text(dir.path(), false, None),
         provider.addr,
-        ca_dir.path().join("ca.pem").display()
+        mail_ok.addr,
+        mail_refusing.addr,
+        ca = ca_dir.path().join("ca.pem").display()
     );
     let config = dir.path().join("veil.toml");
     std::fs::write(&config, text).unwrap();
@@ -254,6 +268,35 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     let sent: Value = serde_json::from_slice(&provider.requests()[0].1.body).unwrap();
     assert_eq!(sent["source"]["cvc"].as_str(), Some(CVC), "the provider got the CVC");
 
+    // SMTP: the customer's e-mail token as recipient and in the message (revealed, with the phone token), the
+    // same message to a server that refuses the customer (its echo of the address scrubbed), an unknown token.
+    let (status, body) = client
+        .post_json("/v1/tokenize", APP_KEY, &json!({"items": [{"class": "email", "value": EMAIL}, {"class": "phone", "value": PHONE}]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (email_token, phone_token) =
+        (body["items"][0]["token"].as_str().unwrap().to_owned(), body["items"][1]["token"].as_str().unwrap().to_owned());
+    let message = format!("To: {email_token}\r\nSubject: order\r\n\r\nWe call {phone_token}; mail {email_token}.\r\n");
+    let mut smtp_answers = Vec::new();
+    for (listener, expected) in [("smtp:mail", 250), ("smtp:mail-refusing", 550)] {
+        let (mut c, _) = smtp::connect(veil.addrs[listener]).await;
+        c.cmd("EHLO shop.example").await;
+        let answer = c.mail("orders@shop.example", &[email_token.as_str()], &message).await;
+        assert_eq!(answer.0, expected, "{listener}: {answer:?}");
+        smtp_answers.push(answer.1);
+        assert_eq!(c.cmd("MAIL FROM:<orders@shop.example>").await.0, 250);
+        let unknown = c.cmd("RCPT TO:<nobody1234@example.com>").await;
+        assert_eq!(unknown.0, 550, "{unknown:?}");
+        smtp_answers.push(unknown.1);
+    }
+    let delivered = String::from_utf8(mail_ok.messages()[0].2.clone()).unwrap();
+    assert!(delivered.contains(EMAIL) && delivered.contains(PHONE), "{delivered}");
+    assert!(mail_refusing.messages().is_empty());
+    for answer in &smtp_answers {
+        assert!(!answer.contains(EMAIL) && !answer.contains(PHONE), "a value in an SMTP reply: {answer}");
+    }
+    let smtp_tokens = [email_token, phone_token];
+
     let (_, metrics) = get(admin, "/metrics").await;
 
     // Stop it the way operators do, so shutdown logging is scanned too.
@@ -288,6 +331,7 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
             .map(|s| s.to_string())
             .collect();
     secrets.extend(tokens.iter().filter(|t| t.len() >= 8).cloned());
+    secrets.extend(smtp_tokens.iter().cloned());
     secrets.extend(key_hex.iter().map(|h| h.to_string()));
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.contains("\"cvc\""), "the CVC's reveal is audited (by class and card token fingerprint)");

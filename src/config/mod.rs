@@ -12,9 +12,11 @@ use serde::Deserialize;
 pub mod egress;
 pub mod proxy;
 pub mod reveal;
+pub mod smtp;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
+pub use smtp::SmtpConfig;
 pub use proxy::{canonical_ip, Cidr, Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
 pub use vault_client::VaultClientConfig;
 
@@ -49,6 +51,8 @@ struct RawConfig {
     route: Vec<proxy::RawRoute>,
     #[serde(default)]
     egress: Vec<egress::RawEgress>,
+    #[serde(default)]
+    smtp: Vec<smtp::RawSmtp>,
     vault: Option<RawVault>,
     vault_client: Option<vault_client::RawVaultClient>,
     admin: Option<RawAdmin>,
@@ -128,6 +132,8 @@ pub struct Config {
     pub proxy: Option<ProxyConfig>,
     pub routes: Vec<Route>,
     pub egress: Vec<EgressConfig>,
+    /// SMTP listeners: the shop's smarthost, revealing as their caller.
+    pub smtp: Vec<SmtpConfig>,
     /// The vault this process holds (`veil run`, `veil vault`); absent in a `veil proxy` config.
     pub vault: Option<VaultConfig>,
     /// The remote vault `veil proxy` calls.
@@ -363,12 +369,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
         p(at, "needs api_key_sha256 or tls_identity to authenticate (or a reveal route naming it by header)".into());
     }
 
-    // Egress routes reveal as a caller: a [[caller]] of the local vault, or one the proxy holds a key file for.
+    // Egress routes and SMTP listeners reveal as a caller: a [[caller]] of the local vault, or one the proxy holds a key file for.
     let caller_names: Vec<&str> = match &vault_client {
         Some(c) => c.api_keys.keys().map(String::as_str).collect(),
         None => callers.iter().map(|c| c.name.as_str()).collect(),
     };
     let egress = egress::validate(raw.egress, &caller_names, &mut p);
+    let smtp = smtp::validate(raw.smtp, &caller_names, &mut p);
+    for s in &smtp {
+        if routes.iter().any(|r| r.name == s.name) || egress.iter().any(|e| e.name() == s.name) {
+            p("smtp", format!("{:?} is also a route or egress name; names label metrics, keep them apart", s.name));
+        }
+    }
     for e in &egress {
         if routes.iter().any(|r| r.name == e.name()) {
             p(
@@ -471,7 +483,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     if problems.is_empty() {
-        Ok(Config { proxy, routes, egress, vault, vault_client, admin, callers, formats, retention })
+        Ok(Config { proxy, routes, egress, smtp, vault, vault_client, admin, callers, formats, retention })
     } else {
         Err(ConfigError { problems })
     }

@@ -129,13 +129,7 @@ where
 
 /// System roots plus `extra_ca`, ALPN h2 then http/1.1.
 fn client_config(extra_ca: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
-    let mut roots = crate::tls::system_roots();
-    if let Some(ca) = extra_ca {
-        for cert in crate::tls::load_certs(ca)? {
-            roots.add(cert).map_err(|e| TlsError::Config(e.to_string()))?;
-        }
-    }
-    let mut tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let mut tls = crate::tls::client_config(extra_ca)?;
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tls)
 }

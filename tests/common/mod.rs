@@ -4,7 +4,9 @@
 pub mod down_vault;
 pub mod lifecycle;
 pub mod pg;
+pub mod postfix;
 pub mod relay;
+pub mod smtp;
 pub mod split;
 pub mod tls_app;
 
