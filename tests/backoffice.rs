@@ -157,6 +157,11 @@ name = "carol"
 allow = []
 
 [[caller]]
+name = "dpo"
+api_key_sha256 = "{dpo}"
+allow = ["export:*"]
+
+[[caller]]
 name = "dave"
 allow = ["detokenize:name", "mask:name"]
 reveals_per_hour = 2
@@ -190,6 +195,7 @@ fields = [
   {{ json = "$.phone", class = "phone" }},
   {{ json = "$.card", class = "pan" }},
 ]
+subject = {{ json = "$.customer_id" }}
 
 [[route]]
 name = "admin"
@@ -208,12 +214,13 @@ match = {{ path = "/staff/*" }}
 reveal = {{ classes = ["name", "pan"], identity = "mtls" }}
 "#,
             vault = config_text(dir.path(), false, None),
+            dpo = sha256_hex(DPO_KEY),
         );
         let cfg = veil::config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
         let running = veil::app::start(cfg, veil::vault::engine::system_clock()).await.unwrap();
         let shop = Shop { _dir: dir, pki, running, stored, app_seen };
-        for c in &CUSTOMERS {
-            let body = json!({"name": c.name, "address": c.address, "email": c.email, "phone": c.phone, "card": c.pan});
+        for (i, c) in CUSTOMERS.iter().enumerate() {
+            let body = json!({"customer_id": format!("cust-{i}"), "name": c.name, "address": c.address, "email": c.email, "phone": c.phone, "card": c.pan});
             let (status, _, _) = shop.send("POST", "/signup", &[], Some(body.to_string()), false, false).await;
             assert_eq!(status, 200);
         }
@@ -290,6 +297,8 @@ reveal = {{ classes = ["name", "pan"], identity = "mtls" }}
         text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
+
+const DPO_KEY: &str = "test-dpo-key-0123456789";
 
 fn html(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
@@ -373,6 +382,17 @@ async fn each_staff_member_sees_exactly_what_their_rights_allow() {
         assert!(e["items"].as_array().unwrap().iter().all(|i| i["token_fp"].as_str().is_some_and(|f| f.len() >= 16)));
     }
     assert!(audit.iter().any(|e| e["caller"] == "bob" && e["op"] == "mask"));
+    // The customer's access request (GDPR Art. 15) lists who saw their data, and why.
+    let client = Client::plain(shop.running.vault_addr.unwrap());
+    let (status, export) = client.request("GET", "/v1/subjects/cust-0", Some(DPO_KEY), Bytes::new()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&export));
+    let export: Value = serde_json::from_slice(&export).unwrap();
+    let reveals = export["reveals"].as_array().unwrap();
+    assert!(
+        reveals.iter().any(|r| r["caller"] == "alice" && r["purpose"] == "customer support (route admin)"),
+        "{export}"
+    );
+    assert!(reveals.iter().any(|r| r["caller"] == "bob"), "{export}");
     let log = std::fs::read_to_string(shop._dir.path().join("audit.jsonl")).unwrap();
     let metrics = shop.metrics().await;
     for c in &CUSTOMERS {

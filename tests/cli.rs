@@ -110,6 +110,16 @@ fn check_accepts_every_shipped_config() {
         };
         let out = veil(&["check", "-c", checked.to_str().unwrap()]);
         assert!(out.status.success(), "{}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
+        // No shipped config hands out a token a stranger could receive mail or a call at, or one that cannot be
+        // found again in the mail and pages the app renders.
+        let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!said.contains("keep-domain") && !said.contains("keep-country"), "{}: {said}", f.display());
+        let cfg = veil::config::parse(&std::fs::read_to_string(&checked).unwrap()).unwrap();
+        if cfg.vault.is_some() {
+            for class in [veil::domain::Class::Email, veil::domain::Class::Phone, veil::domain::Class::Name] {
+                assert!(cfg.formats.distinguishable(class), "{}: {class} tokens", f.display());
+            }
+        }
     }
 }
 

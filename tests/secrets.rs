@@ -68,6 +68,15 @@ fields = [ { xml = "card/number", class = "pan" } ]
 name = "notes"
 match = { path = "/notes/*" }
 detect = ["pan", "iban", "email", "phone"]
+
+[[route]]
+name = "admin"
+match = { path = "/admin/*" }
+reveal = { classes = ["pan", "email", "iban"], identity = { header = "x-staff", trusted = ["127.0.0.1/32"] } }
+
+[[caller]]
+name = "staff"
+allow = ["detokenize:*"]
 "#;
 
 /// A spawned `veil run` whose stderr is kept, line by line.
@@ -145,7 +154,15 @@ async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
-    let app = App::start().await;
+    // The app answers its admin pages with what it was sent (tokens), everything else with {"ok":true}.
+    let app = App::start_with(Arc::new(|seen: &Seen| {
+        if seen.uri.starts_with("/admin") {
+            seen.body.clone()
+        } else {
+            Bytes::from_static(b"{\"ok\":true}")
+        }
+    }))
+    .await;
     let ca_dir = tempfile::tempdir().unwrap();
     Pki::new(ca_dir.path());
     // Two mail servers: one that takes everything, one that refuses the customer, echoing the address.
@@ -208,6 +225,14 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
         .await,
     );
     assert_eq!(ok, 200);
+    // The back office: the staff member's page shows the values; nothing of them reaches a log or a metric.
+    let stored: Value = serde_json::from_slice(&app.requests().last().unwrap().body).unwrap();
+    let page =
+        format!("{} {}", stored["card"]["number"].as_str().unwrap(), stored["customer"]["email"].as_str().unwrap());
+    let (status, shown) = send(proxy, "POST", "/admin/page", &[("x-staff", "staff")], page.clone()).await;
+    assert_eq!((status, String::from_utf8_lossy(&shown).into_owned()), (200, format!("{PAN_SPACED} {EMAIL}")));
+    let (_, unshown) = send(proxy, "POST", "/admin/page", &[], page.clone()).await;
+    assert_eq!(String::from_utf8_lossy(&unshown), page, "no identity: tokens");
     let form_ct = [("content-type", "application/x-www-form-urlencoded")];
     assert_eq!(keep(send(proxy, "POST", "/form", &form_ct, format!("card={PAN}&iban={IBAN}")).await), 200);
     let multipart = format!("--b\r\nContent-Disposition: form-data; name=\"card\"\r\n\r\n{PAN}\r\n--b--\r\n");

@@ -85,6 +85,10 @@ impl Revealer {
                 }
             }
         }
+        // Each staff member's series from the start, so an alert on it has a baseline.
+        for s in &staff {
+            metrics.reveal_budget_exhausted.with_label_values(&[&s.caller.name]);
+        }
         Revealer { staff, headers, budgets: Budgets::default(), vault, metrics, vault_timeout, limits }
     }
 

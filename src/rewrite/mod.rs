@@ -16,6 +16,7 @@
 pub mod binary;
 pub mod form;
 pub mod json;
+pub mod mime;
 pub mod multipart;
 pub mod select;
 pub mod text;
