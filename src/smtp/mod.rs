@@ -15,13 +15,10 @@
 
 pub mod command;
 pub mod io;
-mod mime_stub;
 pub mod reply;
 pub mod reveal;
 pub mod session;
 pub mod upstream;
-
-use mime_stub as mime;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::mime::{Limits, Message, Place, Slot};
+use crate::rewrite::mime::{Limits, Message, Place, Slot};
 use super::reply::{self, Reply};
 use crate::domain::permission::{allowed, Permission};
 use crate::domain::{Class, Op};
