@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::smtp;
 use common::tls_app::TlsApp;
 use common::*;
-use common::smtp;
 use http_body_util::Full;
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
@@ -296,11 +296,17 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     // SMTP: the customer's e-mail token as recipient and in the message (revealed, with the phone token), the
     // same message to a server that refuses the customer (its echo of the address scrubbed), an unknown token.
     let (status, body) = client
-        .post_json("/v1/tokenize", APP_KEY, &json!({"items": [{"class": "email", "value": EMAIL}, {"class": "phone", "value": PHONE}]}))
+        .post_json(
+            "/v1/tokenize",
+            APP_KEY,
+            &json!({"items": [{"class": "email", "value": EMAIL}, {"class": "phone", "value": PHONE}]}),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    let (email_token, phone_token) =
-        (body["items"][0]["token"].as_str().unwrap().to_owned(), body["items"][1]["token"].as_str().unwrap().to_owned());
+    let (email_token, phone_token) = (
+        body["items"][0]["token"].as_str().unwrap().to_owned(),
+        body["items"][1]["token"].as_str().unwrap().to_owned(),
+    );
     let message = format!("To: {email_token}\r\nSubject: order\r\n\r\nWe call {phone_token}; mail {email_token}.\r\n");
     let mut smtp_answers = Vec::new();
     for (listener, expected) in [("smtp:mail", 250), ("smtp:mail-refusing", 550)] {

@@ -33,9 +33,7 @@ fn order_mail(to: &str, body: &str) -> String {
 async fn reveals_recipients_and_message_tokens_as_the_caller() {
     let (veil, upstream) = setup(tls_upstream(), "").await;
     let pan = common::random_pan("411111", 16);
-    let tokens = veil
-        .tokenize(&[("email", "jane.doe@gmail.com"), ("phone", "+49 170 1234567"), ("pan", &pan)])
-        .await;
+    let tokens = veil.tokenize(&[("email", "jane.doe@gmail.com"), ("phone", "+49 170 1234567"), ("pan", &pan)]).await;
     let (email, phone, card) = (&tokens[0], &tokens[1], &tokens[2]);
     assert!(email.ends_with(&format!("@{RELAY}")), "{email}");
 
@@ -215,7 +213,8 @@ async fn a_vault_that_is_down_or_slow_is_451_and_nothing_is_sent() {
         let text = common::smtp::config(dir.path(), upstream.addr, "vault_timeout = \"300ms\"");
         let cfg = veil::config::parse(&text).unwrap();
         let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
-        let caller = veil::vault::auth::Caller { name: "mailer".into(), allow: cfg.callers[1].allow.clone(), new_values: None };
+        let caller =
+            veil::vault::auth::Caller { name: "mailer".into(), allow: cfg.callers[1].allow.clone(), new_values: None };
         let listener = veil::smtp::Listener::new(
             cfg.smtp[0].clone(),
             caller,

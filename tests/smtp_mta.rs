@@ -12,9 +12,10 @@ use common::Pki;
 
 const PASSWORD: &str = "shop-mailer-password-42";
 
+/// Fields drop in order: Postfix is stopped before veil's tempdir (its config and queue) is removed.
 struct Mta {
-    veil: Veil,
     postfix: Postfix,
+    veil: Veil,
     msmtp: std::path::PathBuf,
 }
 
@@ -36,7 +37,7 @@ async fn start() -> Option<Mta> {
         common::sha256_hex(PASSWORD)
     );
     let veil = Veil::start(dir, pki, postfix.addr, &extra).await;
-    Some(Mta { veil, postfix, msmtp: msmtp_bin })
+    Some(Mta { postfix, veil, msmtp: msmtp_bin })
 }
 
 impl Mta {
@@ -52,29 +53,142 @@ impl Mta {
     }
 }
 
+/// Base64 in lines of 76.
+fn base64_lines(text: &str) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text.as_bytes());
+    b64.as_bytes().chunks(76).map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap())).collect()
+}
+
+/// Quoted-printable (RFC 2045 §6.7): CRLF kept as line breaks, soft breaks before 76 characters.
+fn quoted_printable(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.split("\r\n") {
+        let mut width = 0;
+        for b in line.bytes() {
+            let piece = match b {
+                b'=' => "=3D".to_owned(),
+                33..=126 | b' ' => char::from(b).to_string(),
+                _ => format!("={b:02X}"),
+            };
+            if width + piece.len() > 75 {
+                out.push_str("=\r\n");
+                width = 0;
+            }
+            width += piece.len();
+            out.push_str(&piece);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// An order confirmation: (Content-Type and body) for `kind`, each text part in `encoding`.
+fn order_mail(kind: &str, encoding: &str, t: &Tokens) -> String {
+    let text = format!(
+        "Dear {},\r\nthanks for your order 1042. We ship to {}.\r\nWe ring {} on delivery; replies reach you at {}.",
+        t.name, t.address, t.phone, t.email
+    );
+    let html = format!(
+        "<p>Dear {},</p><p>We ship to {}.</p><p>Tel. {}, <a href=\"mailto:{e}\">{e}</a></p>",
+        t.name,
+        t.address,
+        t.phone,
+        e = t.email
+    );
+    let encode = |body: &str| match encoding {
+        "base64" => base64_lines(body),
+        _ => quoted_printable(body),
+    };
+    let part = |ct: &str, body: &str| {
+        format!("Content-Type: {ct}; charset=utf-8\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{}", encode(body))
+    };
+    let body = match kind {
+        "text/plain" => part("text/plain", &text),
+        "text/html" => part("text/html", &html),
+        _ => format!(
+            "Content-Type: multipart/alternative; boundary=\"b1042\"\r\n\r\n--b1042\r\n{}--b1042\r\n{}--b1042--\r\n",
+            part("text/plain", &text),
+            part("text/html", &html)
+        ),
+    };
+    format!(
+        "From: Shop <orders@shop.example>\r\nTo: {} <{}>\r\nSubject: Order 1042 for {}\r\nMIME-Version: 1.0\r\n{body}",
+        t.name, t.email, t.name
+    )
+}
+
+struct Tokens {
+    email: String,
+    name: String,
+    address: String,
+    phone: String,
+}
+
+const NAME: &str = "Jane Doe";
+const ADDRESS: &str = "Hauptstraße 5, 10115 Berlin";
+const PHONE: &str = "+49 170 1234567";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_confirmation_arrives_with_real_values() {
     let Some(mta) = start().await else { return };
     let email = format!("jane.doe@{DOMAIN}");
-    let tokens = mta.veil.tokenize(&[("email", &email), ("phone", "+49 170 1234567")]).await;
-    let (email_token, phone_token) = (&tokens[0], &tokens[1]);
-    assert!(email_token.ends_with(RELAY));
-    let message = format!(
-        "From: Shop <orders@shop.example>\r\nTo: {email_token}\r\nSubject: Order 1042 confirmed\r\n\
-         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
-         Dear customer,\r\nthanks for your order. We ring {phone_token} on delivery.\r\n\
-         Replies reach you at {email_token}.\r\n"
-    );
-    let (ok, out) = mta.send(&[email_token], message).await;
-    assert!(ok, "msmtp failed: {out}\n{}", mta.postfix.log());
-    let delivered = mta.postfix.wait_for("jane.doe", 1);
-    assert_eq!(delivered.len(), 1, "nothing delivered:\n{}", mta.postfix.log());
-    let text = String::from_utf8_lossy(&delivered[0]);
-    assert!(text.contains(&format!("To: {email}")), "{text}");
-    assert!(text.contains("We ring +49 170 1234567 on delivery."), "{text}");
-    assert!(text.contains(&format!("Replies reach you at {email}.")), "{text}");
-    assert!(!text.contains(email_token.as_str()) && !text.contains(phone_token.as_str()), "{text}");
-    assert!(mta.postfix.log().contains("TLS"), "veil spoke TLS to postfix:\n{}", mta.postfix.log());
+    let items = [("email", email.as_str()), ("name", NAME), ("address", ADDRESS), ("phone", PHONE)];
+    let mut tokens = mta.veil.tokenize(&items).await.into_iter();
+    let mut next = || tokens.next().unwrap();
+    let t = Tokens { email: next(), name: next(), address: next(), phone: next() };
+    assert!(t.email.ends_with(RELAY) && t.name.starts_with("Zq") && t.address.starts_with("Zx"), "{}", t.name);
+
+    let variants: Vec<(&str, &str)> = ["text/plain", "text/html", "multipart/alternative"]
+        .into_iter()
+        .flat_map(|k| [(k, "quoted-printable"), (k, "base64")])
+        .collect();
+    for (kind, encoding) in &variants {
+        let (ok, out) = mta.send(&[&t.email], order_mail(kind, encoding, &t)).await;
+        assert!(ok, "{kind} {encoding}: msmtp failed: {out}\n{}", mta.postfix.log());
+    }
+    let delivered = mta.postfix.wait_for("jane.doe", variants.len());
+    assert_eq!(delivered.len(), variants.len(), "not all delivered:\n{}", mta.postfix.log());
+    let mut seen = Vec::new();
+    for raw in &delivered {
+        let message = veil::rewrite::mime::Message::parse(raw, &veil::rewrite::mime::Limits::default())
+            .unwrap_or_else(|e| panic!("delivered mail is not valid MIME ({e}):\n{}", String::from_utf8_lossy(raw)));
+        let head = String::from_utf8_lossy(raw);
+        let kind = ["multipart/alternative", "text/html", "text/plain"]
+            .into_iter()
+            .find(|k| head.contains(&format!("Content-Type: {k}")))
+            .unwrap_or_else(|| panic!("which kind is this?\n{head}"));
+        let encoding = ["quoted-printable", "base64"]
+            .into_iter()
+            .find(|e| head.contains(&format!("Transfer-Encoding: {e}")))
+            .unwrap_or_else(|| panic!("which encoding is this?\n{head}"));
+        seen.push((kind, encoding));
+        let slots = message.slots();
+        let bodies: Vec<&veil::rewrite::mime::Slot> =
+            slots.iter().filter(|s| matches!(s.place, veil::rewrite::mime::Place::Body { .. })).collect();
+        assert_eq!(bodies.len(), if kind == "multipart/alternative" { 2 } else { 1 }, "{kind} {encoding}");
+        let to = slots.iter().find(|s| s.place == veil::rewrite::mime::Place::Address("To")).unwrap();
+        assert_eq!(to.text, format!("{NAME} <{email}>"), "{kind} {encoding}");
+        let subject = slots.iter().find(|s| s.place == veil::rewrite::mime::Place::Subject).unwrap();
+        assert_eq!(subject.text, format!("Order 1042 for {NAME}"));
+        for body in bodies {
+            for value in [NAME, ADDRESS, PHONE, email.as_str()] {
+                assert!(body.text.contains(value), "{kind} {encoding}: {value} missing in {}", body.text);
+            }
+        }
+        for token in [&t.email, &t.name, &t.address, &t.phone] {
+            assert!(!slots.iter().any(|s| s.text.contains(token.as_str())), "{kind} {encoding}: a token is left");
+        }
+    }
+    seen.sort();
+    let mut expected = variants.clone();
+    expected.sort();
+    assert_eq!(seen, expected, "each kind in each encoding arrived once");
+    let log = mta.postfix.log();
+    let tls_sessions = log.lines().filter(|l| l.contains(" starttls=1 mail=1 rcpt=1 data=1")).count();
+    assert_eq!(tls_sessions, variants.len(), "veil used STARTTLS with postfix for every message:\n{log}");
+    let audit = mta.veil.audit();
+    assert!(audit.iter().filter(|e| e["caller"] == "mailer" && e["op"] == "detokenize").count() >= 12, "{audit:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

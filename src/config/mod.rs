@@ -16,8 +16,8 @@ pub mod smtp;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
-pub use smtp::SmtpConfig;
 pub use proxy::{canonical_ip, Cidr, Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
+pub use smtp::SmtpConfig;
 pub use vault_client::VaultClientConfig;
 
 use crate::budget::Rate;

@@ -10,10 +10,18 @@ pub enum Command {
     Helo(String),
     StartTls,
     /// `AUTH mechanism [initial-response]`.
-    Auth { mechanism: String, initial: Option<String> },
+    Auth {
+        mechanism: String,
+        initial: Option<String>,
+    },
     /// `MAIL FROM:<path>`; an empty path is the null sender of bounces.
-    Mail { from: String, size: Option<u64> },
-    Rcpt { to: String },
+    Mail {
+        from: String,
+        size: Option<u64>,
+    },
+    Rcpt {
+        to: String,
+    },
     Data,
     Rset,
     Noop,
@@ -43,7 +51,8 @@ pub fn parse(line: &[u8]) -> Result<Command, Bad> {
         Some((v, r)) => (v, r.trim()),
         None => (line.trim_end(), ""),
     };
-    let no_args = |c: Command| if rest.is_empty() { Ok(c) } else { Err(Bad::Syntax("this command takes no arguments")) };
+    let no_args =
+        |c: Command| if rest.is_empty() { Ok(c) } else { Err(Bad::Syntax("this command takes no arguments")) };
     match verb.to_ascii_uppercase().as_str() {
         "EHLO" | "HELO" if rest.is_empty() || rest.contains(' ') => Err(Bad::Syntax("give one domain or address")),
         "EHLO" => Ok(Command::Ehlo(rest.to_owned())),
@@ -122,10 +131,19 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(parse(b"ehlo shop.example"), Ok(Command::Ehlo("shop.example".into())));
-        assert_eq!(parse(b"MAIL FROM:<a@b.c> SIZE=100 BODY=8BITMIME"), Ok(Command::Mail { from: "a@b.c".into(), size: Some(100) }));
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.c> SIZE=100 BODY=8BITMIME"),
+            Ok(Command::Mail { from: "a@b.c".into(), size: Some(100) })
+        );
         assert_eq!(parse(b"MAIL FROM: <>"), Ok(Command::Mail { from: String::new(), size: None }));
-        assert_eq!(parse(b"rcpt to:<k3f9x2@customers.shop.example>"), Ok(Command::Rcpt { to: "k3f9x2@customers.shop.example".into() }));
-        assert_eq!(parse(b"AUTH plain AGEAYg=="), Ok(Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) }));
+        assert_eq!(
+            parse(b"rcpt to:<k3f9x2@customers.shop.example>"),
+            Ok(Command::Rcpt { to: "k3f9x2@customers.shop.example".into() })
+        );
+        assert_eq!(
+            parse(b"AUTH plain AGEAYg=="),
+            Ok(Command::Auth { mechanism: "PLAIN".into(), initial: Some("AGEAYg==".into()) })
+        );
         assert_eq!(parse(b"DATA"), Ok(Command::Data));
         assert_eq!(parse(b"VRFY someone"), Ok(Command::Vrfy));
         assert_eq!(parse(b"STARTTLS"), Ok(Command::StartTls));
@@ -137,7 +155,9 @@ mod tests {
         assert_eq!(parse(b"MAIL FROM:<a@b> SMTPUTF8"), Err(Bad::Parameter));
         assert_eq!(parse(b"RCPT TO:<a@b> NOTIFY=NEVER"), Err(Bad::Parameter));
         assert!(matches!(parse(b"MAIL FROM:<a@b> SIZE=x"), Err(Bad::Syntax(_))));
-        for bad in [&b"MAIL FROM:a@b"[..], b"RCPT TO:<>", b"RCPT TO:<@a,@b:c@d>", b"RCPT TO:<a b@c>", b"RCPT TO:<nobody>"] {
+        for bad in
+            [&b"MAIL FROM:a@b"[..], b"RCPT TO:<>", b"RCPT TO:<@a,@b:c@d>", b"RCPT TO:<a b@c>", b"RCPT TO:<nobody>"]
+        {
             assert!(matches!(parse(bad), Err(Bad::Syntax(_))), "{}", String::from_utf8_lossy(bad));
         }
         assert!(matches!(parse(b"DATA now"), Err(Bad::Syntax(_))));

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::rewrite::mime::{Limits, Message, Place, Slot};
 use super::reply::{self, Reply};
 use crate::domain::permission::{allowed, Permission};
 use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
+use crate::rewrite::mime::{Limits, Message, Place, Slot};
 use crate::vault::auth::Caller;
 use crate::vault::{ItemResult, Vault, VaultError};
 

@@ -160,7 +160,8 @@ impl Session<'_> {
             Command::Ehlo(name) => {
                 self.transaction = None;
                 self.helo = Some(name);
-                let mut text = format!("veil\nSIZE {}\n8BITMIME\nPIPELINING\nENHANCEDSTATUSCODES", cfg.max_message_bytes);
+                let mut text =
+                    format!("veil\nSIZE {}\n8BITMIME\nPIPELINING\nENHANCEDSTATUSCODES", cfg.max_message_bytes);
                 if self.listener.tls.is_some() && !self.tls {
                     text.push_str("\nSTARTTLS");
                 }

@@ -21,7 +21,11 @@ pub fn binaries() -> Result<(PathBuf, PathBuf), String> {
         (Some(p), Some(m)) => Ok((p, m)),
         (p, m) => Err(format!(
             "missing {}: install Debian's postfix and msmtp (scripts/test does)",
-            [p.is_none().then_some("postfix"), m.is_none().then_some("msmtp")].into_iter().flatten().collect::<Vec<_>>().join(" and ")
+            [p.is_none().then_some("postfix"), m.is_none().then_some("msmtp")]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and ")
         )),
     }
 }
@@ -98,7 +102,8 @@ impl Postfix {
         ];
         let master = format!("127.0.0.1:{port} inet n - n - - smtpd\n{}\n", services.join("\n"));
         std::fs::write(dir.join("etc/master.cf"), master).unwrap();
-        let pf = Postfix { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf(), postfix: postfix.into() };
+        let pf =
+            Postfix { addr: SocketAddr::from(([127, 0, 0, 1], port)), dir: dir.to_path_buf(), postfix: postfix.into() };
         let out = Command::new(postfix).arg("-c").arg(dir.join("etc")).arg("start").output().unwrap();
         assert!(out.status.success(), "postfix start failed: {}\n{}", String::from_utf8_lossy(&out.stderr), pf.log());
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -142,8 +147,21 @@ impl Postfix {
 }
 
 impl Drop for Postfix {
+    /// `postfix stop`, then the master process killed if it is still there after 10 s.
     fn drop(&mut self) {
+        let pid = std::fs::read_to_string(self.dir.join("queue/pid/master.pid")).unwrap_or_default();
+        let pid = pid.trim().to_owned();
         let _ = Command::new(&self.postfix).arg("-c").arg(self.dir.join("etc")).arg("stop").output();
+        if pid.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+        }
     }
 }
 

@@ -212,7 +212,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
 
 impl Plain {
     /// STARTTLS (after EHLO), verifying veil's certificate with the test CA.
-    pub async fn starttls(mut self, ca: &rustls::pki_types::CertificateDer<'static>) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
+    pub async fn starttls(
+        mut self,
+        ca: &rustls::pki_types::CertificateDer<'static>,
+    ) -> Client<tokio_rustls::client::TlsStream<TcpStream>> {
         let (code, _) = self.cmd("STARTTLS").await;
         assert_eq!(code, 220);
         let mut roots = rustls::RootCertStore::empty();
@@ -243,6 +246,12 @@ listen = "127.0.0.1:0"
 [class.email]
 format = "relay"
 relay_domain = "{RELAY}"
+
+[class.name]
+format = "tagged"
+
+[class.address]
+format = "tagged"
 
 [[caller]]
 name = "shop"
