@@ -138,7 +138,7 @@ async fn spawn(config: &std::path::Path) -> Spawned {
         }
     })
     .await
-    .expect("veil did not start in time");
+    .unwrap_or_else(|_| panic!("veil did not start in time:\n{}", lines.lock().unwrap().join("\n")));
     Spawned { child, lines, addrs }
 }
 
@@ -182,7 +182,7 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
     let text = format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nmax_body_bytes = 4096\n{}\n{ROUTES}\n\
-         [[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://{}\"\nca = \"{}\"\n\
+         [[egress]]\nname = \"psp\"\nlisten = \"127.0.0.1:0\"\nupstream = \"https://{}\"\nca = \"{ca}\"\n\
          caller = \"payments\"\nfields = [ {{ json = \"$.source.number\", class = \"pan\" }},\n\
          {{ json = \"$.source.cvc\", class = \"cvc\", bind = \"$.source.number\" }} ]\n\
          [[smtp]]\nname = \"mail\"\nlisten = \"127.0.0.1:0\"\nupstream = \"smtp://{}\"\nca = \"{ca}\"\n\
