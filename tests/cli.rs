@@ -142,7 +142,7 @@ fn each_command_refuses_a_config_that_lacks_what_it_serves() {
     let cases: [(&str, &std::path::PathBuf, &str); 4] = [
         ("vault", &vault_cfg, "vault.tls.client_ca: `veil vault` on a non-loopback address needs"),
         ("proxy", &vault_cfg, "vault_client: `veil proxy` needs a [vault_client] section"),
-        ("proxy", &proxy_cfg, "proxy: `veil proxy` needs a [proxy] section or [[egress]] routes"),
+        ("proxy", &proxy_cfg, "proxy: `veil proxy` needs a [proxy] section, [[egress]] routes or [[smtp]] listeners"),
         ("run", &proxy_cfg, "vault: `veil run` needs a [vault] section"),
     ];
     for (cmd, cfg, needle) in cases {

@@ -254,3 +254,55 @@ async fn shutdown_closes_idle_sessions_with_421() {
     stopping.await.unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn a_split_deployment_reveals_through_the_remote_vault_and_masks_what_it_refuses() {
+    // `veil vault` holds the callers and their rights; `veil proxy` serves [[smtp]] with the mailer's key only.
+    let dir = tempfile::tempdir().unwrap();
+    let _pki = Pki::new(dir.path());
+    let upstream = FakeUpstream::start(dir.path(), tls_upstream()).await;
+    let d = dir.path().display().to_string();
+    veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
+    let vault_text = format!(
+        "{}\n[[caller]]\nname = \"proxy\"\napi_key_sha256 = \"{}\"\nallow = [\"tokenize:*\"]\n",
+        common::smtp::config(dir.path(), upstream.addr, ""),
+        common::sha256_hex("proxy-key-0123456789")
+    );
+    let vault_cfg = veil::config::parse(&vault_text).unwrap();
+    let clock = veil::vault::engine::system_clock();
+    let vault = veil::app::start_mode(vault_cfg, veil::app::Mode::Vault, clock.clone()).await.unwrap();
+    std::fs::write(dir.path().join("proxy.key"), "proxy-key-0123456789\n").unwrap();
+    std::fs::write(dir.path().join("mailer.key"), format!("{}\n", common::smtp::MAILER_KEY)).unwrap();
+    let proxy_text = format!(
+        "[vault_client]\nurl = \"http://{}\"\nmaster_key_file = \"{d}/master.key\"\n\
+         api_keys = {{ proxy = \"{d}/proxy.key\", mailer = \"{d}/mailer.key\" }}\n\
+         [class.email]\nformat = \"relay\"\nrelay_domain = \"{RELAY}\"\n\
+         [[smtp]]\nname = \"shop-mail\"\nlisten = \"127.0.0.1:0\"\nupstream = \"smtp://{}\"\nca = \"{d}/ca.pem\"\n\
+         caller = \"mailer\"\n",
+        vault.vault_addr.unwrap(),
+        upstream.addr
+    );
+    let proxy =
+        veil::app::start_mode(veil::config::parse(&proxy_text).unwrap(), veil::app::Mode::Proxy, clock).await.unwrap();
+    let shop = common::Client::plain(vault.vault_addr.unwrap());
+    let pan = common::random_pan("411111", 16);
+    let items = serde_json::json!({"items": [{"class": "email", "value": "jane.doe@gmail.com"}, {"class": "pan", "value": pan}]});
+    let (status, body) = shop.post_json("/v1/tokenize", common::smtp::SHOP_KEY, &items).await;
+    assert_eq!(status, 200, "{body}");
+    let (email, card) = (body["items"][0]["token"].as_str().unwrap(), body["items"][1]["token"].as_str().unwrap());
+
+    let (mut c, _) = connect(proxy.smtp_addrs[0].1).await;
+    c.cmd("EHLO shop.example").await;
+    let (code, text) =
+        c.mail("orders@shop.example", &[email], &order_mail(email, &format!("card {card}, mail {email}"))).await;
+    assert_eq!(code, 250, "{text}");
+    let (_, to, data) = upstream.messages().remove(0);
+    assert_eq!(to, ["jane.doe@gmail.com"]);
+    let data = String::from_utf8(data).unwrap();
+    assert!(data.contains(&format!("card ************{}, mail jane.doe@gmail.com", &pan[12..])), "{data}");
+    let (code, _) = c.cmd("MAIL FROM:<orders@shop.example>").await;
+    assert_eq!(code, 250);
+    assert_eq!(c.cmd(&format!("RCPT TO:<unknown1@{RELAY}>")).await.0, 550, "the relay domain is known to the proxy");
+    proxy.shutdown().await;
+    vault.shutdown().await;
+}
