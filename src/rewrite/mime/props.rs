@@ -76,6 +76,15 @@ fn check_lines(out: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+#[test]
+fn templates_have_the_slots_the_properties_fill() {
+    let counts: Vec<usize> = TEMPLATES
+        .iter()
+        .map(|t| Message::parse(t.replace('\n', "\r\n").as_bytes(), &Limits::default()).unwrap().slots().len())
+        .collect();
+    assert_eq!(counts, vec![3, 3, 2, 7]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
