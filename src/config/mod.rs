@@ -362,6 +362,27 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
             reveals,
         });
     }
+    // One credential, one caller: a key or certificate shared by two callers would act as whichever comes first.
+    for (j, c) in callers.iter().enumerate() {
+        let earlier = &callers[..j];
+        if let Some(o) = earlier.iter().find(|o| c.api_key_sha256.is_some() && o.api_key_sha256 == c.api_key_sha256) {
+            p(&format!("caller[{j}].api_key_sha256"), format!("the same key as caller {:?}", o.name));
+        }
+        if let Some(o) = earlier.iter().find(|o| c.tls_identity.is_some() && o.tls_identity == c.tls_identity) {
+            p(&format!("caller[{j}].tls_identity"), format!("the same identity as caller {:?}", o.name));
+        }
+        // The shipped demo keys are in the README: fine on loopback, never where others can reach the vault.
+        let exposed = vault.as_ref().is_some_and(|v| !v.listen.ip().is_loopback());
+        if let Some(demo) = DEMO_KEYS.iter().find(|d| exposed && c.api_key_sha256 == Some(demo_hash(d))) {
+            p(
+                &format!("caller[{j}].api_key_sha256"),
+                format!(
+                    "the published demo key {demo:?} on a vault others can reach: generate a key of your own \
+                     (`head -c 32 /dev/urandom | base64`) and put its sha-256 here"
+                ),
+            );
+        }
+    }
     let header_identity = routes
         .iter()
         .any(|r| matches!(&r.reveal, Some(reveal::RevealRule { identity: reveal::Identity::Header { .. }, .. })));
@@ -549,6 +570,14 @@ fn bounded(v: Option<u64>, default: usize, min: u64, max: u64, path: &str, p: &m
     }
 }
 
+/// The API keys of the shipped demo callers (README quick start): public, so refused off loopback.
+const DEMO_KEYS: [&str; 2] = ["demo-app-key", "demo-payments-key"];
+
+fn demo_hash(key: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}
+
 /// Longest `purpose` text accepted.
 pub const MAX_PURPOSE_CHARS: usize = 500;
 
@@ -628,6 +657,25 @@ audit_log = "data/audit.jsonl"
         assert_eq!(per_minute(1), Some((7, 60)));
         assert_eq!(cfg.formats.pan_range_per_day, None, "0 lifts the range budget");
         assert!(!cfg.formats.deterministic(Class::Phone) && cfg.formats.deterministic(Class::Pan));
+    }
+
+    #[test]
+    fn shared_credentials_and_published_demo_keys_are_refused() {
+        let demo = hex::encode(demo_hash("demo-app-key"));
+        let callers = format!(
+            "[[caller]]\nname = \"a\"\napi_key_sha256 = \"{demo}\"\ntls_identity = \"spiffe://x\"\n\
+             [[caller]]\nname = \"b\"\napi_key_sha256 = \"{demo}\"\n\
+             [[caller]]\nname = \"c\"\ntls_identity = \"spiffe://x\"\n"
+        );
+        let all = parse(&format!("{MINIMAL}{callers}")).unwrap_err().problems.join("\n");
+        assert!(all.contains("caller[1].api_key_sha256: the same key as caller \"a\""), "{all}");
+        assert!(all.contains("caller[2].tls_identity: the same identity as caller \"a\""), "{all}");
+        assert!(!all.contains("demo key"), "on loopback the demo keys are fine: {all}");
+        let exposed = MINIMAL.replace("127.0.0.1:8444", "0.0.0.0:8444");
+        assert_ne!(exposed, MINIMAL);
+        let one = format!("[[caller]]\nname = \"a\"\napi_key_sha256 = \"{demo}\"\n");
+        let all = parse(&format!("{exposed}{one}")).unwrap_err().problems.join("\n");
+        assert!(all.contains("caller[0].api_key_sha256: the published demo key \"demo-app-key\""), "{all}");
     }
 
     #[test]

@@ -12,6 +12,9 @@
 //! Parsing is strict: a body that does not parse under a rule is an error (fail closed), never forwarded. So is a
 //! value detection finds where it cannot be rewritten in place, and a part of a body it cannot read: `find`
 //! refuses them rather than let them through.
+//!
+//! [`mime`] is the exception: e-mail for the SMTP listener has no selectors, so `mime::Message::parse` lists every
+//! text that may hold tokens (address and Subject headers, text parts) and `render` writes back replacements.
 
 pub mod binary;
 pub mod form;

@@ -76,14 +76,17 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Unavailable(format!("cannot create database directory: {e}")))?;
         }
+        create_private(&path).await?;
         // Commits never checkpoint inline: the checkpoint task does (see `checkpoint`). The statement journal a
         // multi-row insert keeps (to undo just that statement) stays in memory instead of a temporary file.
+        // Deleted rows (erasures, purges, used CVCs) are overwritten with zeros, not left in free pages.
         let write_opts = base
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", "0")
-            .pragma("temp_store", "MEMORY");
+            .pragma("temp_store", "MEMORY")
+            .pragma("secure_delete", "ON");
         let mut conn = SqliteConnection::connect_with(&write_opts).await.map_err(unavailable)?;
         schema::init(&mut conn).await?;
         // No ping before each acquire: it is one more round trip to the connection's worker thread per read, and
@@ -106,6 +109,19 @@ impl SqliteStore {
     /// Group-commit transactions committed so far.
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
+    }
+}
+
+/// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files the same mode);
+/// an existing file is left as it is.
+async fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create_new(true).mode(0o600);
+    match open.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Unavailable(format!("cannot create the database file: {e}"))),
     }
 }
 
@@ -265,6 +281,11 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
+        // The erased ciphertext also sits in the write-ahead log's older frames: copy the zeroed pages into the
+        // database and empty the log now, not at the next checkpoint (best effort: a busy reader delays it).
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
+            tracing::warn!(error = %e, "erasure: the write-ahead log could not be emptied yet");
+        }
         let _ = conn.close().await;
         Ok(out)
     }
@@ -483,6 +504,33 @@ mod tests {
             created_at: 1_700_000_000,
             last_used_at: 1_700_000_100,
             gone_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_database_is_private_and_an_erasure_leaves_no_ciphertext_in_its_files() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("v.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", db.display()), SqliteOptions::default()).await.unwrap();
+        // A sealed value no other byte pattern in the file would match.
+        let sealed: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
+        let record = Record { sealed: sealed.clone(), ..rec("name", "ZqAbcqZ", 9) };
+        let write = Write { records: vec![record], touch: Vec::new(), subject: Some([5; 32]), now: 1_700_000_000 };
+        store.write(write).await.unwrap();
+        let holds = |sealed: &[u8]| {
+            ["v.db", "v.db-wal"]
+                .iter()
+                .any(|f| std::fs::read(dir.path().join(f)).is_ok_and(|b| b.windows(sealed.len()).any(|w| w == sealed)))
+        };
+        assert!(holds(&sealed), "the test must see the sealed value on disk first");
+        let erased = store.erase_subject(&[5; 32], 1_700_000_100).await.unwrap();
+        assert!(erased[0].erased);
+        assert!(!holds(&sealed), "the erased value's ciphertext is still in the database or its log");
+        for f in ["v.db", "v.db-wal", "v.db-shm"] {
+            if let Ok(meta) = std::fs::metadata(dir.path().join(f)) {
+                assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
+            }
         }
     }
 

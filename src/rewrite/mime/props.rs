@@ -76,6 +76,15 @@ fn check_lines(out: &[u8]) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+#[test]
+fn templates_have_the_slots_the_properties_fill() {
+    let counts: Vec<usize> = TEMPLATES
+        .iter()
+        .map(|t| Message::parse(t.replace('\n', "\r\n").as_bytes(), &Limits::default()).unwrap().slots().len())
+        .collect();
+    assert_eq!(counts, vec![3, 3, 2, 7]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -134,6 +143,37 @@ proptest! {
         if let Ok(m) = Message::parse(&mixed, &Limits::default()) {
             let _ = m.render(&vec![None; m.slots().len()]);
             let _ = m.render(&vec![Some("é\r\n--o".to_string()); m.slots().len()]);
+        }
+    }
+
+    #[test]
+    fn damaged_messages_fail_cleanly_or_write_back(
+        which in 0..TEMPLATES.len(),
+        damage in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        texts in prop::collection::vec(text(), 8),
+    ) {
+        let mut raw = TEMPLATES[which].replace('\n', "\r\n").into_bytes();
+        for (at, byte) in damage {
+            let i = at.index(raw.len());
+            raw[i] = byte;
+        }
+        let Ok(m) = Message::parse(&raw, &Limits::default()) else { return Ok(()) };
+        let mut want = super::lines::crlf(raw.clone());
+        if !want.ends_with(b"\r\n") {
+            want.extend_from_slice(b"\r\n");
+        }
+        prop_assert_eq!(m.render(&vec![None; m.slots().len()]).unwrap(), want);
+        let new: Vec<Option<String>> = m.slots().iter().enumerate().map(|(i, s)| match s.place {
+            Place::Address(_) => None,
+            _ => Some(texts[i].clone()),
+        }).collect();
+        let out = m.render(&new).unwrap();
+        let again = Message::parse(&out, &Limits::default()).unwrap();
+        prop_assert_eq!(again.slots().len(), m.slots().len());
+        for (i, t) in new.iter().enumerate() {
+            if let Some(t) = t {
+                prop_assert_eq!(&again.slots()[i].text, t);
+            }
         }
     }
 }

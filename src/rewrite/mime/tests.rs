@@ -373,3 +373,33 @@ fn limits_on_depth_and_parts() {
     assert_eq!(Message::parse(&raw, &Limits::default()).unwrap_err(), MimeError::TooManyParts);
     assert_eq!(Message::parse(&raw, &Limits { max_depth: 16, max_parts: 301 }).unwrap().slots().len(), 300);
 }
+
+#[test]
+fn debug_output_never_shows_text() {
+    let m = parse(&msg(PLAIN));
+    let shown = format!("{m:?} {:?}", m.slots());
+    assert!(shown.contains("Subject") && shown.contains("Body"));
+    assert!(!shown.contains("k3f9x2") && !shown.contains("Your order"), "{shown}");
+}
+
+#[test]
+fn every_error_message_is_a_fixed_sentence() {
+    let m = parse(&msg("To: a@b\n\nx\n"));
+    let err = m.render(&[Some("J\u{fc}rgen <j\u{fc}rgen.secret@example.com>".into()), None]).unwrap_err();
+    assert_eq!(err.to_string(), "non-ASCII text in an address header outside a display name");
+    let raw = msg("MIME-Version: 1.0\nContent-Transfer-Encoding: base64\n\nc2VjcmV0!\n");
+    assert_eq!(Message::parse(&raw, &Limits::default()).unwrap_err().to_string(), "a part's base64 does not decode");
+}
+
+#[test]
+fn repeated_and_group_address_headers() {
+    let raw = msg("To: a@b\nTO: Friends: =?utf-8?q?=C3=89lise?= <e@x>, f@x;\nSubject: s\n\nx\n");
+    let m = parse(&raw);
+    assert_eq!(
+        texts(&m)[..2],
+        [(Place::Address("To"), "a@b"), (Place::Address("To"), "Friends: \u{c9}lise <e@x>, f@x;")]
+    );
+    let out = render_one(&m, 1, "Friends: \u{c9}lise <elise@example.com>, f@x;");
+    assert!(s(&out).starts_with("To: a@b\r\nTO: Friends: =?utf-8?b?"));
+    assert_eq!(parse(&out).slots()[1].text, "Friends: \u{c9}lise <elise@example.com>, f@x;");
+}
