@@ -77,6 +77,22 @@ pub fn recipients_of(cfg: &Config) -> Vec<Recipient> {
         });
     }
     all.extend(egress_recipients(cfg));
+    all.extend(cfg.smtp.iter().map(|s| Recipient {
+        name: format!("smtp `{}`", cell(&s.name)),
+        receives: format!(
+            "the shop's mail to its customers, with the e-mail tokens of the envelope and address headers and the \
+             tokens in Subject and text parts revealed (or masked, by its rights) as caller `{}` for the purpose \
+             \"{}\"",
+            cell(&s.caller),
+            cell(&s.purpose)
+        ),
+        destination: cell(&format!(
+            "{}://{}:{}",
+            if s.upstream.implicit_tls { "smtps" } else { "smtp" },
+            s.upstream.host,
+            s.upstream.port
+        )),
+    }));
     all
 }
 
@@ -444,6 +460,23 @@ mod tests {
         assert_eq!(origin(&uri), "https://app.internal:8443");
         let uri: http::Uri = "http://app".parse().unwrap();
         assert_eq!(origin(&uri), "http://app");
+    }
+
+    #[test]
+    fn smtp_listeners_are_recipients() {
+        let text = format!(
+            "[vault]\nlisten = \"127.0.0.1:0\"\nstore = \"sqlite://x.db\"\nmaster_key_file = \"k\"\naudit_log = \"a\"\n\
+             [[caller]]\nname = \"mailer\"\napi_key_sha256 = \"{}\"\nallow = [\"detokenize:email\"]\n\
+             [[smtp]]\nname = \"shop-mail\"\nlisten = \"127.0.0.1:2525\"\nupstream = \"smtps://mail.example.net\"\n\
+             caller = \"mailer\"\n",
+            "0".repeat(64)
+        );
+        let cfg = crate::config::parse(&text).unwrap();
+        let all = recipients_of(&cfg);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].name, "smtp `shop-mail`");
+        assert_eq!(all[0].destination, "smtps://mail.example.net:465");
+        assert!(all[0].receives.contains("caller `mailer`") && all[0].receives.contains("\"smtp:shop-mail\""));
     }
 
     #[test]
