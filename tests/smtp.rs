@@ -306,3 +306,38 @@ async fn a_split_deployment_reveals_through_the_remote_vault_and_masks_what_it_r
     proxy.shutdown().await;
     vault.shutdown().await;
 }
+
+#[tokio::test]
+async fn hostile_input_is_refused_and_nothing_is_sent() {
+    let (veil, upstream) = setup(tls_upstream(), "max_recipients = 2").await;
+    let (mut c, _) = connect(veil.smtp()).await;
+    assert_eq!(c.cmd("RCPT TO:<a@shop.example>").await.0, 503, "no MAIL yet");
+    assert_eq!(c.cmd("MAIL FROM:<orders@shop.example>").await.0, 503, "no EHLO yet");
+    c.cmd("EHLO shop.example").await;
+    assert_eq!(c.cmd(&format!("NOOP {}", "x".repeat(2000))).await.0, 500, "line too long");
+    assert_eq!(c.cmd("MAIL FROM:<orders@shop.example> SMTPUTF8").await.0, 555);
+    assert_eq!(c.cmd("MAIL FROM:<orders@shop.example>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<a@shop.example>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<b@shop.example>").await.0, 250);
+    assert_eq!(c.cmd("RCPT TO:<c@shop.example>").await.0, 452, "max_recipients");
+    // A bare LF anywhere refuses the message, and a "\n.\n" does not end it.
+    assert_eq!(c.cmd("DATA").await.0, 354);
+    c.send(b"Subject: x\r\n\r\nhi\n.\nRSET\r\n.\r\n").await;
+    assert_eq!(c.reply().await, (554, "5.6.0 Lines must end in CRLF".into()));
+    // MIME that does not parse (a multipart whose boundary never closes).
+    let broken =
+        "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\n\r\nhi\r\n";
+    let (code, text) = c.mail("orders@shop.example", &["a@shop.example"], broken).await;
+    assert_eq!((code, text.as_str()), (554, "5.6.0 Message could not be parsed as MIME"));
+    assert!(upstream.commands().is_empty(), "{:?}", upstream.commands());
+    // Errors past the limit close the connection.
+    let mut last = (0, String::new());
+    for _ in 0..12 {
+        last = c.cmd("BOGUS").await;
+        if last.0 != 500 {
+            break;
+        }
+    }
+    assert_eq!(last.0, 421, "{last:?}");
+    assert_eq!(c.reply().await.0, 0, "closed");
+}

@@ -90,12 +90,10 @@ pub async fn run(listener: &Listener, tcp: TcpStream, peer: SocketAddr, mut stop
                 return;
             }
             Ok(Err(_)) => return,
-            Ok(Ok(Line::TooLong)) => {
-                if s.error(&reply::LINE_TOO_LONG).await.is_err() {
-                    return;
-                }
-                continue;
-            }
+            Ok(Ok(Line::TooLong)) => match s.error(&reply::LINE_TOO_LONG).await {
+                Ok(Next::Continue) => continue,
+                _ => return,
+            },
             Ok(Ok(Line::Complete(l))) => l,
         };
         let text = line.strip_suffix(b"\r\n").or_else(|| line.strip_suffix(b"\n")).unwrap_or(&line);
@@ -107,7 +105,7 @@ pub async fn run(listener: &Listener, tcp: TcpStream, peer: SocketAddr, mut stop
                     Bad::Parameter => reply::BAD_PARAMETER,
                     Bad::Syntax(why) => Reply { code: 501, text: format!("5.5.4 Syntax: {why}").into() },
                 };
-                s.error(&r).await.map(|_| Next::Continue)
+                s.error(&r).await
             }
         };
         if !matches!(next, Ok(Next::Continue)) {
