@@ -65,6 +65,10 @@ struct RawVault {
     store: String,
     master_key_file: PathBuf,
     audit_log: PathBuf,
+    /// The audit signing key (Ed25519; `veil keygen --audit-key`), apart from the master key.
+    audit_key_file: Option<PathBuf>,
+    /// Names this log's head in the store (default: host name and the log's absolute path).
+    audit_log_id: Option<String>,
     max_body_bytes: Option<u64>,
     max_batch: Option<u64>,
     /// How often the vault purges records past their class's retention, e.g. "1h".
@@ -151,8 +155,16 @@ impl Config {
     /// mail at or be called on. (Only a config that tokenises, one with a vault, has formats that matter.)
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.vault.is_none() {
+        let Some(vault) = &self.vault else {
             return out;
+        };
+        if vault.audit_key_file.is_none() {
+            out.push(
+                "vault.audit_key_file: not set, so audit lines are signed with a key derived from the master key: \
+                 whoever holds the master key can rewrite the audit log. Create a separate key with `veil keygen \
+                 --audit-key --out keys/audit.key` and set audit_key_file"
+                    .into(),
+            );
         }
         if self.formats.email == crate::token::email::EmailFormat::KeepDomain {
             out.push(
@@ -179,6 +191,12 @@ pub struct VaultConfig {
     pub store: StoreUrl,
     pub master_key_file: PathBuf,
     pub audit_log: PathBuf,
+    /// The audit signing key file (its public key beside it as `….pub`); `None`: derived from the master key.
+    pub audit_key_file: Option<PathBuf>,
+    /// Names this log's head in the store; `None`: host name and the log's absolute path.
+    pub audit_log_id: Option<String>,
+    /// Begin a new audit chain if the log is broken or missing (`--new-audit-chain`; not a config key).
+    pub new_audit_chain: bool,
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub purge_interval: std::time::Duration,
@@ -279,6 +297,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     store,
                     master_key_file: v.master_key_file,
                     audit_log: v.audit_log,
+                    audit_key_file: v.audit_key_file,
+                    audit_log_id: v.audit_log_id,
+                    new_audit_chain: false,
                     max_body_bytes,
                     max_batch,
                     purge_interval,
