@@ -96,7 +96,11 @@ pub struct AuditLog {
     tx: mpsc::UnboundedSender<writer::Request>,
     mac: Fingerprinter,
     log_id: Arc<str>,
+    state: Arc<writer::State>,
 }
+
+/// Lines [`AuditLog::record`] may leave queued before it waits for the disk like [`AuditLog::append`].
+const UNAWAITED_QUEUE: usize = 4096;
 
 impl AuditLog {
     /// Opens (or creates) the log under its lock, checks it against the store's head — refusing a broken or
@@ -138,8 +142,9 @@ impl AuditLog {
             file
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run(file, tail, shared, rx));
-        Ok(AuditLog { tx, mac, log_id: setup.log_id.into() })
+        let state = Arc::new(writer::State::default());
+        tokio::spawn(writer::run(file, tail, shared, rx, state.clone()));
+        Ok(AuditLog { tx, mac, log_id: setup.log_id.into(), state })
     }
 
     /// The id the log's head is kept under in the store.
@@ -159,8 +164,22 @@ impl AuditLog {
     /// Appends `event`; returns once it is on disk and the store's head names it, or an error if not.
     pub async fn append(&self, event: Event, now: i64) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
+        self.state.queued();
         self.tx.send((event.into_line(now), reply)).map_err(|_| AuditError::Write)?;
         rx.await.map_err(|_| AuditError::Write)?
+    }
+
+    /// Appends `event` to the same chain without waiting for the disk — while the log's last commit succeeded
+    /// and the writer keeps up; otherwise exactly as [`AuditLog::append`] (so a failing log refuses the call, and
+    /// a log falling behind slows its callers instead of growing a queue). For events that hand out nothing
+    /// (tokenisations): a crash may lose the lines of the last commit, never a reveal's.
+    pub async fn record(&self, event: Event, now: i64) -> Result<(), AuditError> {
+        if !self.state.keeps_up(UNAWAITED_QUEUE) {
+            return self.append(event, now).await;
+        }
+        let (reply, _unawaited) = oneshot::channel();
+        self.state.queued();
+        self.tx.send((event.into_line(now), reply)).map_err(|_| AuditError::Write)
     }
 }
 

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use prometheus::IntGauge;
@@ -54,12 +55,32 @@ impl Tail {
     }
 }
 
+/// How the writer is doing, for callers that do not wait for it: did its last commit succeed (none yet: no),
+/// and how many lines are queued.
+#[derive(Debug, Default)]
+pub(super) struct State {
+    healthy: AtomicBool,
+    queued: AtomicUsize,
+}
+
+impl State {
+    pub fn queued(&self) {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The last commit succeeded and fewer than `max` lines wait.
+    pub fn keeps_up(&self, max: usize) -> bool {
+        self.healthy.load(Ordering::Acquire) && self.queued.load(Ordering::Relaxed) < max
+    }
+}
+
 /// Serves appends until every sender is gone.
 pub(super) async fn run(
     file: Arc<File>,
     mut tail: Tail,
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<Request>,
+    state: Arc<State>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
@@ -70,7 +91,10 @@ pub(super) async fn run(
             }
         }
         let (lines, replies): (Vec<Line>, Vec<_>) = group.into_iter().unzip();
+        let n = lines.len();
         let result = commit(&file, &mut tail, &shared, lines, None).await;
+        state.healthy.store(result.is_ok(), Ordering::Release);
+        state.queued.fetch_sub(n, Ordering::Relaxed);
         if let Err(reason) = &result {
             tracing::error!(path = %shared.path.display(), reason = %reason, "audit log write failed; refusing audited operations");
         }
