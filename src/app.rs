@@ -295,7 +295,12 @@ async fn start_vault_api(
     let tls = match &v.tls {
         Some(t) => {
             metrics.set_certificate_expiry("vault", crate::tls::chain_not_after(&t.cert)?);
-            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?))
+            let client = t.client_ca.as_deref().map(|ca| crate::tls::ClientAuth {
+                ca,
+                crls: &t.crls,
+                required: t.require_client_cert,
+            });
+            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, client)?))
         }
         None => None,
     };
@@ -338,7 +343,11 @@ async fn start_proxy(
         None => None,
     };
     let tls = match &cert {
-        Some(c) => Some(TlsAcceptor::from(c.server_config(pc.client_ca.as_deref())?)),
+        Some(c) => {
+            // Customers' browsers connect without certificates: a staff certificate is optional, and checked.
+            let client = pc.client_ca.as_deref().map(|ca| crate::tls::ClientAuth { ca, crls: &[], required: false });
+            Some(TlsAcceptor::from(c.server_config(client)?))
+        }
         None => None,
     };
     if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {

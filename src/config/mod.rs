@@ -82,6 +82,12 @@ struct RawTls {
     cert: PathBuf,
     key: PathBuf,
     client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) for client certificates.
+    #[serde(default)]
+    crl: Vec<PathBuf>,
+    /// Every connection presents a client certificate (a bearer key is then a second factor). Default: on when
+    /// the vault listens off loopback.
+    require_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +220,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    /// With `client_ca`: connections without a certificate are refused.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -277,7 +286,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     );
                 }
             }
-            let tls = v.tls.map(|t| TlsFiles { cert: t.cert, key: t.key, client_ca: t.client_ca });
+            let off_loopback = listen.is_some_and(|l| !l.ip().is_loopback());
+            let tls = v.tls.map(|t| {
+                if t.client_ca.is_none() && (!t.crl.is_empty() || t.require_client_cert == Some(true)) {
+                    p("vault.tls", "crl and require_client_cert need client_ca".into());
+                }
+                TlsFiles {
+                    require_client_cert: t.require_client_cert.unwrap_or(off_loopback),
+                    cert: t.cert,
+                    key: t.key,
+                    client_ca: t.client_ca,
+                    crls: t.crl,
+                }
+            });
             let purge_secs = match v.purge_interval.as_deref().map(duration::parse_secs) {
                 None => DEFAULT_PURGE_INTERVAL_SECS,
                 Some(Ok(secs)) if secs <= 7 * 86_400 => secs,
