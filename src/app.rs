@@ -12,6 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, SmtpConfig, StoreUrl, VaultConfig};
+use crate::crypto::audit_key::AuditSigner;
 use crate::crypto::{KeySet, Keyring};
 use crate::domain::Class;
 use crate::metrics::Metrics;
@@ -24,7 +25,7 @@ use crate::store::sqlite::{SqliteOptions, SqliteStore};
 use crate::store::Store;
 use crate::tls::ReloadableCert;
 use crate::vault::api::{self, ApiState};
-use crate::vault::audit::AuditLog;
+use crate::vault::audit::{AuditLog, AuditSetup};
 use crate::vault::auth::{Caller, Callers};
 use crate::vault::engine::{self, Clock, Engine};
 use crate::vault::remote::RemoteVault;
@@ -153,6 +154,54 @@ pub fn load_keys(master_key_file: &Path) -> Result<KeySet, StartError> {
     Ok(KeySet::derive(&ring, &Class::names())?)
 }
 
+/// The audit signing key: `[vault] audit_key_file`; without one (development, `veil check` warns), a key derived
+/// from the master keyring's audit subkey — then whoever holds the master key can also sign audit lines.
+pub fn audit_signer(v: &VaultConfig, keys: &KeySet) -> Result<AuditSigner, StartError> {
+    match &v.audit_key_file {
+        Some(path) => Ok(AuditSigner::load(path)?),
+        None => {
+            let mut seed = keys.audit.fingerprint(b"veil/audit-signing-key/v1");
+            let signer = AuditSigner::from_seed(&seed);
+            zeroize::Zeroize::zeroize(&mut seed);
+            Ok(signer)
+        }
+    }
+}
+
+/// The id the audit log's head is kept under in the store: `[vault] audit_log_id`, else this host's name and
+/// the log's absolute path (vault replicas sharing one PostgreSQL each keep their own head).
+pub fn audit_log_id(v: &VaultConfig) -> String {
+    if let Some(id) = &v.audit_log_id {
+        return id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let path = std::path::absolute(&v.audit_log).unwrap_or_else(|_| v.audit_log.clone());
+    format!("{host}:{}", path.display())
+}
+
+/// Opens the configured audit log on `store` (checked against the store's head; see [`AuditLog::open`]).
+pub async fn open_audit(
+    v: &VaultConfig,
+    keys: &KeySet,
+    store: Arc<dyn Store>,
+    metrics: &Metrics,
+    clock: &Clock,
+) -> Result<AuditLog, StartError> {
+    let setup = AuditSetup {
+        path: v.audit_log.clone(),
+        log_id: audit_log_id(v),
+        signer: audit_signer(v, keys)?,
+        new_chain: v.new_audit_chain,
+        sequence: Some(metrics.audit_sequence.clone()),
+    };
+    Ok(AuditLog::open(setup, store, keys.audit.clone(), clock()).await?)
+}
+
 /// Everything `veil run` serves: [`start_mode`] with [`Mode::All`].
 pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
     start_mode(cfg, Mode::All, clock).await
@@ -236,8 +285,8 @@ async fn local_vault(
     metrics: Arc<Metrics>,
     clock: Clock,
 ) -> Result<Arc<LocalVault>, StartError> {
-    let audit = AuditLog::open(&v.audit_log, keys.audit.clone())?;
     let store = open_store(v).await?;
+    let audit = open_audit(v, &keys, store.clone(), &metrics, &clock).await?;
     let engine = Engine::new(keys, store, cfg.formats, clock.clone());
     Ok(Arc::new(
         LocalVault::new(engine, audit, metrics, clock)
@@ -259,7 +308,12 @@ async fn start_vault_api(
     let tls = match &v.tls {
         Some(t) => {
             metrics.set_certificate_expiry("vault", crate::tls::chain_not_after(&t.cert)?);
-            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, t.client_ca.as_deref())?))
+            let client = t.client_ca.as_deref().map(|ca| crate::tls::ClientAuth {
+                ca,
+                crls: &t.crls,
+                required: t.require_client_cert,
+            });
+            Some(TlsAcceptor::from(crate::tls::server_config(&t.cert, &t.key, client)?))
         }
         None => None,
     };
@@ -278,7 +332,7 @@ async fn start_vault_api(
         Limits::default(),
         move |conn: server::ConnInfo| {
             let state = state.clone();
-            move |req| api::handle(state.clone(), conn.tls_identities.clone(), req)
+            move |req| api::handle(state.clone(), conn.peer, conn.tls_identities.clone(), req)
         },
         stopped.clone(),
     )));
@@ -302,7 +356,11 @@ async fn start_proxy(
         None => None,
     };
     let tls = match &cert {
-        Some(c) => Some(TlsAcceptor::from(c.server_config(pc.client_ca.as_deref())?)),
+        Some(c) => {
+            // Customers' browsers connect without certificates: a staff certificate is optional, and checked.
+            let client = pc.client_ca.as_deref().map(|ca| crate::tls::ClientAuth { ca, crls: &[], required: false });
+            Some(TlsAcceptor::from(c.server_config(client)?))
+        }
         None => None,
     };
     if let Some(expiry) = cert.as_ref().and_then(|c| c.not_after()) {
@@ -373,7 +431,12 @@ fn staff(cfg: &Config) -> Vec<Staff> {
         .callers
         .iter()
         .map(|c| Staff {
-            caller: Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: None },
+            caller: Caller {
+                name: c.name.clone(),
+                allow: c.allow.clone(),
+                new_values: None,
+                origin: Default::default(),
+            },
             tls_identity: c.tls_identity.clone(),
             reveals: c.reveals,
             remote: false,
@@ -382,7 +445,7 @@ fn staff(cfg: &Config) -> Vec<Staff> {
     if let Some(vc) = &cfg.vault_client {
         let remote: Vec<&String> = vc.api_keys.keys().filter(|n| !staff.iter().any(|s| &s.caller.name == *n)).collect();
         for name in remote {
-            let caller = Caller { name: name.clone(), allow: Vec::new(), new_values: None };
+            let caller = Caller { name: name.clone(), allow: Vec::new(), new_values: None, origin: Default::default() };
             staff.push(Staff { caller, tls_identity: None, reveals: None, remote: true });
         }
     }
@@ -399,10 +462,15 @@ async fn start_egress(
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> Result<SocketAddr, StartError> {
     let caller = match (cfg.callers.iter().find(|c| c.name == e.caller), &cfg.vault_client) {
-        (Some(c), _) => Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values },
+        (Some(c), _) => Caller {
+            name: c.name.clone(),
+            allow: c.allow.clone(),
+            new_values: c.new_values,
+            origin: Default::default(),
+        },
         // A remote vault holds the caller's rights and checks them; the proxy only sends its key.
         (None, Some(vc)) if vc.api_keys.contains_key(&e.caller) => {
-            Caller { name: e.caller.clone(), allow: Vec::new(), new_values: None }
+            Caller { name: e.caller.clone(), allow: Vec::new(), new_values: None, origin: Default::default() }
         }
         (None, _) => return Err(StartError::EgressCaller(e.name().into())),
     };

@@ -1,5 +1,6 @@
 //! Command-line interface: the commands and their flags, and what each does.
 
+pub mod audit;
 pub mod keys;
 pub mod offline;
 pub mod progress;
@@ -13,7 +14,6 @@ use clap::{Parser, Subcommand};
 use crate::app::Mode;
 use crate::config;
 use crate::crypto::Keyring;
-use crate::vault::audit::{self, Verdict};
 
 /// veil: a tokenisation and encryption proxy sidecar.
 #[derive(Debug, Parser)]
@@ -26,18 +26,22 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run veil in one process (proxy, egress routes, vault API and admin) on the configured store.
-    Run(ConfigArg),
+    Run(ServeArgs),
     /// Run the vault API service alone (split deployment; mTLS unless on loopback).
-    Vault(ConfigArg),
+    Vault(ServeArgs),
     /// Run the proxy and egress routes alone, calling a remote vault ([vault_client]; split deployment).
     Proxy(ConfigArg),
-    /// Write a new master key file (mode 0600); never overwrites.
+    /// Write a new master key file (mode 0600), or with --audit-key an audit signing key (and its public key
+    /// beside it as OUT.pub); never overwrites.
     Keygen {
         #[arg(long)]
         out: PathBuf,
         /// Succeed without writing when the file already exists.
         #[arg(long)]
         if_missing: bool,
+        /// Write an Ed25519 audit signing key (`[vault] audit_key_file`) instead of a master key.
+        #[arg(long)]
+        audit_key: bool,
     },
     /// Validate a config file and print every problem with its path.
     Check(ConfigArg),
@@ -67,8 +71,9 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check the hash chain of the audit log: detects edited, removed or reordered lines.
-    Verify(ConfigArg),
+    /// Check the audit log: every line's signature and link, and its end against the head kept in the store
+    /// (detects edited, removed, reordered, cut-off or rolled-back lines, and an emptied or deleted log).
+    Verify(VerifyArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -78,15 +83,40 @@ pub struct ConfigArg {
     pub config: PathBuf,
 }
 
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Path of the TOML config file.
+    #[arg(short = 'c', long = "config")]
+    pub config: PathBuf,
+    /// If the audit log is broken or missing, keep it aside and begin a new chain whose first line records the
+    /// restart and the head the store held (without this flag the vault refuses to start on such a log).
+    #[arg(long)]
+    pub new_audit_chain: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Path of the TOML config file (the audit log, the store holding its head).
+    #[arg(short = 'c', long = "config")]
+    pub config: PathBuf,
+    /// The audit public key file (default: `[vault] audit_key_file` + `.pub`). Needs no secret.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// The log's id in the store (default: as the vault computes it: `[vault] audit_log_id`, else host name and
+    /// the log's absolute path) — for a log checked on another host.
+    #[arg(long)]
+    pub log_id: Option<String>,
+}
+
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 audit log broken.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Run(a) => serve(&a.config, Mode::All),
-        Command::Vault(a) => serve(&a.config, Mode::Vault),
-        Command::Proxy(a) => serve(&a.config, Mode::Proxy),
-        Command::Keygen { out, if_missing } => keygen(&out, if_missing),
+        Command::Run(a) => serve(&a.config, Mode::All, a.new_audit_chain),
+        Command::Vault(a) => serve(&a.config, Mode::Vault, a.new_audit_chain),
+        Command::Proxy(a) => serve(&a.config, Mode::Proxy, false),
+        Command::Keygen { out, if_missing, audit_key } => keygen(&out, if_missing, audit_key),
         Command::Check(a) => check(&a.config),
-        Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
+        Command::Audit { command: AuditCommand::Verify(a) } => audit::verify(&a),
         Command::Keys { command } => keys::run(command),
         Command::Register(a) => register(&a.config),
         Command::Subjects { command } => {
@@ -119,11 +149,14 @@ fn load(path: &Path) -> Result<config::Config, ExitCode> {
     })
 }
 
-fn serve(path: &Path, mode: Mode) -> ExitCode {
-    let cfg = match load(path) {
+fn serve(path: &Path, mode: Mode, new_audit_chain: bool) -> ExitCode {
+    let mut cfg = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(v) = &mut cfg.vault {
+        v.new_audit_chain = new_audit_chain;
+    }
     let problems = crate::app::mode_problems(&cfg, mode);
     if !problems.is_empty() {
         eprintln!("veil: {} cannot start with {}:", mode.command(), path.display());
@@ -151,10 +184,29 @@ fn serve(path: &Path, mode: Mode) -> ExitCode {
     }
 }
 
-fn keygen(out: &Path, if_missing: bool) -> ExitCode {
+fn keygen(out: &Path, if_missing: bool, audit_key: bool) -> ExitCode {
     if if_missing && out.exists() {
         println!("{} exists; keeping it", out.display());
         return ExitCode::SUCCESS;
+    }
+    if audit_key {
+        return match crate::crypto::audit_key::AuditSigner::generate_file(out) {
+            Ok(v) => {
+                let public = crate::crypto::audit_key::public_path(out);
+                println!(
+                    "wrote new audit signing key {} (mode 0600; keep it secret, apart from the master key) and its \
+                     public key {} (id {}): give the public key to whoever verifies the audit log",
+                    out.display(),
+                    public.display(),
+                    v.id()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("veil: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match Keyring::generate_file(out) {
         Ok(()) => {
@@ -188,37 +240,5 @@ fn register(path: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(code) => code,
-    }
-}
-
-fn audit_verify(path: &Path) -> ExitCode {
-    let cfg = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let Some(vault) = &cfg.vault else {
-        eprintln!("veil: {}: audit verify needs the [vault] section of the vault's config", path.display());
-        return ExitCode::from(2);
-    };
-    let keys = match crate::app::load_keys(&vault.master_key_file) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("veil: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match audit::verify(&vault.audit_log, &keys.audit) {
-        Ok(Verdict::Intact { entries }) => {
-            println!("{}: intact, {entries} entries", vault.audit_log.display());
-            ExitCode::SUCCESS
-        }
-        Ok(Verdict::Broken { line, reason }) => {
-            eprintln!("{}: BROKEN at line {line}: {reason}", vault.audit_log.display());
-            ExitCode::from(3)
-        }
-        Err(e) => {
-            eprintln!("veil: cannot read {}: {e}", vault.audit_log.display());
-            ExitCode::from(1)
-        }
     }
 }

@@ -41,6 +41,8 @@ pub struct Metrics {
     pub unauthenticated: IntCounterVec,
     /// Audit appends that failed (each one refused the audited operation, or lost a denial record).
     pub audit_write_failures: IntCounter,
+    /// Sequence number of the audit log's last committed line (its head, also kept in the store).
+    pub audit_sequence: IntGauge,
     /// `notAfter` (Unix seconds) of the certificate each TLS listener serves, by listener (`proxy`, `vault`).
     pub certificate_expiry: IntGaugeVec,
     /// 1 when the vault (its store, or the remote vault) answered the last readiness check, else 0.
@@ -131,6 +133,11 @@ impl Metrics {
         )?;
         registry.register(Box::new(unauthenticated.clone()))?;
         registry.register(Box::new(audit_write_failures.clone()))?;
+        let audit_sequence = IntGauge::new(
+            "veil_audit_sequence",
+            "Sequence number of the audit log's last committed line (the head also kept in the store).",
+        )?;
+        registry.register(Box::new(audit_sequence.clone()))?;
         registry.register(Box::new(certificate_expiry.clone()))?;
         registry.register(Box::new(vault_ready.clone()))?;
         let purged = IntCounterVec::new(
@@ -193,6 +200,7 @@ impl Metrics {
             detokenize,
             unauthenticated,
             audit_write_failures,
+            audit_sequence,
             certificate_expiry,
             vault_ready,
             purged,

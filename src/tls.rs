@@ -4,14 +4,14 @@
 //! Every server config is built from [`provider`]: TLS 1.3 and TLS 1.2 only, and only AEAD suites with
 //! forward secrecy (ECDHE + AES-GCM / ChaCha20-Poly1305), pinned here so a crate default can never widen them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::crypto::{aws_lc_rs, CryptoProvider};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ConfigBuilder, RootCertStore, ServerConfig, WantsVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -110,33 +110,45 @@ pub fn chain_not_after(path: &Path) -> Result<i64, TlsError> {
     certs.first().and_then(not_after).ok_or_else(|| file_err(path, "the certificate does not parse"))
 }
 
-/// A server config; with `client_ca`, client certificates are verified against it (but still optional, so
-/// API-key callers can connect too).
-pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
+/// How a server checks client certificates.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuth<'a> {
+    /// Certificates are verified against this CA.
+    pub ca: &'a Path,
+    /// Certificates these CRLs (PEM files) revoke are refused.
+    pub crls: &'a [PathBuf],
+    /// A connection without a certificate is refused (else certificates are optional: API-key callers).
+    pub required: bool,
+}
+
+/// A server config; with `client`, client certificates are verified as it says.
+pub fn server_config(cert: &Path, key: &Path, client: Option<ClientAuth<'_>>) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
-    let mut config =
-        client_auth(client_ca)?.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = client_auth(client)?.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 
-/// A server builder that asks for client certificates verified against `client_ca` (optional for clients), or
-/// none.
+/// A server builder that asks for client certificates as `client` says, or none.
 fn client_auth(
-    client_ca: Option<&Path>,
+    client: Option<ClientAuth<'_>>,
 ) -> Result<rustls::ConfigBuilder<ServerConfig, rustls::server::WantsServerCert>, TlsError> {
     let builder = server_builder()?;
-    Ok(match client_ca {
-        Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
+    let Some(client) = client else { return Ok(builder.with_no_client_auth()) };
+    let mut crls = Vec::new();
+    for path in client.crls {
+        for crl in CertificateRevocationListDer::pem_file_iter(path).map_err(|e| file_err(path, e))? {
+            crls.push(crl.map_err(|e| file_err(path, e))?);
         }
-        None => builder.with_no_client_auth(),
-    })
+    }
+    let mut verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(client.ca)?), provider()).with_crls(crls);
+    if !client.required {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier.build().map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(builder.with_client_cert_verifier(verifier))
 }
 
 /// URI and DNS subject-alternative names of a (verified) end-entity certificate.
@@ -240,10 +252,10 @@ impl ReloadableCert {
         Ok(())
     }
 
-    /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate; with `client_ca`, client
-    /// certificates are asked for (optional) and verified.
-    pub fn server_config(self: &Arc<Self>, client_ca: Option<&Path>) -> Result<Arc<ServerConfig>, TlsError> {
-        let mut config = client_auth(client_ca)?.with_cert_resolver(self.clone());
+    /// A server config (TLS 1.2/1.3, ALPN h2 + http/1.1) serving this certificate; with `client`, client
+    /// certificates are verified as it says.
+    pub fn server_config(self: &Arc<Self>, client: Option<ClientAuth<'_>>) -> Result<Arc<ServerConfig>, TlsError> {
+        let mut config = client_auth(client)?.with_cert_resolver(self.clone());
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }

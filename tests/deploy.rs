@@ -529,16 +529,20 @@ async fn audit_write_failures_are_counted() {
     let v = TestVault::start_with(false, Some("/dev/full")).await;
     let (_, text) = get(v.admin, "/metrics").await;
     assert_eq!(metric_value(&text, "veil_audit_write_failures_total"), Some(0.0), "{text}");
-    let token = tokenize_one(v.client.addr).await;
-    assert_eq!(metric_value(&get(v.admin, "/metrics").await.1, "veil_audit_write_failures_total"), Some(0.0));
-    assert_eq!(detokenize(v.client.addr, PAYMENTS_KEY, &token).await, 503);
-    let (_, text) = get(v.admin, "/metrics").await;
-    assert_eq!(metric_value(&text, "veil_audit_write_failures_total"), Some(1.0), "{text}");
-    // A denial that cannot be audited counts too (the call is refused either way).
-    assert_eq!(detokenize(v.client.addr, APP_KEY, &token).await, 403);
+    // Tokenisations are audited too: refused, and counted.
+    let body = json!({"items": [{"class": "pan", "value": random_pan("550000", 16)}]});
+    let (status, out) = Client::plain(v.client.addr).post_json("/v1/tokenize", PAYMENTS_KEY, &body).await;
+    assert_eq!(status, 503, "{out}");
+    assert_eq!(metric_value(&get(v.admin, "/metrics").await.1, "veil_audit_write_failures_total"), Some(1.0));
+    let token = "5500001234560004";
+    assert_eq!(detokenize(v.client.addr, PAYMENTS_KEY, token).await, 503);
     let (_, text) = get(v.admin, "/metrics").await;
     assert_eq!(metric_value(&text, "veil_audit_write_failures_total"), Some(2.0), "{text}");
-    assert!(!text.contains(&token), "no token in a metric");
+    // A denial that cannot be audited counts too (the call is refused either way).
+    assert_eq!(detokenize(v.client.addr, APP_KEY, token).await, 403);
+    let (_, text) = get(v.admin, "/metrics").await;
+    assert_eq!(metric_value(&text, "veil_audit_write_failures_total"), Some(3.0), "{text}");
+    assert!(!text.contains(token), "no token in a metric");
 }
 
 #[tokio::test]

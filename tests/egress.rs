@@ -286,8 +286,12 @@ async fn a_vault_that_is_down_or_hangs_stops_the_payment() {
         ca_dir.path().join("ca.pem").display()
     );
     let cfg = veil::config::parse(&text).unwrap();
-    let caller =
-        veil::vault::auth::Caller { name: "payments".into(), allow: cfg.callers[0].allow.clone(), new_values: None };
+    let caller = veil::vault::auth::Caller {
+        name: "payments".into(),
+        allow: cfg.callers[0].allow.clone(),
+        new_values: None,
+        origin: Default::default(),
+    };
     for slow in [false, true] {
         let vault: Arc<dyn veil::vault::Vault> = Arc::new(common::down_vault::DownVault { slow });
         let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());

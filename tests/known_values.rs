@@ -12,12 +12,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use common::lifecycle::ManualClock;
 use common::pg::Backend;
+use veil::crypto::audit_key::AuditSigner;
 use veil::crypto::{KeySet, Keyring};
 use veil::domain::Class;
 use veil::metrics::Metrics;
-use veil::store::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
+use veil::store::{AuditHead, Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Write};
 use veil::token::ClassFormats;
-use veil::vault::audit::AuditLog;
+use veil::vault::audit::{AuditLog, AuditSetup};
 use veil::vault::engine::Engine;
 
 use veil::vault::retention::Retention;
@@ -89,6 +90,18 @@ impl Store for Counting {
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
+    async fn audit_head(&self, log_id: &str) -> Result<Option<AuditHead>, StoreError> {
+        self.inner.audit_head(log_id).await
+    }
+    async fn swap_audit_head(
+        &self,
+        log_id: &str,
+        expected: Option<&AuditHead>,
+        new: &AuditHead,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_audit_head(log_id, expected, new, now).await
+    }
 }
 
 async fn open_store(url: &str) -> Arc<dyn Store> {
@@ -104,10 +117,17 @@ fn keys() -> KeySet {
 }
 
 /// A vault over `store` (audit log in `dir`), with `retention`.
-fn vault(dir: &std::path::Path, store: Arc<dyn Store>, clock: &ManualClock, retention: Retention) -> LocalVault {
+async fn vault(dir: &std::path::Path, store: Arc<dyn Store>, clock: &ManualClock, retention: Retention) -> LocalVault {
     let keys = Arc::new(keys());
     let name = format!("audit-{}.log", hex::encode(rand::random::<[u8; 4]>()));
-    let audit = AuditLog::open(&dir.join(name), keys.audit.clone()).unwrap();
+    let setup = AuditSetup {
+        path: dir.join(&name),
+        log_id: name,
+        signer: AuditSigner::from_seed(&[5; 32]),
+        new_chain: false,
+        sequence: None,
+    };
+    let audit = AuditLog::open(setup, store.clone(), keys.audit.clone(), 1).await.unwrap();
     let engine = Engine::new(keys, store, ClassFormats::default(), clock.clock());
     LocalVault::new(engine, audit, Arc::new(Metrics::new().unwrap()), clock.clock()).with_retention(retention)
 }
@@ -129,7 +149,7 @@ async fn a_value_tokenised_again_is_answered_from_memory() {
     let dir = tempfile::tempdir().unwrap();
     let store = Counting::new(open_store(&format!("sqlite://{}/v.db", dir.path().display())).await);
     let clock = ManualClock::at(T0);
-    let v = vault(dir.path(), store.clone(), &clock, Retention::default());
+    let v = vault(dir.path(), store.clone(), &clock, Retention::default()).await;
     let items = [(Class::Pan, CARD), (Class::Email, EMAIL)];
 
     let first = tokenize(&v, &items, None).await;
@@ -181,7 +201,7 @@ async fn an_erasure_voids_known_values(backend: Backend) {
     let url = backend.store_url(dir.path()).await;
     let store = Counting::new(open_store(&url).await);
     let clock = ManualClock::at(T0);
-    let v = vault(dir.path(), store.clone(), &clock, Retention::default());
+    let v = vault(dir.path(), store.clone(), &clock, Retention::default()).await;
     if let Some(mut epoch) = store.erasure_epoch() {
         // PostgreSQL: known values are used only once the store's erasures are followed.
         tokio::time::timeout(Duration::from_secs(10), epoch.wait_for(|e| e.is_multiple_of(2))).await.unwrap().unwrap();
@@ -208,13 +228,13 @@ async fn a_purge_by_another_process_is_never_answered_from_memory() {
     let url = format!("sqlite://{}/v.db", dir.path().display());
     let clock = ManualClock::at(T0);
     let day = Retention { classes: vec![(Class::Email, 86_400)] };
-    let serving = vault(dir.path(), open_store(&url).await, &clock, day.clone());
+    let serving = vault(dir.path(), open_store(&url).await, &clock, day.clone()).await;
     let items = [(Class::Email, EMAIL)];
     let old = tokenize(&serving, &items, None).await;
     tokenize(&serving, &items, None).await; // now known
 
     clock.advance(25 * 3600);
-    let purger = vault(dir.path(), open_store(&url).await, &clock, day);
+    let purger = vault(dir.path(), open_store(&url).await, &clock, day).await;
     assert_eq!(purger.purge_expired().await.unwrap().total(), 1);
     assert_eq!(reveal(&serving, Class::Email, &old[0]).await, Err("gone"));
     let new = tokenize(&serving, &items, None).await;
@@ -236,8 +256,8 @@ async fn another_replicas_erasure_reaches_known_values() {
     let url = Backend::Postgres.store_url(dir.path()).await;
     let clock = ManualClock::at(T0);
     let a_store = Counting::new(open_store(&url).await);
-    let a = vault(dir.path(), a_store.clone(), &clock, Retention::default());
-    let b = vault(dir.path(), open_store(&url).await, &clock, Retention::default());
+    let a = vault(dir.path(), a_store.clone(), &clock, Retention::default()).await;
+    let b = vault(dir.path(), open_store(&url).await, &clock, Retention::default()).await;
     let listening = epoch_until(a_store.as_ref(), |e| e.is_multiple_of(2)).await;
 
     let items = [(Class::Pan, CARD)];
@@ -266,7 +286,7 @@ async fn known_values_are_bypassed_while_erasures_cannot_be_followed() {
     let url = Backend::Postgres.store_url(dir.path()).await;
     let clock = ManualClock::at(T0);
     let store = Counting::new(open_store(&url).await);
-    let v = vault(dir.path(), store.clone(), &clock, Retention::default());
+    let v = vault(dir.path(), store.clone(), &clock, Retention::default()).await;
     let listening = epoch_until(store.as_ref(), |e| e.is_multiple_of(2)).await;
     let items = [(Class::Pan, CARD)];
     let token = tokenize(&v, &items, None).await;

@@ -41,7 +41,7 @@ pub struct KeyFileArg {
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
         KeysCommand::Rotate(arg) => match key_file(&arg) {
-            Ok(path) => rotate(&path),
+            Ok(path) => rotate(&arg, &path),
             Err(code) => code,
         },
         KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
@@ -69,8 +69,28 @@ pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
     }
 }
 
-fn rotate(path: &Path) -> ExitCode {
-    match Keyring::rotate_file(path) {
+/// Rotates the key file at `path`: through the config's vault when it has one (the rotation is then in its
+/// audit log), else unaudited, with a note saying so.
+fn rotate(arg: &KeyFileArg, path: &Path) -> ExitCode {
+    let vault_cfg = match &arg.config {
+        Some(c) if arg.key_file.is_none() => match super::load(c) {
+            Ok(cfg) if cfg.vault.is_some() => Some(cfg),
+            Ok(_) => None,
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let result = match vault_cfg {
+        Some(cfg) => super::offline::rotate(cfg, path),
+        None => {
+            eprintln!(
+                "veil: note: this rotation is not audited (no [vault] audit log); rotate with -c and the vault's config \
+                 to record it"
+            );
+            Keyring::rotate_file(path).map_err(|e| e.to_string())
+        }
+    };
+    match result {
         Ok(version) => {
             println!(
                 "{}: added master key version {version}; new records are sealed under it, older versions still \

@@ -6,38 +6,22 @@ use std::sync::Arc;
 use crate::app::{self, StartError};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::vault::audit::AuditLog;
 use crate::vault::auth::Caller;
 use crate::vault::engine::{Clock, Engine};
 use crate::vault::LocalVault;
 
-/// Opens keys, audit log and store as configured (needs a tokio runtime). Appends to the audit log: the vault
-/// on the same log must not be running (its chain would fork).
+/// Opens keys, store and audit log as configured (needs a tokio runtime). The audit log is checked against the
+/// store's head and appended to under its file lock, so these commands may run beside a serving vault.
 pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
-    open_with_audit(cfg, clock, None).await
-}
-
-/// Like [`open`], for the commands that audit nothing (purge, rewrap) and may run beside a serving vault: the
-/// configured audit log is not even opened (opening trims a torn last line, which could be the vault's write in
-/// progress).
-pub async fn open_unaudited(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
-    open_with_audit(cfg, clock, Some(std::path::Path::new("/dev/null"))).await
-}
-
-async fn open_with_audit(
-    cfg: &Config,
-    clock: Clock,
-    audit_log: Option<&std::path::Path>,
-) -> Result<LocalVault, StartError> {
     let Some(v) = &cfg.vault else {
         return Err(StartError::Mode(crate::config::ConfigError {
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
         }));
     };
     let keys = Arc::new(app::load_keys(&v.master_key_file)?);
-    let audit = AuditLog::open(audit_log.unwrap_or(&v.audit_log), keys.audit.clone())?;
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);
+    let audit = app::open_audit(v, &keys, store.clone(), &metrics, &clock).await?;
     let engine = Engine::new(keys, store, cfg.formats, clock.clone());
     Ok(LocalVault::new(engine, audit, metrics, clock)
         .with_audit_path(v.audit_log.clone())
@@ -107,11 +91,11 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 /// Runs `veil purge -c …`.
 pub fn purge(cfg: Config) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
         // One bar per class: (class, bar, its total).
         let mut bars: Vec<(crate::domain::Class, super::progress::Progress, Option<u64>)> = Vec::new();
         let purged = vault
-            .purge_expired_reporting(|p| {
+            .purge_expired_reporting("cli", |p| {
                 if !bars.iter().any(|(c, _, _)| *c == p.class) {
                     let bar = super::progress::Progress::new(format!("purge {}", p.class.name()));
                     bars.push((p.class, bar, p.total));
@@ -136,19 +120,36 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
     }))
 }
 
-/// Runs `veil keys rewrap -c …`.
+/// Runs `veil keys rewrap -c …`, audited (start, then the end with its counts).
 pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
         let engine = vault.engine();
+        let target = u64::from(engine.keys().current_version());
+        vault
+            .audit_command("keys_rewrap", "started", vec![("version".into(), target)])
+            .await
+            .map_err(|e| e.to_string())?;
         let older = engine.store().count_sealed_before(engine.keys().current_version()).await;
         let total = older.map_err(|e| e.to_string())?.map(|n| max.map_or(n, |m| n.min(m)));
         let mut bar = super::progress::Progress::new("rewrap");
-        let progress =
-            crate::vault::rewrap::rewrap(engine, page.max(1), max, |p| bar.update(p.resealed + p.skipped, total))
-                .await
-                .map_err(|e| e.to_string())?;
+        let result =
+            crate::vault::rewrap::rewrap(engine, page.max(1), max, |p| bar.update(p.resealed + p.skipped, total)).await;
+        let progress = match result {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = vault.audit_command("keys_rewrap", "failed", vec![("version".into(), target)]).await;
+                return Err(e.to_string());
+            }
+        };
         bar.finish(progress.resealed + progress.skipped, total);
+        let counts = vec![
+            ("version".into(), u64::from(progress.target_version)),
+            ("resealed".into(), progress.resealed),
+            ("skipped".into(), progress.skipped),
+        ];
+        let outcome = if progress.done { "ok" } else { "stopped" };
+        vault.audit_command("keys_rewrap", outcome, counts).await.map_err(|e| e.to_string())?;
         Ok(format!(
             "re-sealed {} records under key version {} ({} changed meanwhile and were left alone); {}",
             progress.resealed,
@@ -157,4 +158,24 @@ pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitC
             if progress.done { "done" } else { "stopped early: run again to continue" }
         ))
     }))
+}
+
+/// Runs `veil keys rotate -c …`: rotates the key file of the config's vault, audited (start, then the end with
+/// the new version).
+pub fn rotate(cfg: Config, path: &std::path::Path) -> Result<u32, String> {
+    block_on(async move {
+        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        vault.audit_command("keys_rotate", "started", Vec::new()).await.map_err(|e| e.to_string())?;
+        match crate::crypto::Keyring::rotate_file(path) {
+            Ok(version) => {
+                let counts = vec![("version".into(), u64::from(version))];
+                vault.audit_command("keys_rotate", "ok", counts).await.map_err(|e| e.to_string())?;
+                Ok(version)
+            }
+            Err(e) => {
+                let _ = vault.audit_command("keys_rotate", "failed", Vec::new()).await;
+                Err(e.to_string())
+            }
+        }
+    })
 }

@@ -69,6 +69,10 @@ struct RawVault {
     store: String,
     master_key_file: PathBuf,
     audit_log: PathBuf,
+    /// The audit signing key (Ed25519; `veil keygen --audit-key`), apart from the master key.
+    audit_key_file: Option<PathBuf>,
+    /// Names this log's head in the store (default: host name and the log's absolute path).
+    audit_log_id: Option<String>,
     max_body_bytes: Option<u64>,
     max_batch: Option<u64>,
     /// How often the vault purges records past their class's retention, e.g. "1h".
@@ -82,6 +86,12 @@ struct RawTls {
     cert: PathBuf,
     key: PathBuf,
     client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM) for client certificates.
+    #[serde(default)]
+    crl: Vec<PathBuf>,
+    /// Every connection presents a client certificate (a bearer key is then a second factor). Default: on when
+    /// the vault listens off loopback.
+    require_client_cert: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,8 +167,16 @@ impl Config {
     /// mail at or be called on. (Only a config that tokenises, one with a vault, has formats that matter.)
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.vault.is_none() {
+        let Some(vault) = &self.vault else {
             return out;
+        };
+        if vault.audit_key_file.is_none() {
+            out.push(
+                "vault.audit_key_file: not set, so audit lines are signed with a key derived from the master key: \
+                 whoever holds the master key can rewrite the audit log. Create a separate key with `veil keygen \
+                 --audit-key --out keys/audit.key` and set audit_key_file"
+                    .into(),
+            );
         }
         if self.formats.email == crate::token::email::EmailFormat::KeepDomain {
             out.push(
@@ -185,6 +203,12 @@ pub struct VaultConfig {
     pub store: StoreUrl,
     pub master_key_file: PathBuf,
     pub audit_log: PathBuf,
+    /// The audit signing key file (its public key beside it as `….pub`); `None`: derived from the master key.
+    pub audit_key_file: Option<PathBuf>,
+    /// Names this log's head in the store; `None`: host name and the log's absolute path.
+    pub audit_log_id: Option<String>,
+    /// Begin a new audit chain if the log is broken or missing (`--new-audit-chain`; not a config key).
+    pub new_audit_chain: bool,
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub purge_interval: std::time::Duration,
@@ -202,6 +226,9 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    pub crls: Vec<PathBuf>,
+    /// With `client_ca`: connections without a certificate are refused.
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -265,7 +292,19 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     );
                 }
             }
-            let tls = v.tls.map(|t| TlsFiles { cert: t.cert, key: t.key, client_ca: t.client_ca });
+            let off_loopback = listen.is_some_and(|l| !l.ip().is_loopback());
+            let tls = v.tls.map(|t| {
+                if t.client_ca.is_none() && (!t.crl.is_empty() || t.require_client_cert == Some(true)) {
+                    p("vault.tls", "crl and require_client_cert need client_ca".into());
+                }
+                TlsFiles {
+                    require_client_cert: t.require_client_cert.unwrap_or(off_loopback),
+                    cert: t.cert,
+                    key: t.key,
+                    client_ca: t.client_ca,
+                    crls: t.crl,
+                }
+            });
             let purge_secs = match v.purge_interval.as_deref().map(duration::parse_secs) {
                 None => DEFAULT_PURGE_INTERVAL_SECS,
                 Some(Ok(secs)) if secs <= 7 * 86_400 => secs,
@@ -285,6 +324,9 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                     store,
                     master_key_file: v.master_key_file,
                     audit_log: v.audit_log,
+                    audit_key_file: v.audit_key_file,
+                    audit_log_id: v.audit_log_id,
+                    new_audit_chain: false,
                     max_body_bytes,
                     max_batch,
                     purge_interval,

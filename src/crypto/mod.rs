@@ -1,6 +1,8 @@
-//! Cryptography: the master keyring and its derived subkeys, record sealing, keyed fingerprints, secrets.
+//! Cryptography: the master keyring and its derived subkeys, record sealing, keyed fingerprints, secrets, and
+//! the audit log's own signing key.
 
 pub mod aead;
+pub mod audit_key;
 pub mod fingerprint;
 pub mod keys;
 pub mod secret;

@@ -268,7 +268,8 @@ impl VaultCall<'_> {
                 retry_after: r.retry_after(),
             }));
         }
-        let call = self.vault.tokenize_on(self.caller, items, subject, Terms { strict: self.public.is_some(), binds });
+        let terms = Terms { strict: self.public.is_some(), binds, client: self.public.as_ref().map(|p| p.key) };
+        let call = self.vault.tokenize_on(self.caller, items, subject, terms);
         let tokens = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
         if tokens.len() != items.len() {
             return Err(CallError::Vault(VaultError::Internal));

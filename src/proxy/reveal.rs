@@ -36,8 +36,9 @@ use crate::config::{Cidr, Route};
 use crate::domain::permission::allowed;
 use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
-use crate::rewrite::{Edit, Found, Origin};
-use crate::vault::auth::Caller;
+use crate::rewrite::{Edit, Found};
+use crate::vault::auth::{Caller, Origin};
+
 use crate::vault::{Vault, VaultError};
 
 /// A staff member who may be shown responses.
@@ -63,9 +64,9 @@ pub struct Revealer {
     limits: BodyLimits,
 }
 
-/// Who sees one response: an index into the staff list.
-#[derive(Debug, Clone, Copy)]
-pub struct Viewer(usize);
+/// Who sees one response: an index into the staff list, and where they called from (for the audit log).
+#[derive(Debug, Clone)]
+pub struct Viewer(usize, Origin);
 
 impl Revealer {
     pub fn new(
@@ -115,7 +116,11 @@ impl Revealer {
                 }
             }
         };
-        let viewer = found.map(Viewer)?;
+        let origin = Origin {
+            client: Some(client.ip().to_string()),
+            identity: (!client.identities().is_empty()).then(|| client.identities().join(",")),
+        };
+        let viewer = Viewer(found?, origin);
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         Some(viewer)
     }
@@ -147,7 +152,7 @@ impl Revealer {
         };
         let kind = Kind::of(&parts.headers);
         let essence = body::essence(&parts.headers);
-        let shown = match self.reveal(&kind, &essence, &bytes, staff, viewer, route, rule).await {
+        let shown = match self.reveal(&kind, &essence, &bytes, staff, &viewer, route, rule).await {
             Some(rewritten) => {
                 parts.headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 parts.headers.remove(header::ETAG);
@@ -167,7 +172,7 @@ impl Revealer {
         essence: &str,
         bytes: &[u8],
         staff: &Staff,
-        viewer: Viewer,
+        viewer: &Viewer,
         route: &Route,
         rule: &RevealRule,
     ) -> Option<Vec<u8>> {
@@ -199,8 +204,9 @@ impl Revealer {
     }
 
     /// What `staff` sees of each found token: its value, its masked form, or `None` (stays as it is).
-    async fn values(&self, found: &[Found], staff: &Staff, viewer: Viewer, route: &Route) -> Vec<Option<String>> {
+    async fn values(&self, found: &[Found], staff: &Staff, viewer: &Viewer, route: &Route) -> Vec<Option<String>> {
         let mut out: Vec<Option<String>> = vec![None; found.len()];
+        let caller = staff.caller.clone().from_origin(viewer.1.clone());
         let purpose = format!("{} (route {})", route.purpose.as_deref().unwrap_or("back office"), route.name);
         let purpose = purpose.as_str();
         // Per class: the operation the staff member holds, one call each.
@@ -239,7 +245,7 @@ impl Revealer {
                     continue;
                 }
                 let items: Vec<(Class, &str)> = list.iter().map(|&i| (class, found[i].value.as_str())).collect();
-                match self.call(op, &staff.caller, &items, purpose).await {
+                match self.call(op, &caller, &items, purpose).await {
                     Ok(answers) => {
                         for (&i, answer) in list.iter().zip(answers) {
                             if let Ok(v) = answer {
@@ -282,7 +288,7 @@ impl Revealer {
 
 fn origin_class(f: &Found) -> Option<Class> {
     match f.origin {
-        Origin::Detected(c) => Some(c),
+        crate::rewrite::Origin::Detected(c) => Some(c),
         _ => None,
     }
 }

@@ -116,6 +116,14 @@ pub struct Resealed {
     pub sealed: Vec<u8>,
 }
 
+/// Where an audit log's chain ends: the sequence number and SHA-256 (hex) of its last acknowledged line. Kept in
+/// the store, per log (`log_id`), so a log cut, rolled back, emptied or deleted is told from an intact one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditHead {
+    pub seq: u64,
+    pub hash: String,
+}
+
 /// Storage failures. Messages never carry a value, token or key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -198,4 +206,15 @@ pub trait Store: Send + Sync + 'static {
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError>;
     /// Answers when the store can serve (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// The head of the audit log `log_id`, if one was ever recorded.
+    async fn audit_head(&self, log_id: &str) -> Result<Option<AuditHead>, StoreError>;
+    /// Durably moves the head of `log_id` to `new` if it is still `expected` (`None`: no head recorded yet);
+    /// `false`: it was not (another writer moved it — a fork — and nothing changed).
+    async fn swap_audit_head(
+        &self,
+        log_id: &str,
+        expected: Option<&AuditHead>,
+        new: &AuditHead,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }

@@ -10,6 +10,8 @@
 //! still happens is retried. Commits run with `synchronous_commit = on`: a token is returned only once its
 //! record is durable.
 
+mod heads;
+
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -26,7 +28,7 @@ use sqlx::Row;
 
 use super::erasures::{self, Follower};
 use super::group::{Committer, Found, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
+use super::{AuditHead, Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
 
 const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
 /// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
@@ -38,6 +40,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "lifecycle", include_str!("../../migrations/postgres/0002_lifecycle.sql")),
     (3, "live counts", include_str!("../../migrations/postgres/0003_live_counts.sql")),
     (4, "volatile", include_str!("../../migrations/postgres/0004_volatile.sql")),
+    (5, "audit heads", include_str!("../../migrations/postgres/0005_audit_heads.sql")),
 ];
 
 /// Tuning for [`PostgresStore`].
@@ -614,5 +617,18 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map(|_| ()).map_err(unavailable)
+    }
+    async fn audit_head(&self, log_id: &str) -> Result<Option<AuditHead>, StoreError> {
+        heads::get(&self.pool, log_id).await
+    }
+
+    async fn swap_audit_head(
+        &self,
+        log_id: &str,
+        expected: Option<&AuditHead>,
+        new: &AuditHead,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        heads::swap(&self.pool, log_id, expected, new, now).await
     }
 }

@@ -4,6 +4,7 @@
 
 mod batch;
 mod checkpoint;
+mod heads;
 mod lookup;
 mod schema;
 mod shape;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 pub use self::checkpoint::CheckpointOptions;
 use super::group::{Committer, Found, GroupWriter};
-use super::{Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
+use super::{AuditHead, Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -451,6 +452,19 @@ impl Store for SqliteStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await.map(|_| ()).map_err(unavailable)
+    }
+    async fn audit_head(&self, log_id: &str) -> Result<Option<AuditHead>, StoreError> {
+        heads::get(&self.read, log_id).await
+    }
+
+    async fn swap_audit_head(
+        &self,
+        log_id: &str,
+        expected: Option<&AuditHead>,
+        new: &AuditHead,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        heads::swap(&self.read, log_id, expected, new, now).await
     }
 }
 

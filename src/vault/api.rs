@@ -181,9 +181,10 @@ fn subject_id(raw: &str) -> Result<String, ApiError> {
     Ok(id.into_owned())
 }
 
-/// Serves one request. `tls_identities` are the verified SANs of the client certificate, if any.
+/// Serves one request from `peer`. `tls_identities` are the verified SANs of the client certificate, if any.
 pub async fn handle<B>(
     state: Arc<ApiState>,
+    peer: std::net::SocketAddr,
     tls_identities: Arc<Vec<String>>,
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, Infallible>
@@ -191,7 +192,7 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    Ok(match serve(&state, &tls_identities, req).await {
+    Ok(match serve(&state, peer, &tls_identities, req).await {
         Ok(resp) => resp,
         Err(e) => error_response(&e),
     })
@@ -199,6 +200,7 @@ where
 
 async fn serve<B>(
     state: &ApiState,
+    peer: std::net::SocketAddr,
     tls_identities: &[String],
     req: Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError>
@@ -232,6 +234,8 @@ where
         count_unauthenticated(state, endpoint, erase);
         return Err(ApiError::Unauthenticated);
     };
+    let identity = (!tls_identities.is_empty()).then(|| tls_identities.join(","));
+    let caller = caller.from_origin(auth::Origin { client: Some(peer.to_string()), identity });
     if let Endpoint::Subject = endpoint {
         let id = subject_id(req.uri().path().trim_start_matches("/v1/subjects/"))?;
         let body = match erase {
@@ -304,7 +308,7 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.value)), state.max_batch)?;
     let binds: Vec<(usize, usize)> =
         req.items.iter().enumerate().filter_map(|(i, item)| item.bind.map(|card| (i, card))).collect();
-    let terms = Terms { strict: req.terms.is_some_and(|t| t.strict), binds: &binds };
+    let terms = Terms { strict: req.terms.is_some_and(|t| t.strict), binds: &binds, client: None };
     let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
     let items =
         tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();

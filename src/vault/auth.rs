@@ -37,19 +37,45 @@ pub struct Caller {
     pub allow: Vec<Permission>,
     /// Its budget of new values; `None`: unbudgeted (the in-process proxy, which budgets its clients instead).
     pub new_values: Option<Rate>,
+    /// Where this call came from, for the audit log.
+    pub origin: Origin,
+}
+
+/// Where a call came from (PCI DSS 10.2: the origination of each audited event): the network peer of an API
+/// call and its verified TLS client identity. `None` everywhere: a call made in this process (the proxy, the
+/// egress routes, the command line).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// `ip:port` of the API call's peer.
+    pub client: Option<String>,
+    /// The SANs of the client certificate the peer presented (verified against `client_ca`), joined by `,`.
+    pub identity: Option<String>,
+}
+
+impl Caller {
+    /// The same caller, calling from `origin`.
+    pub fn from_origin(mut self, origin: Origin) -> Caller {
+        self.origin = origin;
+        self
+    }
 }
 
 impl Caller {
     /// The identity the proxy tokenises as in-process: `tokenize:*`, nothing else.
     pub fn proxy() -> Caller {
         let tokenize_any = Permission { op: Some(crate::domain::Op::Tokenize), class: None };
-        Caller { name: PROXY_CALLER.into(), allow: vec![tokenize_any], new_values: None }
+        Caller { name: PROXY_CALLER.into(), allow: vec![tokenize_any], new_values: None, origin: Origin::default() }
     }
 
     /// The operator at the command line: every right (the commands are for the operator who holds the key
     /// file), audited under this name.
     pub fn operator() -> Caller {
-        Caller { name: "cli".into(), allow: vec![Permission { op: None, class: None }], new_values: None }
+        Caller {
+            name: "cli".into(),
+            allow: vec![Permission { op: None, class: None }],
+            new_values: None,
+            origin: Origin::default(),
+        }
     }
 }
 
@@ -81,7 +107,12 @@ impl Callers {
         } else if !tls_identities.is_empty() {
             found = self.list.iter().find(|c| c.tls_identity.as_ref().is_some_and(|id| tls_identities.contains(id)));
         }
-        found.map(|c| Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values })
+        found.map(|c| Caller {
+            name: c.name.clone(),
+            allow: c.allow.clone(),
+            new_values: c.new_values,
+            origin: Origin::default(),
+        })
     }
 }
 

@@ -65,6 +65,9 @@ pub struct Terms<'a> {
     /// Elsewhere it is tokenised as the value it may well be — a real card that happens to equal a token (or
     /// that a flood of submissions made one) never passes as another value's token.
     pub strict: bool,
+    /// The ingress client's address (after trusted `X-Forwarded-For`) a proxy in this process tokenises for:
+    /// recorded in the audit log as the call's origin.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// Why one item of a reveal has no value.

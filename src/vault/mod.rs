@@ -14,6 +14,7 @@ pub mod rewrap;
 pub mod subjects;
 pub mod wire;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -191,6 +192,18 @@ impl LocalVault {
         }
     }
 
+    /// Records an operator's command (`veil keys rotate`, `veil keys rewrap`) as caller `cli`: `outcome` (started,
+    /// ok, failed) and its counts. An error means it is not on record (refuse to start the command).
+    pub async fn audit_command(
+        &self,
+        op: &'static str,
+        outcome: &'static str,
+        counts: Vec<(String, u64)>,
+    ) -> Result<(), VaultError> {
+        let event = Event { counts, ..self.event(&Caller::operator(), op, outcome, None) };
+        self.append_audit(event).await.map_err(|_| VaultError::AuditUnavailable)
+    }
+
     /// Appends `event` to the audit log; a failure is counted (`veil_audit_write_failures_total`).
     async fn append_audit(&self, event: Event) -> Result<(), audit::AuditError> {
         let result = self.audit.append(event, (self.clock)()).await;
@@ -200,8 +213,39 @@ impl LocalVault {
         result
     }
 
-    /// Deny by default; a refusal is audited (best effort: the call is refused either way).
-    async fn authorize(&self, caller: &Caller, op: Op, items: &[(Class, &str)]) -> Result<(), VaultError> {
+    /// An event of `caller` (its name and origin; `client`: the ingress client a proxy in this process calls for).
+    fn event(&self, caller: &Caller, op: &'static str, outcome: &'static str, client: Option<IpAddr>) -> Event {
+        let client = caller.origin.client.clone().or_else(|| client.map(|ip| ip.to_string()));
+        Event {
+            caller: caller.name.clone(),
+            op,
+            outcome,
+            client: Some(client.unwrap_or_else(|| IN_PROCESS.to_owned())),
+            identity: caller.origin.identity.clone(),
+            ..Event::default()
+        }
+    }
+
+    /// The audit item of one token: its class and the keyed fingerprint of its canonical form (so a subject
+    /// export matches it however the token was written).
+    fn token_item(&self, class: Class, token: &str, result: &str) -> Item {
+        let canonical = self.engine.canonical_token(class, token);
+        Item {
+            class: class.name().into(),
+            token_fp: self.audit.token_fp(class.name(), canonical.as_deref().unwrap_or(token)),
+            result: result.into(),
+        }
+    }
+
+    /// Deny by default; a refusal is audited (best effort: the call is refused either way), with the
+    /// fingerprints of the tokens asked for (a tokenisation's items are values: no fingerprint of those).
+    async fn authorize(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        client: Option<IpAddr>,
+    ) -> Result<(), VaultError> {
         let Some(&(class, _)) = items.iter().find(|(c, _)| !policy::allowed(&caller.allow, op, *c)) else {
             return Ok(());
         };
@@ -209,16 +253,14 @@ impl LocalVault {
         if matches!(op, Op::Detokenize) {
             self.metrics.detokenize.with_label_values(&[&caller.name, class.name(), "denied"]).inc();
         }
-        let event = Event {
-            caller: caller.name.clone(),
-            op: op.name(),
-            outcome: "denied",
-            purpose: None,
-            items: items
-                .iter()
-                .map(|(c, _)| Item { class: c.name().into(), token_fp: String::new(), result: "denied".into() })
-                .collect(),
-        };
+        let mut event = self.event(caller, op.name(), "denied", client);
+        event.items = items
+            .iter()
+            .map(|&(c, t)| match op {
+                Op::Tokenize => Item { class: c.name().into(), token_fp: String::new(), result: "denied".into() },
+                _ => self.token_item(c, t, "denied"),
+            })
+            .collect();
         if self.append_audit(event).await.is_err() {
             tracing::error!(caller = %caller.name, op = op.name(), "denial could not be audited");
         }
@@ -232,10 +274,23 @@ impl LocalVault {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
-        self.authorize(caller, op, items).await?;
+        self.authorize(caller, op, items, None).await?;
         let started = Instant::now();
         // A CVC is taken (used up) only by a detokenisation; a mask never touches it.
-        let revealed = self.engine.reveal(items, op == Op::Detokenize).await.map_err(engine_error)?;
+        let revealed = match self.engine.reveal(items, op == Op::Detokenize).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A reveal that failed (store down, a record that does not open) is evidence too.
+                let error = engine_error(e);
+                let mut event = self.event(caller, op.name(), "error", None);
+                event.purpose = purpose.map(str::to_owned);
+                event.items = items.iter().map(|&(c, t)| self.token_item(c, t, error_code(&error))).collect();
+                if self.append_audit(event).await.is_err() {
+                    tracing::error!(caller = %caller.name, op = op.name(), "failed reveal could not be audited");
+                }
+                return Err(error);
+            }
+        };
         let mut out = Vec::with_capacity(items.len());
         let mut audited = Vec::with_capacity(items.len());
         for ((class, token), r) in items.iter().zip(revealed) {
@@ -247,23 +302,13 @@ impl LocalVault {
                 Ok(_) => "ok",
                 Err(m) => m.code(),
             };
-            // Fingerprint the canonical token, so a subject export matches reveals however the token was written.
-            let canonical = self.engine.canonical_token(*class, token);
-            audited.push(Item {
-                class: class.name().into(),
-                token_fp: self.audit.token_fp(class.name(), canonical.as_deref().unwrap_or(token)),
-                result: outcome.into(),
-            });
+            audited.push(self.token_item(*class, token, outcome));
             out.push(result);
         }
         let all_ok = out.iter().all(|r| r.is_ok());
-        let event = Event {
-            caller: caller.name.clone(),
-            op: op.name(),
-            outcome: if all_ok { "ok" } else { "partial" },
-            purpose: purpose.map(str::to_owned),
-            items: audited,
-        };
+        let mut event = self.event(caller, op.name(), if all_ok { "ok" } else { "partial" }, None);
+        event.purpose = purpose.map(str::to_owned);
+        event.items = audited;
         // Fail closed: no value leaves unless its reveal is on disk in the audit log.
         self.append_audit(event).await.map_err(|_| VaultError::AuditUnavailable)?;
         for ((class, _), r) in items.iter().zip(&out) {
@@ -281,37 +326,15 @@ impl LocalVault {
     }
 }
 
-/// What a tokenisation costs a budget of new values: every value of an enumerable class it sends, known or new.
-/// (A budget of new values only would tell a caller out of budget, by refusing or not, whether a value is held.)
-pub fn budget_items(items: &[(Class, &str)]) -> usize {
-    items.iter().filter(|(c, _)| c.enumerable()).count()
-}
-
-fn engine_error(e: EngineError) -> VaultError {
-    match e {
-        EngineError::Invalid { index, reason } => VaultError::Invalid { index, reason },
-        EngineError::Store(e) => {
-            tracing::error!(error = %e, "store error");
-            VaultError::StoreUnavailable
-        }
-        EngineError::OverBudget { retry_after } => VaultError::OverBudget { scope: Scope::Range, retry_after },
-        EngineError::Exhausted | EngineError::Crypto => {
-            tracing::error!(error = %e, "vault engine error");
-            VaultError::Internal
-        }
-    }
-}
-
-#[async_trait]
-impl Vault for LocalVault {
-    async fn tokenize_on(
+impl LocalVault {
+    /// A tokenisation the caller may make: budget, engine, metrics.
+    async fn tokenize_authorized(
         &self,
         caller: &Caller,
         items: &[(Class, &str)],
         subject: Option<&str>,
         terms: Terms<'_>,
     ) -> Result<Vec<String>, VaultError> {
-        self.authorize(caller, Op::Tokenize, items).await?;
         let started = Instant::now();
         // The caller's budget, taken for every enumerable item before the store is asked (see `budget_items`);
         // given back when `reserved` drops unless the tokenisation succeeds.
@@ -348,6 +371,80 @@ impl Vault for LocalVault {
                 Err(VaultError::OverBudget { scope: Scope::Range, retry_after })
             }
             Err(e) => Err(engine_error(e)),
+        }
+    }
+}
+
+/// What a tokenisation costs a budget of new values: every value of an enumerable class it sends, known or new.
+/// (A budget of new values only would tell a caller out of budget, by refusing or not, whether a value is held.)
+pub fn budget_items(items: &[(Class, &str)]) -> usize {
+    items.iter().filter(|(c, _)| c.enumerable()).count()
+}
+
+/// The address recorded for a call made in this process (proxy, egress routes, command line).
+pub const IN_PROCESS: &str = "in-process";
+
+/// The audit result of a whole call's refusal.
+fn error_code(e: &VaultError) -> &'static str {
+    match e {
+        VaultError::StoreUnavailable => "store_unavailable",
+        VaultError::AuditUnavailable => "audit_unavailable",
+        VaultError::Invalid { .. } => "invalid",
+        VaultError::OverBudget { .. } => "over_budget",
+        VaultError::Forbidden { .. } | VaultError::ForbiddenOp(_) => "denied",
+        VaultError::Internal | VaultError::Unavailable => "error",
+    }
+}
+
+fn engine_error(e: EngineError) -> VaultError {
+    match e {
+        EngineError::Invalid { index, reason } => VaultError::Invalid { index, reason },
+        EngineError::Store(e) => {
+            tracing::error!(error = %e, "store error");
+            VaultError::StoreUnavailable
+        }
+        EngineError::OverBudget { retry_after } => VaultError::OverBudget { scope: Scope::Range, retry_after },
+        EngineError::Exhausted | EngineError::Crypto => {
+            tracing::error!(error = %e, "vault engine error");
+            VaultError::Internal
+        }
+    }
+}
+
+#[async_trait]
+impl Vault for LocalVault {
+    async fn tokenize_on(
+        &self,
+        caller: &Caller,
+        items: &[(Class, &str)],
+        subject: Option<&str>,
+        terms: Terms<'_>,
+    ) -> Result<Vec<String>, VaultError> {
+        self.authorize(caller, Op::Tokenize, items, terms.client).await?;
+        let result = self.tokenize_authorized(caller, items, subject, terms).await;
+        // Every tokenisation is on record (an oracle walk shows in the log), in the same chain as the reveals,
+        // without waiting for the disk while the log is healthy and keeping up (a tokenisation hands nothing
+        // out; waiting would put an fsync into every request the proxy sees). A failing log refuses it.
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => error_code(e),
+        };
+        let mut event = self.event(caller, Op::Tokenize.name(), outcome, terms.client);
+        event.items = match &result {
+            Ok(tokens) => items.iter().zip(tokens).map(|(&(c, _), t)| self.token_item(c, t, "ok")).collect(),
+            Err(_) => items
+                .iter()
+                .map(|&(c, _)| Item { class: c.name().into(), token_fp: String::new(), result: outcome.into() })
+                .collect(),
+        };
+        let recorded = self.audit.record(event, (self.clock)()).await;
+        if recorded.is_err() {
+            self.metrics.audit_write_failures.inc();
+        }
+        match (recorded, result) {
+            (Ok(()), result) => result,
+            (Err(_), Ok(_)) => Err(VaultError::AuditUnavailable),
+            (Err(_), Err(e)) => Err(e),
         }
     }
 

@@ -50,7 +50,7 @@ impl LocalVault {
             items.push(self.export_item(caller, class, rec)?);
         }
         let reveals = self.reveals_of(&by_fp)?;
-        let event = Event { caller: caller.name.clone(), op: "export", outcome: "ok", purpose: None, items: audited };
+        let event = Event { items: audited, ..self.event(caller, "export", "ok", None) };
         self.audit.append(event, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
         self.metrics.vault_operations.with_label_values(&["export", "-", "ok"]).inc();
         let export = SubjectExport {
@@ -129,13 +129,8 @@ impl LocalVault {
         let engine = self.engine();
         let fp = engine.subject_fingerprint(subject);
         // Fail closed: nothing is erased unless the request is on record.
-        let intent = Event {
-            caller: caller.name.clone(),
-            op: "erase",
-            outcome: "requested",
-            purpose: None,
-            items: vec![self.subject_item(&fp, "subject")],
-        };
+        let intent =
+            Event { items: vec![self.subject_item(&fp, "subject")], ..self.event(caller, "erase", "requested", None) };
         self.audit.append(intent, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
         let now = engine.now();
         let erased = engine.store().erase_subject(&fp, now).await.map_err(|e| engine_error(e.into()))?;
@@ -154,7 +149,7 @@ impl LocalVault {
             let result = if e.erased { "erased" } else { "kept_shared" };
             audited.push(Item { class: e.class.clone(), token_fp, result: result.into() });
         }
-        let done = Event { caller: caller.name.clone(), op: "erase", outcome: "ok", purpose: None, items: audited };
+        let done = Event { items: audited, ..self.event(caller, "erase", "ok", None) };
         if self.audit.append(done, (self.clock)()).await.is_err() {
             // The erasure is committed and cannot be undone; its request is on record.
             tracing::error!(caller = %caller.name, "erasure result could not be audited");
@@ -180,8 +175,7 @@ impl LocalVault {
 
     async fn audit_subject_denied(&self, caller: &Caller, op: Op) {
         self.metrics.vault_operations.with_label_values(&[op.name(), "-", "denied"]).inc();
-        let event =
-            Event { caller: caller.name.clone(), op: op.name(), outcome: "denied", purpose: None, items: vec![] };
+        let event = self.event(caller, op.name(), "denied", None);
         if self.audit.append(event, (self.clock)()).await.is_err() {
             tracing::error!(caller = %caller.name, op = op.name(), "denial could not be audited");
         }

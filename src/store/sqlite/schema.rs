@@ -8,7 +8,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
-pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5];
+pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
 
 pub(super) const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -108,6 +108,14 @@ pub(super) const V5: &[&str] = &["CREATE TABLE volatile (
         sealed BLOB NOT NULL,
         expires_at INTEGER NOT NULL,
         uses_left INTEGER NOT NULL
+    ) WITHOUT ROWID"];
+
+/// The head of each audit log (sequence number and hash of its last acknowledged line), outside the log file.
+pub(super) const V6: &[&str] = &["CREATE TABLE audit_heads (
+        log_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
     ) WITHOUT ROWID"];
 
 pub(super) async fn init(conn: &mut SqliteConnection) -> Result<(), StoreError> {

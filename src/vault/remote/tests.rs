@@ -76,7 +76,7 @@ async fn vault_answering(status: u16, body: &str) -> RemoteVault {
 }
 
 fn caller(name: &str) -> Caller {
-    Caller { name: name.into(), allow: vec![], new_values: None }
+    Caller { name: name.into(), allow: vec![], new_values: None, origin: Default::default() }
 }
 
 const ITEMS: &[(Class, &str)] = &[(Class::Pan, "4111111111111111"), (Class::Iban, "DE89370400440532013000")];

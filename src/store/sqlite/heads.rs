@@ -1,0 +1,57 @@
+//! Audit log heads on SQLite (migration V6): read, and moved compare-and-swap in one autocommit statement.
+
+use sqlx::SqlitePool;
+
+use super::unavailable;
+use crate::store::{AuditHead, StoreError};
+
+fn seq_of(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
+}
+
+fn seq_to(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
+}
+
+pub(super) async fn get(pool: &SqlitePool, log_id: &str) -> Result<Option<AuditHead>, StoreError> {
+    let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE log_id = ?")
+        .bind(log_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    row.map(|(seq, hash)| Ok(AuditHead { seq: seq_of(seq)?, hash })).transpose()
+}
+
+pub(super) async fn swap(
+    pool: &SqlitePool,
+    log_id: &str,
+    expected: Option<&AuditHead>,
+    new: &AuditHead,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let done = match expected {
+        None => sqlx::query(
+            "INSERT INTO audit_heads (log_id, seq, hash, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT (log_id) DO NOTHING",
+        )
+        .bind(log_id)
+        .bind(seq_to(new.seq)?)
+        .bind(&new.hash)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(unavailable)?,
+        Some(old) => sqlx::query(
+            "UPDATE audit_heads SET seq = ?, hash = ?, updated_at = ? WHERE log_id = ? AND seq = ? AND hash = ?",
+        )
+        .bind(seq_to(new.seq)?)
+        .bind(&new.hash)
+        .bind(now)
+        .bind(log_id)
+        .bind(seq_to(old.seq)?)
+        .bind(&old.hash)
+        .execute(pool)
+        .await
+        .map_err(unavailable)?,
+    };
+    Ok(done.rows_affected() == 1)
+}
