@@ -503,11 +503,17 @@ async fn start_smtp(
 ) -> Result<SocketAddr, StartError> {
     let (caller, rights) = match (cfg.callers.iter().find(|c| c.name == s.caller), &cfg.vault_client) {
         (Some(c), _) => {
-            (Caller { name: c.name.clone(), allow: c.allow.clone(), new_values: c.new_values }, Some(c.allow.clone()))
+            let caller = Caller {
+                name: c.name.clone(),
+                allow: c.allow.clone(),
+                new_values: c.new_values,
+                origin: Default::default(),
+            };
+            (caller, Some(c.allow.clone()))
         }
         // A remote vault holds the caller's rights and checks them; the proxy only sends its key.
         (None, Some(vc)) if vc.api_keys.contains_key(&s.caller) => {
-            (Caller { name: s.caller.clone(), allow: Vec::new(), new_values: None }, None)
+            (Caller { name: s.caller.clone(), allow: Vec::new(), new_values: None, origin: Default::default() }, None)
         }
         (None, _) => return Err(StartError::SmtpCaller(s.name.clone())),
     };

@@ -213,8 +213,12 @@ async fn a_vault_that_is_down_or_slow_is_451_and_nothing_is_sent() {
         let text = common::smtp::config(dir.path(), upstream.addr, "vault_timeout = \"300ms\"");
         let cfg = veil::config::parse(&text).unwrap();
         let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
-        let caller =
-            veil::vault::auth::Caller { name: "mailer".into(), allow: cfg.callers[1].allow.clone(), new_values: None };
+        let caller = veil::vault::auth::Caller {
+            name: "mailer".into(),
+            allow: cfg.callers[1].allow.clone(),
+            new_values: None,
+            origin: Default::default(),
+        };
         let listener = veil::smtp::Listener::new(
             cfg.smtp[0].clone(),
             caller,
