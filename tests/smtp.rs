@@ -345,3 +345,83 @@ async fn hostile_input_is_refused_and_nothing_is_sent() {
     assert_eq!(last.0, 421, "{last:?}");
     assert_eq!(c.reply().await.0, 0, "closed");
 }
+
+/// A vault that says "no token" to single e-mail lookups (RCPT) and is down for everything else (the message).
+struct DownForMessages;
+
+#[async_trait::async_trait]
+impl veil::vault::Vault for DownForMessages {
+    async fn tokenize_on(
+        &self,
+        _: &veil::vault::auth::Caller,
+        _: &[(veil::domain::Class, &str)],
+        _: Option<&str>,
+        _: veil::vault::Terms<'_>,
+    ) -> Result<Vec<String>, veil::vault::VaultError> {
+        Err(veil::vault::VaultError::StoreUnavailable)
+    }
+    async fn detokenize(
+        &self,
+        _: &veil::vault::auth::Caller,
+        items: &[(veil::domain::Class, &str)],
+        _: Option<&str>,
+    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
+        match items {
+            [(veil::domain::Class::Email, _)] => Ok(vec![Err(veil::vault::engine::Missing::NotFound)]),
+            _ => Err(veil::vault::VaultError::StoreUnavailable),
+        }
+    }
+    async fn mask(
+        &self,
+        _: &veil::vault::auth::Caller,
+        _: &[(veil::domain::Class, &str)],
+        _: Option<&str>,
+    ) -> Result<Vec<veil::vault::ItemResult>, veil::vault::VaultError> {
+        Err(veil::vault::VaultError::StoreUnavailable)
+    }
+    async fn ready(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_vault_failing_during_the_message_is_451_and_nothing_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let _pki = Pki::new(dir.path());
+    let upstream = FakeUpstream::start(dir.path(), tls_upstream()).await;
+    let cfg = veil::config::parse(&common::smtp::config(dir.path(), upstream.addr, "")).unwrap();
+    let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
+    let allow = cfg.callers[1].allow.clone();
+    let caller = veil::vault::auth::Caller {
+        name: "mailer".into(),
+        allow: allow.clone(),
+        new_values: None,
+        origin: Default::default(),
+    };
+    let listener = veil::smtp::Listener::new(
+        cfg.smtp[0].clone(),
+        caller,
+        Some(allow),
+        Arc::new(DownForMessages),
+        metrics.clone(),
+        Some(RELAY),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(Arc::new(listener).serve(tcp, stopped));
+
+    let (mut c, _) = connect(addr).await;
+    c.cmd("EHLO shop.example").await;
+    let message = order_mail("orders@shop.example", "we ring +44 7700 900123 on delivery");
+    let (code, text) = c.mail("orders@shop.example", &["orders@shop.example"], &message).await;
+    assert_eq!((code, text.as_str()), (451, "4.3.0 Temporary failure, try again later"));
+    // A message with nothing to reveal needs no vault: it goes through.
+    let (code, _) = c.mail("orders@shop.example", &["orders@shop.example"], &order_mail("x@y.example", "hi")).await;
+    assert_eq!(code, 250);
+    assert_eq!(upstream.messages().len(), 1);
+    let m = metrics.render();
+    assert!(m.contains("veil_smtp_messages_total{listener=\"shop-mail\",outcome=\"vault_unavailable\"} 1"), "{m}");
+    assert!(m.contains("veil_smtp_messages_total{listener=\"shop-mail\",outcome=\"delivered\"} 1"), "{m}");
+}
