@@ -425,3 +425,29 @@ async fn a_vault_failing_during_the_message_is_451_and_nothing_is_sent() {
     assert!(m.contains("veil_smtp_messages_total{listener=\"shop-mail\",outcome=\"vault_unavailable\"} 1"), "{m}");
     assert!(m.contains("veil_smtp_messages_total{listener=\"shop-mail\",outcome=\"delivered\"} 1"), "{m}");
 }
+
+#[tokio::test]
+async fn a_value_revealed_into_html_is_escaped() {
+    let (veil, upstream) = setup(tls_upstream(), "").await;
+    let name = veil.tokenize(&[("name", "Zoë O'Neil")]).await.remove(0);
+    assert!(name.contains('\''), "the token keeps the value's punctuation: {name}");
+    let (mut c, _) = connect(veil.smtp()).await;
+    c.cmd("EHLO shop.example").await;
+    let html = format!(
+        "From: orders@shop.example\r\nTo: orders@shop.example\r\nSubject: hi\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/html; charset=utf-8\r\n\r\n<p>Dear {name},</p>\r\n"
+    );
+    let plain = html.replace("text/html", "text/plain");
+    for message in [html, plain] {
+        assert_eq!(c.mail("orders@shop.example", &["orders@shop.example"], &message).await.0, 250);
+    }
+    let texts: Vec<String> = upstream
+        .messages()
+        .iter()
+        .map(|(_, _, raw)| {
+            let m = veil::rewrite::mime::Message::parse(raw, &veil::rewrite::mime::Limits::default()).unwrap();
+            m.slots().last().unwrap().text.trim_end().to_owned()
+        })
+        .collect();
+    assert_eq!(texts, ["<p>Dear Zoë O&#39;Neil,</p>", "<p>Dear Zoë O'Neil,</p>"]);
+}
