@@ -36,7 +36,7 @@ use crate::config::{Cidr, Route};
 use crate::domain::permission::allowed;
 use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
-use crate::rewrite::{Edit, Found};
+use crate::rewrite::{html_escape, Edit, Found};
 use crate::vault::auth::{Caller, Origin};
 
 use crate::vault::{Vault, VaultError};
@@ -330,21 +330,6 @@ impl Escape {
             }
         }
     }
-}
-
-fn html_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A value inside a CSV field: quotes doubled inside a quoted field; an unquoted field that now needs quotes

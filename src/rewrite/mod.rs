@@ -107,3 +107,19 @@ pub enum RewriteError {
     #[error("edits do not match the values found")]
     EditCount,
 }
+
+/// Escapes a value for an HTML (or XML) text or attribute context.
+pub fn html_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

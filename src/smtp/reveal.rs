@@ -11,6 +11,7 @@ use super::reply::{self, Reply};
 use crate::domain::permission::{allowed, Permission};
 use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
+use crate::rewrite::html_escape;
 use crate::rewrite::mime::{Limits, Message, Place, Slot};
 use crate::vault::auth::Caller;
 use crate::vault::{ItemResult, Vault, VaultError};
@@ -57,22 +58,6 @@ fn classes_in(place: Place) -> &'static [Class] {
             &[Class::Email, Class::Phone, Class::Pan, Class::Iban, Class::Name, Class::Address]
         }
     }
-}
-
-/// Escapes a value for an HTML text or attribute context.
-pub fn html_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Whether a revealed address can go into an envelope as it is.
