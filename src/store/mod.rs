@@ -124,6 +124,15 @@ pub struct AuditHead {
     pub hash: String,
 }
 
+/// An audit head's sequence number as a database column holds it (a signed 64-bit integer), and back.
+fn seq_of(n: i64) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
+}
+
+fn seq_to(n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
+}
+
 /// Storage failures. Messages never carry a value, token or key.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

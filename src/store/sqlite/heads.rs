@@ -3,15 +3,7 @@
 use sqlx::SqlitePool;
 
 use super::unavailable;
-use crate::store::{AuditHead, StoreError};
-
-fn seq_of(n: i64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
-}
-
-fn seq_to(n: u64) -> Result<i64, StoreError> {
-    i64::try_from(n).map_err(|_| StoreError::Corrupt("audit head sequence out of range".into()))
-}
+use crate::store::{seq_of, seq_to, AuditHead, StoreError};
 
 pub(super) async fn get(pool: &SqlitePool, log_id: &str) -> Result<Option<AuditHead>, StoreError> {
     let row: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE log_id = ?")
