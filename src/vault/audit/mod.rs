@@ -205,8 +205,12 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Sen
     tokio::task::spawn_blocking(f).await.map_err(|_| "the audit log task failed".to_owned())?
 }
 
+/// Opens the log for appending; a log it creates is readable by its owner only (it names callers, clients and
+/// token fingerprints).
 fn open_file(path: &Path) -> Result<Arc<File>, String> {
-    let file = OpenOptions::new().create(true).append(true).read(true).open(path).map_err(|e| e.to_string())?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(path).map_err(|e| e.to_string())?;
     Ok(Arc::new(file))
 }
 

@@ -60,6 +60,8 @@ async fn chain_verifies_and_continues_across_reopen_and_the_head_follows() {
     // chain_start + 25 events
     assert!(matches!(check(&path, &store).await, Verdict::Intact { entries: 26, unacknowledged: 0, .. }));
     assert_eq!(store.audit_head("test-log").await.unwrap().unwrap().seq, 26);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "owner only");
     let other = AuditSigner::from_seed(&[8u8; 32]).verifier();
     assert!(matches!(verify_log(&path, &other, "test-log", &*store).await.unwrap(), Verdict::Broken { line: 1, .. }));
 }
