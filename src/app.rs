@@ -12,7 +12,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, StoreUrl, VaultConfig};
-use crate::crypto::{KeySet, Keyring};
+use crate::crypto::{KeySet, Keyring, MasterKeySpec, Secret};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
@@ -33,6 +33,8 @@ use crate::vault::{LocalVault, Vault};
 pub enum StartError {
     #[error("master key: {0}")]
     Keys(#[from] crate::crypto::keys::KeyError),
+    #[error("master key: {0}")]
+    Provider(#[from] crate::crypto::ProviderError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("audit: {0}")]
@@ -141,8 +143,15 @@ pub async fn open_store(vault: &VaultConfig) -> Result<Arc<dyn Store>, StartErro
     }
 }
 
+/// The subkeys of a clear key file (provider `file`).
 pub fn load_keys(master_key_file: &Path) -> Result<KeySet, StartError> {
     let ring = Keyring::load(master_key_file)?;
+    Ok(KeySet::derive(&ring, &Class::names())?)
+}
+
+/// The subkeys of the keyring the configured provider holds; `shares` are custodians' shares (provider `shares`).
+pub fn keys_from(spec: &MasterKeySpec, shares: &[Secret<String>]) -> Result<KeySet, StartError> {
+    let ring = spec.provider_with(shares)?.keyring()?;
     Ok(KeySet::derive(&ring, &Class::names())?)
 }
 
@@ -164,7 +173,7 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     let mut vault_addr = None;
     let (vault, keys): (Arc<dyn Vault>, Arc<KeySet>) = match (mode, &cfg.vault, &cfg.vault_client) {
         (Mode::All | Mode::Vault, Some(v), _) => {
-            let keys = Arc::new(load_keys(&v.master_key_file)?);
+            let keys = Arc::new(keys_from(&v.master_key, &[])?);
             let local = local_vault(&cfg, v, keys.clone(), metrics.clone(), clock.clone()).await?;
             // Retention purge (and the veil_tokens gauge), at start and every purge_interval.
             if let Err(e) = local.refresh_token_gauge().await {

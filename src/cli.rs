@@ -200,7 +200,7 @@ fn audit_verify(path: &Path) -> ExitCode {
         eprintln!("veil: {}: audit verify needs the [vault] section of the vault's config", path.display());
         return ExitCode::from(2);
     };
-    let keys = match crate::app::load_keys(&vault.master_key_file) {
+    let keys = match crate::app::keys_from(&vault.master_key, &[]) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("veil: {e}");

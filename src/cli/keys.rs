@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::crypto::Keyring;
+use crate::crypto::provider::file::FileProvider;
+use crate::crypto::KeyProvider;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -40,8 +41,8 @@ pub struct KeyFileArg {
 
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
-        KeysCommand::Rotate(arg) => match key_file(&arg) {
-            Ok(path) => rotate(&path),
+        KeysCommand::Rotate(arg) => match provider(&arg) {
+            Ok(provider) => rotate(provider.as_ref()),
             Err(code) => code,
         },
         KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
@@ -69,13 +70,29 @@ pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
     }
 }
 
-fn rotate(path: &Path) -> ExitCode {
-    match Keyring::rotate_file(path) {
+/// The keyring's provider named by the arguments: a key file given directly, the config's `[vault]` provider,
+/// or a `veil proxy` config's key file.
+fn provider(arg: &KeyFileArg) -> Result<Box<dyn KeyProvider>, ExitCode> {
+    let vault_spec = match (&arg.config, &arg.key_file) {
+        (Some(config), None) => super::load(config)?.vault.map(|v| v.master_key),
+        _ => None,
+    };
+    match vault_spec {
+        Some(spec) => spec.provider_with(&[]).map_err(|e| {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }),
+        None => Ok(Box::new(FileProvider::new(key_file(arg)?))),
+    }
+}
+
+fn rotate(provider: &dyn KeyProvider) -> ExitCode {
+    match provider.rotate() {
         Ok(version) => {
             println!(
                 "{}: added master key version {version}; new records are sealed under it, older versions still \
                  open. Restart veil to use it, and back the key file up.",
-                path.display()
+                provider.describe()
             );
             ExitCode::SUCCESS
         }

@@ -34,7 +34,7 @@ async fn open_with_audit(
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
         }));
     };
-    let keys = Arc::new(app::load_keys(&v.master_key_file)?);
+    let keys = Arc::new(app::keys_from(&v.master_key, &[])?);
     let audit = AuditLog::open(audit_log.unwrap_or(&v.audit_log), keys.audit.clone())?;
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);

@@ -10,10 +10,12 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod egress;
+pub mod master_key;
 pub mod proxy;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
+pub use master_key::MasterKeySpec;
 pub use proxy::{canonical_ip, Cidr, Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
 pub use vault_client::VaultClientConfig;
 
@@ -62,7 +64,9 @@ struct RawConfig {
 struct RawVault {
     listen: String,
     store: String,
-    master_key_file: PathBuf,
+    /// Provider `file`, the older spelling of `master_key = { provider = "file", path = … }`.
+    master_key_file: Option<PathBuf>,
+    master_key: Option<master_key::RawMasterKey>,
     audit_log: PathBuf,
     max_body_bytes: Option<u64>,
     max_batch: Option<u64>,
@@ -136,11 +140,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// The master key file this process reads: the vault's, or (for `veil proxy`) the vault client's.
+    /// The clear master key file this process reads: the vault's (provider `file`), or (for `veil proxy`) the
+    /// vault client's.
     pub fn master_key_file(&self) -> Option<&Path> {
         self.vault
             .as_ref()
-            .map(|v| v.master_key_file.as_path())
+            .and_then(|v| v.master_key.key_file())
             .or_else(|| self.vault_client.as_ref().map(|c| c.master_key_file.as_path()))
     }
 
@@ -174,12 +179,20 @@ impl Config {
 pub struct VaultConfig {
     pub listen: SocketAddr,
     pub store: StoreUrl,
-    pub master_key_file: PathBuf,
+    /// Where the master keyring is kept: `master_key = { provider = … }` or `master_key_file`.
+    pub master_key: MasterKeySpec,
     pub audit_log: PathBuf,
     pub max_body_bytes: usize,
     pub max_batch: usize,
     pub purge_interval: std::time::Duration,
     pub tls: Option<TlsFiles>,
+}
+
+impl VaultConfig {
+    /// The clear key file, where the keyring is kept in one (provider `file`).
+    pub fn master_key_file(&self) -> Option<&Path> {
+        self.master_key.key_file()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,11 +283,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
             };
             let purge_interval = std::time::Duration::from_secs(purge_secs.unsigned_abs());
-            match (listen, store) {
-                (Some(listen), Some(store)) => Some(VaultConfig {
+            let master_key = master_key::validate(v.master_key_file, v.master_key, &mut p);
+            match (listen, store, master_key) {
+                (Some(listen), Some(store), Some(master_key)) => Some(VaultConfig {
                     listen,
                     store,
-                    master_key_file: v.master_key_file,
+                    master_key,
                     audit_log: v.audit_log,
                     max_body_bytes,
                     max_batch,

@@ -66,16 +66,48 @@ impl Keyring {
     }
 
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
+        Self::parse(Self::read_text(path)?.expose(), &path.display().to_string())
+    }
+
+    /// The text of a key file, refused when group or others may read it.
+    pub fn read_text(path: &Path) -> Result<Secret<String>, KeyError> {
         let shown = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions { path: shown, mode });
         }
-        let text = Secret::new(
-            std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
-        );
-        Self::parse(text.expose(), &shown)
+        Ok(Secret::new(std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown, source })?))
+    }
+
+    /// A keyring from its text (key-file format) as a provider gave it; `source` names where it came from.
+    pub fn from_text(text: &Secret<String>, source: &str) -> Result<Keyring, KeyError> {
+        Self::parse(text.expose(), source)
+    }
+
+    /// The text of a new keyring: one fresh version-1 key.
+    pub fn generate_text() -> Secret<String> {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let key = Secret::new(raw);
+        raw.zeroize();
+        Secret::new(format!("# veil master keyring: keep secret\n1 {}\n", hex::encode(key.expose())))
+    }
+
+    /// `text` with a fresh master key appended as the next version (every line kept), and that version.
+    pub fn with_new_version(text: &Secret<String>, source: &str) -> Result<(Secret<String>, u32), KeyError> {
+        let ring = Self::parse(text.expose(), source)?;
+        let next =
+            ring.current_version().checked_add(1).ok_or(KeyError::VersionsExhausted { path: source.to_owned() })?;
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let key = Secret::new(raw);
+        raw.zeroize();
+        let old = text.expose();
+        let sep = if old.is_empty() || old.ends_with('\n') { "" } else { "\n" };
+        let new = Secret::new(format!("{old}{sep}{next} {}\n", hex::encode(key.expose())));
+        Self::parse(new.expose(), source)?;
+        Ok((new, next))
     }
 
     fn parse(text: &str, shown: &str) -> Result<Keyring, KeyError> {
@@ -116,11 +148,7 @@ impl Keyring {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists { path: shown }),
             Err(source) => return Err(KeyError::Write { path: shown, source }),
         };
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let key = Secret::new(raw);
-        raw.zeroize();
-        let line = Secret::new(format!("# veil master keyring: keep secret\n1 {}\n", hex::encode(key.expose())));
+        let line = Self::generate_text();
         file.write_all(line.expose().as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|source| KeyError::Write { path: shown, source })
@@ -133,21 +161,15 @@ impl Keyring {
     /// A symlinked key file (a mounted secret, say) is rotated where it points, and the link is kept.
     pub fn rotate_file(path: &Path) -> Result<u32, KeyError> {
         let shown = path.display().to_string();
-        let ring = Keyring::load(path)?;
+        // Refuses a loose or malformed key file before anything is written.
+        Keyring::load(path)?;
         let target = std::fs::canonicalize(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
         let path = target.as_path();
-        let next = ring.current_version().checked_add(1).ok_or(KeyError::VersionsExhausted { path: shown.clone() })?;
         let old = Secret::new(
             std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
         );
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let key = Secret::new(raw);
-        raw.zeroize();
-        let sep = if old.expose().is_empty() || old.expose().ends_with('\n') { "" } else { "\n" };
-        let text = Secret::new(format!("{}{sep}{next} {}\n", old.expose(), hex::encode(key.expose())));
-        // What is written must load back (every old version and the new one).
-        Keyring::parse(text.expose(), &shown)?;
+        // What is written loads back (every old version and the new one).
+        let (text, next) = Keyring::with_new_version(&old, &shown)?;
 
         let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(d) => d.to_path_buf(),

@@ -3,7 +3,9 @@
 pub mod aead;
 pub mod fingerprint;
 pub mod keys;
+pub mod provider;
 pub mod secret;
 
 pub use keys::{KeySet, Keyring};
+pub use provider::{KeyProvider, MasterKeySpec, ProviderError};
 pub use secret::Secret;

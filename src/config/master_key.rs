@@ -1,0 +1,101 @@
+//! `[vault] master_key = { provider = "file" | "shares" | "pkcs11" | "kms", … }` (or the older `master_key_file`):
+//! where the vault's master keyring is kept, validated into a [`MasterKeySpec`] with every problem at its path
+//! (`vault.master_key.provider: …`).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+pub use crate::crypto::MasterKeySpec;
+
+/// The inline table as written: one field set for every provider, each checked against the provider named.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMasterKey {
+    provider: String,
+    /// `file`: the clear key file.
+    path: Option<PathBuf>,
+    /// `shares`: the sealed keyring `veil keygen --shares` wrote.
+    sealed: Option<PathBuf>,
+}
+
+const PROVIDERS: &str = "\"file\", \"shares\", \"pkcs11\" or \"kms\"";
+
+/// Which of `master_key_file` and `master_key` the vault uses; exactly one must be given.
+pub(super) fn validate(
+    file: Option<PathBuf>,
+    raw: Option<RawMasterKey>,
+    p: &mut impl FnMut(&str, String),
+) -> Option<MasterKeySpec> {
+    let raw = match (file, raw) {
+        (Some(path), None) => return Some(MasterKeySpec::File { path }),
+        (Some(_), Some(_)) => {
+            p("vault.master_key", "give master_key or master_key_file, not both".into());
+            return None;
+        }
+        (None, None) => {
+            p("vault.master_key", format!("missing: master_key = {{ provider = {PROVIDERS}, … }} or master_key_file"));
+            return None;
+        }
+        (None, Some(raw)) => raw,
+    };
+    let at = |field: &str| format!("vault.master_key.{field}");
+    // Settings of another provider are refused by name, so a typo'd provider does not pass silently.
+    let mut only = |field: &str, present: bool, allowed: &[&str]| {
+        if present && !allowed.contains(&raw.provider.as_str()) {
+            p(&at(field), format!("not a setting of provider {:?}", raw.provider));
+        }
+    };
+    only("path", raw.path.is_some(), &["file"]);
+    only("sealed", raw.sealed.is_some(), &["shares"]);
+    match raw.provider.as_str() {
+        "file" => match raw.path {
+            Some(path) => Some(MasterKeySpec::File { path }),
+            None => {
+                p(&at("path"), "provider \"file\" needs path = \"keys/master.key\" (veil keygen --out)".into());
+                None
+            }
+        },
+        "shares" | "pkcs11" | "kms" => {
+            p(&at("provider"), format!("{:?} is not available in this build yet; use \"shares\"", raw.provider));
+            None
+        }
+        other => {
+            p(&at("provider"), format!("{other:?} is not a key provider; expected {PROVIDERS}"));
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use crate::crypto::MasterKeySpec;
+
+    fn vault(key: &str) -> String {
+        format!("[vault]\nlisten = \"127.0.0.1:8444\"\nstore = \"sqlite://v.db\"\naudit_log = \"a.jsonl\"\n{key}\n")
+    }
+
+    #[test]
+    fn master_key_file_is_provider_file() {
+        let cfg = parse(&vault("master_key_file = \"keys/master.key\"")).unwrap();
+        assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::File { path: "keys/master.key".into() });
+        let cfg = parse(&vault("master_key = { provider = \"file\", path = \"k\" }")).unwrap();
+        assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::File { path: "k".into() });
+    }
+
+    #[test]
+    fn problems_are_reported_with_their_paths() {
+        for (key, needle) in [
+            ("", "vault.master_key: missing"),
+            ("master_key_file = \"k\"\nmaster_key = { provider = \"file\", path = \"k\" }", "not both"),
+            ("master_key = { provider = \"hsm\" }", "vault.master_key.provider: \"hsm\" is not a key provider"),
+            ("master_key = { provider = \"file\" }", "vault.master_key.path: provider \"file\" needs path"),
+            ("master_key = { provider = \"file\", path = \"k\", sealed = \"s\" }", "vault.master_key.sealed: not a"),
+            ("master_key = { provider = \"file\", pin = \"1234\" }", "unknown field"),
+        ] {
+            let err = parse(&vault(key)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{key:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Key providers: where the master keyring comes from, behind one trait ([`KeyProvider`]).
+//!
+//! Every provider yields the same thing — the keyring's text in the key-file format (`<version> <64 hex>` lines,
+//! see [`super::keys`]) as a [`Secret`] — and takes a changed keyring back (`veil keys rotate`). What differs is
+//! custody: `file` keeps it in a 0600 file in clear (development); `shares` (next) keeps it sealed under a key
+//! split M-of-N among custodians. Chosen by `[vault] master_key =
+//! { provider = "…", … }` ([`MasterKeySpec`]); the older `master_key_file = "…"` is provider `file`.
+
+pub mod atomic;
+pub mod file;
+
+use std::path::{Path, PathBuf};
+
+use super::keys::{KeyError, Keyring};
+use super::Secret;
+
+/// The validated `[vault] master_key` (or `master_key_file`): which provider, with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MasterKeySpec {
+    /// The keyring in clear in a 0600 file (development; `veil keygen --out FILE`).
+    File { path: PathBuf },
+}
+
+impl MasterKeySpec {
+    /// The provider's name as configured.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            MasterKeySpec::File { .. } => "file",
+        }
+    }
+
+    /// The clear key file, for provider `file` only.
+    pub fn key_file(&self) -> Option<&Path> {
+        match self {
+            MasterKeySpec::File { path } => Some(path),
+        }
+    }
+
+    /// Whether the vault starts sealed and waits for custodians (`veil unseal`).
+    pub fn starts_sealed(&self) -> bool {
+        false
+    }
+
+    /// The provider for this spec; `shares` are the custodians' share texts (provider `shares` only).
+    pub fn provider_with(&self, _shares: &[Secret<String>]) -> Result<Box<dyn KeyProvider>, ProviderError> {
+        match self {
+            MasterKeySpec::File { path } => Ok(Box::new(file::FileProvider::new(path.clone()))),
+        }
+    }
+}
+
+/// Why a provider could not give (or take back) the keyring. Never carries key or share bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{path}: {reason}")]
+    Format { path: String, reason: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    #[error("{path} already exists; refusing to overwrite it")]
+    Exists { path: String },
+    #[error("{lock} exists: another rotation is running, or one was interrupted (then remove it and retry)")]
+    Busy { lock: String },
+}
+
+/// Where the master keyring is kept.
+pub trait KeyProvider: Send + Sync {
+    /// For logs and errors: the provider and where it keeps the keyring (never a secret).
+    fn describe(&self) -> String;
+
+    /// The keyring's text (key-file format).
+    fn load(&self) -> Result<Secret<String>, ProviderError>;
+
+    /// Puts a changed keyring's text back into custody, atomically.
+    fn store(&self, text: &Secret<String>) -> Result<(), ProviderError>;
+
+    /// Appends a fresh master key as the next version (every older version kept) and returns that version.
+    fn rotate(&self) -> Result<u32, ProviderError> {
+        let (text, version) = Keyring::with_new_version(&self.load()?, &self.describe())?;
+        self.store(&text)?;
+        Ok(version)
+    }
+
+    /// The keyring, parsed.
+    fn keyring(&self) -> Result<Keyring, ProviderError> {
+        Ok(Keyring::from_text(&self.load()?, &self.describe())?)
+    }
+}
