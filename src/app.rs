@@ -12,7 +12,8 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, StoreUrl, VaultConfig};
-use crate::crypto::{KeySet, Keyring, MasterKeySpec, Secret};
+use crate::crypto::provider::shares::Unsealer;
+use crate::crypto::{BlobKeys, BlobSlot, KeySet, Keyring, MasterKeySpec, Secret};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
@@ -27,6 +28,7 @@ use crate::vault::audit::AuditLog;
 use crate::vault::auth::{Caller, Callers};
 use crate::vault::engine::{self, Clock, Engine};
 use crate::vault::remote::RemoteVault;
+use crate::vault::seal::{Gate, Opener};
 use crate::vault::{LocalVault, Vault};
 
 #[derive(Debug, thiserror::Error)]
@@ -171,27 +173,42 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     let mut tasks = Vec::new();
 
     let mut vault_addr = None;
-    let (vault, keys): (Arc<dyn Vault>, Arc<KeySet>) = match (mode, &cfg.vault, &cfg.vault_client) {
+    let (vault, blobs): (Arc<dyn Vault>, BlobSlot) = match (mode, &cfg.vault, &cfg.vault_client) {
         (Mode::All | Mode::Vault, Some(v), _) => {
-            let keys = Arc::new(keys_from(&v.master_key, &[])?);
-            let local = local_vault(&cfg, v, keys.clone(), metrics.clone(), clock.clone()).await?;
-            // Retention purge (and the veil_tokens gauge), at start and every purge_interval.
-            if let Err(e) = local.refresh_token_gauge().await {
-                tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
-            }
-            tasks.push(tokio::spawn(crate::vault::retention::purge_task(
-                local.clone(),
-                v.purge_interval,
-                stopped.clone(),
-            )));
-            let api = start_vault_api(&cfg, v, local.clone(), clock, &metrics, &stopped, &mut tasks).await?;
+            let blobs = BlobSlot::default();
+            let opening = Opening {
+                cfg: cfg.clone(),
+                blobs: blobs.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                stopped: stopped.clone(),
+            };
+            let gate = match &v.master_key {
+                MasterKeySpec::Shares { sealed } => {
+                    let unsealer = Unsealer::open(sealed)?;
+                    let need = unsealer.progress().1;
+                    tracing::warn!(
+                        need,
+                        sealed = %sealed.display(),
+                        "the vault is sealed: it serves nothing until {need} custodians have run `veil unseal`"
+                    );
+                    Arc::new(Gate::sealed(unsealer, opening.into_opener(), metrics.clone()))
+                }
+                spec => {
+                    let provider = spec.provider_with(&[])?;
+                    tracing::info!(provider = %provider.describe(), "master keyring loaded");
+                    Arc::new(Gate::open(opening.open(provider.keyring()?).await?))
+                }
+            };
+            let api = start_vault_api(&cfg, v, gate.clone(), clock, &metrics, &stopped, &mut tasks).await?;
             vault_addr = Some(api);
-            (local, keys)
+            (gate, blobs)
         }
         (Mode::Proxy, _, Some(c)) => {
-            let keys = Arc::new(load_keys(&c.master_key_file)?);
+            let ring = Keyring::load(&c.master_key_file)?;
+            let blobs = BlobKeys::derive(&ring, &Class::names())?.into_slot();
             tracing::info!(url = %c.url, mtls = c.identity.is_some(), "calling the remote vault");
-            (Arc::new(RemoteVault::new(c)?), keys)
+            (Arc::new(RemoteVault::new(c)?), blobs)
         }
         _ => return Err(StartError::Mode(ConfigError { problems: vec!["no vault to serve or call".into()] })),
     };
@@ -206,7 +223,7 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     } else {
         if let Some(pc) = &cfg.proxy {
             let (addr, cert) =
-                start_proxy(&cfg, pc, vault.clone(), keys, metrics.clone(), &stopped, &mut tasks).await?;
+                start_proxy(&cfg, pc, vault.clone(), blobs.clone(), metrics.clone(), &stopped, &mut tasks).await?;
             proxy_addr = Some(addr);
             proxy_cert = cert;
         }
@@ -221,6 +238,41 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
         admin_addr = Some(start_admin(a.listen, metrics.clone(), vault, &stopped, &mut tasks).await?);
     }
     Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
+}
+
+/// What opens the vault of this process once its keyring is known: at start, or when custodians unseal it.
+struct Opening {
+    cfg: Config,
+    blobs: BlobSlot,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Opening {
+    /// Derives the subkeys, opens audit log and store, fills the proxy's blob keys, starts the retention purge.
+    async fn open(&self, ring: Keyring) -> Result<Arc<LocalVault>, StartError> {
+        let keys = Arc::new(KeySet::derive(&ring, &Class::names())?);
+        drop(ring);
+        let v = self.cfg.vault.as_ref().ok_or_else(|| StartError::Mode(ConfigError { problems: vec![] }))?;
+        let local = local_vault(&self.cfg, v, keys.clone(), self.metrics.clone(), self.clock.clone()).await?;
+        let _ = self.blobs.set(keys.blobs().clone());
+        // Retention purge (and the veil_tokens gauge), at start and every purge_interval; it ends at shutdown.
+        if let Err(e) = local.refresh_token_gauge().await {
+            tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
+        }
+        tokio::spawn(crate::vault::retention::purge_task(local.clone(), v.purge_interval, self.stopped.clone()));
+        Ok(local)
+    }
+
+    /// [`Opening::open`] as a sealed vault's opener.
+    fn into_opener(self) -> Opener {
+        let this = Arc::new(self);
+        Box::new(move |ring: Keyring| {
+            let this = this.clone();
+            Box::pin(async move { this.open(ring).await.map_err(|e| e.to_string()) })
+        })
+    }
 }
 
 /// The vault in this process: keys, audit log, store, engine.
@@ -245,7 +297,7 @@ async fn local_vault(
 async fn start_vault_api(
     cfg: &Config,
     v: &VaultConfig,
-    vault: Arc<LocalVault>,
+    vault: Arc<Gate>,
     clock: Clock,
     metrics: &Metrics,
     stopped: &watch::Receiver<bool>,
@@ -287,7 +339,7 @@ async fn start_proxy(
     cfg: &Config,
     pc: &ProxyConfig,
     vault: Arc<dyn Vault>,
-    keys: Arc<KeySet>,
+    blobs: BlobSlot,
     metrics: Arc<Metrics>,
     stopped: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -305,7 +357,7 @@ async fn start_proxy(
     }
     // Requests refused before any route is matched count under route "-", like those no route matches.
     let answered_here = count_answered_here(&metrics, "-");
-    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics)?);
+    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, blobs, metrics)?);
     let listener = bind(pc.listen).await?;
     let addr = local_addr(&listener, pc.listen)?;
     let limits = Limits {

@@ -4,6 +4,7 @@ pub mod keys;
 pub mod offline;
 pub mod progress;
 pub mod try_route;
+pub mod unseal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,14 +32,24 @@ pub enum Command {
     Vault(ConfigArg),
     /// Run the proxy and egress routes alone, calling a remote vault ([vault_client]; split deployment).
     Proxy(ConfigArg),
-    /// Write a new master key file (mode 0600); never overwrites.
+    /// Write a new master key file (mode 0600), or with --shares a sealed keyring and N custodians' shares into
+    /// the directory --out; never overwrites.
     Keygen {
+        /// The key file, or (with --shares) the directory for the sealed keyring and the share files.
         #[arg(long)]
         out: PathBuf,
         /// Succeed without writing when the file already exists.
         #[arg(long)]
         if_missing: bool,
+        /// Split the key that seals the keyring into this many shares (key provider "shares").
+        #[arg(long, requires = "threshold", conflicts_with = "if_missing")]
+        shares: Option<u8>,
+        /// How many of the shares unseal the vault (2 at least).
+        #[arg(long, requires = "shares")]
+        threshold: Option<u8>,
     },
+    /// Give one custodian's share to a sealed vault (key provider "shares").
+    Unseal(unseal::UnsealArgs),
     /// Validate a config file and print every problem with its path.
     Check(ConfigArg),
     /// Audit log tools.
@@ -84,7 +95,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => serve(&a.config, Mode::All),
         Command::Vault(a) => serve(&a.config, Mode::Vault),
         Command::Proxy(a) => serve(&a.config, Mode::Proxy),
-        Command::Keygen { out, if_missing } => keygen(&out, if_missing),
+        Command::Keygen { out, shares: Some(n), threshold: Some(m), .. } => unseal::keygen(&out, n, m),
+        Command::Keygen { out, if_missing, .. } => keygen(&out, if_missing),
+        Command::Unseal(a) => {
+            let path = a.config.clone();
+            with_config(&path, |cfg| unseal::run(a, cfg))
+        }
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
         Command::Keys { command } => keys::run(command),

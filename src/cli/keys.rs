@@ -12,7 +12,13 @@ use crate::crypto::KeyProvider;
 pub enum KeysCommand {
     /// Append a new master key version: new records are sealed under it, older versions still open.
     /// A running veil picks it up when restarted.
-    Rotate(KeyFileArg),
+    Rotate {
+        #[command(flatten)]
+        file: KeyFileArg,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
+    },
     /// Re-seal records sealed under older master key versions with the newest one; resumable, safe to rerun,
     /// and the vault keeps serving meanwhile (restart the vaults after `rotate`, first).
     Rewrap {
@@ -24,6 +30,9 @@ pub enum KeysCommand {
         /// Stop after this many records (a rerun continues).
         #[arg(long)]
         max: Option<u64>,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
     },
 }
 
@@ -41,14 +50,23 @@ pub struct KeyFileArg {
 
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
-        KeysCommand::Rotate(arg) => match provider(&arg) {
+        KeysCommand::Rotate { file, shares } => match provider(&file, &shares) {
             Ok(provider) => rotate(provider.as_ref()),
             Err(code) => code,
         },
-        KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
-            Ok(cfg) => super::offline::rewrap(cfg, page, max),
-            Err(code) => code,
-        },
+        KeysCommand::Rewrap { config, page, max, shares } => {
+            let shares = match super::unseal::read_shares(&shares) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("veil: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match super::load(&config) {
+                Ok(cfg) => super::offline::rewrap(cfg, page, max, shares),
+                Err(code) => code,
+            }
+        }
     }
 }
 
@@ -72,13 +90,17 @@ pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
 
 /// The keyring's provider named by the arguments: a key file given directly, the config's `[vault]` provider,
 /// or a `veil proxy` config's key file.
-fn provider(arg: &KeyFileArg) -> Result<Box<dyn KeyProvider>, ExitCode> {
+fn provider(arg: &KeyFileArg, shares: &[PathBuf]) -> Result<Box<dyn KeyProvider>, ExitCode> {
     let vault_spec = match (&arg.config, &arg.key_file) {
         (Some(config), None) => super::load(config)?.vault.map(|v| v.master_key),
         _ => None,
     };
+    let shares = super::unseal::read_shares(shares).map_err(|e| {
+        eprintln!("veil: {e}");
+        ExitCode::from(1)
+    })?;
     match vault_spec {
-        Some(spec) => spec.provider_with(&[]).map_err(|e| {
+        Some(spec) => spec.provider_with(&shares).map_err(|e| {
             eprintln!("veil: {e}");
             ExitCode::from(1)
         }),

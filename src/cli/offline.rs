@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::app::{self, StartError};
 use crate::config::Config;
+use crate::crypto::Secret;
 use crate::metrics::Metrics;
 use crate::vault::audit::AuditLog;
 use crate::vault::auth::Caller;
@@ -14,27 +15,28 @@ use crate::vault::LocalVault;
 /// Opens keys, audit log and store as configured (needs a tokio runtime). Appends to the audit log: the vault
 /// on the same log must not be running (its chain would fork).
 pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
-    open_with_audit(cfg, clock, None).await
+    open_with_audit(cfg, clock, None, &[]).await
 }
 
 /// Like [`open`], for the commands that audit nothing (purge, rewrap) and may run beside a serving vault: the
 /// configured audit log is not even opened (opening trims a torn last line, which could be the vault's write in
 /// progress).
-pub async fn open_unaudited(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
-    open_with_audit(cfg, clock, Some(std::path::Path::new("/dev/null"))).await
+pub async fn open_unaudited(cfg: &Config, clock: Clock, shares: &[Secret<String>]) -> Result<LocalVault, StartError> {
+    open_with_audit(cfg, clock, Some(std::path::Path::new("/dev/null")), shares).await
 }
 
 async fn open_with_audit(
     cfg: &Config,
     clock: Clock,
     audit_log: Option<&std::path::Path>,
+    shares: &[Secret<String>],
 ) -> Result<LocalVault, StartError> {
     let Some(v) = &cfg.vault else {
         return Err(StartError::Mode(crate::config::ConfigError {
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
         }));
     };
-    let keys = Arc::new(app::keys_from(&v.master_key, &[])?);
+    let keys = Arc::new(app::keys_from(&v.master_key, shares)?);
     let audit = AuditLog::open(audit_log.unwrap_or(&v.audit_log), keys.audit.clone())?;
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);
@@ -107,7 +109,7 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 /// Runs `veil purge -c …`.
 pub fn purge(cfg: Config) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock(), &[]).await.map_err(|e| e.to_string())?;
         // One bar per class: (class, bar, its total).
         let mut bars: Vec<(crate::domain::Class, super::progress::Progress, Option<u64>)> = Vec::new();
         let purged = vault
@@ -137,9 +139,10 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
 }
 
 /// Runs `veil keys rewrap -c …`.
-pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
+pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_unaudited(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         let engine = vault.engine();
         let older = engine.store().count_sealed_before(engine.keys().current_version()).await;
         let total = older.map_err(|e| e.to_string())?.map(|n| max.map_or(n, |m| n.min(m)));

@@ -56,7 +56,17 @@ pub(super) fn validate(
                 None
             }
         },
-        "shares" | "pkcs11" | "kms" => {
+        "shares" => match raw.sealed {
+            Some(sealed) => Some(MasterKeySpec::Shares { sealed }),
+            None => {
+                p(
+                    &at("sealed"),
+                    "provider \"shares\" needs sealed = \"keys/custody/keyring.sealed\" (veil keygen --shares)".into(),
+                );
+                None
+            }
+        },
+        "pkcs11" | "kms" => {
             p(&at("provider"), format!("{:?} is not available in this build yet; use \"shares\"", raw.provider));
             None
         }
@@ -82,6 +92,8 @@ mod tests {
         assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::File { path: "keys/master.key".into() });
         let cfg = parse(&vault("master_key = { provider = \"file\", path = \"k\" }")).unwrap();
         assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::File { path: "k".into() });
+        let cfg = parse(&vault("master_key = { provider = \"shares\", sealed = \"s\" }")).unwrap();
+        assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::Shares { sealed: "s".into() });
     }
 
     #[test]
@@ -93,6 +105,8 @@ mod tests {
             ("master_key = { provider = \"file\" }", "vault.master_key.path: provider \"file\" needs path"),
             ("master_key = { provider = \"file\", path = \"k\", sealed = \"s\" }", "vault.master_key.sealed: not a"),
             ("master_key = { provider = \"file\", pin = \"1234\" }", "unknown field"),
+            ("master_key = { provider = \"shares\" }", "vault.master_key.sealed: provider \"shares\" needs"),
+            ("master_key = { provider = \"shares\", path = \"k\", sealed = \"s\" }", "vault.master_key.path: not a"),
         ] {
             let err = parse(&vault(key)).unwrap_err().to_string();
             assert!(err.contains(needle), "{key:?}: {err}");

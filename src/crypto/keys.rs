@@ -15,6 +15,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use hkdf::Hkdf;
 use rand::RngCore;
@@ -22,6 +23,7 @@ use sha2::Sha256;
 use zeroize::Zeroize;
 
 use super::aead::Sealer;
+use super::blob::BlobKeys;
 use super::fingerprint::Fingerprinter;
 use super::Secret;
 
@@ -225,7 +227,7 @@ pub struct KeySet {
     current: u32,
     /// By class name, then key version: looked up with a borrowed name (no allocation per lookup).
     sealers: HashMap<String, HashMap<u32, Sealer>>,
-    blob_sealers: HashMap<String, HashMap<u32, Sealer>>,
+    blobs: Arc<BlobKeys>,
     value_fp: HashMap<String, Fingerprinter>,
     /// Fingerprints tokens and subjects in audit lines.
     pub audit: Fingerprinter,
@@ -240,14 +242,11 @@ impl KeySet {
         let empty = || KeyError::Empty { path: "keyring".into() };
         let first = ring.versions().next().ok_or_else(empty)?;
         let mut sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
-        let mut blob_sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
         let mut value_fp = HashMap::new();
         for class in classes {
             for v in ring.versions() {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
                 sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
-                let k = ring.derive("blob", class, v).ok_or_else(empty)?;
-                blob_sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
             }
             let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
             value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
@@ -255,7 +254,8 @@ impl KeySet {
         let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
         let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
         let receipt = Fingerprinter::new(ring.derive("erasure-receipt", "-", first).ok_or_else(empty)?.expose());
-        Ok(KeySet { current: ring.current_version(), sealers, blob_sealers, value_fp, audit, subject, receipt })
+        let blobs = Arc::new(BlobKeys::derive(ring, classes)?);
+        Ok(KeySet { current: ring.current_version(), sealers, blobs, value_fp, audit, subject, receipt })
     }
 
     pub fn current_version(&self) -> u32 {
@@ -266,23 +266,19 @@ impl KeySet {
         self.sealers.get(class)?.get(&version)
     }
 
+    /// The `encrypt` action's keys, for a proxy in the same process.
+    pub fn blobs(&self) -> &Arc<BlobKeys> {
+        &self.blobs
+    }
+
     /// The `encrypt` action: a vaultless AES-GCM-SIV blob, `veil:v<version>:<base64url(nonce ‖ ct ‖ tag)>`.
     pub fn encrypt_blob(&self, class: &str, plaintext: &str) -> Option<String> {
-        use base64::Engine as _;
-        let v = self.current;
-        let sealed = self.blob_sealers.get(class)?.get(&v)?.seal_blob(class, v, plaintext.as_bytes()).ok()?;
-        Some(format!("veil:v{v}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
+        self.blobs.encrypt_blob(class, plaintext)
     }
 
     /// Opens a blob made by [`KeySet::encrypt_blob`] for the same class.
     pub fn decrypt_blob(&self, class: &str, blob: &str) -> Option<Secret<String>> {
-        use base64::Engine as _;
-        let rest = blob.strip_prefix("veil:v")?;
-        let (v, data) = rest.split_once(':')?;
-        let v: u32 = v.parse().ok()?;
-        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data).ok()?;
-        let plain = self.blob_sealers.get(class)?.get(&v)?.open(class, "", v, &sealed).ok()?;
-        String::from_utf8(plain).ok().map(Secret::new)
+        self.blobs.decrypt_blob(class, blob)
     }
 
     pub fn value_fingerprint(&self, class: &str, canonical: &str) -> Option<[u8; 32]> {

@@ -1,11 +1,13 @@
 //! Cryptography: the master keyring and its derived subkeys, record sealing, keyed fingerprints, secrets.
 
 pub mod aead;
+pub mod blob;
 pub mod fingerprint;
 pub mod keys;
 pub mod provider;
 pub mod secret;
 
+pub use blob::{BlobKeys, BlobSlot};
 pub use keys::{KeySet, Keyring};
 pub use provider::{KeyProvider, MasterKeySpec, ProviderError};
 pub use secret::Secret;

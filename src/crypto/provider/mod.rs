@@ -2,12 +2,15 @@
 //!
 //! Every provider yields the same thing — the keyring's text in the key-file format (`<version> <64 hex>` lines,
 //! see [`super::keys`]) as a [`Secret`] — and takes a changed keyring back (`veil keys rotate`). What differs is
-//! custody: `file` keeps it in a 0600 file in clear (development); `shares` (next) keeps it sealed under a key
-//! split M-of-N among custodians. Chosen by `[vault] master_key =
+//! custody: `file` keeps it in a 0600 file in clear (development); `shares` keeps it sealed under a key split
+//! M-of-N among custodians (the vault starts sealed until M shares arrive). Chosen by `[vault] master_key =
 //! { provider = "…", … }` ([`MasterKeySpec`]); the older `master_key_file = "…"` is provider `file`.
 
 pub mod atomic;
 pub mod file;
+pub mod sealed;
+pub mod share;
+pub mod shares;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +22,8 @@ use super::Secret;
 pub enum MasterKeySpec {
     /// The keyring in clear in a 0600 file (development; `veil keygen --out FILE`).
     File { path: PathBuf },
+    /// The keyring sealed under a key split into custodians' shares (`veil keygen --shares N --threshold M`).
+    Shares { sealed: PathBuf },
 }
 
 impl MasterKeySpec {
@@ -26,6 +31,7 @@ impl MasterKeySpec {
     pub fn provider(&self) -> &'static str {
         match self {
             MasterKeySpec::File { .. } => "file",
+            MasterKeySpec::Shares { .. } => "shares",
         }
     }
 
@@ -33,18 +39,26 @@ impl MasterKeySpec {
     pub fn key_file(&self) -> Option<&Path> {
         match self {
             MasterKeySpec::File { path } => Some(path),
+            MasterKeySpec::Shares { .. } => None,
         }
     }
 
     /// Whether the vault starts sealed and waits for custodians (`veil unseal`).
     pub fn starts_sealed(&self) -> bool {
-        false
+        matches!(self, MasterKeySpec::Shares { .. })
     }
 
     /// The provider for this spec; `shares` are the custodians' share texts (provider `shares` only).
-    pub fn provider_with(&self, _shares: &[Secret<String>]) -> Result<Box<dyn KeyProvider>, ProviderError> {
+    pub fn provider_with(&self, shares: &[Secret<String>]) -> Result<Box<dyn KeyProvider>, ProviderError> {
         match self {
             MasterKeySpec::File { path } => Ok(Box::new(file::FileProvider::new(path.clone()))),
+            MasterKeySpec::Shares { sealed } => {
+                let mut unsealer = shares::Unsealer::open(sealed)?;
+                for s in shares {
+                    unsealer.add(s.expose())?;
+                }
+                Ok(Box::new(unsealer.into_provider()?))
+            }
         }
     }
 }
@@ -62,6 +76,14 @@ pub enum ProviderError {
     Write { path: String, source: std::io::Error },
     #[error("{path} already exists; refusing to overwrite it")]
     Exists { path: String },
+    #[error(
+        "the keyring is sealed: {have} of the {need} shares it needs were given (--share FILE, once per custodian)"
+    )]
+    Sealed { have: usize, need: usize },
+    #[error("{0}")]
+    Share(#[from] share::ShareError),
+    #[error("the shares given do not open the keyring (a share of another set, or a damaged one); none was kept")]
+    WrongShares,
     #[error("{lock} exists: another rotation is running, or one was interrupted (then remove it and retry)")]
     Busy { lock: String },
 }
