@@ -205,8 +205,11 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
             (gate, blobs)
         }
         (Mode::Proxy, _, Some(c)) => {
-            let ring = Keyring::load(&c.master_key_file)?;
-            let blobs = BlobKeys::derive(&ring, &Class::names())?.into_slot();
+            // The proxy holds no master keyring: only its own encrypt-only key, if a route encrypts.
+            let blobs = match &c.encrypt_key_file {
+                Some(path) => BlobKeys::load_encrypt_only(path)?.into_slot(),
+                None => BlobSlot::default(),
+            };
             tracing::info!(url = %c.url, mtls = c.identity.is_some(), "calling the remote vault");
             (Arc::new(RemoteVault::new(c)?), blobs)
         }

@@ -47,6 +47,9 @@ pub enum Command {
         /// How many of the shares unseal the vault (2 at least).
         #[arg(long, requires = "shares")]
         threshold: Option<u8>,
+        /// Write a split proxy's own key for `encrypt` fields ([vault_client] encrypt_key_file), not a master key.
+        #[arg(long, conflicts_with = "shares")]
+        encrypt_only: bool,
     },
     /// Give one custodian's share to a sealed vault (key provider "shares").
     Unseal(unseal::UnsealArgs),
@@ -96,7 +99,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Vault(a) => serve(&a.config, Mode::Vault),
         Command::Proxy(a) => serve(&a.config, Mode::Proxy),
         Command::Keygen { out, shares: Some(n), threshold: Some(m), .. } => unseal::keygen(&out, n, m),
-        Command::Keygen { out, if_missing, .. } => keygen(&out, if_missing),
+        Command::Keygen { out, if_missing, encrypt_only, .. } => keygen(&out, if_missing, encrypt_only),
         Command::Unseal(a) => {
             let path = a.config.clone();
             with_config(&path, |cfg| unseal::run(a, cfg))
@@ -167,14 +170,18 @@ fn serve(path: &Path, mode: Mode) -> ExitCode {
     }
 }
 
-fn keygen(out: &Path, if_missing: bool) -> ExitCode {
+fn keygen(out: &Path, if_missing: bool, encrypt_only: bool) -> ExitCode {
     if if_missing && out.exists() {
         println!("{} exists; keeping it", out.display());
         return ExitCode::SUCCESS;
     }
-    match Keyring::generate_file(out) {
+    let (written, what) = match encrypt_only {
+        true => (crate::crypto::BlobKeys::generate_file(out), "encrypt-only key (for a split proxy's encrypt fields)"),
+        false => (Keyring::generate_file(out), "master key"),
+    };
+    match written {
         Ok(()) => {
-            println!("wrote new master key {} (mode 0600): back it up, keep it secret", out.display());
+            println!("wrote new {what} {} (mode 0600): back it up, keep it secret", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -95,7 +95,7 @@ pub fn run(args: UnsealArgs, cfg: Config) -> ExitCode {
             request_timeout: Duration::from_secs(30),
             max_batch: 1,
             api_keys: Default::default(),
-            master_key_file: PathBuf::new(),
+            encrypt_key_file: None,
         },
         Err(_) => {
             eprintln!("veil: {url:?} is not a URL");

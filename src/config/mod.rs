@@ -140,13 +140,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// The clear master key file this process reads: the vault's (provider `file`), or (for `veil proxy`) the
-    /// vault client's.
+    /// The clear key file this process reads: the vault's master keyring (provider `file`), or (for `veil proxy`)
+    /// its encrypt-only key.
     pub fn master_key_file(&self) -> Option<&Path> {
         self.vault
             .as_ref()
             .and_then(|v| v.master_key.key_file())
-            .or_else(|| self.vault_client.as_ref().map(|c| c.master_key_file.as_path()))
+            .or_else(|| self.vault_client.as_ref().and_then(|c| c.encrypt_key_file.as_deref()))
     }
 
     /// What is valid but unsafe for the data subjects, with the setting's path: tokens a stranger could receive
@@ -308,6 +308,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let has_routes = !raw.route.is_empty();
     let proxy = raw.proxy.and_then(|r| proxy::validate_proxy(r, &mut p));
     let routes = proxy::validate_routes(raw.route, &mut p);
+    if vault_client.as_ref().is_some_and(|c| c.encrypt_key_file.is_none()) {
+        for (i, r) in routes.iter().enumerate() {
+            if r.fields.iter().any(|f| matches!(f.action, FieldAction::Encrypt(_))) {
+                p(
+                    &format!("route[{i}]"),
+                    "an `encrypt` field needs the proxy's own key: [vault_client] encrypt_key_file (veil keygen \
+                     --encrypt-only)"
+                        .into(),
+                );
+            }
+        }
+    }
     if has_routes && proxy.is_none() {
         p("route", "routes need a valid [proxy] section".into());
     }

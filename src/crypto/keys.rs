@@ -48,6 +48,10 @@ pub enum KeyError {
     Busy { lock: String },
     #[error("key file {path} already holds the highest possible version")]
     VersionsExhausted { path: String },
+    #[error("{path} is not an encrypt-only key file; a proxy never loads the master keyring: create its own with `veil keygen --encrypt-only --out {path}`")]
+    NotEncryptOnly { path: String },
+    #[error("{path} is a proxy's encrypt-only key file, not a master keyring")]
+    EncryptOnly { path: String },
 }
 
 /// Every master key version from the key file.

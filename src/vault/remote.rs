@@ -43,8 +43,9 @@ pub struct VaultClientConfig {
     pub max_batch: usize,
     /// Files holding the bearer key of a named caller; calls made for that caller send it.
     pub api_keys: BTreeMap<String, PathBuf>,
-    /// For the `encrypt` action (vaultless blobs), which the proxy performs itself.
-    pub master_key_file: PathBuf,
+    /// The proxy's encrypt-only key file, for the `encrypt` action (vaultless blobs) it performs itself; none
+    /// when no route encrypts. Never the vault's master keyring.
+    pub encrypt_key_file: Option<PathBuf>,
 }
 
 /// Largest answer read from the vault (a full batch of long values fits many times over).

@@ -24,7 +24,11 @@ impl KeyProvider for FileProvider {
     }
 
     fn load(&self) -> Result<Secret<String>, ProviderError> {
-        Ok(Keyring::read_text(&self.path)?)
+        let text = Keyring::read_text(&self.path)?;
+        if crate::crypto::blob::is_encrypt_only(text.expose()) {
+            return Err(KeyError::EncryptOnly { path: self.path.display().to_string() }.into());
+        }
+        Ok(text)
     }
 
     fn store(&self, text: &Secret<String>) -> Result<(), ProviderError> {
@@ -62,6 +66,15 @@ mod tests {
         assert_eq!(p.load().unwrap().expose(), text.expose());
         assert!(p.store(&Secret::new("not a keyring".into())).is_err(), "a bad keyring is never written");
         assert_eq!(p.load().unwrap().expose(), text.expose());
+    }
+
+    #[test]
+    fn a_proxys_encrypt_only_key_is_no_master_keyring() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy-encrypt.key");
+        crate::crypto::BlobKeys::generate_file(&path).unwrap();
+        let err = FileProvider::new(path).keyring().unwrap_err().to_string();
+        assert!(err.contains("encrypt-only key file, not a master keyring"), "{err}");
     }
 
     #[test]
