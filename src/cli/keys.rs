@@ -10,6 +10,12 @@ use crate::crypto::KeyProvider;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Provider pkcs11: create the wrapping key in the HSM (unless the token has one of that label) and a new
+    /// keyring wrapped under it, at the config's `wrapped` path (never overwritten).
+    Init {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
     /// Append a new master key version: new records are sealed under it, older versions still open.
     /// A running veil picks it up when restarted.
     Rotate {
@@ -50,6 +56,10 @@ pub struct KeyFileArg {
 
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
+        KeysCommand::Init { config } => match super::load(&config) {
+            Ok(cfg) => init(cfg),
+            Err(code) => code,
+        },
         KeysCommand::Rotate { file, shares } => match provider(&file, &shares) {
             Ok(provider) => rotate(provider.as_ref()),
             Err(code) => code,
@@ -115,6 +125,30 @@ fn rotate(provider: &dyn KeyProvider) -> ExitCode {
                 "{}: added master key version {version}; new records are sealed under it, older versions still \
                  open. Restart veil to use it, and back the key file up.",
                 provider.describe()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init(cfg: crate::config::Config) -> ExitCode {
+    let Some(crate::config::MasterKeySpec::Pkcs11(spec)) = cfg.vault.map(|v| v.master_key) else {
+        eprintln!(
+            "veil: keys init is for [vault] master_key = {{ provider = \"pkcs11\", … }}; use veil keygen otherwise"
+        );
+        return ExitCode::from(2);
+    };
+    match crate::crypto::provider::pkcs11::Pkcs11Provider::init(&spec) {
+        Ok(()) => {
+            println!(
+                "wrote {} (a new keyring wrapped by HSM key {:?} on token {:?}; the key never leaves the HSM)",
+                spec.wrapped.display(),
+                spec.key_label,
+                spec.token_label
             );
             ExitCode::SUCCESS
         }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::crypto::provider::pkcs11::{PinSource, Pkcs11Spec};
 pub use crate::crypto::MasterKeySpec;
 
 /// The inline table as written: one field set for every provider, each checked against the provider named.
@@ -17,6 +18,13 @@ pub(super) struct RawMasterKey {
     path: Option<PathBuf>,
     /// `shares`: the sealed keyring `veil keygen --shares` wrote.
     sealed: Option<PathBuf>,
+    /// `pkcs11`: the module (shared library), token, PIN (file or environment variable), key, wrapped keyring.
+    module: Option<PathBuf>,
+    token_label: Option<String>,
+    pin_file: Option<PathBuf>,
+    pin_env: Option<String>,
+    key_label: Option<String>,
+    wrapped: Option<PathBuf>,
 }
 
 const PROVIDERS: &str = "\"file\", \"shares\", \"pkcs11\" or \"kms\"";
@@ -48,6 +56,16 @@ pub(super) fn validate(
     };
     only("path", raw.path.is_some(), &["file"]);
     only("sealed", raw.sealed.is_some(), &["shares"]);
+    for (field, present) in [
+        ("module", raw.module.is_some()),
+        ("token_label", raw.token_label.is_some()),
+        ("pin_file", raw.pin_file.is_some()),
+        ("pin_env", raw.pin_env.is_some()),
+        ("key_label", raw.key_label.is_some()),
+        ("wrapped", raw.wrapped.is_some()),
+    ] {
+        only(field, present, &["pkcs11"]);
+    }
     match raw.provider.as_str() {
         "file" => match raw.path {
             Some(path) => Some(MasterKeySpec::File { path }),
@@ -66,8 +84,45 @@ pub(super) fn validate(
                 None
             }
         },
-        "pkcs11" | "kms" => {
-            p(&at("provider"), format!("{:?} is not available in this build yet; use \"shares\"", raw.provider));
+        "pkcs11" => {
+            let mut need = |field: &str, v: Option<PathBuf>, example: &str| {
+                if v.is_none() {
+                    p(&at(field), format!("provider \"pkcs11\" needs {field} = {example}"));
+                }
+                v
+            };
+            let module = need("module", raw.module, "\"/usr/lib/softhsm/libsofthsm2.so\"");
+            let wrapped = need("wrapped", raw.wrapped, "\"keys/keyring.hsm\" (veil keys init)");
+            let token_label = need("token_label", raw.token_label.map(PathBuf::from), "\"veil\"");
+            let key_label = need("key_label", raw.key_label.map(PathBuf::from), "\"veil-kek\"");
+            let pin = match (raw.pin_file, raw.pin_env) {
+                (Some(f), None) => Some(PinSource::File(f)),
+                (None, Some(e)) => Some(PinSource::Env(e)),
+                _ => {
+                    p(
+                        &at("pin_file"),
+                        "provider \"pkcs11\" needs one of pin_file or pin_env (never the PIN itself)".into(),
+                    );
+                    None
+                }
+            };
+            let label = |v: PathBuf| v.to_string_lossy().into_owned();
+            match (module, wrapped, token_label, key_label, pin) {
+                (Some(module), Some(wrapped), Some(t), Some(k), Some(pin)) => Some(MasterKeySpec::Pkcs11(Pkcs11Spec {
+                    module,
+                    token_label: label(t),
+                    pin,
+                    key_label: label(k),
+                    wrapped,
+                })),
+                _ => None,
+            }
+        }
+        "kms" => {
+            p(
+                &at("provider"),
+                format!("{:?} is not available in this build yet; use \"shares\" or \"pkcs11\"", raw.provider),
+            );
             None
         }
         other => {
@@ -94,6 +149,25 @@ mod tests {
         assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::File { path: "k".into() });
         let cfg = parse(&vault("master_key = { provider = \"shares\", sealed = \"s\" }")).unwrap();
         assert_eq!(cfg.vault.unwrap().master_key, MasterKeySpec::Shares { sealed: "s".into() });
+    }
+
+    #[test]
+    fn pkcs11_takes_its_module_token_pin_source_key_and_wrapped_file() {
+        let key = "master_key = { provider = \"pkcs11\", module = \"m.so\", token_label = \"veil\", \
+                   pin_env = \"PIN\", key_label = \"kek\", wrapped = \"w\" }";
+        let cfg = parse(&vault(key)).unwrap();
+        let MasterKeySpec::Pkcs11(spec) = cfg.vault.unwrap().master_key else { panic!("pkcs11") };
+        assert_eq!((spec.token_label.as_str(), spec.key_label.as_str()), ("veil", "kek"));
+        assert_eq!(spec.pin, super::PinSource::Env("PIN".into()));
+        for (bad, needle) in [
+            (key.replace("pin_env = \"PIN\", ", ""), "vault.master_key.pin_file: provider \"pkcs11\" needs one of"),
+            (key.replace("pin_env", "pin_file = \"f\", pin_env"), "vault.master_key.pin_file: provider"),
+            (key.replace("module = \"m.so\", ", ""), "vault.master_key.module: provider \"pkcs11\" needs"),
+            (key.replace("wrapped = \"w\"", "sealed = \"s\""), "vault.master_key.sealed: not a setting"),
+        ] {
+            let err = parse(&vault(&bad)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
     }
 
     #[test]

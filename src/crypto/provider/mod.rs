@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod file;
+pub mod pkcs11;
 pub mod sealed;
 pub mod share;
 pub mod shares;
@@ -24,6 +25,8 @@ pub enum MasterKeySpec {
     File { path: PathBuf },
     /// The keyring sealed under a key split into custodians' shares (`veil keygen --shares N --threshold M`).
     Shares { sealed: PathBuf },
+    /// The keyring wrapped by an AES key inside an HSM (PKCS#11).
+    Pkcs11(pkcs11::Pkcs11Spec),
 }
 
 impl MasterKeySpec {
@@ -32,6 +35,7 @@ impl MasterKeySpec {
         match self {
             MasterKeySpec::File { .. } => "file",
             MasterKeySpec::Shares { .. } => "shares",
+            MasterKeySpec::Pkcs11(_) => "pkcs11",
         }
     }
 
@@ -39,7 +43,7 @@ impl MasterKeySpec {
     pub fn key_file(&self) -> Option<&Path> {
         match self {
             MasterKeySpec::File { path } => Some(path),
-            MasterKeySpec::Shares { .. } => None,
+            MasterKeySpec::Shares { .. } | MasterKeySpec::Pkcs11(_) => None,
         }
     }
 
@@ -59,6 +63,7 @@ impl MasterKeySpec {
                 }
                 Ok(Box::new(unsealer.into_provider()?))
             }
+            MasterKeySpec::Pkcs11(spec) => Ok(Box::new(pkcs11::Pkcs11Provider::connect(spec)?)),
         }
     }
 }
@@ -84,6 +89,8 @@ pub enum ProviderError {
     Share(#[from] share::ShareError),
     #[error("the shares given do not open the keyring (a share of another set, or a damaged one); none was kept")]
     WrongShares,
+    #[error("HSM: {0}")]
+    Hsm(String),
     #[error("{lock} exists: another rotation is running, or one was interrupted (then remove it and retry)")]
     Busy { lock: String },
 }
