@@ -10,8 +10,9 @@ use crate::crypto::KeyProvider;
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
-    /// Provider pkcs11: create the wrapping key in the HSM (unless the token has one of that label) and a new
-    /// keyring wrapped under it, at the config's `wrapped` path (never overwritten).
+    /// Providers pkcs11 and kms: create the wrapping key in the HSM (unless the token has one of that label), or
+    /// a data key from the KMS, and a new keyring wrapped under it at the config's `wrapped` path (never
+    /// overwritten).
     Init {
         #[arg(short = 'c', long = "config")]
         config: PathBuf,
@@ -136,20 +137,31 @@ fn rotate(provider: &dyn KeyProvider) -> ExitCode {
 }
 
 fn init(cfg: crate::config::Config) -> ExitCode {
-    let Some(crate::config::MasterKeySpec::Pkcs11(spec)) = cfg.vault.map(|v| v.master_key) else {
-        eprintln!(
-            "veil: keys init is for [vault] master_key = {{ provider = \"pkcs11\", … }}; use veil keygen otherwise"
-        );
-        return ExitCode::from(2);
-    };
-    match crate::crypto::provider::pkcs11::Pkcs11Provider::init(&spec) {
-        Ok(()) => {
-            println!(
+    use crate::config::MasterKeySpec;
+    let done = match cfg.vault.map(|v| v.master_key) {
+        Some(MasterKeySpec::Pkcs11(spec)) => crate::crypto::provider::pkcs11::Pkcs11Provider::init(&spec).map(|()| {
+            format!(
                 "wrote {} (a new keyring wrapped by HSM key {:?} on token {:?}; the key never leaves the HSM)",
                 spec.wrapped.display(),
                 spec.key_label,
                 spec.token_label
-            );
+            )
+        }),
+        Some(MasterKeySpec::Kms(spec)) => crate::crypto::provider::kms::KmsProvider::init(&spec).map(|()| {
+            format!(
+                "wrote {} (a new keyring sealed under a data key that KMS key {} wraps)",
+                spec.wrapped.display(),
+                spec.key_id
+            )
+        }),
+        _ => {
+            eprintln!("veil: keys init is for master_key providers \"pkcs11\" and \"kms\"; use veil keygen otherwise");
+            return ExitCode::from(2);
+        }
+    };
+    match done {
+        Ok(said) => {
+            println!("{said}");
             ExitCode::SUCCESS
         }
         Err(e) => {

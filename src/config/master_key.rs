@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::crypto::provider::kms::KmsSpec;
 pub use crate::crypto::provider::pkcs11::{PinSource, Pkcs11Spec};
 pub use crate::crypto::MasterKeySpec;
 
@@ -24,7 +25,12 @@ pub(super) struct RawMasterKey {
     pin_file: Option<PathBuf>,
     pin_env: Option<String>,
     key_label: Option<String>,
+    /// `pkcs11`, `kms`: the wrapped keyring `veil keys init` writes.
     wrapped: Option<PathBuf>,
+    /// `kms`: the KMS endpoint URL, its region, and the KMS key (id, ARN or alias).
+    endpoint: Option<String>,
+    region: Option<String>,
+    key_id: Option<String>,
 }
 
 const PROVIDERS: &str = "\"file\", \"shares\", \"pkcs11\" or \"kms\"";
@@ -62,9 +68,14 @@ pub(super) fn validate(
         ("pin_file", raw.pin_file.is_some()),
         ("pin_env", raw.pin_env.is_some()),
         ("key_label", raw.key_label.is_some()),
-        ("wrapped", raw.wrapped.is_some()),
     ] {
         only(field, present, &["pkcs11"]);
+    }
+    only("wrapped", raw.wrapped.is_some(), &["pkcs11", "kms"]);
+    for (field, present) in
+        [("endpoint", raw.endpoint.is_some()), ("region", raw.region.is_some()), ("key_id", raw.key_id.is_some())]
+    {
+        only(field, present, &["kms"]);
     }
     match raw.provider.as_str() {
         "file" => match raw.path {
@@ -119,11 +130,36 @@ pub(super) fn validate(
             }
         }
         "kms" => {
-            p(
-                &at("provider"),
-                format!("{:?} is not available in this build yet; use \"shares\" or \"pkcs11\"", raw.provider),
-            );
-            None
+            let endpoint = match raw.endpoint.as_deref().map(str::parse::<http::Uri>) {
+                Some(Ok(u)) if matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some() => Some(u),
+                Some(_) => {
+                    p(
+                        &at("endpoint"),
+                        "expected https://kms.REGION.amazonaws.com (http:// for a local test KMS)".into(),
+                    );
+                    None
+                }
+                None => {
+                    p(&at("endpoint"), "provider \"kms\" needs endpoint = \"https://kms.REGION.amazonaws.com\"".into());
+                    None
+                }
+            };
+            let mut need = |field: &str, v: Option<String>| {
+                if v.as_deref().is_none_or(str::is_empty) {
+                    p(&at(field), format!("provider \"kms\" needs {field}"));
+                    return None;
+                }
+                v
+            };
+            let region = need("region", raw.region);
+            let key_id = need("key_id", raw.key_id);
+            let wrapped = need("wrapped", raw.wrapped.map(|w| w.to_string_lossy().into_owned()));
+            match (endpoint, region, key_id, wrapped) {
+                (Some(endpoint), Some(region), Some(key_id), Some(wrapped)) => {
+                    Some(MasterKeySpec::Kms(KmsSpec { endpoint, region, key_id, wrapped: PathBuf::from(wrapped) }))
+                }
+                _ => None,
+            }
         }
         other => {
             p(&at("provider"), format!("{other:?} is not a key provider; expected {PROVIDERS}"));
@@ -164,6 +200,22 @@ mod tests {
             (key.replace("pin_env", "pin_file = \"f\", pin_env"), "vault.master_key.pin_file: provider"),
             (key.replace("module = \"m.so\", ", ""), "vault.master_key.module: provider \"pkcs11\" needs"),
             (key.replace("wrapped = \"w\"", "sealed = \"s\""), "vault.master_key.sealed: not a setting"),
+        ] {
+            let err = parse(&vault(&bad)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn kms_takes_an_endpoint_region_key_and_wrapped_file() {
+        let key = "master_key = { provider = \"kms\", endpoint = \"https://kms.eu-central-1.amazonaws.com\", \
+                   region = \"eu-central-1\", key_id = \"alias/veil\", wrapped = \"w\" }";
+        let MasterKeySpec::Kms(spec) = parse(&vault(key)).unwrap().vault.unwrap().master_key else { panic!("kms") };
+        assert_eq!((spec.region.as_str(), spec.key_id.as_str()), ("eu-central-1", "alias/veil"));
+        for (bad, needle) in [
+            (key.replace("https://kms.eu-central-1.amazonaws.com", "ftp://x"), "vault.master_key.endpoint: expected"),
+            (key.replace("region = \"eu-central-1\", ", ""), "vault.master_key.region: provider \"kms\" needs"),
+            (key.replace("key_id = \"alias/veil\"", "key_label = \"k\""), "vault.master_key.key_label: not a"),
         ] {
             let err = parse(&vault(&bad)).unwrap_err().to_string();
             assert!(err.contains(needle), "{bad}: {err}");

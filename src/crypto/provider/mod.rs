@@ -8,6 +8,7 @@
 
 pub mod atomic;
 pub mod file;
+pub mod kms;
 pub mod pkcs11;
 pub mod sealed;
 pub mod share;
@@ -27,6 +28,8 @@ pub enum MasterKeySpec {
     Shares { sealed: PathBuf },
     /// The keyring wrapped by an AES key inside an HSM (PKCS#11).
     Pkcs11(pkcs11::Pkcs11Spec),
+    /// The keyring sealed under a data key a cloud KMS wraps (AWS KMS API).
+    Kms(kms::KmsSpec),
 }
 
 impl MasterKeySpec {
@@ -36,6 +39,7 @@ impl MasterKeySpec {
             MasterKeySpec::File { .. } => "file",
             MasterKeySpec::Shares { .. } => "shares",
             MasterKeySpec::Pkcs11(_) => "pkcs11",
+            MasterKeySpec::Kms(_) => "kms",
         }
     }
 
@@ -43,7 +47,7 @@ impl MasterKeySpec {
     pub fn key_file(&self) -> Option<&Path> {
         match self {
             MasterKeySpec::File { path } => Some(path),
-            MasterKeySpec::Shares { .. } | MasterKeySpec::Pkcs11(_) => None,
+            MasterKeySpec::Shares { .. } | MasterKeySpec::Pkcs11(_) | MasterKeySpec::Kms(_) => None,
         }
     }
 
@@ -64,6 +68,7 @@ impl MasterKeySpec {
                 Ok(Box::new(unsealer.into_provider()?))
             }
             MasterKeySpec::Pkcs11(spec) => Ok(Box::new(pkcs11::Pkcs11Provider::connect(spec)?)),
+            MasterKeySpec::Kms(spec) => Ok(Box::new(kms::KmsProvider::new(spec)?)),
         }
     }
 }
@@ -91,6 +96,8 @@ pub enum ProviderError {
     WrongShares,
     #[error("HSM: {0}")]
     Hsm(String),
+    #[error("{0}")]
+    Kms(String),
     #[error("{lock} exists: another rotation is running, or one was interrupted (then remove it and retry)")]
     Busy { lock: String },
 }
