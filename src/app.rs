@@ -37,6 +37,8 @@ pub enum StartError {
     Keys(#[from] crate::crypto::keys::KeyError),
     #[error("master key: {0}")]
     Provider(#[from] crate::crypto::ProviderError),
+    #[error("master key: the key provider did not finish: {0}")]
+    ProviderTask(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("audit: {0}")]
@@ -195,9 +197,16 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
                     Arc::new(Gate::sealed(unsealer, opening.into_opener(), metrics.clone()))
                 }
                 spec => {
-                    let provider = spec.provider_with(&[])?;
-                    tracing::info!(provider = %provider.describe(), "master keyring loaded");
-                    Arc::new(Gate::open(opening.open(provider.keyring()?).await?))
+                    // An HSM or a KMS answers over blocking calls: kept off the runtime's workers.
+                    let spec = spec.clone();
+                    let ring = tokio::task::spawn_blocking(move || {
+                        let provider = spec.provider_with(&[])?;
+                        tracing::info!(provider = %provider.describe(), "master keyring loaded");
+                        provider.keyring()
+                    })
+                    .await
+                    .map_err(|e| StartError::ProviderTask(e.to_string()))??;
+                    Arc::new(Gate::open(opening.open(ring).await?))
                 }
             };
             let api = start_vault_api(&cfg, v, gate.clone(), clock, &metrics, &stopped, &mut tasks).await?;
