@@ -73,7 +73,13 @@ pub enum Command {
         command: offline::SubjectsCommand,
     },
     /// Delete the records past their class's retention now (the vault also does it every purge_interval).
-    Purge(ConfigArg),
+    Purge {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
+    },
     /// Run one request through the config's routes as the proxy would, against a throwaway vault: print what the
     /// app would receive and what hit where (exit 2 with the proxy's error where it would refuse).
     Try(try_route::TryArgs),
@@ -108,11 +114,23 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Audit { command: AuditCommand::Verify(a) } => audit_verify(&a.config),
         Command::Keys { command } => keys::run(command),
         Command::Register(a) => register(&a.config),
-        Command::Subjects { command } => {
-            let path = command.config().to_path_buf();
-            with_config(&path, |cfg| offline::subjects(cfg, command))
-        }
-        Command::Purge(a) => with_config(&a.config, offline::purge),
+        Command::Subjects { command } => match unseal::read_shares(command.shares()) {
+            Ok(shares) => {
+                let path = command.config().to_path_buf();
+                with_config(&path, |cfg| offline::subjects(cfg, command, shares))
+            }
+            Err(e) => {
+                eprintln!("veil: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Purge { config, shares } => match unseal::read_shares(&shares) {
+            Ok(shares) => with_config(&config, |cfg| offline::purge(cfg, shares)),
+            Err(e) => {
+                eprintln!("veil: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Try(a) => {
             let path = a.config.clone();
             with_config(&path, |cfg| try_route::run(a, cfg))

@@ -158,6 +158,27 @@ async fn a_shares_vault_starts_sealed_unseals_with_m_shares_and_keeps_its_tokens
         veil(&["keys", "rewrap", "-c", c, "--share", s1.to_str().unwrap(), "--share", s2.to_str().unwrap()]).await;
     assert!(out.status.success() && text(&out.stdout).contains("re-sealed 2 records"), "{}", text(&out.stdout));
 
+    // So do the operator commands that open the keyring themselves.
+    let out = veil(&["purge", "-c", c]).await;
+    assert!(!out.status.success() && text(&out.stderr).contains("0 of the 2 shares"), "{}", text(&out.stderr));
+    let out = veil(&["purge", "-c", c, "--share", s1.to_str().unwrap(), "--share", s2.to_str().unwrap()]).await;
+    assert!(out.status.success() && text(&out.stdout).contains("purged 0 records"), "{}", text(&out.stderr));
+    let out = veil(&["subjects", "export", "cust-1", "-c", c, "--share", s1.to_str().unwrap()]).await;
+    assert!(!out.status.success() && text(&out.stderr).contains("1 of the 2 shares"), "{}", text(&out.stderr));
+    let out = veil(&[
+        "subjects",
+        "export",
+        "cust-1",
+        "-c",
+        c,
+        "--share",
+        s1.to_str().unwrap(),
+        "--share",
+        s2.to_str().unwrap(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
     // No master-key bytes on disk, in any form: read the keyring with two shares, scan every file written.
     let shares: Vec<_> =
         [&s1, &s2].iter().map(|p| veil::crypto::Secret::new(std::fs::read_to_string(p).unwrap())).collect();

@@ -18,6 +18,11 @@ pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> 
     open_with_audit(cfg, clock, None, &[]).await
 }
 
+/// [`open`] with custodians' shares (key provider `shares`).
+pub async fn open_with_shares(cfg: &Config, clock: Clock, shares: &[Secret<String>]) -> Result<LocalVault, StartError> {
+    open_with_audit(cfg, clock, None, shares).await
+}
+
 /// Like [`open`], for the commands that audit nothing (purge, rewrap) and may run beside a serving vault: the
 /// configured audit log is not even opened (opening trims a torn last line, which could be the vault's write in
 /// progress).
@@ -55,12 +60,18 @@ pub enum SubjectsCommand {
         id: String,
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
+        /// A custodian's share file (key provider "shares": once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<std::path::PathBuf>,
     },
     /// Erase the subject's tokens (those no other subject holds) and print the signed receipt.
     Erase {
         id: String,
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
+        /// A custodian's share file (key provider "shares": once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<std::path::PathBuf>,
     },
 }
 
@@ -68,6 +79,12 @@ impl SubjectsCommand {
     pub fn config(&self) -> &std::path::Path {
         match self {
             SubjectsCommand::Export { config, .. } | SubjectsCommand::Erase { config, .. } => config,
+        }
+    }
+
+    pub fn shares(&self) -> &[std::path::PathBuf] {
+        match self {
+            SubjectsCommand::Export { shares, .. } | SubjectsCommand::Erase { shares, .. } => shares,
         }
     }
 }
@@ -94,9 +111,10 @@ fn exit(result: Result<String, String>) -> std::process::ExitCode {
 }
 
 /// Runs `veil subjects export|erase ID -c …`.
-pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode {
+pub fn subjects(cfg: Config, command: SubjectsCommand, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         let out = match &command {
             SubjectsCommand::Export { id, .. } => vault.export_subject(&Caller::operator(), id).await,
             SubjectsCommand::Erase { id, .. } => vault.erase_subject(&Caller::operator(), id).await,
@@ -107,9 +125,10 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 }
 
 /// Runs `veil purge -c …`.
-pub fn purge(cfg: Config) -> std::process::ExitCode {
+pub fn purge(cfg: Config, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open_unaudited(&cfg, crate::vault::engine::system_clock(), &[]).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_unaudited(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         // One bar per class: (class, bar, its total).
         let mut bars: Vec<(crate::domain::Class, super::progress::Progress, Option<u64>)> = Vec::new();
         let purged = vault
