@@ -67,6 +67,8 @@ pub struct Running {
     pub egress_addrs: Vec<(String, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tasks started once the vault opened (at start, or when a sealed vault is unsealed): the retention purge.
+    opened_tasks: OpenedTasks,
     proxy_cert: Option<Arc<ReloadableCert>>,
     metrics: Arc<Metrics>,
 }
@@ -86,6 +88,10 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
+            let _ = t.await;
+        }
+        let opened: Vec<_> = std::mem::take(&mut *self.opened_tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in opened {
             let _ = t.await;
         }
     }
@@ -173,6 +179,7 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     let metrics = Arc::new(Metrics::new()?);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    let opened_tasks = OpenedTasks::default();
 
     let mut vault_addr = None;
     let (vault, blobs): (Arc<dyn Vault>, BlobSlot) = match (mode, &cfg.vault, &cfg.vault_client) {
@@ -184,6 +191,7 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
                 metrics: metrics.clone(),
                 clock: clock.clone(),
                 stopped: stopped.clone(),
+                tasks: opened_tasks.clone(),
             };
             let gate = match &v.master_key {
                 MasterKeySpec::Shares { sealed } => {
@@ -249,8 +257,11 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     if let Some(a) = &cfg.admin {
         admin_addr = Some(start_admin(a.listen, metrics.clone(), vault, &stopped, &mut tasks).await?);
     }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, proxy_cert, metrics })
+    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, stop, tasks, opened_tasks, proxy_cert, metrics })
 }
+
+/// Tasks a vault starts once it is open, awaited at shutdown like the listeners.
+type OpenedTasks = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
 
 /// What opens the vault of this process once its keyring is known: at start, or when custodians unseal it.
 struct Opening {
@@ -259,6 +270,7 @@ struct Opening {
     metrics: Arc<Metrics>,
     clock: Clock,
     stopped: watch::Receiver<bool>,
+    tasks: OpenedTasks,
 }
 
 impl Opening {
@@ -273,7 +285,8 @@ impl Opening {
         if let Err(e) = local.refresh_token_gauge().await {
             tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
         }
-        tokio::spawn(crate::vault::retention::purge_task(local.clone(), v.purge_interval, self.stopped.clone()));
+        let purge = crate::vault::retention::purge_task(local.clone(), v.purge_interval, self.stopped.clone());
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(purge));
         Ok(local)
     }
 
