@@ -244,8 +244,10 @@ where
     if let Endpoint::Unseal = endpoint {
         // The share is the credential (as in HashiCorp Vault): no caller key; wrong shares are rate-limited.
         let body = read_body(req, state.max_body_bytes).await?;
-        let share: UnsealRequest = json(&body)?;
-        let status = state.vault.unseal(&share.share).await?;
+        let mut share: UnsealRequest = json(&body)?;
+        let status = state.vault.unseal(&share.share).await;
+        zeroize::Zeroize::zeroize(&mut share.share);
+        let status = status?;
         let answer = UnsealAnswer { sealed: status.sealed, have: status.have, need: status.need };
         return Ok(json_response(StatusCode::OK, &answer));
     }
