@@ -13,7 +13,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::admin::{self, AdminState};
 use crate::config::{Config, ConfigError, EgressConfig, ProxyConfig, SmtpConfig, StoreUrl, VaultConfig};
 use crate::crypto::audit_key::AuditSigner;
-use crate::crypto::{KeySet, Keyring};
+use crate::crypto::provider::shares::Unsealer;
+use crate::crypto::{BlobKeys, BlobSlot, KeySet, Keyring, MasterKeySpec, Secret};
 use crate::domain::Class;
 use crate::metrics::Metrics;
 use crate::proxy::egress::Egress;
@@ -29,12 +30,17 @@ use crate::vault::audit::{AuditLog, AuditSetup};
 use crate::vault::auth::{Caller, Callers};
 use crate::vault::engine::{self, Clock, Engine};
 use crate::vault::remote::RemoteVault;
+use crate::vault::seal::{Gate, Opener};
 use crate::vault::{LocalVault, Vault};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("master key: {0}")]
     Keys(#[from] crate::crypto::keys::KeyError),
+    #[error("master key: {0}")]
+    Provider(#[from] crate::crypto::ProviderError),
+    #[error("master key: the key provider did not finish: {0}")]
+    ProviderTask(String),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("audit: {0}")]
@@ -67,6 +73,8 @@ pub struct Running {
     pub smtp_addrs: Vec<(String, SocketAddr)>,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Tasks started once the vault opened (at start, or when a sealed vault is unsealed): the retention purge.
+    opened_tasks: OpenedTasks,
     proxy_cert: Option<Arc<ReloadableCert>>,
     metrics: Arc<Metrics>,
 }
@@ -86,6 +94,10 @@ impl Running {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for t in self.tasks {
+            let _ = t.await;
+        }
+        let opened: Vec<_> = std::mem::take(&mut *self.opened_tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in opened {
             let _ = t.await;
         }
     }
@@ -149,6 +161,7 @@ pub async fn open_store(vault: &VaultConfig) -> Result<Arc<dyn Store>, StartErro
     }
 }
 
+/// The subkeys of a clear key file (provider `file`).
 pub fn load_keys(master_key_file: &Path) -> Result<KeySet, StartError> {
     let ring = Keyring::load(master_key_file)?;
     Ok(KeySet::derive(&ring, &Class::names())?)
@@ -202,6 +215,12 @@ pub async fn open_audit(
     Ok(AuditLog::open(setup, store, keys.audit.clone(), clock()).await?)
 }
 
+/// The subkeys of the keyring the configured provider holds; `shares` are custodians' shares (provider `shares`).
+pub fn keys_from(spec: &MasterKeySpec, shares: &[Secret<String>]) -> Result<KeySet, StartError> {
+    let ring = spec.provider_with(shares)?.keyring()?;
+    Ok(KeySet::derive(&ring, &Class::names())?)
+}
+
 /// Everything `veil run` serves: [`start_mode`] with [`Mode::All`].
 pub async fn start(cfg: Config, clock: Clock) -> Result<Running, StartError> {
     start_mode(cfg, Mode::All, clock).await
@@ -216,29 +235,56 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     let metrics = Arc::new(Metrics::new()?);
     let (stop, stopped) = watch::channel(false);
     let mut tasks = Vec::new();
+    let opened_tasks = OpenedTasks::default();
 
     let mut vault_addr = None;
-    let (vault, keys): (Arc<dyn Vault>, Arc<KeySet>) = match (mode, &cfg.vault, &cfg.vault_client) {
+    let (vault, blobs): (Arc<dyn Vault>, BlobSlot) = match (mode, &cfg.vault, &cfg.vault_client) {
         (Mode::All | Mode::Vault, Some(v), _) => {
-            let keys = Arc::new(load_keys(&v.master_key_file)?);
-            let local = local_vault(&cfg, v, keys.clone(), metrics.clone(), clock.clone()).await?;
-            // Retention purge (and the veil_tokens gauge), at start and every purge_interval.
-            if let Err(e) = local.refresh_token_gauge().await {
-                tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
-            }
-            tasks.push(tokio::spawn(crate::vault::retention::purge_task(
-                local.clone(),
-                v.purge_interval,
-                stopped.clone(),
-            )));
-            let api = start_vault_api(&cfg, v, local.clone(), clock, &metrics, &stopped, &mut tasks).await?;
+            let blobs = BlobSlot::default();
+            let opening = Opening {
+                cfg: cfg.clone(),
+                blobs: blobs.clone(),
+                metrics: metrics.clone(),
+                clock: clock.clone(),
+                stopped: stopped.clone(),
+                tasks: opened_tasks.clone(),
+            };
+            let gate = match &v.master_key {
+                MasterKeySpec::Shares { sealed } => {
+                    let unsealer = Unsealer::open(sealed)?;
+                    let need = unsealer.progress().1;
+                    tracing::warn!(
+                        need,
+                        sealed = %sealed.display(),
+                        "the vault is sealed: it serves nothing until {need} custodians have run `veil unseal`"
+                    );
+                    Arc::new(Gate::sealed(unsealer, opening.into_opener(), metrics.clone()))
+                }
+                spec => {
+                    // An HSM or a KMS answers over blocking calls: kept off the runtime's workers.
+                    let spec = spec.clone();
+                    let ring = tokio::task::spawn_blocking(move || {
+                        let provider = spec.provider_with(&[])?;
+                        tracing::info!(provider = %provider.describe(), "master keyring loaded");
+                        provider.keyring()
+                    })
+                    .await
+                    .map_err(|e| StartError::ProviderTask(e.to_string()))??;
+                    Arc::new(Gate::open(opening.open(ring).await?))
+                }
+            };
+            let api = start_vault_api(&cfg, v, gate.clone(), clock, &metrics, &stopped, &mut tasks).await?;
             vault_addr = Some(api);
-            (local, keys)
+            (gate, blobs)
         }
         (Mode::Proxy, _, Some(c)) => {
-            let keys = Arc::new(load_keys(&c.master_key_file)?);
+            // The proxy holds no master keyring: only its own encrypt-only key, if a route encrypts.
+            let blobs = match &c.encrypt_key_file {
+                Some(path) => BlobKeys::load_encrypt_only(path)?.into_slot(),
+                None => BlobSlot::default(),
+            };
             tracing::info!(url = %c.url, mtls = c.identity.is_some(), "calling the remote vault");
-            (Arc::new(RemoteVault::new(c)?), keys)
+            (Arc::new(RemoteVault::new(c)?), blobs)
         }
         _ => return Err(StartError::Mode(ConfigError { problems: vec!["no vault to serve or call".into()] })),
     };
@@ -256,7 +302,7 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     } else {
         if let Some(pc) = &cfg.proxy {
             let (addr, cert) =
-                start_proxy(&cfg, pc, vault.clone(), keys, metrics.clone(), &stopped, &mut tasks).await?;
+                start_proxy(&cfg, pc, vault.clone(), blobs.clone(), metrics.clone(), &stopped, &mut tasks).await?;
             proxy_addr = Some(addr);
             proxy_cert = cert;
         }
@@ -274,7 +320,58 @@ pub async fn start_mode(cfg: Config, mode: Mode, clock: Clock) -> Result<Running
     if let Some(a) = &cfg.admin {
         admin_addr = Some(start_admin(a.listen, metrics.clone(), vault, &stopped, &mut tasks).await?);
     }
-    Ok(Running { proxy_addr, vault_addr, admin_addr, egress_addrs, smtp_addrs, stop, tasks, proxy_cert, metrics })
+    Ok(Running {
+        proxy_addr,
+        vault_addr,
+        admin_addr,
+        egress_addrs,
+        smtp_addrs,
+        stop,
+        tasks,
+        opened_tasks,
+        proxy_cert,
+        metrics,
+    })
+}
+
+/// Tasks a vault starts once it is open, awaited at shutdown like the listeners.
+type OpenedTasks = Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>;
+
+/// What opens the vault of this process once its keyring is known: at start, or when custodians unseal it.
+struct Opening {
+    cfg: Config,
+    blobs: BlobSlot,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    stopped: watch::Receiver<bool>,
+    tasks: OpenedTasks,
+}
+
+impl Opening {
+    /// Derives the subkeys, opens audit log and store, fills the proxy's blob keys, starts the retention purge.
+    async fn open(&self, ring: Keyring) -> Result<Arc<LocalVault>, StartError> {
+        let keys = Arc::new(KeySet::derive(&ring, &Class::names())?);
+        drop(ring);
+        let v = self.cfg.vault.as_ref().ok_or_else(|| StartError::Mode(ConfigError { problems: vec![] }))?;
+        let local = local_vault(&self.cfg, v, keys.clone(), self.metrics.clone(), self.clock.clone()).await?;
+        let _ = self.blobs.set(keys.blobs().clone());
+        // Retention purge (and the veil_tokens gauge), at start and every purge_interval; it ends at shutdown.
+        if let Err(e) = local.refresh_token_gauge().await {
+            tracing::warn!(error = %e, "cannot count the stored records for veil_tokens");
+        }
+        let purge = crate::vault::retention::purge_task(local.clone(), v.purge_interval, self.stopped.clone());
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner()).push(tokio::spawn(purge));
+        Ok(local)
+    }
+
+    /// [`Opening::open`] as a sealed vault's opener.
+    fn into_opener(self) -> Opener {
+        let this = Arc::new(self);
+        Box::new(move |ring: Keyring| {
+            let this = this.clone();
+            Box::pin(async move { this.open(ring).await.map_err(|e| e.to_string()) })
+        })
+    }
 }
 
 /// The vault in this process: keys, audit log, store, engine.
@@ -299,7 +396,7 @@ async fn local_vault(
 async fn start_vault_api(
     cfg: &Config,
     v: &VaultConfig,
-    vault: Arc<LocalVault>,
+    vault: Arc<Gate>,
     clock: Clock,
     metrics: &Metrics,
     stopped: &watch::Receiver<bool>,
@@ -346,7 +443,7 @@ async fn start_proxy(
     cfg: &Config,
     pc: &ProxyConfig,
     vault: Arc<dyn Vault>,
-    keys: Arc<KeySet>,
+    blobs: BlobSlot,
     metrics: Arc<Metrics>,
     stopped: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
@@ -368,7 +465,7 @@ async fn start_proxy(
     }
     // Requests refused before any route is matched count under route "-", like those no route matches.
     let answered_here = count_answered_here(&metrics, "-");
-    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, keys, metrics, staff(cfg))?);
+    let proxy = Arc::new(Proxy::new(pc, cfg.routes.clone(), vault, blobs, metrics, staff(cfg))?);
     let listener = bind(pc.listen).await?;
     let addr = local_addr(&listener, pc.listen)?;
     let limits = Limits {

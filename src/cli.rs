@@ -5,6 +5,7 @@ pub mod keys;
 pub mod offline;
 pub mod progress;
 pub mod try_route;
+pub mod unseal;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -31,18 +32,31 @@ pub enum Command {
     Vault(ServeArgs),
     /// Run the proxy and egress routes alone, calling a remote vault ([vault_client]; split deployment).
     Proxy(ConfigArg),
-    /// Write a new master key file (mode 0600), or with --audit-key an audit signing key (and its public key
-    /// beside it as OUT.pub); never overwrites.
+    /// Write a new master key file (mode 0600); with --audit-key an audit signing key (and its public key beside
+    /// it as OUT.pub); with --encrypt-only a split proxy's key for `encrypt` fields; with --shares a sealed keyring
+    /// and N custodians' shares into the directory --out. Never overwrites.
     Keygen {
+        /// The key file, or (with --shares) the directory for the sealed keyring and the share files.
         #[arg(long)]
         out: PathBuf,
         /// Succeed without writing when the file already exists.
         #[arg(long)]
         if_missing: bool,
         /// Write an Ed25519 audit signing key (`[vault] audit_key_file`) instead of a master key.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["shares", "encrypt_only"])]
         audit_key: bool,
+        /// Split the key that seals the keyring into this many shares (key provider "shares").
+        #[arg(long, requires = "threshold", conflicts_with = "if_missing")]
+        shares: Option<u8>,
+        /// How many of the shares unseal the vault (2 at least).
+        #[arg(long, requires = "shares")]
+        threshold: Option<u8>,
+        /// Write a split proxy's own key for `encrypt` fields ([vault_client] encrypt_key_file), not a master key.
+        #[arg(long, conflicts_with = "shares")]
+        encrypt_only: bool,
     },
+    /// Give one custodian's share to a sealed vault (key provider "shares").
+    Unseal(unseal::UnsealArgs),
     /// Validate a config file and print every problem with its path.
     Check(ConfigArg),
     /// Audit log tools.
@@ -63,7 +77,13 @@ pub enum Command {
         command: offline::SubjectsCommand,
     },
     /// Delete the records past their class's retention now (the vault also does it every purge_interval).
-    Purge(ConfigArg),
+    Purge {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
+    },
     /// Run one request through the config's routes as the proxy would, against a throwaway vault: print what the
     /// app would receive and what hit where (exit 2 with the proxy's error where it would refuse).
     Try(try_route::TryArgs),
@@ -114,16 +134,35 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Run(a) => serve(&a.config, Mode::All, a.new_audit_chain),
         Command::Vault(a) => serve(&a.config, Mode::Vault, a.new_audit_chain),
         Command::Proxy(a) => serve(&a.config, Mode::Proxy, false),
-        Command::Keygen { out, if_missing, audit_key } => keygen(&out, if_missing, audit_key),
+        Command::Keygen { out, shares: Some(n), threshold: Some(m), .. } => unseal::keygen(&out, n, m),
+        Command::Keygen { out, if_missing, audit_key, encrypt_only, .. } => {
+            keygen(&out, if_missing, audit_key, encrypt_only)
+        }
+        Command::Unseal(a) => {
+            let path = a.config.clone();
+            with_config(&path, |cfg| unseal::run(a, cfg))
+        }
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit::verify(&a),
         Command::Keys { command } => keys::run(command),
         Command::Register(a) => register(&a.config),
-        Command::Subjects { command } => {
-            let path = command.config().to_path_buf();
-            with_config(&path, |cfg| offline::subjects(cfg, command))
-        }
-        Command::Purge(a) => with_config(&a.config, offline::purge),
+        Command::Subjects { command } => match unseal::read_shares(command.shares()) {
+            Ok(shares) => {
+                let path = command.config().to_path_buf();
+                with_config(&path, |cfg| offline::subjects(cfg, command, shares))
+            }
+            Err(e) => {
+                eprintln!("veil: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Purge { config, shares } => match unseal::read_shares(&shares) {
+            Ok(shares) => with_config(&config, |cfg| offline::purge(cfg, shares)),
+            Err(e) => {
+                eprintln!("veil: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Try(a) => {
             let path = a.config.clone();
             with_config(&path, |cfg| try_route::run(a, cfg))
@@ -184,7 +223,7 @@ fn serve(path: &Path, mode: Mode, new_audit_chain: bool) -> ExitCode {
     }
 }
 
-fn keygen(out: &Path, if_missing: bool, audit_key: bool) -> ExitCode {
+fn keygen(out: &Path, if_missing: bool, audit_key: bool, encrypt_only: bool) -> ExitCode {
     if if_missing && out.exists() {
         println!("{} exists; keeping it", out.display());
         return ExitCode::SUCCESS;
@@ -208,9 +247,13 @@ fn keygen(out: &Path, if_missing: bool, audit_key: bool) -> ExitCode {
             }
         };
     }
-    match Keyring::generate_file(out) {
+    let (written, what) = match encrypt_only {
+        true => (crate::crypto::BlobKeys::generate_file(out), "encrypt-only key (for a split proxy's encrypt fields)"),
+        false => (Keyring::generate_file(out), "master key"),
+    };
+    match written {
         Ok(()) => {
-            println!("wrote new master key {} (mode 0600): back it up, keep it secret", out.display());
+            println!("wrote new {what} {} (mode 0600): back it up, keep it secret", out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

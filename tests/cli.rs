@@ -134,11 +134,8 @@ fn each_command_refuses_a_config_that_lacks_what_it_serves() {
     let vault_cfg = dir.path().join("vault.toml");
     std::fs::write(&vault_cfg, &vault).unwrap();
     let proxy_cfg = dir.path().join("proxy.toml");
-    std::fs::write(
-        &proxy_cfg,
-        "[vault_client]\nurl = \"http://127.0.0.1:1\"\nmaster_key_file = \"k\"\napi_keys = { proxy = \"p.key\" }\n",
-    )
-    .unwrap();
+    std::fs::write(&proxy_cfg, "[vault_client]\nurl = \"http://127.0.0.1:1\"\napi_keys = { proxy = \"p.key\" }\n")
+        .unwrap();
     let cases: [(&str, &std::path::PathBuf, &str); 4] = [
         ("vault", &vault_cfg, "vault.tls.client_ca: `veil vault` on a non-loopback address needs"),
         ("proxy", &vault_cfg, "vault_client: `veil proxy` needs a [vault_client] section"),
@@ -157,8 +154,8 @@ fn each_command_refuses_a_config_that_lacks_what_it_serves() {
 fn veil_proxy_names_the_file_it_cannot_use() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let key = dir.path().join("master.key");
-    assert!(veil(&["keygen", "--out", key.to_str().unwrap()]).status.success());
+    let key = dir.path().join("proxy-encrypt.key");
+    assert!(veil(&["keygen", "--encrypt-only", "--out", key.to_str().unwrap()]).status.success());
     let cfg = dir.path().join("proxy.toml");
     let write = |client: &str| {
         std::fs::write(
@@ -169,15 +166,15 @@ fn veil_proxy_names_the_file_it_cannot_use() {
     };
     let cases = [
         (
-            format!("url = \"https://127.0.0.1:1\"\ncert = \"{d}/none.pem\"\nkey = \"{d}/none.key\"\nmaster_key_file = \"{d}/master.key\""),
+            format!("url = \"https://127.0.0.1:1\"\ncert = \"{d}/none.pem\"\nkey = \"{d}/none.key\"\nencrypt_key_file = \"{d}/proxy-encrypt.key\""),
             "none.pem",
         ),
         (
-            format!("url = \"http://127.0.0.1:1\"\nmaster_key_file = \"{d}/master.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
+            format!("url = \"http://127.0.0.1:1\"\nencrypt_key_file = \"{d}/proxy-encrypt.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
             "vault_client.api_keys.proxy:",
         ),
         (
-            format!("url = \"http://127.0.0.1:1\"\nmaster_key_file = \"{d}/gone.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
+            format!("url = \"http://127.0.0.1:1\"\nencrypt_key_file = \"{d}/gone.key\"\napi_keys = {{ proxy = \"{d}/proxy.key\" }}"),
             "gone.key",
         ),
     ];

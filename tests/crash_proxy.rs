@@ -34,7 +34,7 @@ async fn vault_sigkills_under_load_lose_no_token_and_forward_nothing_that_failed
     let cycles: usize = std::env::var("VEIL_PROXY_CRASH_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
     let dir = tempfile::tempdir().unwrap();
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
-    veil::crypto::Keyring::generate_file(&dir.path().join("proxy-master.key")).unwrap();
+    veil::crypto::BlobKeys::generate_file(&dir.path().join("proxy-encrypt.key")).unwrap();
     let pki = SplitPki::new(dir.path());
     let vault_toml = dir.path().join("vault.toml");
     std::fs::write(&vault_toml, vault_config(dir.path(), &pki, "127.0.0.1:0".parse().unwrap())).unwrap();

@@ -132,7 +132,7 @@ fn systemd_example_config_fits_the_unit() {
     let (read_only, writable) = (&unit["ReadOnlyPaths"][0], &unit["ReadWritePaths"][0]);
     let proxy = cfg.proxy.as_ref().unwrap();
     let (cert, key) = proxy.tls.as_ref().expect("[proxy.tls]");
-    for p in [cert, key, &cfg.vault.as_ref().unwrap().master_key_file] {
+    for p in [cert.as_path(), key.as_path(), cfg.vault.as_ref().unwrap().master_key_file().unwrap()] {
         assert!(p.is_absolute() && p.starts_with(read_only), "{} is not under {read_only}", p.display());
     }
     assert!(cfg.vault.as_ref().unwrap().audit_log.starts_with(writable), "the audit log must be writable");
@@ -262,7 +262,7 @@ fn kubernetes_sidecar_matches_veil_config() {
     let (tls_cert, tls_key) = proxy.tls.as_ref().expect("[proxy.tls]");
     assert_eq!(mount_of(tls_cert), ("proxy-tls".to_owned(), true));
     assert_eq!(mount_of(tls_key), ("proxy-tls".to_owned(), true));
-    assert_eq!(mount_of(&cfg.vault.as_ref().unwrap().master_key_file), ("key-copy".to_owned(), true));
+    assert_eq!(mount_of(cfg.vault.as_ref().unwrap().master_key_file().unwrap()), ("key-copy".to_owned(), true));
     assert_eq!(mount_of(&cfg.vault.as_ref().unwrap().audit_log).0, "data");
     let args: Vec<&str> = veil["args"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(args[..2], ["run", "-c"]);
@@ -272,7 +272,7 @@ fn kubernetes_sidecar_matches_veil_config() {
     let init = by_name(&pod["initContainers"], "veil-key");
     let cmd: Vec<&str> = init["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
     assert_eq!(cmd[..3], ["install", "-m", "0400"]);
-    assert_eq!(Path::new(cmd[4]), cfg.vault.as_ref().unwrap().master_key_file);
+    assert_eq!(Path::new(cmd[4]), cfg.vault.as_ref().unwrap().master_key_file().unwrap());
     assert!(mounts(init).contains(&("master-key".to_owned(), "/etc/veil/keys".to_owned(), true)));
     assert!(Path::new(cmd[3]).starts_with("/etc/veil/keys"));
 

@@ -124,7 +124,7 @@ async fn vault_side_faults_fail_closed_and_the_proxy_recovers() {
     use common::split::{proxy_config, spawn, vault_config, SplitPki};
     let dir = tempfile::tempdir().unwrap();
     veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
-    veil::crypto::Keyring::generate_file(&dir.path().join("proxy-master.key")).unwrap();
+    veil::crypto::BlobKeys::generate_file(&dir.path().join("proxy-encrypt.key")).unwrap();
     let pki = SplitPki::new(dir.path());
     let vault_toml = dir.path().join("vault.toml");
     std::fs::write(&vault_toml, vault_config(dir.path(), &pki, "127.0.0.1:0".parse().unwrap())).unwrap();

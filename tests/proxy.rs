@@ -307,16 +307,15 @@ async fn proxy_with_vault(app: &App, vault: Arc<dyn veil::vault::Vault>) -> std:
         config_text(dir.path(), false, None)
     );
     let cfg = veil::config::parse(&text).unwrap();
-    let keys = Arc::new(
-        veil::crypto::KeySet::derive(
-            &veil::crypto::Keyring::from_keys([(1, [7u8; 32])]),
-            &veil::domain::Class::names(),
-        )
-        .unwrap(),
-    );
+    let blobs = veil::crypto::BlobKeys::derive(
+        &veil::crypto::Keyring::from_keys([(1, [7u8; 32])]),
+        &veil::domain::Class::names(),
+    )
+    .unwrap()
+    .into_slot();
     let metrics = Arc::new(veil::metrics::Metrics::new().unwrap());
     let pc = cfg.proxy.unwrap();
-    let proxy = Arc::new(veil::proxy::Proxy::new(&pc, cfg.routes, vault, keys, metrics, Vec::new()).unwrap());
+    let proxy = Arc::new(veil::proxy::Proxy::new(&pc, cfg.routes, vault, blobs, metrics, Vec::new()).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::watch::channel(false);

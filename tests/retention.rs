@@ -93,7 +93,7 @@ async fn the_purge_task_expires_records_past_retention(backend: Backend) {
     // In the store: a tombstone keeps the token; the sealed value is deleted and the value no longer found.
     let cfg = veil::config::load(&v.dir.path().join("veil.toml")).unwrap();
     let store = veil::app::open_store(cfg.vault.as_ref().unwrap()).await.unwrap();
-    let keys = veil::app::load_keys(&cfg.vault.as_ref().unwrap().master_key_file).unwrap();
+    let keys = veil::app::load_keys(cfg.vault.as_ref().unwrap().master_key_file().unwrap()).unwrap();
     let row = store.find_by_tokens(&[("email".into(), old.clone())]).await.unwrap().remove(0).unwrap();
     assert_eq!(row.gone_at, Some(T0 + 25 * HOUR), "purged at the clock's time");
     assert!(row.sealed.is_empty(), "the sealed value is deleted");

@@ -187,7 +187,7 @@ impl Split {
     async fn start_vault() -> Split {
         let dir = tempfile::tempdir().unwrap();
         veil::crypto::Keyring::generate_file(&dir.path().join("master.key")).unwrap();
-        veil::crypto::Keyring::generate_file(&dir.path().join("proxy-master.key")).unwrap();
+        veil::crypto::BlobKeys::generate_file(&dir.path().join("proxy-encrypt.key")).unwrap();
         let pki = SplitPki::new(dir.path());
         let config = dir.path().join("vault.toml");
         std::fs::write(&config, vault_config(dir.path(), &pki, "127.0.0.1:0".parse().unwrap())).unwrap();

@@ -81,6 +81,6 @@ fn verifier(args: &VerifyArgs, vault: &crate::config::VaultConfig) -> Result<Aud
     if let Some(k) = &vault.audit_key_file {
         return AuditVerifier::load(&public_path(k)).map_err(|e| e.to_string());
     }
-    let keys = crate::app::load_keys(&vault.master_key_file).map_err(|e| e.to_string())?;
+    let keys = crate::app::keys_from(&vault.master_key, &[]).map_err(|e| e.to_string())?;
     Ok(crate::app::audit_signer(vault, &keys).map_err(|e| e.to_string())?.verifier())
 }

@@ -5,13 +5,27 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::crypto::Keyring;
+use crate::crypto::provider::file::FileProvider;
+use crate::crypto::{KeyProvider, Secret};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// Providers pkcs11 and kms: create the wrapping key in the HSM (unless the token has one of that label), or
+    /// a data key from the KMS, and a new keyring wrapped under it at the config's `wrapped` path (never
+    /// overwritten).
+    Init {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+    },
     /// Append a new master key version: new records are sealed under it, older versions still open.
     /// A running veil picks it up when restarted.
-    Rotate(KeyFileArg),
+    Rotate {
+        #[command(flatten)]
+        file: KeyFileArg,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
+    },
     /// Re-seal records sealed under older master key versions with the newest one; resumable, safe to rerun,
     /// and the vault keeps serving meanwhile (restart the vaults after `rotate`, first).
     Rewrap {
@@ -23,6 +37,9 @@ pub enum KeysCommand {
         /// Stop after this many records (a rerun continues).
         #[arg(long)]
         max: Option<u64>,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
     },
 }
 
@@ -40,14 +57,24 @@ pub struct KeyFileArg {
 
 pub fn run(command: KeysCommand) -> ExitCode {
     match command {
-        KeysCommand::Rotate(arg) => match key_file(&arg) {
-            Ok(path) => rotate(&arg, &path),
+        KeysCommand::Init { config } => match super::load(&config) {
+            Ok(cfg) => init(cfg),
             Err(code) => code,
         },
-        KeysCommand::Rewrap { config, page, max } => match super::load(&config) {
-            Ok(cfg) => super::offline::rewrap(cfg, page, max),
-            Err(code) => code,
-        },
+        KeysCommand::Rotate { file, shares } => rotate(&file, &shares),
+        KeysCommand::Rewrap { config, page, max, shares } => {
+            let shares = match super::unseal::read_shares(&shares) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("veil: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match super::load(&config) {
+                Ok(cfg) => super::offline::rewrap(cfg, page, max, shares),
+                Err(code) => code,
+            }
+        }
     }
 }
 
@@ -69,11 +96,38 @@ pub fn key_file(arg: &KeyFileArg) -> Result<PathBuf, ExitCode> {
     }
 }
 
-/// Rotates the key file at `path`: through the config's vault when it has one (the rotation is then in its
-/// audit log), else unaudited, with a note saying so.
-fn rotate(arg: &KeyFileArg, path: &Path) -> ExitCode {
-    let vault_cfg = match &arg.config {
-        Some(c) if arg.key_file.is_none() => match super::load(c) {
+/// The keyring's provider named by the arguments: a key file given directly, the config's `[vault]` provider,
+/// or a `veil proxy` config's key file.
+fn provider(arg: &KeyFileArg, shares: &[Secret<String>]) -> Result<Box<dyn KeyProvider>, ExitCode> {
+    let vault_spec = match (&arg.config, &arg.key_file) {
+        (Some(config), None) => super::load(config)?.vault.map(|v| v.master_key),
+        _ => None,
+    };
+    match vault_spec {
+        Some(spec) => spec.provider_with(shares).map_err(|e| {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }),
+        None => Ok(Box::new(FileProvider::new(key_file(arg)?))),
+    }
+}
+
+/// Rotates the keyring: through the config's vault when it has one (the rotation is then in its audit log),
+/// else unaudited, with a note saying so.
+fn rotate(arg: &KeyFileArg, shares: &[PathBuf]) -> ExitCode {
+    let shares = match super::unseal::read_shares(shares) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("veil: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let provider = match provider(arg, &shares) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let vault_cfg = match (&arg.config, &arg.key_file) {
+        (Some(c), None) => match super::load(c) {
             Ok(cfg) if cfg.vault.is_some() => Some(cfg),
             Ok(_) => None,
             Err(code) => return code,
@@ -81,13 +135,13 @@ fn rotate(arg: &KeyFileArg, path: &Path) -> ExitCode {
         _ => None,
     };
     let result = match vault_cfg {
-        Some(cfg) => super::offline::rotate(cfg, path),
+        Some(cfg) => super::offline::rotate(cfg, provider.as_ref(), shares),
         None => {
             eprintln!(
                 "veil: note: this rotation is not audited (no [vault] audit log); rotate with -c and the vault's config \
                  to record it"
             );
-            Keyring::rotate_file(path).map_err(|e| e.to_string())
+            provider.rotate().map_err(|e| e.to_string())
         }
     };
     match result {
@@ -95,8 +149,43 @@ fn rotate(arg: &KeyFileArg, path: &Path) -> ExitCode {
             println!(
                 "{}: added master key version {version}; new records are sealed under it, older versions still \
                  open. Restart veil to use it, and back the key file up.",
-                path.display()
+                provider.describe()
             );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("veil: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init(cfg: crate::config::Config) -> ExitCode {
+    use crate::config::MasterKeySpec;
+    let done = match cfg.vault.map(|v| v.master_key) {
+        Some(MasterKeySpec::Pkcs11(spec)) => crate::crypto::provider::pkcs11::Pkcs11Provider::init(&spec).map(|()| {
+            format!(
+                "wrote {} (a new keyring wrapped by HSM key {:?} on token {:?}; the key never leaves the HSM)",
+                spec.wrapped.display(),
+                spec.key_label,
+                spec.token_label
+            )
+        }),
+        Some(MasterKeySpec::Kms(spec)) => crate::crypto::provider::kms::KmsProvider::init(&spec).map(|()| {
+            format!(
+                "wrote {} (a new keyring sealed under a data key that KMS key {} wraps)",
+                spec.wrapped.display(),
+                spec.key_id
+            )
+        }),
+        _ => {
+            eprintln!("veil: keys init is for master_key providers \"pkcs11\" and \"kms\"; use veil keygen otherwise");
+            return ExitCode::from(2);
+        }
+    };
+    match done {
+        Ok(said) => {
+            println!("{said}");
             ExitCode::SUCCESS
         }
         Err(e) => {

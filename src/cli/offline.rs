@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::app::{self, StartError};
 use crate::config::Config;
+use crate::crypto::Secret;
 use crate::metrics::Metrics;
 use crate::vault::auth::Caller;
 use crate::vault::engine::{Clock, Engine};
@@ -13,12 +14,17 @@ use crate::vault::LocalVault;
 /// Opens keys, store and audit log as configured (needs a tokio runtime). The audit log is checked against the
 /// store's head and appended to under its file lock, so these commands may run beside a serving vault.
 pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> {
+    open_with_shares(cfg, clock, &[]).await
+}
+
+/// [`open`] with custodians' shares (key provider `shares`).
+pub async fn open_with_shares(cfg: &Config, clock: Clock, shares: &[Secret<String>]) -> Result<LocalVault, StartError> {
     let Some(v) = &cfg.vault else {
         return Err(StartError::Mode(crate::config::ConfigError {
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
         }));
     };
-    let keys = Arc::new(app::load_keys(&v.master_key_file)?);
+    let keys = Arc::new(app::keys_from(&v.master_key, shares)?);
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);
     let audit = app::open_audit(v, &keys, store.clone(), &metrics, &clock).await?;
@@ -37,12 +43,18 @@ pub enum SubjectsCommand {
         id: String,
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
+        /// A custodian's share file (key provider "shares": once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<std::path::PathBuf>,
     },
     /// Erase the subject's tokens (those no other subject holds) and print the signed receipt.
     Erase {
         id: String,
         #[arg(short = 'c', long = "config")]
         config: std::path::PathBuf,
+        /// A custodian's share file (key provider "shares": once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<std::path::PathBuf>,
     },
 }
 
@@ -50,6 +62,12 @@ impl SubjectsCommand {
     pub fn config(&self) -> &std::path::Path {
         match self {
             SubjectsCommand::Export { config, .. } | SubjectsCommand::Erase { config, .. } => config,
+        }
+    }
+
+    pub fn shares(&self) -> &[std::path::PathBuf] {
+        match self {
+            SubjectsCommand::Export { shares, .. } | SubjectsCommand::Erase { shares, .. } => shares,
         }
     }
 }
@@ -76,9 +94,10 @@ fn exit(result: Result<String, String>) -> std::process::ExitCode {
 }
 
 /// Runs `veil subjects export|erase ID -c …`.
-pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode {
+pub fn subjects(cfg: Config, command: SubjectsCommand, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         let out = match &command {
             SubjectsCommand::Export { id, .. } => vault.export_subject(&Caller::operator(), id).await,
             SubjectsCommand::Erase { id, .. } => vault.erase_subject(&Caller::operator(), id).await,
@@ -89,9 +108,10 @@ pub fn subjects(cfg: Config, command: SubjectsCommand) -> std::process::ExitCode
 }
 
 /// Runs `veil purge -c …`.
-pub fn purge(cfg: Config) -> std::process::ExitCode {
+pub fn purge(cfg: Config, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         // One bar per class: (class, bar, its total).
         let mut bars: Vec<(crate::domain::Class, super::progress::Progress, Option<u64>)> = Vec::new();
         let purged = vault
@@ -121,9 +141,10 @@ pub fn purge(cfg: Config) -> std::process::ExitCode {
 }
 
 /// Runs `veil keys rewrap -c …`, audited (start, then the end with its counts).
-pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitCode {
+pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<String>>) -> std::process::ExitCode {
     exit(block_on(async move {
-        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         let engine = vault.engine();
         let target = u64::from(engine.keys().current_version());
         vault
@@ -162,11 +183,16 @@ pub fn rewrap(cfg: Config, page: usize, max: Option<u64>) -> std::process::ExitC
 
 /// Runs `veil keys rotate -c …`: rotates the key file of the config's vault, audited (start, then the end with
 /// the new version).
-pub fn rotate(cfg: Config, path: &std::path::Path) -> Result<u32, String> {
+pub fn rotate(
+    cfg: Config,
+    provider: &dyn crate::crypto::KeyProvider,
+    shares: Vec<Secret<String>>,
+) -> Result<u32, String> {
     block_on(async move {
-        let vault = open(&cfg, crate::vault::engine::system_clock()).await.map_err(|e| e.to_string())?;
+        let clock = crate::vault::engine::system_clock();
+        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
         vault.audit_command("keys_rotate", "started", Vec::new()).await.map_err(|e| e.to_string())?;
-        match crate::crypto::Keyring::rotate_file(path) {
+        match provider.rotate() {
             Ok(version) => {
                 let counts = vec![("version".into(), u64::from(version))];
                 vault.audit_command("keys_rotate", "ok", counts).await.map_err(|e| e.to_string())?;

@@ -182,7 +182,7 @@ async fn send_through(
     cfg.vault = Some(VaultConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         store: StoreUrl::Sqlite(format!("sqlite://{}/try.db", dir.path().display())),
-        master_key_file: key,
+        master_key: crate::config::MasterKeySpec::File { path: key },
         audit_log: dir.path().join("audit.jsonl"),
         audit_key_file: None,
         audit_log_id: Some("veil-try".into()),

@@ -10,12 +10,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod egress;
+pub mod master_key;
 pub mod proxy;
 pub mod reveal;
 pub mod smtp;
 pub mod vault_client;
 
 pub use egress::EgressConfig;
+pub use master_key::MasterKeySpec;
 pub use proxy::{canonical_ip, Cidr, Field, FieldAction, FieldRule, ProxyConfig, Reveal, Route, Selector, Unmatched};
 pub use smtp::SmtpConfig;
 pub use vault_client::VaultClientConfig;
@@ -67,7 +69,9 @@ struct RawConfig {
 struct RawVault {
     listen: String,
     store: String,
-    master_key_file: PathBuf,
+    /// Provider `file`, the older spelling of `master_key = { provider = "file", path = … }`.
+    master_key_file: Option<PathBuf>,
+    master_key: Option<master_key::RawMasterKey>,
     audit_log: PathBuf,
     /// The audit signing key (Ed25519; `veil keygen --audit-key`), apart from the master key.
     audit_key_file: Option<PathBuf>,
@@ -155,12 +159,13 @@ pub struct Config {
 }
 
 impl Config {
-    /// The master key file this process reads: the vault's, or (for `veil proxy`) the vault client's.
+    /// The clear key file this process reads: the vault's master keyring (provider `file`), or (for `veil proxy`)
+    /// its encrypt-only key.
     pub fn master_key_file(&self) -> Option<&Path> {
         self.vault
             .as_ref()
-            .map(|v| v.master_key_file.as_path())
-            .or_else(|| self.vault_client.as_ref().map(|c| c.master_key_file.as_path()))
+            .and_then(|v| v.master_key.key_file())
+            .or_else(|| self.vault_client.as_ref().and_then(|c| c.encrypt_key_file.as_deref()))
     }
 
     /// What is valid but unsafe for the data subjects, with the setting's path: tokens a stranger could receive
@@ -201,7 +206,8 @@ impl Config {
 pub struct VaultConfig {
     pub listen: SocketAddr,
     pub store: StoreUrl,
-    pub master_key_file: PathBuf,
+    /// Where the master keyring is kept: `master_key = { provider = … }` or `master_key_file`.
+    pub master_key: MasterKeySpec,
     pub audit_log: PathBuf,
     /// The audit signing key file (its public key beside it as `….pub`); `None`: derived from the master key.
     pub audit_key_file: Option<PathBuf>,
@@ -213,6 +219,13 @@ pub struct VaultConfig {
     pub max_batch: usize,
     pub purge_interval: std::time::Duration,
     pub tls: Option<TlsFiles>,
+}
+
+impl VaultConfig {
+    /// The clear key file, where the keyring is kept in one (provider `file`).
+    pub fn master_key_file(&self) -> Option<&Path> {
+        self.master_key.key_file()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,11 +331,12 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 }
             };
             let purge_interval = std::time::Duration::from_secs(purge_secs.unsigned_abs());
-            match (listen, store) {
-                (Some(listen), Some(store)) => Some(VaultConfig {
+            let master_key = master_key::validate(v.master_key_file, v.master_key, &mut p);
+            match (listen, store, master_key) {
+                (Some(listen), Some(store), Some(master_key)) => Some(VaultConfig {
                     listen,
                     store,
-                    master_key_file: v.master_key_file,
+                    master_key,
                     audit_log: v.audit_log,
                     audit_key_file: v.audit_key_file,
                     audit_log_id: v.audit_log_id,
@@ -345,6 +359,18 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let has_routes = !raw.route.is_empty();
     let proxy = raw.proxy.and_then(|r| proxy::validate_proxy(r, &mut p));
     let routes = proxy::validate_routes(raw.route, &mut p);
+    if vault_client.as_ref().is_some_and(|c| c.encrypt_key_file.is_none()) {
+        for (i, r) in routes.iter().enumerate() {
+            if r.fields.iter().any(|f| matches!(f.action, FieldAction::Encrypt(_))) {
+                p(
+                    &format!("route[{i}]"),
+                    "an `encrypt` field needs the proxy's own key: [vault_client] encrypt_key_file (veil keygen \
+                     --encrypt-only)"
+                        .into(),
+                );
+            }
+        }
+    }
     if has_routes && proxy.is_none() {
         p("route", "routes need a valid [proxy] section".into());
     }

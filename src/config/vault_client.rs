@@ -1,5 +1,6 @@
 //! The `[vault_client]` section: how `veil proxy` reaches a remote vault (url, mTLS files, timeouts, batch size,
-//! bearer-key files per caller) and the master key it still needs for the vaultless `encrypt` action.
+//! bearer-key files per caller) and its own encrypt-only key for the vaultless `encrypt` action — never the
+//! vault's master keyring.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -20,7 +21,10 @@ pub(super) struct RawVaultClient {
     connect_timeout: Option<String>,
     request_timeout: Option<String>,
     max_batch: Option<u64>,
-    master_key_file: PathBuf,
+    /// Refused with a clear message: a proxy no longer holds the master keyring.
+    master_key_file: Option<PathBuf>,
+    /// The proxy's own key for `encrypt` blobs (`veil keygen --encrypt-only`).
+    encrypt_key_file: Option<PathBuf>,
     #[serde(default)]
     api_keys: BTreeMap<String, PathBuf>,
 }
@@ -81,6 +85,15 @@ pub(super) fn validate(raw: RawVaultClient, mut p: &mut Problems<'_>) -> Option<
             format!("the proxy cannot authenticate: give cert + key (mTLS) or an api_keys.{PROXY_CALLER} key file"),
         );
     }
+    if raw.master_key_file.is_some() {
+        p(
+            "vault_client.master_key_file",
+            "a proxy no longer holds the vault's master keyring (it would open every record): for `encrypt` \
+             fields give it its own key, encrypt_key_file = \"keys/proxy-encrypt.key\" (veil keygen --encrypt-only \
+             --out keys/proxy-encrypt.key)"
+                .into(),
+        );
+    }
     // Every field is checked (and reported) before a bad url ends the section.
     let connect_timeout = dur(&raw.connect_timeout, Duration::from_secs(2), "vault_client.connect_timeout", p);
     let request_timeout = dur(&raw.request_timeout, Duration::from_secs(5), "vault_client.request_timeout", p);
@@ -94,7 +107,7 @@ pub(super) fn validate(raw: RawVaultClient, mut p: &mut Problems<'_>) -> Option<
         request_timeout,
         max_batch,
         api_keys,
-        master_key_file: raw.master_key_file,
+        encrypt_key_file: raw.encrypt_key_file,
     })
 }
 
@@ -108,7 +121,7 @@ url = "https://vault.internal:8444"
 cert = "certs/proxy.crt"
 key = "certs/proxy.key"
 ca = "certs/vault-ca.pem"
-master_key_file = "keys/master.key"
+encrypt_key_file = "keys/proxy-encrypt.key"
 max_batch = 200
 request_timeout = "3s"
 api_keys = { payments = "secrets/payments.key" }
@@ -129,7 +142,7 @@ api_keys = { payments = "secrets/payments.key" }
 
     #[test]
     fn plain_http_only_to_a_loopback_vault() {
-        let text = "[vault_client]\nurl = \"http://127.0.0.1:8444\"\nmaster_key_file = \"k\"\n\
+        let text = "[vault_client]\nurl = \"http://127.0.0.1:8444\"\n\
                     api_keys = { proxy = \"p.key\" }\n";
         assert!(parse(text).is_ok());
         assert!(parse(&text.replace("127.0.0.1", "localhost")).is_ok());
@@ -166,6 +179,7 @@ api_keys = { "bad name" = "x" }
             "vault_client.max_batch:",
             "vault_client.api_keys.bad name:",
             "vault_client: use either [vault]",
+            "vault_client.master_key_file: a proxy no longer holds the vault's master keyring",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in\n{err}");
         }
@@ -173,8 +187,7 @@ api_keys = { "bad name" = "x" }
 
     #[test]
     fn cert_files_need_https() {
-        let text =
-            "[vault_client]\nurl = \"http://127.0.0.1:8444\"\nmaster_key_file = \"k\"\ncert = \"c\"\nkey = \"k\"\n";
+        let text = "[vault_client]\nurl = \"http://127.0.0.1:8444\"\ncert = \"c\"\nkey = \"k\"\n";
         let err = parse(text).unwrap_err().to_string();
         assert!(err.contains("vault_client: cert, key and ca are used with an https:// url only"), "{err}");
     }

@@ -15,6 +15,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use hkdf::Hkdf;
 use rand::RngCore;
@@ -22,6 +23,7 @@ use sha2::Sha256;
 use zeroize::Zeroize;
 
 use super::aead::Sealer;
+use super::blob::BlobKeys;
 use super::fingerprint::Fingerprinter;
 use super::Secret;
 
@@ -46,6 +48,10 @@ pub enum KeyError {
     Busy { lock: String },
     #[error("key file {path} already holds the highest possible version")]
     VersionsExhausted { path: String },
+    #[error("{path} is not an encrypt-only key file; a proxy never loads the master keyring: create its own with `veil keygen --encrypt-only --out {path}`")]
+    NotEncryptOnly { path: String },
+    #[error("{path} is a proxy's encrypt-only key file, not a master keyring")]
+    EncryptOnly { path: String },
 }
 
 /// Every master key version from the key file.
@@ -66,16 +72,48 @@ impl Keyring {
     }
 
     pub fn load(path: &Path) -> Result<Keyring, KeyError> {
+        Self::parse(Self::read_text(path)?.expose(), &path.display().to_string())
+    }
+
+    /// The text of a key file, refused when group or others may read it.
+    pub fn read_text(path: &Path) -> Result<Secret<String>, KeyError> {
         let shown = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyError::Permissions { path: shown, mode });
         }
-        let text = Secret::new(
-            std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
-        );
-        Self::parse(text.expose(), &shown)
+        Ok(Secret::new(std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown, source })?))
+    }
+
+    /// A keyring from its text (key-file format) as a provider gave it; `source` names where it came from.
+    pub fn from_text(text: &Secret<String>, source: &str) -> Result<Keyring, KeyError> {
+        Self::parse(text.expose(), source)
+    }
+
+    /// The text of a new keyring: one fresh version-1 key.
+    pub fn generate_text() -> Secret<String> {
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let key = Secret::new(raw);
+        raw.zeroize();
+        Secret::new(format!("# veil master keyring: keep secret\n1 {}\n", hex::encode(key.expose())))
+    }
+
+    /// `text` with a fresh master key appended as the next version (every line kept), and that version.
+    pub fn with_new_version(text: &Secret<String>, source: &str) -> Result<(Secret<String>, u32), KeyError> {
+        let ring = Self::parse(text.expose(), source)?;
+        let next =
+            ring.current_version().checked_add(1).ok_or(KeyError::VersionsExhausted { path: source.to_owned() })?;
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let key = Secret::new(raw);
+        raw.zeroize();
+        let old = text.expose();
+        let sep = if old.is_empty() || old.ends_with('\n') { "" } else { "\n" };
+        let new = Secret::new(format!("{old}{sep}{next} {}\n", hex::encode(key.expose())));
+        Self::parse(new.expose(), source)?;
+        Ok((new, next))
     }
 
     fn parse(text: &str, shown: &str) -> Result<Keyring, KeyError> {
@@ -116,11 +154,7 @@ impl Keyring {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(KeyError::Exists { path: shown }),
             Err(source) => return Err(KeyError::Write { path: shown, source }),
         };
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let key = Secret::new(raw);
-        raw.zeroize();
-        let line = Secret::new(format!("# veil master keyring: keep secret\n1 {}\n", hex::encode(key.expose())));
+        let line = Self::generate_text();
         file.write_all(line.expose().as_bytes())
             .and_then(|_| file.sync_all())
             .map_err(|source| KeyError::Write { path: shown, source })
@@ -133,21 +167,15 @@ impl Keyring {
     /// A symlinked key file (a mounted secret, say) is rotated where it points, and the link is kept.
     pub fn rotate_file(path: &Path) -> Result<u32, KeyError> {
         let shown = path.display().to_string();
-        let ring = Keyring::load(path)?;
+        // Refuses a loose or malformed key file before anything is written.
+        Keyring::load(path)?;
         let target = std::fs::canonicalize(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?;
         let path = target.as_path();
-        let next = ring.current_version().checked_add(1).ok_or(KeyError::VersionsExhausted { path: shown.clone() })?;
         let old = Secret::new(
             std::fs::read_to_string(path).map_err(|source| KeyError::Read { path: shown.clone(), source })?,
         );
-        let mut raw = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut raw);
-        let key = Secret::new(raw);
-        raw.zeroize();
-        let sep = if old.expose().is_empty() || old.expose().ends_with('\n') { "" } else { "\n" };
-        let text = Secret::new(format!("{}{sep}{next} {}\n", old.expose(), hex::encode(key.expose())));
-        // What is written must load back (every old version and the new one).
-        Keyring::parse(text.expose(), &shown)?;
+        // What is written loads back (every old version and the new one).
+        let (text, next) = Keyring::with_new_version(&old, &shown)?;
 
         let dir = match path.parent().filter(|p| !p.as_os_str().is_empty()) {
             Some(d) => d.to_path_buf(),
@@ -203,7 +231,7 @@ pub struct KeySet {
     current: u32,
     /// By class name, then key version: looked up with a borrowed name (no allocation per lookup).
     sealers: HashMap<String, HashMap<u32, Sealer>>,
-    blob_sealers: HashMap<String, HashMap<u32, Sealer>>,
+    blobs: Arc<BlobKeys>,
     value_fp: HashMap<String, Fingerprinter>,
     /// Fingerprints tokens and subjects in audit lines.
     pub audit: Fingerprinter,
@@ -218,14 +246,11 @@ impl KeySet {
         let empty = || KeyError::Empty { path: "keyring".into() };
         let first = ring.versions().next().ok_or_else(empty)?;
         let mut sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
-        let mut blob_sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
         let mut value_fp = HashMap::new();
         for class in classes {
             for v in ring.versions() {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
                 sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
-                let k = ring.derive("blob", class, v).ok_or_else(empty)?;
-                blob_sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
             }
             let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
             value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
@@ -233,7 +258,8 @@ impl KeySet {
         let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
         let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
         let receipt = Fingerprinter::new(ring.derive("erasure-receipt", "-", first).ok_or_else(empty)?.expose());
-        Ok(KeySet { current: ring.current_version(), sealers, blob_sealers, value_fp, audit, subject, receipt })
+        let blobs = Arc::new(BlobKeys::derive(ring, classes)?);
+        Ok(KeySet { current: ring.current_version(), sealers, blobs, value_fp, audit, subject, receipt })
     }
 
     pub fn current_version(&self) -> u32 {
@@ -244,23 +270,19 @@ impl KeySet {
         self.sealers.get(class)?.get(&version)
     }
 
+    /// The `encrypt` action's keys, for a proxy in the same process.
+    pub fn blobs(&self) -> &Arc<BlobKeys> {
+        &self.blobs
+    }
+
     /// The `encrypt` action: a vaultless AES-GCM-SIV blob, `veil:v<version>:<base64url(nonce ‖ ct ‖ tag)>`.
     pub fn encrypt_blob(&self, class: &str, plaintext: &str) -> Option<String> {
-        use base64::Engine as _;
-        let v = self.current;
-        let sealed = self.blob_sealers.get(class)?.get(&v)?.seal_blob(class, v, plaintext.as_bytes()).ok()?;
-        Some(format!("veil:v{v}:{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed)))
+        self.blobs.encrypt_blob(class, plaintext)
     }
 
     /// Opens a blob made by [`KeySet::encrypt_blob`] for the same class.
     pub fn decrypt_blob(&self, class: &str, blob: &str) -> Option<Secret<String>> {
-        use base64::Engine as _;
-        let rest = blob.strip_prefix("veil:v")?;
-        let (v, data) = rest.split_once(':')?;
-        let v: u32 = v.parse().ok()?;
-        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data).ok()?;
-        let plain = self.blob_sealers.get(class)?.get(&v)?.open(class, "", v, &sealed).ok()?;
-        String::from_utf8(plain).ok().map(Secret::new)
+        self.blobs.decrypt_blob(class, blob)
     }
 
     pub fn value_fingerprint(&self, class: &str, canonical: &str) -> Option<[u8; 32]> {

@@ -20,7 +20,7 @@ use super::scan_stream::Scanner;
 use super::ProxyBody;
 use crate::budget::{Budgets, Rate};
 use crate::config::{Cidr, FieldAction, ProxyConfig, Route, Unmatched};
-use crate::crypto::KeySet;
+use crate::crypto::BlobSlot;
 use crate::domain::path::{canonical_path, PathPattern};
 use crate::domain::Class;
 use crate::metrics::Metrics;
@@ -45,7 +45,8 @@ pub struct Proxy {
     vault: Arc<dyn Vault>,
     /// The identity the proxy tokenises as (in-process: a built-in caller with `tokenize:*`).
     caller: Caller,
-    keys: Arc<KeySet>,
+    /// The `encrypt` action's keys (empty while this process's vault is sealed: such fields answer 503).
+    blobs: BlobSlot,
     upstream: Upstream,
     metrics: Arc<Metrics>,
     body_limits: BodyLimits,
@@ -65,7 +66,7 @@ impl Proxy {
         cfg: &ProxyConfig,
         routes: Vec<Route>,
         vault: Arc<dyn Vault>,
-        keys: Arc<KeySet>,
+        blobs: BlobSlot,
         metrics: Arc<Metrics>,
         staff: Vec<Staff>,
     ) -> Result<Proxy, crate::tls::TlsError> {
@@ -106,7 +107,7 @@ impl Proxy {
             max_values: cfg.max_values_per_request,
             vault,
             caller: Caller::proxy(),
-            keys,
+            blobs,
             upstream,
             metrics,
             body_limits: BodyLimits {
@@ -147,8 +148,10 @@ impl Proxy {
                 Ok(Edit::Replace(token::mask(class, &p.canonical, &p.layout)))
             }
             FieldAction::Encrypt(class) => {
-                // A key set always holds a blob key; a missing one is a broken start, refused rather than skipped.
-                self.keys.encrypt_blob(class.name(), &hit.value).map(Edit::Replace).ok_or(ProxyError::Internal)
+                // Blob keys are missing only while this process's vault is sealed: fail closed, as for tokens.
+                let keys = self.blobs.get().ok_or(ProxyError::VaultUnavailable)?;
+                // Blob keys hold every class; a missing one is a broken start, refused rather than skipped.
+                keys.encrypt_blob(class.name(), &hit.value).map(Edit::Replace).ok_or(ProxyError::Internal)
             }
             FieldAction::Drop(_) => Ok(Edit::Remove),
             FieldAction::Reject(_) => Err(ProxyError::Rejected(field_of(route, hit.target))),

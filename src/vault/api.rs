@@ -12,8 +12,11 @@ use serde::Deserialize;
 
 use super::auth::{self, Caller, Callers};
 use super::engine::Clock;
-use super::wire::{ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest};
-use super::{ItemResult, LocalVault, Scope, Terms, Vault, VaultError};
+use super::seal::{Gate, UnsealError};
+use super::wire::{
+    ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest, UnsealAnswer, UnsealRequest,
+};
+use super::{ItemResult, Scope, Terms, Vault, VaultError};
 use crate::domain::Class;
 use crate::respond::json_response;
 
@@ -25,7 +28,8 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Everything the API handlers share.
 pub struct ApiState {
-    pub vault: Arc<LocalVault>,
+    /// The vault, behind its seal (key provider `shares`).
+    pub vault: Arc<Gate>,
     pub callers: Callers,
     pub max_body_bytes: usize,
     pub max_batch: usize,
@@ -61,6 +65,8 @@ pub enum ApiError {
     #[error("the vault store does not answer")]
     NotReady,
     #[error(transparent)]
+    Unseal(#[from] UnsealError),
+    #[error(transparent)]
     Vault(#[from] VaultError),
 }
 
@@ -71,6 +77,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode { status: 400, code: "unknown_class", body: true },
     ErrorCode { status: 400, code: "invalid_request", body: false },
     ErrorCode { status: 400, code: "body_unreadable", body: true },
+    ErrorCode { status: 400, code: "invalid_share", body: true },
     ErrorCode { status: 401, code: "unauthenticated", body: false },
     ErrorCode { status: 403, code: "forbidden", body: false },
     ErrorCode { status: 404, code: "no_route", body: false },
@@ -80,11 +87,14 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode { status: 413, code: "batch_too_large", body: true },
     ErrorCode { status: 422, code: "invalid_value", body: true },
     ErrorCode { status: 429, code: "budget_exceeded", body: true },
+    ErrorCode { status: 429, code: "too_many_attempts", body: true },
     ErrorCode { status: 500, code: "internal", body: false },
     ErrorCode { status: 503, code: "store_unavailable", body: false },
     ErrorCode { status: 503, code: "audit_unavailable", body: false },
     ErrorCode { status: 503, code: "not_ready", body: false },
     ErrorCode { status: 503, code: "vault_unavailable", body: false },
+    ErrorCode { status: 503, code: "sealed", body: false },
+    ErrorCode { status: 503, code: "unseal_failed", body: true },
 ];
 
 /// One error answer of the vault API.
@@ -109,6 +119,11 @@ impl ApiError {
             ApiError::UnknownClass { .. } => (StatusCode::BAD_REQUEST, "unknown_class"),
             ApiError::BadField(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             ApiError::NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::Unseal(u) => match u {
+                UnsealError::Share(_) | UnsealError::WrongShares => (StatusCode::BAD_REQUEST, "invalid_share"),
+                UnsealError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+                UnsealError::Start(_) => (StatusCode::SERVICE_UNAVAILABLE, "unseal_failed"),
+            },
             ApiError::Vault(v) => match v {
                 VaultError::Forbidden { .. } | VaultError::ForbiddenOp(_) => (StatusCode::FORBIDDEN, "forbidden"),
                 VaultError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
@@ -116,6 +131,7 @@ impl ApiError {
                 VaultError::AuditUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable"),
                 VaultError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
                 VaultError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "vault_unavailable"),
+                VaultError::Sealed => (StatusCode::SERVICE_UNAVAILABLE, "sealed"),
                 VaultError::OverBudget { .. } => (StatusCode::TOO_MANY_REQUESTS, "budget_exceeded"),
             },
         }
@@ -139,7 +155,9 @@ pub fn error_response(err: &ApiError) -> Response<Full<Bytes>> {
         _ => {}
     }
     let mut resp = json_response(status, &body);
-    if let ApiError::Vault(VaultError::OverBudget { retry_after, .. }) = err {
+    if let ApiError::Vault(VaultError::OverBudget { retry_after, .. })
+    | ApiError::Unseal(UnsealError::TooManyAttempts { retry_after }) = err
+    {
         resp.headers_mut().insert(header::RETRY_AFTER, (*retry_after).max(1).into());
     }
     resp
@@ -155,6 +173,8 @@ enum Endpoint {
     OpenApi,
     /// `GET` (export) or `DELETE` (erase) of `/v1/subjects/{id}`.
     Subject,
+    /// `POST /v1/unseal`: one custodian's share.
+    Unseal,
 }
 
 impl Endpoint {
@@ -214,6 +234,7 @@ where
         "/v1/mask" => Endpoint::Mask,
         "/v1/ready" => Endpoint::Ready,
         "/v1/openapi.json" => Endpoint::OpenApi,
+        "/v1/unseal" => Endpoint::Unseal,
         p => match p.strip_prefix("/v1/subjects/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Endpoint::Subject,
             _ => return Err(ApiError::NoRoute),
@@ -222,6 +243,18 @@ where
     if !endpoint.allows(req.method()) {
         return Err(ApiError::Method);
     }
+    if let Endpoint::Unseal = endpoint {
+        // The share is the credential (as in HashiCorp Vault): no caller key; wrong shares are rate-limited.
+        let body = read_body(req, state.max_body_bytes).await?;
+        let mut share: UnsealRequest = json(&body)?;
+        let status = state.vault.unseal(&share.share).await;
+        zeroize::Zeroize::zeroize(&mut share.share);
+        let status = status?;
+        let answer = UnsealAnswer { sealed: status.sealed, have: status.have, need: status.need };
+        return Ok(json_response(StatusCode::OK, &answer));
+    }
+    // Sealed: every other call is refused before anything else is looked at.
+    let vault = state.vault.get()?;
     let erase = req.method() == Method::DELETE;
     // Two credentials in one request are ambiguous (which one is checked?): refused, whichever would pass.
     let mut authorization = req.headers().get_all(header::AUTHORIZATION).iter();
@@ -239,8 +272,8 @@ where
     if let Endpoint::Subject = endpoint {
         let id = subject_id(req.uri().path().trim_start_matches("/v1/subjects/"))?;
         let body = match erase {
-            true => state.vault.erase_subject(&caller, &id).await?,
-            false => state.vault.export_subject(&caller, &id).await?,
+            true => vault.erase_subject(&caller, &id).await?,
+            false => vault.export_subject(&caller, &id).await?,
         };
         return Ok(json_response(StatusCode::OK, &body));
     }
@@ -250,15 +283,15 @@ where
     }
     if let Endpoint::Ready = endpoint {
         // Authenticated (so it tells strangers nothing) but not audited: it reveals and changes nothing.
-        return match state.vault.ready().await {
+        return match vault.ready().await {
             true => Ok(json_response(StatusCode::OK, &Status { status: "ready".into() })),
             false => Err(ApiError::NotReady),
         };
     }
     let body = read_body(req, state.max_body_bytes).await?;
     match endpoint {
-        Endpoint::Tokenize => tokenize(state, &caller, &body).await,
-        _ => reveal(state, &caller, endpoint, &body).await,
+        Endpoint::Tokenize => tokenize(state, vault, &caller, &body).await,
+        _ => reveal(state, vault, &caller, endpoint, &body).await,
     }
 }
 
@@ -300,7 +333,12 @@ fn classes<'a>(items: impl Iterator<Item = (&'a str, &'a str)>, max: usize) -> R
         .collect()
 }
 
-async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
+async fn tokenize(
+    state: &ApiState,
+    vault: &super::LocalVault,
+    caller: &Caller,
+    body: &[u8],
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let req: TokenizeRequest<'_> = json(body)?;
     if req.subject.as_deref().is_some_and(|s| s.is_empty() || s.len() > 256) {
         return Err(ApiError::BadField("subject must be 1 to 256 characters"));
@@ -309,7 +347,7 @@ async fn tokenize(state: &ApiState, caller: &Caller, body: &[u8]) -> Result<Resp
     let binds: Vec<(usize, usize)> =
         req.items.iter().enumerate().filter_map(|(i, item)| item.bind.map(|card| (i, card))).collect();
     let terms = Terms { strict: req.terms.is_some_and(|t| t.strict), binds: &binds, client: None };
-    let tokens = state.vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
+    let tokens = vault.tokenize_on(caller, &items, req.subject.as_deref(), terms).await?;
     let items =
         tokens.into_iter().zip(&items).map(|(token, (class, value))| card_details(token, *class, value)).collect();
     Ok(json_response(StatusCode::OK, &Items { items }))
@@ -327,6 +365,7 @@ fn card_details(token: String, class: Class, value: &str) -> TokenAnswer {
 
 async fn reveal(
     state: &ApiState,
+    vault: &super::LocalVault,
     caller: &Caller,
     endpoint: Endpoint,
     body: &[u8],
@@ -339,8 +378,8 @@ async fn reveal(
     let purpose = req.purpose.as_deref();
     let mask = matches!(endpoint, Endpoint::Mask);
     let results: Vec<ItemResult> = match mask {
-        true => state.vault.mask(caller, &items, purpose).await?,
-        false => state.vault.detokenize(caller, &items, purpose).await?,
+        true => vault.mask(caller, &items, purpose).await?,
+        false => vault.detokenize(caller, &items, purpose).await?,
     };
     let items = results
         .into_iter()
@@ -367,6 +406,7 @@ fn count_unauthenticated(state: &ApiState, endpoint: Endpoint, erase: bool) {
         Endpoint::OpenApi => "openapi",
         Endpoint::Subject if erase => "erase",
         Endpoint::Subject => "export",
+        Endpoint::Unseal => "unseal",
     };
     state.vault.metrics().unauthenticated.with_label_values(&[op]).inc();
 }
@@ -426,6 +466,11 @@ mod tests {
             ApiError::UnknownClass { index: 0 },
             ApiError::BadField("x"),
             ApiError::NotReady,
+            ApiError::Unseal(UnsealError::WrongShares),
+            ApiError::Unseal(UnsealError::Share(crate::crypto::provider::share::ShareError::Malformed)),
+            ApiError::Unseal(UnsealError::TooManyAttempts { retry_after: 1 }),
+            ApiError::Unseal(UnsealError::Start("x".into())),
+            ApiError::Vault(VaultError::Sealed),
             ApiError::Vault(VaultError::Forbidden { op: crate::domain::Op::Mask, class: Class::Pan }),
             ApiError::Vault(VaultError::ForbiddenOp(crate::domain::Op::Erase)),
             ApiError::Vault(VaultError::Invalid { index: 0, reason: crate::token::Invalid("x") }),
@@ -448,6 +493,12 @@ mod tests {
                 | ApiError::UnknownClass { .. }
                 | ApiError::BadField(_)
                 | ApiError::NotReady => {}
+                ApiError::Unseal(u) => match u {
+                    UnsealError::Share(_)
+                    | UnsealError::WrongShares
+                    | UnsealError::TooManyAttempts { .. }
+                    | UnsealError::Start(_) => {}
+                },
                 ApiError::Vault(v) => match v {
                     VaultError::Forbidden { .. }
                     | VaultError::ForbiddenOp(_)
@@ -456,6 +507,7 @@ mod tests {
                     | VaultError::AuditUnavailable
                     | VaultError::Internal
                     | VaultError::Unavailable
+                    | VaultError::Sealed
                     | VaultError::OverBudget { .. } => {}
                 },
             }

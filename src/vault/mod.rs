@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod remote;
 pub mod retention;
 pub mod rewrap;
+pub mod seal;
 pub mod subjects;
 pub mod wire;
 
@@ -50,6 +51,9 @@ pub enum VaultError {
     /// A remote vault could not be reached, did not answer in time, or failed (split deployment).
     #[error("the vault could not be reached")]
     Unavailable,
+    /// The vault's keyring is sealed (key provider `shares`): custodians must unseal it first (`veil unseal`).
+    #[error("the vault is sealed: its custodians must unseal it (veil unseal) before it serves")]
+    Sealed,
     /// The batch holds more new values of enumerable classes than the caller's or the client's budget has left.
     #[error("over the {scope} budget of new values; retry in {retry_after} s")]
     OverBudget { scope: Scope, retry_after: u64 },
@@ -392,6 +396,7 @@ fn error_code(e: &VaultError) -> &'static str {
         VaultError::Invalid { .. } => "invalid",
         VaultError::OverBudget { .. } => "over_budget",
         VaultError::Forbidden { .. } | VaultError::ForbiddenOp(_) => "denied",
+        VaultError::Sealed => "sealed",
         VaultError::Internal | VaultError::Unavailable => "error",
     }
 }

@@ -10,6 +10,7 @@ use super::api::{ErrorCode, ERROR_CODES, MAX_SUBJECT};
 use super::engine::Missing;
 use super::wire::{
     ErrorBody, Items, RevealAnswer, RevealRequest, SignedReceipt, Status, SubjectExport, TokenAnswer, TokenizeRequest,
+    UnsealAnswer, UnsealRequest,
 };
 
 /// Where schemas are referenced from: the document's `components.schemas`.
@@ -95,10 +96,19 @@ pub fn document() -> Value {
     let export = schemas.answer::<SubjectExport>();
     let receipt = schemas.answer::<SignedReceipt>();
     let status = schemas.answer::<Status>();
+    let mut unseal = post(
+        "unseal",
+        "Give one custodian's share to a sealed vault (key provider `shares`; the share is the credential)",
+        schemas.request::<UnsealRequest>(),
+        schemas.answer::<UnsealAnswer>(),
+        "The share was taken: `sealed` until `need` distinct valid shares have been given.",
+    );
+    unseal["security"] = json!([]);
     let paths = json!({
         "/v1/tokenize": { "post": tokenize },
         "/v1/detokenize": { "post": detokenize },
         "/v1/mask": { "post": mask },
+        "/v1/unseal": { "post": unseal },
         "/v1/subjects/{id}": {
             "parameters": [subject_id],
             "get": {

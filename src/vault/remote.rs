@@ -19,7 +19,8 @@ use serde::de::DeserializeOwned;
 use super::auth::{Caller, PROXY_CALLER};
 use super::engine::Missing;
 use super::wire::{
-    ErrorBody, Items, RevealAnswer, RevealItem, RevealRequest, TokenAnswer, TokenizeItem, TokenizeRequest, WireTerms,
+    ErrorBody, Items, RevealAnswer, RevealItem, RevealRequest, TokenAnswer, TokenizeItem, TokenizeRequest,
+    UnsealAnswer, UnsealRequest, WireTerms,
 };
 use super::{ItemResult, Scope, Terms, Vault, VaultError};
 use crate::crypto::Secret;
@@ -42,8 +43,9 @@ pub struct VaultClientConfig {
     pub max_batch: usize,
     /// Files holding the bearer key of a named caller; calls made for that caller send it.
     pub api_keys: BTreeMap<String, PathBuf>,
-    /// For the `encrypt` action (vaultless blobs), which the proxy performs itself.
-    pub master_key_file: PathBuf,
+    /// The proxy's encrypt-only key file, for the `encrypt` action (vaultless blobs) it performs itself; none
+    /// when no route encrypts. Never the vault's master keyring.
+    pub encrypt_key_file: Option<PathBuf>,
 }
 
 /// Largest answer read from the vault (a full batch of long values fits many times over).
@@ -175,6 +177,21 @@ impl RemoteVault {
         }
     }
 
+    /// `POST /v1/unseal` with one custodian's share (`veil unseal`): the vault's progress, or its refusal as a
+    /// sentence (status, code, message; never the share).
+    pub async fn unseal(&self, share: &Secret<String>) -> Result<UnsealAnswer, String> {
+        let body = serde_json::to_vec(&UnsealRequest { share: share.expose().clone() }).map_err(|e| e.to_string())?;
+        let (status, answer) =
+            self.call("", Method::POST, "/v1/unseal", body.into()).await.map_err(|e| format!("{e} ({})", self.base))?;
+        if status == StatusCode::OK {
+            return serde_json::from_slice(&answer).map_err(|_| "the vault's answer has an unexpected shape".into());
+        }
+        match serde_json::from_slice::<ErrorBody>(&answer) {
+            Ok(e) => Err(format!("{} {}: {}", status.as_u16(), e.error.code, e.error.message)),
+            Err(_) => Err(format!("the vault answered {}", status.as_u16())),
+        }
+    }
+
     /// Calls `path` once per chunk of at most `max_batch` items; results are concatenated in order.
     async fn batched<T: DeserializeOwned>(
         &self,
@@ -293,6 +310,7 @@ fn error_from(status: StatusCode, body: &[u8], op: Op, chunk: &[(Class, &str)], 
             VaultError::OverBudget { scope: if range { Scope::Range } else { Scope::Caller }, retry_after: 60 }
         }
         (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable") => VaultError::StoreUnavailable,
+        (StatusCode::SERVICE_UNAVAILABLE, "sealed") => VaultError::Sealed,
         (StatusCode::SERVICE_UNAVAILABLE, "audit_unavailable") => VaultError::AuditUnavailable,
         (StatusCode::UNAUTHORIZED, _) => {
             tracing::error!(op = op.name(), "the vault did not accept this proxy's credentials");

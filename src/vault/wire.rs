@@ -228,3 +228,19 @@ mod tests {
         assert_eq!(serde_json::to_string(&gone).unwrap(), r#"{"error":{"code":"gone","message":"erased"}}"#);
     }
 }
+
+/// `POST /v1/unseal`: one custodian's share (the share file's text; the share is the credential).
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealRequest {
+    pub share: String,
+}
+
+/// The answer of `POST /v1/unseal`: whether the vault is still sealed, and shares given toward unsealing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnsealAnswer {
+    pub sealed: bool,
+    pub have: usize,
+    pub need: usize,
+}

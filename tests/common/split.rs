@@ -173,7 +173,7 @@ ca = "{ca}"
 connect_timeout = "1s"
 request_timeout = "3s"
 max_batch = 2
-master_key_file = "{d}/proxy-master.key"
+encrypt_key_file = "{d}/proxy-encrypt.key"
 {client_extra}
 
 [admin]

@@ -65,7 +65,7 @@ fn config(addr: SocketAddr, max_batch: usize, api_keys: BTreeMap<String, std::pa
         request_timeout: Duration::from_secs(5),
         max_batch,
         api_keys,
-        master_key_file: "unused".into(),
+        encrypt_key_file: None,
     }
 }
 
