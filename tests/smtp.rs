@@ -278,7 +278,7 @@ async fn a_split_deployment_reveals_through_the_remote_vault_and_masks_what_it_r
     std::fs::write(dir.path().join("proxy.key"), "proxy-key-0123456789\n").unwrap();
     std::fs::write(dir.path().join("mailer.key"), format!("{}\n", common::smtp::MAILER_KEY)).unwrap();
     let proxy_text = format!(
-        "[vault_client]\nurl = \"http://{}\"\nmaster_key_file = \"{d}/master.key\"\n\
+        "[vault_client]\nurl = \"http://{}\"\n\
          api_keys = {{ proxy = \"{d}/proxy.key\", mailer = \"{d}/mailer.key\" }}\n\
          [class.email]\nformat = \"relay\"\nrelay_domain = \"{RELAY}\"\n\
          [[smtp]]\nname = \"shop-mail\"\nlisten = \"127.0.0.1:0\"\nupstream = \"smtp://{}\"\nca = \"{d}/ca.pem\"\n\

@@ -135,7 +135,7 @@ fn rotate(arg: &KeyFileArg, shares: &[PathBuf]) -> ExitCode {
         _ => None,
     };
     let result = match vault_cfg {
-        Some(cfg) => super::offline::rotate(cfg, provider.as_ref(), shares),
+        Some(cfg) => super::offline::rotate(cfg, provider.as_ref()),
         None => {
             eprintln!(
                 "veil: note: this rotation is not audited (no [vault] audit log); rotate with -c and the vault's config \

@@ -19,12 +19,23 @@ pub async fn open(cfg: &Config, clock: Clock) -> Result<LocalVault, StartError> 
 
 /// [`open`] with custodians' shares (key provider `shares`).
 pub async fn open_with_shares(cfg: &Config, clock: Clock, shares: &[Secret<String>]) -> Result<LocalVault, StartError> {
-    let Some(v) = &cfg.vault else {
-        return Err(StartError::Mode(crate::config::ConfigError {
+    let keys = app::keys_from(&vault_section(cfg)?.master_key, shares)?;
+    open_with_keys(cfg, clock, keys).await
+}
+
+fn vault_section(cfg: &Config) -> Result<&crate::config::VaultConfig, StartError> {
+    cfg.vault.as_ref().ok_or_else(|| {
+        StartError::Mode(crate::config::ConfigError {
             problems: vec!["vault: this command needs the [vault] section (keys, store, audit log)".into()],
-        }));
-    };
-    let keys = Arc::new(app::keys_from(&v.master_key, shares)?);
+        })
+    })
+}
+
+/// [`open`] with the subkeys of a keyring already read (a provider is asked once per process: an HSM's library
+/// initialises once).
+async fn open_with_keys(cfg: &Config, clock: Clock, keys: crate::crypto::KeySet) -> Result<LocalVault, StartError> {
+    let v = vault_section(cfg)?;
+    let keys = Arc::new(keys);
     let store = app::open_store(v).await?;
     let metrics = Arc::new(Metrics::new()?);
     let audit = app::open_audit(v, &keys, store.clone(), &metrics, &clock).await?;
@@ -183,14 +194,13 @@ pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<Str
 
 /// Runs `veil keys rotate -c …`: rotates the key file of the config's vault, audited (start, then the end with
 /// the new version).
-pub fn rotate(
-    cfg: Config,
-    provider: &dyn crate::crypto::KeyProvider,
-    shares: Vec<Secret<String>>,
-) -> Result<u32, String> {
+pub fn rotate(cfg: Config, provider: &dyn crate::crypto::KeyProvider) -> Result<u32, String> {
     block_on(async move {
         let clock = crate::vault::engine::system_clock();
-        let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
+        let ring = provider.keyring().map_err(|e| e.to_string())?;
+        let keys = crate::crypto::KeySet::derive(&ring, &crate::domain::Class::names()).map_err(|e| e.to_string())?;
+        drop(ring);
+        let vault = open_with_keys(&cfg, clock, keys).await.map_err(|e| e.to_string())?;
         vault.audit_command("keys_rotate", "started", Vec::new()).await.map_err(|e| e.to_string())?;
         match provider.rotate() {
             Ok(version) => {
