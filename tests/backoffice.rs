@@ -480,3 +480,15 @@ fn reveal_config_problems_are_reported_with_their_paths() {
     let err = veil::config::parse(&keyless).unwrap_err().to_string();
     assert!(err.contains("needs api_key_sha256 or tls_identity"), "{err}");
 }
+
+#[test]
+fn the_shipped_back_office_example_loads() {
+    let text = std::fs::read_to_string(format!("{}/config/webshop.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let start = text.find("# --- back office example\n").unwrap();
+    let end = text.find("# --- end back office example").unwrap();
+    let block: String = text[start..end].lines().skip(1).map(|l| format!("{}\n", l.trim_start_matches("# "))).collect();
+    let cfg = veil::config::parse(&format!("{text}\n{block}")).unwrap_or_else(|e| panic!("{e}"));
+    let route = cfg.routes.iter().find(|r| r.name == "back-office").unwrap();
+    assert_eq!(route.reveal.as_ref().unwrap().classes.len(), 5);
+    assert!(cfg.callers.iter().any(|c| c.name == "support-alice" && c.reveals.is_some()));
+}
