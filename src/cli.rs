@@ -1,5 +1,6 @@
 //! Command-line interface: the commands and their flags, and what each does.
 
+pub mod api_key;
 pub mod audit;
 pub mod keys;
 pub mod offline;
@@ -45,6 +46,9 @@ pub enum Command {
         /// Write an Ed25519 audit signing key (`[vault] audit_key_file`) instead of a master key.
         #[arg(long, conflicts_with_all = ["shares", "encrypt_only"])]
         audit_key: bool,
+        /// Write a new random API key for a `[[caller]]` and print the sha-256 its config entry holds.
+        #[arg(long, conflicts_with_all = ["shares", "encrypt_only", "audit_key", "if_missing"])]
+        api_key: bool,
         /// Split the key that seals the keyring into this many shares (key provider "shares").
         #[arg(long, requires = "threshold", conflicts_with = "if_missing")]
         shares: Option<u8>,
@@ -135,6 +139,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Vault(a) => serve(&a.config, Mode::Vault, a.new_audit_chain),
         Command::Proxy(a) => serve(&a.config, Mode::Proxy, false),
         Command::Keygen { out, shares: Some(n), threshold: Some(m), .. } => unseal::keygen(&out, n, m),
+        Command::Keygen { out, api_key: true, .. } => api_key::generate(&out),
         Command::Keygen { out, if_missing, audit_key, encrypt_only, .. } => {
             keygen(&out, if_missing, audit_key, encrypt_only)
         }

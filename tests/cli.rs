@@ -457,3 +457,25 @@ fn try_shows_every_refusal_as_the_proxy_answers_it() {
         assert_eq!(error["error"]["code"], code, "{args:?}: {stdout}");
     }
 }
+
+#[test]
+fn keygen_api_key_writes_a_private_key_and_prints_the_hash_the_config_holds() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("payments.key");
+    let out = veil(&["keygen", "--api-key", "--out", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(key.len(), 43, "32 random bytes, base64url");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("api_key_sha256 = \"{}\"", hex::encode(sha2::Sha256::digest(key.as_bytes())))),
+        "{said}"
+    );
+    assert!(!said.contains(&key), "the key itself is never printed");
+    // Never overwritten.
+    let again = veil(&["keygen", "--api-key", "--out", path.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), key);
+}

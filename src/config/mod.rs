@@ -446,7 +446,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
                 &format!("caller[{j}].api_key_sha256"),
                 format!(
                     "the published demo key {demo:?} on a vault others can reach: generate a key of your own \
-                     (`head -c 32 /dev/urandom | base64`) and put its sha-256 here"
+                     (`veil keygen --api-key --out FILE` prints the line for here)"
                 ),
             );
         }
