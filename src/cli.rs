@@ -63,6 +63,11 @@ pub enum Command {
     Unseal(unseal::UnsealArgs),
     /// Validate a config file and print every problem with its path.
     Check(ConfigArg),
+    /// Erasure receipts (GDPR Art. 17).
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
     /// Audit log tools.
     Audit {
         #[command(subcommand)]
@@ -98,6 +103,24 @@ pub enum AuditCommand {
     /// Check the audit log: every line's signature and link, and its end against the head kept in the store
     /// (detects edited, removed, reordered, cut-off or rolled-back lines, and an emptied or deleted log).
     Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ReceiptCommand {
+    /// Check an erasure receipt's public signature with the audit public key (no secret needed).
+    Verify(ReceiptArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReceiptArgs {
+    /// The receipt: the JSON a `DELETE /v1/subjects/{id}` or `veil subjects erase` answered.
+    pub receipt: PathBuf,
+    /// The audit public key file (`[vault] audit_key_file` + `.pub`).
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// Or the vault's config, to find it.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -149,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Check(a) => check(&a.config),
         Command::Audit { command: AuditCommand::Verify(a) } => audit::verify(&a),
+        Command::Receipt { command: ReceiptCommand::Verify(a) } => audit::verify_receipt(&a),
         Command::Keys { command } => keys::run(command),
         Command::Register(a) => register(&a.config),
         Command::Subjects { command } => match unseal::read_shares(command.shares()) {

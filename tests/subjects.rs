@@ -123,6 +123,35 @@ async fn export_and_erase_a_subject(backend: Backend) {
     let mut edited = parsed.clone();
     edited["receipt"]["kept_shared"] = json!([]);
     assert!(!veil::vault::subjects::verify_receipt(&keys, &edited), "an edited receipt fails");
+    // Anyone with the audit public key checks it too (`veil receipt verify`); nobody can forge or edit it.
+    let receipt_file = v.dir.path().join("receipt.json");
+    std::fs::write(&receipt_file, parsed.to_string()).unwrap();
+    let edited_file = v.dir.path().join("edited.json");
+    std::fs::write(&edited_file, edited.to_string()).unwrap();
+    let cfg_path = v.dir.path().join("veil.toml");
+    let cfg = veil::config::load(&cfg_path).unwrap();
+    let public = veil::app::audit_signer(cfg.vault.as_ref().unwrap(), &keys).unwrap().verifier();
+    let public_file = v.dir.path().join("audit.pub");
+    std::fs::write(&public_file, public.to_text()).unwrap();
+    let other_file = v.dir.path().join("other.pub");
+    std::fs::write(&other_file, veil::crypto::audit_key::AuditSigner::from_seed(&[3; 32]).verifier().to_text())
+        .unwrap();
+    let verify = |args: &[&std::path::Path]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_veil"));
+        cmd.args(["receipt", "verify"]);
+        match args {
+            [receipt, key] => cmd.arg(receipt).arg("--public-key").arg(key),
+            [receipt] => cmd.arg(receipt).arg("-c").arg(&cfg_path),
+            _ => unreachable!(),
+        };
+        cmd.output().unwrap()
+    };
+    let ok = verify(&[&receipt_file, &public_file]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains(&format!("signed by audit key {}", public.id())));
+    assert!(verify(&[&receipt_file]).status.success(), "found through the config");
+    assert_eq!(verify(&[&edited_file, &public_file]).status.code(), Some(3), "an edited receipt");
+    assert_eq!(verify(&[&receipt_file, &other_file]).status.code(), Some(3), "another key's");
 
     let gone = reveal(c, "/v1/detokenize", "pan", &own[0]).await;
     assert_eq!(gone["error"]["code"], "gone", "{gone}");

@@ -18,7 +18,7 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         eprintln!("veil: {}: audit verify needs the [vault] section of the vault's config", args.config.display());
         return ExitCode::from(2);
     };
-    let verifier = match verifier(args, vault) {
+    let verifier = match verifier(args.public_key.as_deref(), vault) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("veil: {e}");
@@ -74,8 +74,11 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
 
 /// The public key: `--public-key`, else the configured key file's `.pub`, else (no audit key file) the key
 /// derived from the master key, which then must be readable.
-fn verifier(args: &VerifyArgs, vault: &crate::config::VaultConfig) -> Result<AuditVerifier, String> {
-    if let Some(p) = &args.public_key {
+pub(super) fn verifier(
+    public_key: Option<&std::path::Path>,
+    vault: &crate::config::VaultConfig,
+) -> Result<AuditVerifier, String> {
+    if let Some(p) = public_key {
         return AuditVerifier::load(p).map_err(|e| e.to_string());
     }
     if let Some(k) = &vault.audit_key_file {
@@ -83,4 +86,58 @@ fn verifier(args: &VerifyArgs, vault: &crate::config::VaultConfig) -> Result<Aud
     }
     let keys = crate::app::keys_from(&vault.master_key, &[]).map_err(|e| e.to_string())?;
     Ok(crate::app::audit_signer(vault, &keys).map_err(|e| e.to_string())?.verifier())
+}
+
+/// `veil receipt verify`: an erasure receipt's public signature checked with the audit public key.
+/// Exit 0 intact, 3 not (edited, forged, or signed by another key), 2 bad usage, 1 cannot read.
+pub fn verify_receipt(args: &super::ReceiptArgs) -> ExitCode {
+    let verifier = match (&args.public_key, &args.config) {
+        (Some(p), _) => AuditVerifier::load(p).map_err(|e| e.to_string()),
+        (None, Some(c)) => match super::load(c) {
+            Ok(cfg) => match &cfg.vault {
+                Some(v) => verifier(None, v),
+                None => Err(format!("{}: has no [vault] section", c.display())),
+            },
+            Err(code) => return code,
+        },
+        (None, None) => {
+            eprintln!("veil: receipt verify needs --public-key FILE (or -c with the vault's config)");
+            return ExitCode::from(2);
+        }
+    };
+    let verifier = match verifier {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("veil: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let signed: serde_json::Value = match std::fs::read(&args.receipt).map(|b| serde_json::from_slice(&b)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            eprintln!("veil: {}: not a receipt (JSON: {e})", args.receipt.display());
+            return ExitCode::from(3);
+        }
+        Err(e) => {
+            eprintln!("veil: cannot read {}: {e}", args.receipt.display());
+            return ExitCode::from(1);
+        }
+    };
+    if crate::vault::subjects::verify_receipt_public(&verifier, &signed) {
+        let r = &signed["receipt"];
+        println!(
+            "{}: intact — signed by audit key {}: subject {} erased at {} by {} ({} tokens erased, {} kept as shared)",
+            args.receipt.display(),
+            verifier.id(),
+            r["subject_fp"].as_str().unwrap_or("?"),
+            r["erased_at"],
+            r["caller"].as_str().unwrap_or("?"),
+            r["erased"].as_array().map_or(0, Vec::len),
+            r["kept_shared"].as_array().map_or(0, Vec::len),
+        );
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}: NOT a receipt signed by audit key {}", args.receipt.display(), verifier.id());
+        ExitCode::from(3)
+    }
 }

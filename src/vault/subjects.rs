@@ -166,7 +166,11 @@ impl LocalVault {
         };
         // Signed as JSON (the signature is over its compact form): the answer has [`super::wire::SignedReceipt`]'s shape.
         let receipt = serde_json::to_value(receipt).map_err(|_| VaultError::Internal)?;
-        Ok(sign_receipt(engine.keys(), receipt))
+        let mut signed = sign_receipt(engine.keys(), receipt);
+        let compact = serde_json::to_vec(&signed["receipt"]).map_err(|_| VaultError::Internal)?;
+        let (signature, key_id) = self.audit.sign_evidence(&compact);
+        signed["public_signature"] = json!({ "key_id": key_id, "signature": signature });
+        Ok(signed)
     }
 
     fn subject_item(&self, fp: &[u8; 32], result: &str) -> Item {
@@ -187,6 +191,16 @@ pub fn sign_receipt(keys: &KeySet, receipt: Value) -> Value {
     let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
     let signature = hex::encode(keys.receipt.fingerprint(&bytes));
     json!({ "receipt": receipt, "signature": signature })
+}
+
+/// Whether a receipt's public signature (as answered by an erasure, possibly after a JSON round trip) is
+/// intact under `verifier`, the audit key's public half.
+pub fn verify_receipt_public(verifier: &crate::crypto::audit_key::AuditVerifier, signed: &Value) -> bool {
+    let (Some(receipt), Some(sig)) = (signed.get("receipt"), signed["public_signature"]["signature"].as_str()) else {
+        return false;
+    };
+    let (Ok(bytes), Ok(sig)) = (serde_json::to_vec(receipt), hex::decode(sig)) else { return false };
+    receipt["type"] == RECEIPT_TYPE && verifier.verify(&bytes, &sig)
 }
 
 /// Whether a signed receipt (as answered by an erasure, possibly after a JSON round trip) is intact.

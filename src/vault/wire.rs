@@ -156,12 +156,23 @@ pub struct SubjectReveal {
     pub purpose: Option<String>,
 }
 
-/// `DELETE /v1/subjects/{id}`: the erasure receipt and its signature, hex(HMAC-SHA256(receipt key, compact JSON
-/// of `receipt`)).
+/// `DELETE /v1/subjects/{id}`: the erasure receipt and its signatures over the compact JSON of `receipt`:
+/// `signature`, hex(HMAC-SHA256(receipt key)), checked by the key holder; `public_signature`, Ed25519 under the
+/// audit key, checked by anyone with its public key (`veil receipt verify`).
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedReceipt {
     pub receipt: Receipt,
+    pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_signature: Option<PublicSignature>,
+}
+
+/// An Ed25519 signature (hex) under the audit key whose id (`veil audit verify` prints it) is `key_id`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublicSignature {
+    pub key_id: String,
     pub signature: String,
 }
 

@@ -97,6 +97,8 @@ pub struct AuditLog {
     mac: Fingerprinter,
     log_id: Arc<str>,
     state: Arc<writer::State>,
+    /// The signing key, for evidence handed out beside the log (erasure receipts).
+    shared: Arc<Shared>,
 }
 
 /// Lines [`AuditLog::record`] may leave queued before it waits for the disk like [`AuditLog::append`].
@@ -143,8 +145,14 @@ impl AuditLog {
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let state = Arc::new(writer::State::default());
-        tokio::spawn(writer::run(file, tail, shared, rx, state.clone()));
-        Ok(AuditLog { tx, mac, log_id: setup.log_id.into(), state })
+        tokio::spawn(writer::run(file, tail, shared.clone(), rx, state.clone()));
+        Ok(AuditLog { tx, mac, log_id: setup.log_id.into(), state, shared })
+    }
+
+    /// An Ed25519 signature (hex) of `data` under the audit key, and the key's id: evidence anyone holding the
+    /// public key can check, and nobody without the private key can forge.
+    pub fn sign_evidence(&self, data: &[u8]) -> (String, String) {
+        (hex::encode(self.shared.signer.sign(data)), self.shared.verifier.id())
     }
 
     /// The id the log's head is kept under in the store.
