@@ -1,4 +1,4 @@
-//! The back office sees what its staff may see (issue 23): a shop's admin pages (HTML, JSON, a chunked CSV
+//! The back office sees what its staff may see (issue 23): a shop's admin pages (HTML, JSON, XML, a chunked CSV
 //! export) hold only tokens; through a `reveal` route, each staff member gets exactly what their rights allow —
 //! values, masked forms, or the tokens — asserted on the bytes, over TLS with HTTP/1.1 and h2. Identity by a
 //! trusted header (ignored from an untrusted peer) and by client certificate; a reveal budget that switches to
@@ -101,6 +101,15 @@ async fn start_app(stored: Stored) -> (SocketAddr, AppSeen) {
                                 })
                                 .collect();
                             full("application/json", json!({"orders": list}).to_string())
+                        } else if path.ends_with("/orders.xml") {
+                            let mut xml = String::from("<?xml version=\"1.0\"?><orders>");
+                            for r in &rows {
+                                xml.push_str(&format!(
+                                    "<order card=\"{}\"><name>{}</name><address>{}</address></order>",
+                                    r[4], r[0], r[1]
+                                ));
+                            }
+                            full("application/xml", xml + "</orders>")
                         } else if path.ends_with("/export.csv") {
                             // Chunked: a frame per row.
                             let mut frames: Vec<Result<hyper::body::Frame<Bytes>, std::convert::Infallible>> =
@@ -336,6 +345,17 @@ async fn each_staff_member_sees_exactly_what_their_rights_allow() {
             assert_eq!(o["phone"], c.phone);
             assert_eq!(o["card"], c.pan);
             assert_eq!(o["note"], format!("call {} first", c.name));
+        }
+        let (_, xml) = shop.page("/admin/orders.xml", Some("alice"), h2).await;
+        for c in &CUSTOMERS {
+            let expected = format!(
+                "<order card=\"{}\"><name>{}</name><address>{}</address></order>",
+                c.pan,
+                c.name.replace('\'', "&apos;"),
+                c.address
+            );
+            let plain = expected.replace("&apos;", "'");
+            assert!(xml.contains(&expected) || xml.contains(&plain), "{xml}");
         }
         let (_, csv) = shop.page("/admin/export.csv", Some("alice"), h2).await;
         let expected: String = std::iter::once("name,address,email,phone\n".to_owned())
