@@ -17,6 +17,11 @@ pub fn binaries() -> Result<(PathBuf, PathBuf), String> {
             .map(|d| d.join(tool))
             .find(|p| p.is_file())
     };
+    // A throwaway Postfix hands its queue to the postfix user: only root can set that up.
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if uid.as_deref().ok() != Some("0") {
+        return Err("a throwaway postfix needs root (chown of its queue to the postfix user)".into());
+    }
     match (find("postfix"), find("msmtp")) {
         (Some(p), Some(m)) => Ok((p, m)),
         (p, m) => Err(format!(
