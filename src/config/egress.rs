@@ -75,16 +75,11 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
     let mut out: Vec<EgressConfig> = Vec::new();
     for (i, e) in raw.into_iter().enumerate() {
         let at = format!("egress[{i}]");
-        if e.name.is_empty() || !e.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
-        }
+        super::check_name(&e.name, &at, &mut p);
         if out.iter().any(|o| o.name() == e.name) {
             p(&format!("{at}.name"), "duplicate egress name".into());
         }
-        let listen = e
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|_| p(&format!("{at}.listen"), format!("expected an ip:port socket address, got {:?}", e.listen)));
+        let listen = super::addr(&e.listen, &format!("{at}.listen"), &mut p).ok_or(());
         let upstream = match e.upstream.parse::<Uri>() {
             Ok(u)
                 if u.scheme_str() == Some("https")

@@ -381,9 +381,7 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     let mut keyless: Vec<(String, String)> = Vec::new();
     for (i, c) in raw.caller.into_iter().enumerate() {
         let at = format!("caller[{i}]");
-        if c.name.is_empty() || !c.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "-_.".contains(ch)) {
-            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
-        }
+        check_name(&c.name, &at, &mut p);
         if callers.iter().any(|o: &CallerConfig| o.name == c.name) {
             p(&format!("{at}.name"), "duplicate caller name".into());
         }
@@ -578,7 +576,14 @@ fn validate(raw: RawConfig) -> Result<Config, ConfigError> {
     }
 }
 
-fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
+/// A name that labels metrics and logs (routes, egress, smtp listeners, callers): letters, digits, '-', '_', '.'.
+pub(super) fn check_name(name: &str, at: &str, p: &mut impl FnMut(&str, String)) {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
+    }
+}
+
+pub(super) fn addr(s: &str, path: &str, p: &mut impl FnMut(&str, String)) -> Option<SocketAddr> {
     match s.parse() {
         Ok(a) => Some(a),
         Err(_) => {

@@ -514,9 +514,7 @@ pub(super) fn validate_routes(raw: Vec<RawRoute>, p: &mut Problems<'_>) -> Vec<R
     let mut routes: Vec<Route> = Vec::new();
     for (i, r) in raw.into_iter().enumerate() {
         let at = format!("route[{i}]");
-        if r.name.is_empty() || !r.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
-        }
+        super::check_name(&r.name, &at, &mut &mut *p);
         if routes.iter().any(|o| o.name == r.name) {
             p(&format!("{at}.name"), "duplicate route name".into());
         }

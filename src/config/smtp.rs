@@ -122,16 +122,11 @@ pub(super) fn validate(raw: Vec<RawSmtp>, callers: &[&str], mut p: &mut Problems
     let mut out: Vec<SmtpConfig> = Vec::new();
     for (i, s) in raw.into_iter().enumerate() {
         let at = format!("smtp[{i}]");
-        if s.name.is_empty() || !s.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            p(&format!("{at}.name"), "use letters, digits, '-', '_' or '.'".into());
-        }
+        super::check_name(&s.name, &at, &mut p);
         if out.iter().any(|o| o.name == s.name) {
             p(&format!("{at}.name"), "duplicate smtp name".into());
         }
-        let listen = s
-            .listen
-            .parse::<SocketAddr>()
-            .map_err(|_| p(&format!("{at}.listen"), format!("expected an ip:port socket address, got {:?}", s.listen)));
+        let listen = super::addr(&s.listen, &format!("{at}.listen"), &mut p).ok_or(());
         let upstream = parse_upstream(&s.upstream).map_err(|e| p(&format!("{at}.upstream"), e));
         if !callers.contains(&s.caller.as_str()) {
             p(&format!("{at}.caller"), format!("no [[caller]] is named {:?}", s.caller));
