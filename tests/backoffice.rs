@@ -451,6 +451,14 @@ async fn identity_headers_count_only_from_trusted_peers_and_certificates_name_st
     let seen = shop.app_seen.lock().unwrap().clone();
     let (_, h) = seen.iter().rev().find(|(p, _)| p == "/partner/orders.json").unwrap();
     assert!(h.iter().all(|(k, _)| k != "x-partner-user"), "{h:?}");
+    // An underscore spelling (which CGI-style apps read as the same header) is removed even from a trusted peer,
+    // and never names anyone.
+    let (status, _, body) =
+        shop.send("GET", "/admin/orders.json", &[("x_forwarded_user", "alice")], None, false, false).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains(&tokens[0][4]), "tokens stay");
+    let seen = shop.app_seen.lock().unwrap().clone();
+    assert!(seen.last().unwrap().1.iter().all(|(k, _)| k != "x_forwarded_user"), "{:?}", seen.last());
     // The same header on any other path from an untrusted peer is removed too.
     shop.send("GET", "/somewhere", &[("x-partner-user", "alice")], None, true, false).await;
     let seen = shop.app_seen.lock().unwrap().clone();

@@ -96,6 +96,19 @@ impl Revealer {
     /// Removes identity headers a peer may not set (from every request, routed or not), and names the staff
     /// member a `rule`'s response is for; for them, the app is asked for an uncompressed answer.
     pub fn prepare(&self, rule: Option<&RevealRule>, client: &ClientAddr, headers: &mut HeaderMap) -> Option<Viewer> {
+        if !self.headers.is_empty() {
+            // Spellings an app may read as the same header (CGI, Rack and PHP turn `_` and `-` alike into
+            // HTTP_X_FORWARDED_USER) are never believed: removed from every request, trusted peer or not.
+            let aliases: Vec<HeaderName> = headers
+                .keys()
+                .filter(|k| k.as_str().contains('_'))
+                .filter(|k| self.headers.iter().any(|(n, _)| k.as_str().replace('_', "-") == n.as_str()))
+                .cloned()
+                .collect();
+            for alias in aliases {
+                headers.remove(alias);
+            }
+        }
         for (name, trusted) in &self.headers {
             if !trusted.iter().any(|c| c.contains(client.ip())) {
                 headers.remove(name);
