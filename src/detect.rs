@@ -111,14 +111,14 @@ pub fn find(text: &str, classes: &[Class]) -> Vec<Match> {
 /// tagged token wins. Non-overlapping, ordered by `start`.
 pub fn find_tokens(text: &str, classes: &[Class]) -> Vec<Match> {
     let kinds: Vec<TextKind> = classes.iter().filter_map(|c| TextKind::of(*c)).collect();
-    let tagged: Vec<Match> = if kinds.is_empty() {
-        Vec::new()
-    } else {
-        crate::token::text::find_tagged(text, &kinds)
-            .into_iter()
-            .map(|t| Match { start: t.range.start, end: t.range.end, class: t.kind.class() })
-            .collect()
-    };
+    // The ingress's detection asks for no text class: exactly `find`, at its cost (every JSON string goes here).
+    if kinds.is_empty() {
+        return find(text, classes);
+    }
+    let tagged: Vec<Match> = crate::token::text::find_tagged(text, &kinds)
+        .into_iter()
+        .map(|t| Match { start: t.range.start, end: t.range.end, class: t.kind.class() })
+        .collect();
     let mut found: Vec<Match> = find(text, classes)
         .into_iter()
         .filter(|m| !tagged.iter().any(|t| t.start < m.end && m.start < t.end))
