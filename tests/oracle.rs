@@ -24,6 +24,13 @@ const ROUTES: &str = r#"
 name = "checkout"
 match = { methods = ["POST"], path = "/checkout" }
 fields = [ { json = "$.cards[*]", class = "pan" } ]
+subject = { json = "$.customer" }
+
+[[route]]
+name = "signup"
+match = { methods = ["POST"], path = "/signup" }
+fields = [ { json = "$.name", class = "name" }, { json = "$.email", class = "email" }, { json = "$.card", class = "pan" } ]
+subject = { json = "$.customer" }
 
 [[route]]
 name = "notes"
@@ -325,20 +332,65 @@ async fn a_class_can_draw_a_fresh_token_every_time() {
 }
 
 #[tokio::test]
-async fn a_distinguishable_token_sent_back_through_the_checkout_stays_itself_and_a_real_looking_one_does_not() {
+async fn a_distinguishable_token_sent_back_by_its_owner_stays_itself_and_a_real_looking_one_does_not() {
     for (format, idempotent) in [("last4-reserved", true), ("keep-bin-last4", false)] {
         let veil = Veil::start("", &format!("[class.pan]\nformat = \"{format}\"\n")).await;
         let card = random_pan("4", 16);
-        let (status, _, _) = veil.post("/checkout", &[], &json!({ "cards": [card] })).await;
+        let (status, _, _) = veil.post("/checkout", &[], &json!({ "cards": [card], "customer": "c1" })).await;
         assert_eq!(status, 200);
         let token = veil.last_checkout().remove(0);
-        // The app shows the token in a form, and the browser posts it back.
-        let (status, _, _) = veil.post("/checkout", &[], &json!({ "cards": [token] })).await;
+        // The app shows the token in the customer's form, and their browser posts it back.
+        let (status, _, _) = veil.post("/checkout", &[], &json!({ "cards": [token], "customer": "c1" })).await;
         assert_eq!(status, 200);
         let again = veil.last_checkout().remove(0);
         assert_eq!(again == token, idempotent, "{format}: {token} came back as {again}");
         // Through the API, the app's own trusted channel, a token is that token in every format.
         let (_, body) = veil.tokenize(PAYMENTS_KEY, std::slice::from_ref(&token)).await;
         assert_eq!(tokens(&body), vec![token], "{format}");
+    }
+}
+
+/// Someone who read the app's database (or a receipt, or a mail) holds the victim's tokens. Posted as their own
+/// card, name or e-mail, a token must not become theirs: the egress would put the victim's card into their
+/// payment, the mail would write the victim's name into their order confirmation. Whatever the app receives
+/// instead reveals, at most, the token the attacker already had.
+#[tokio::test]
+async fn a_token_posted_by_someone_it_is_not_linked_to_never_stands_for_its_value() {
+    let tail = "[class.pan]\nformat = \"last4-reserved\"\n[class.name]\nformat = \"tagged\"\n\
+                [class.email]\nformat = \"relay\"\nrelay_domain = \"relay.shop.example\"\n";
+    let veil = Veil::start("", tail).await;
+    let victim = json!({ "name": "Jane Doe", "email": "jane@example.org", "card": random_pan("4", 16),
+                         "customer": "victim" });
+    let (status, _, _) = veil.post("/signup", &[], &victim).await;
+    assert_eq!(status, 200);
+    let leaked: Value = serde_json::from_slice(&veil.app.requests().last().unwrap().body).unwrap();
+    let reveal = |class: &str, token: &str| json!({ "items": [{ "class": class, "token": token }], "purpose": "t" });
+    for attacker in [Some("attacker"), None] {
+        let mut body = leaked.clone();
+        match attacker {
+            Some(id) => body["customer"] = json!(id),
+            None => drop(body.as_object_mut().unwrap().remove("customer")),
+        }
+        let (status, _, answer) = veil.post("/signup", &[], &body).await;
+        let got: Value = serde_json::from_slice(&veil.app.requests().last().unwrap().body).unwrap();
+        for (field, class) in [("name", "name"), ("email", "email"), ("card", "pan")] {
+            let token = leaked[field].as_str().unwrap();
+            if status != 200 {
+                // Refused (a reserved card is no card): nothing reached the app.
+                assert_eq!(status, 422, "{attacker:?}: {answer}");
+                continue;
+            }
+            let theirs = got[field].as_str().unwrap();
+            assert_ne!(theirs, token, "{attacker:?}: the victim's {field} token was taken as theirs");
+            let (_, shown) = veil.api().post_json("/v1/detokenize", PAYMENTS_KEY, &reveal(class, theirs)).await;
+            assert_ne!(shown["items"][0]["value"], victim[field], "{attacker:?}: {field} revealed the victim's value");
+        }
+    }
+    // The victim's own re-posted form still carries the victim's tokens.
+    let (status, _, _) = veil.post("/signup", &[], &leaked).await;
+    assert_eq!(status, 200);
+    let got: Value = serde_json::from_slice(&veil.app.requests().last().unwrap().body).unwrap();
+    for field in ["name", "email", "card"] {
+        assert_eq!(got[field], leaked[field], "the owner's {field} token stays itself");
     }
 }

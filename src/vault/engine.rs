@@ -355,6 +355,10 @@ impl Engine {
             for ((i, token, fp), rec) in candidates.into_iter().zip(by_candidate) {
                 ahead[i] = Some((token, held(rec, &fp, &batch)));
             }
+            let owned = match terms.strict {
+                true => self.owned_tokens(subject, &by_token, now).await?,
+                false => Vec::new(),
+            };
             for ((&i, by_value), by_token) in misses.iter().zip(by_value).zip(by_token) {
                 let class = items[i].0;
                 // A tombstone's fingerprint is random bytes: a value never finds one. Nor does a fresh class's.
@@ -362,17 +366,26 @@ impl Engine {
                 // Digits that are both a token and a value (a token posted back through the ingress was taken for
                 // the value it may be): the API, the app's own side, means the token (tokenising a token returns
                 // it); the ingress means the value. From the ingress a token of the space of real values is
-                // never taken for a token at all: it may as well be a real card that a flood made a token.
-                let as_token = by_token.is_some()
-                    && match terms.strict {
-                        false => true,
-                        true => !self.shares_value_space(class) && by_value.is_none(),
-                    };
+                // never taken for a token at all: it may as well be a real card that a flood made a token. Nor is
+                // anyone else's token: a token posted by someone it is not linked to is their value (a token of
+                // it is issued), else whoever holds a leaked token could have its value put into their own
+                // order, mail or payment by the egress.
+                let as_token = by_token.as_ref().is_some_and(|rec| match terms.strict {
+                    false => true,
+                    // (Its owner's token even where someone else's posting made the same text a value.)
+                    true => {
+                        !self.shares_value_space(class) && owned.iter().any(|(c, t)| *c == rec.class && *t == rec.token)
+                    }
+                });
                 if let Some(rec) = by_value.filter(|_| !as_token) {
                     out[i] = Some(parsed[i].0.layout.render(&rec.token));
                     let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
                     let last_used_at = if touched { now } else { rec.last_used_at };
-                    learned.push((i, Hit { token: rec.token, last_used_at }));
+                    // Text that is also an issued token is not answered from memory: its owner's posting means
+                    // the token, and only the store tells who owns it.
+                    if by_token.is_none() {
+                        learned.push((i, Hit { token: rec.token, last_used_at }));
+                    }
                 } else if let Some(rec) = by_token.filter(|_| as_token) {
                     out[i] = Some(parsed[i].0.layout.render(&parsed[i].0.canonical));
                     if rec.gone_at.is_none() {
@@ -493,6 +506,31 @@ impl Engine {
             r.spend(r.granted());
         }
         Ok(tokens)
+    }
+
+    /// The issued tokens among `found` (a by-token lookup's answers) that `subject` is linked to: only those may
+    /// be posted back through the ingress as themselves. Without a subject nobody owns a token. One store read,
+    /// and only when a token was posted that this process did not link to the subject just now.
+    async fn owned_tokens(
+        &self,
+        subject: Option<Fingerprint>,
+        found: &[Option<Record>],
+        now: i64,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let Some(subject) = subject else { return Ok(Vec::new()) };
+        let posted: Vec<&Record> = found.iter().flatten().filter(|r| r.gone_at.is_none()).collect();
+        if posted.is_empty() {
+            return Ok(Vec::new());
+        }
+        if posted.iter().all(|r| self.links.fresh(&subject, &r.class, &r.token, now)) {
+            return Ok(posted.into_iter().map(|r| (r.class.clone(), r.token.clone())).collect());
+        }
+        let held = self.store.subject_records(&subject).await?;
+        Ok(posted
+            .into_iter()
+            .filter(|r| held.iter().any(|h| h.class == r.class && h.token == r.token))
+            .map(|r| (r.class.clone(), r.token.clone()))
+            .collect())
     }
 
     /// Do this class's tokens live among its real values, in a space small enough to enumerate (so a value equal
