@@ -67,6 +67,9 @@ impl Store for Counting {
     async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError> {
         self.inner.subject_records(subject).await
     }
+    async fn subject_peers(&self, class: &str, token: &str) -> Result<Vec<(String, String)>, StoreError> {
+        self.inner.subject_peers(class, token).await
+    }
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
         self.inner.erase_subject(subject, now).await
     }

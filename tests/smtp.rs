@@ -290,7 +290,8 @@ async fn a_split_deployment_reveals_through_the_remote_vault_and_masks_what_it_r
         veil::app::start_mode(veil::config::parse(&proxy_text).unwrap(), veil::app::Mode::Proxy, clock).await.unwrap();
     let shop = common::Client::plain(vault.vault_addr.unwrap());
     let pan = common::random_pan("411111", 16);
-    let items = serde_json::json!({"items": [{"class": "email", "value": "jane.doe@gmail.com"}, {"class": "pan", "value": pan}]});
+    let items = serde_json::json!({"items": [{"class": "email", "value": "jane.doe@gmail.com"}, {"class": "pan", "value": pan}],
+                                   "subject": "customer-7"});
     let (status, body) = shop.post_json("/v1/tokenize", common::smtp::SHOP_KEY, &items).await;
     assert_eq!(status, 200, "{body}");
     let (email, card) = (body["items"][0]["token"].as_str().unwrap(), body["items"][1]["token"].as_str().unwrap());
@@ -450,4 +451,65 @@ async fn a_value_revealed_into_html_is_escaped() {
         })
         .collect();
     assert_eq!(texts, ["<p>Dear Zoë O&#39;Neil,</p>", "<p>Dear Zoë O'Neil,</p>"]);
+}
+
+/// Someone who read the app's database writes a victim's tokens into what the app mails them (a gift message, a
+/// comment), or gets the app to mail a plain address of theirs. A message shows only what is linked to its
+/// customers; to an untrusted plain address, no value at all; the shop's trusted staff see what the caller may.
+#[tokio::test]
+async fn a_message_shows_only_what_is_linked_to_its_recipients() {
+    let (veil, upstream) = setup(tls_upstream(), "").await;
+    let victim = veil.tokenize_for("victim", &[("name", "Jane Doe"), ("phone", "+49 170 1234567")]).await;
+    let attacker = veil.tokenize_for("attacker", &[("email", "mallory@evil.example"), ("name", "Mal Lory")]).await;
+    let victim_email = veil.tokenize_for("victim", &[("email", "jane.doe@gmail.com")]).await.remove(0);
+    let body = format!("Dear {}, your gift message: {} {}", attacker[1], victim[0], victim[1]);
+    let (mut c, _) = connect(veil.smtp()).await;
+    c.cmd("EHLO shop.example").await;
+    let send = |to: Vec<String>| {
+        let message = order_mail(&to[0], &body);
+        (to, message)
+    };
+    for (to, message) in [
+        send(vec![attacker[0].clone()]),
+        send(vec!["mallory@evil.example".into()]),
+        send(vec![attacker[0].clone(), "orders@shop.example".into()]),
+        send(vec![victim_email.clone(), attacker[0].clone()]),
+        send(vec!["orders@shop.example".into()]),
+    ] {
+        let to: Vec<&str> = to.iter().map(String::as_str).collect();
+        assert_eq!(c.mail("orders@shop.example", &to, &message).await.0, 250);
+    }
+    let bodies: Vec<String> = upstream
+        .messages()
+        .iter()
+        .map(|(_, _, raw)| {
+            String::from_utf8(raw.clone()).unwrap().split("\r\n\r\n").nth(1).unwrap().trim_end().to_owned()
+        })
+        .collect();
+    let gift = |name: &str, victim_name: &str, victim_phone: &str| {
+        format!("Dear {name}, your gift message: {victim_name} {victim_phone}")
+    };
+    assert_eq!(
+        bodies,
+        [
+            // To the attacker: their own name, the victim's tokens as they were.
+            gift("Mal Lory", &victim[0], &victim[1]),
+            // To a plain address nobody trusts: no value.
+            gift(&attacker[1], &victim[0], &victim[1]),
+            // The attacker with the shop's staff on copy: still only what is the attacker's.
+            gift("Mal Lory", &victim[0], &victim[1]),
+            // Two customers: only what both are linked to (nothing here).
+            gift(&attacker[1], &victim[0], &victim[1]),
+            // The shop's staff alone: what the caller may reveal.
+            gift("Mal Lory", "Jane Doe", "+49 170 1234567"),
+        ]
+    );
+    // The withheld reveals are on record.
+    let withheld = veil
+        .audit()
+        .iter()
+        .flat_map(|e| e["items"].as_array().cloned().unwrap_or_default())
+        .filter(|i| i["result"] == "not_linked")
+        .count();
+    assert!(withheld >= 5, "{withheld}");
 }

@@ -23,6 +23,7 @@ common::pg::on_both_stores!(
     large_call_in_order_across_statements,
     both_lookups_at_once_answer_like_each_alone,
     live_counts_follow_inserts_erasures_and_purges,
+    subject_peers_are_the_tokens_of_a_tokens_subjects,
 );
 
 fn rec(class: &str, token: &str, fp: u8) -> Record {
@@ -282,6 +283,48 @@ async fn live_counts_follow_inserts_erasures_and_purges(backend: Backend) {
     assert!(store.erase_subject(&subject, 50).await.unwrap().is_empty());
     drop(store);
     assert_eq!(place.open().await.count_live().await.unwrap(), counts(&[("iban", 1)]));
+}
+
+/// Whose data a message to a token's owner may carry: every token of every subject the token is linked to.
+async fn subject_peers_are_the_tokens_of_a_tokens_subjects(backend: Backend) {
+    let place = Place::new(backend).await;
+    let store = place.open().await;
+    let link =
+        |records: Vec<Record>, subject: u8| Write { records, touch: Vec::new(), subject: Some([subject; 32]), now: 1 };
+    store.write(link(vec![rec("email", "alice", 1), rec("name", "alice-name", 2)], 1)).await.unwrap();
+    store.write(link(vec![rec("email", "bob", 3), rec("name", "bob-name", 4)], 2)).await.unwrap();
+    // A card both gave (shared), and a record linked to nobody.
+    store.write(link(vec![rec("pan", "card", 5)], 1)).await.unwrap();
+    store
+        .write(Write {
+            records: Vec::new(),
+            touch: vec![("pan".into(), "card".into())],
+            subject: Some([2; 32]),
+            now: 2,
+        })
+        .await
+        .unwrap();
+    store.insert(vec![rec("name", "nobody", 6)]).await.unwrap();
+    let peers = |class: &'static str, token: &'static str| {
+        let store = store.clone();
+        async move {
+            let mut p = store.subject_peers(class, token).await.unwrap();
+            p.sort();
+            p.into_iter().map(|(c, t)| format!("{c}:{t}")).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(peers("email", "alice").await, ["email:alice", "name:alice-name", "pan:card"]);
+    assert_eq!(peers("email", "bob").await, ["email:bob", "name:bob-name", "pan:card"]);
+    assert_eq!(
+        peers("pan", "card").await,
+        ["email:alice", "email:bob", "name:alice-name", "name:bob-name", "pan:card"]
+    );
+    assert!(peers("name", "nobody").await.is_empty(), "no subject, no peers");
+    assert!(peers("email", "unknown").await.is_empty());
+    // Erased: alice's links are gone, so are her peers.
+    store.erase_subject(&[1; 32], 3).await.unwrap();
+    assert!(peers("email", "alice").await.is_empty());
+    assert_eq!(peers("pan", "card").await, ["email:bob", "name:bob-name", "pan:card"]);
 }
 
 async fn durable_across_reopen(backend: Backend) {

@@ -18,6 +18,7 @@ common::pg::on_both_stores!(
     unwritable_audit_log_refuses_reveals_with_503,
     admin_serves_metrics_health_and_readiness,
     graceful_shutdown_stops_listening,
+    an_audience_sees_only_what_is_linked_to_it,
 );
 
 const VALUES: &[(&str, &str)] = &[
@@ -299,4 +300,69 @@ async fn graceful_shutdown_stops_listening(backend: Backend) {
     let addr = v.client.addr;
     v.running.take().unwrap().shutdown().await;
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "listener closed after shutdown");
+}
+
+/// `audience` on detokenize and mask: an item is answered only where it is linked to a subject of every audience
+/// token (`not_linked` otherwise), and nothing is revealed through an audience of nobody.
+async fn an_audience_sees_only_what_is_linked_to_it(backend: Backend) {
+    let v = TestVault::start_on(backend, false, None).await;
+    let tokenize = |subject: &'static str, pairs: &'static [(&'static str, &'static str)]| {
+        let client = v.client.clone();
+        async move {
+            let mut body = items(pairs, "value");
+            body["subject"] = json!(subject);
+            let (status, body) = client.post_json("/v1/tokenize", PAYMENTS_KEY, &body).await;
+            assert_eq!(status, 200, "{body}");
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["token"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let jane =
+        tokenize("jane", &[("email", "jane@example.org"), ("name", "Jane Doe"), ("pan", "4111111111111111")]).await;
+    let mal = tokenize("mal", &[("email", "mal@example.net"), ("name", "Mal Lory")]).await;
+    // Both gave the same card: it is linked to both.
+    tokenize("mal", &[("pan", "4111111111111111")]).await;
+    let nobody = tokenize_plain(&v, "Nobody Atall").await;
+    let ask = |audience: Vec<&str>, op: &'static str| {
+        let client = v.client.clone();
+        let asked: Vec<(&str, &str)> =
+            vec![("name", &jane[1]), ("name", &mal[1]), ("pan", &jane[2]), ("email", &jane[0]), ("name", &nobody)];
+        let mut body = items(&asked, "token");
+        body["audience"] = json!(audience.iter().map(|t| json!({"class": "email", "token": t})).collect::<Vec<_>>());
+        async move {
+            let (status, body) = client.post_json(op, PAYMENTS_KEY, &body).await;
+            assert_eq!(status, 200, "{body}");
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| match (&i["value"], &i["masked"], &i["error"]["code"]) {
+                    (Value::String(v), _, _) | (_, Value::String(v), _) => v.clone(),
+                    (_, _, Value::String(code)) => format!("<{code}>"),
+                    _ => panic!("{i}"),
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let n = "<not_linked>";
+    assert_eq!(ask(vec![&jane[0]], "/v1/detokenize").await, ["Jane Doe", n, "4111111111111111", "jane@example.org", n]);
+    assert_eq!(ask(vec![&mal[0]], "/v1/detokenize").await, [n, "Mal Lory", "4111111111111111", n, n]);
+    assert_eq!(ask(vec![&jane[0], &mal[0]], "/v1/detokenize").await, [n, n, "4111111111111111", n, n]);
+    assert_eq!(ask(vec![&jane[0]], "/v1/mask").await[1], n, "masks follow the audience too");
+    assert_eq!(ask(vec!["unknown@example.org"], "/v1/detokenize").await, [n, n, n, n, n]);
+    // An audience item of an unknown class is a bad request like any item.
+    let mut bad = items(&[("name", jane[1].as_str())], "token");
+    bad["audience"] = json!([{"class": "shoe", "token": "x"}]);
+    let (status, body) = v.client.post_json("/v1/detokenize", PAYMENTS_KEY, &bad).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+/// A name token linked to nobody.
+async fn tokenize_plain(v: &TestVault, name: &str) -> String {
+    let (_, body) = v.client.post_json("/v1/tokenize", PAYMENTS_KEY, &items(&[("name", name)], "value")).await;
+    body["items"][0]["token"].as_str().unwrap().to_owned()
 }

@@ -23,6 +23,8 @@ pub(super) struct RawSmtp {
     max_message_bytes: Option<u64>,
     max_recipients: Option<u64>,
     max_connections: Option<u64>,
+    #[serde(default)]
+    trusted_recipients: Vec<String>,
     command_timeout: Option<String>,
     data_timeout: Option<String>,
     upstream_timeout: Option<String>,
@@ -83,6 +85,10 @@ pub struct SmtpConfig {
     pub max_message_bytes: usize,
     pub max_recipients: usize,
     pub max_connections: usize,
+    /// Plain recipients (no token) that may read what the caller may reveal: the shop's own staff, as full
+    /// addresses or `@domain`, lower case. A message to anyone else plain shows no value; a message to
+    /// customers (token recipients) shows only what is linked to them.
+    pub trusted_recipients: Vec<String>,
     /// How long a command line may take to arrive (the idle timeout between commands).
     pub command_timeout: Duration,
     /// How long a whole message (DATA to the final dot) may take to arrive.
@@ -163,6 +169,14 @@ pub(super) fn validate(raw: Vec<RawSmtp>, callers: &[&str], mut p: &mut Problems
         let max_recipients = super::bounded(s.max_recipients, 100, 1, 1000, &format!("{at}.max_recipients"), &mut p);
         let max_connections =
             super::bounded(s.max_connections, 100, 1, 10_000, &format!("{at}.max_connections"), &mut p);
+        let trusted_recipients: Vec<String> = s.trusted_recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+        for (i, r) in trusted_recipients.iter().enumerate() {
+            let ok = r.rsplit_once('@').is_some_and(|(_, domain)| !domain.is_empty())
+                && r.chars().all(|c| c.is_ascii_graphic() && !"<>,;".contains(c));
+            if !ok {
+                p(&format!("{at}.trusted_recipients[{i}]"), "expected an address or @domain".into());
+            }
+        }
         let command_timeout = dur(&s.command_timeout, Duration::from_secs(300), &format!("{at}.command_timeout"), p);
         let data_timeout = dur(&s.data_timeout, Duration::from_secs(600), &format!("{at}.data_timeout"), p);
         let upstream_timeout = dur(&s.upstream_timeout, Duration::from_secs(60), &format!("{at}.upstream_timeout"), p);
@@ -180,6 +194,7 @@ pub(super) fn validate(raw: Vec<RawSmtp>, callers: &[&str], mut p: &mut Problems
             max_message_bytes,
             max_recipients,
             max_connections,
+            trusted_recipients,
             command_timeout,
             data_timeout,
             upstream_timeout,
@@ -238,7 +253,8 @@ allow = ["detokenize:email"]
         let err = parse(&format!(
             "{VAULT}\n[[smtp]]\nname = \"a b\"\nlisten = \"nowhere\"\nupstream = \"https://mail\"\n\
              caller = \"nobody\"\npurpose = \"Customer Mail\"\nmax_message_bytes = 5\n\
-             auth = {{ username = \"shop\", password_sha256 = \"xyz\" }}\ncommand_timeout = \"2h\"\n"
+             auth = {{ username = \"shop\", password_sha256 = \"xyz\" }}\ncommand_timeout = \"2h\"\n\
+             trusted_recipients = [\"@shop.example\", \"nobody\"]\n"
         ))
         .unwrap_err()
         .to_string();
@@ -251,6 +267,7 @@ allow = ["detokenize:email"]
             "smtp[0].max_message_bytes: 5 is outside",
             "smtp[0].auth.password_sha256: expected 64 hex digits",
             "smtp[0].command_timeout:",
+            "smtp[0].trusted_recipients[1]: expected an address or @domain",
         ] {
             assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
         }

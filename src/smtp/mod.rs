@@ -73,6 +73,7 @@ impl Listener {
             metrics: metrics.clone(),
             listener: cfg.name.clone(),
             relay_domain,
+            trusted: cfg.trusted_recipients.clone(),
         };
         Ok(Listener { cfg, tls, revealer, upstream, metrics })
     }

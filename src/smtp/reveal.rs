@@ -1,7 +1,8 @@
 //! What the listener asks the vault, as its caller: whether an envelope recipient is an e-mail token (and its
 //! address), and the tokens in a message's address headers, Subject and text parts — revealed where the caller
 //! may detokenize their class, masked where it may only mask, left as they are otherwise — in one detokenize and
-//! one mask call per message.
+//! one mask call per message. Only for its audience: a message to customers shows only what is linked to them,
+//! one to the shop's trusted staff what the caller may see, one to anyone else no value at all.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +46,20 @@ pub struct Revealer {
     pub listener: String,
     /// `[class.email] relay_domain`: addresses there are tokens or nothing.
     pub relay_domain: Option<&'static str>,
+    /// `trusted_recipients`: addresses and `@domain`s, lower case.
+    pub trusted: Vec<String>,
+}
+
+/// Whom a message goes to, for what it may show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// The shop's trusted recipients only: what the caller may reveal.
+    Staff,
+    /// Customers (their e-mail tokens), maybe with staff on copy: only what is linked to every one of them — a
+    /// token someone planted in what the app sends them (a comment, a gift message) stays a token.
+    Customers(Vec<(Class, &'a str)>),
+    /// Someone with a plain address the shop does not trust: no value at all.
+    Nobody,
 }
 
 /// A value the vault gave back for a token: kept to scrub it from what the upstream answers.
@@ -68,11 +83,32 @@ fn deliverable(address: &str) -> bool {
 }
 
 impl Revealer {
-    async fn call(&self, op: Op, items: &[(Class, &str)]) -> Result<Vec<ItemResult>, VaultError> {
+    /// The audience of a message to these recipients: `tokens` were revealed (customers), `plain` were not.
+    pub fn audience<'a>(&self, tokens: &'a [Revealed], plain: &[String]) -> Audience<'a> {
+        let trusted = |address: &String| {
+            let address = address.to_ascii_lowercase();
+            self.trusted.iter().any(|t| if t.starts_with('@') { address.ends_with(t.as_str()) } else { address == *t })
+        };
+        match (plain.iter().all(trusted), tokens.is_empty()) {
+            (false, _) => Audience::Nobody,
+            (true, true) => Audience::Staff,
+            (true, false) => {
+                Audience::Customers(tokens.iter().map(|(token, _)| (Class::Email, token.as_str())).collect())
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        op: Op,
+        items: &[(Class, &str)],
+        audience: Option<&[(Class, &str)]>,
+    ) -> Result<Vec<ItemResult>, VaultError> {
         let purpose = Some(self.purpose.as_str());
         let call = async {
-            match op {
-                Op::Mask => self.vault.mask(&self.caller, items, purpose).await,
+            match (op, audience) {
+                (_, Some(audience)) => self.vault.reveal_to(&self.caller, op, items, purpose, audience).await,
+                (Op::Mask, None) => self.vault.mask(&self.caller, items, purpose).await,
                 _ => self.vault.detokenize(&self.caller, items, purpose).await,
             }
         };
@@ -88,7 +124,7 @@ impl Revealer {
             || domain == crate::token::email::RESERVED_DOMAIN
             || domain.ends_with(&format!(".{}", crate::token::email::RESERVED_DOMAIN));
         let answer = match self.rights.may(Op::Detokenize, Class::Email) {
-            true => self.call(Op::Detokenize, &[(Class::Email, to)]).await,
+            true => self.call(Op::Detokenize, &[(Class::Email, to)], None).await,
             false => Err(VaultError::ForbiddenOp(Op::Detokenize)),
         };
         match answer.map(|mut v| v.pop()) {
@@ -111,8 +147,9 @@ impl Revealer {
         }
     }
 
-    /// `raw` (DATA, dot-unstuffed) with its tokens revealed or masked, and the values revealed; or the refusal.
-    pub async fn message(&self, raw: &[u8]) -> Result<(Vec<u8>, Vec<Revealed>), Reply> {
+    /// `raw` (DATA, dot-unstuffed) with its tokens revealed or masked for `audience`, and the values revealed; or
+    /// the refusal.
+    pub async fn message(&self, raw: &[u8], audience: &Audience<'_>) -> Result<(Vec<u8>, Vec<Revealed>), Reply> {
         let message = Message::parse(raw, &Limits::default()).map_err(|e| {
             tracing::info!(listener = %self.listener, error = %e, "message refused: not parseable MIME");
             reply::MALFORMED
@@ -141,7 +178,16 @@ impl Revealer {
                 found.push((s, m.start, m.end, item));
             }
         }
-        let answers = self.reveal_items(&items).await?;
+        let answers = match audience {
+            Audience::Nobody => {
+                if !items.is_empty() {
+                    tracing::info!(listener = %self.listener, "a plain recipient is not trusted: no token revealed");
+                }
+                vec![None; items.len()]
+            }
+            Audience::Staff => self.reveal_items(&items, None).await?,
+            Audience::Customers(tokens) => self.reveal_items(&items, Some(tokens)).await?,
+        };
         let mut new: Vec<Option<String>> = vec![None; slots.len()];
         let mut revealed = Vec::new();
         for (s, slot) in slots.iter().enumerate() {
@@ -176,7 +222,11 @@ impl Revealer {
     /// For each item: the operation that answered and its answer, or `None` (unknown token, or no right).
     /// One detokenize call for the classes the caller may reveal, one mask call for those it may only mask;
     /// with a remote vault's rights unknown, a class refused is moved on (detokenize → mask → left).
-    async fn reveal_items(&self, items: &[(Class, &str)]) -> Result<Vec<Option<(Op, String)>>, Reply> {
+    async fn reveal_items(
+        &self,
+        items: &[(Class, &str)],
+        audience: Option<&[(Class, &str)]>,
+    ) -> Result<Vec<Option<(Op, String)>>, Reply> {
         let mut out: Vec<Option<(Op, String)>> = vec![None; items.len()];
         let mut detokenize: Vec<usize> =
             (0..items.len()).filter(|&i| self.rights.may(Op::Detokenize, items[i].0)).collect();
@@ -191,7 +241,7 @@ impl Revealer {
                     break;
                 }
                 let batch: Vec<(Class, &str)> = which.iter().map(|&i| items[i]).collect();
-                match self.call(op, &batch).await {
+                match self.call(op, &batch, audience).await {
                     Ok(answers) => {
                         for (&i, a) in which.iter().zip(answers) {
                             out[i] = a.ok().map(|v| (op, v));

@@ -32,7 +32,10 @@ struct Transaction {
     from: String,
     /// Addresses to deliver to (revealed or as given).
     to: Vec<String>,
+    /// Recipients that were tokens, and their addresses.
     revealed: Vec<Revealed>,
+    /// Recipients that were no token (as given).
+    plain: Vec<String>,
 }
 
 struct Session<'a> {
@@ -185,7 +188,7 @@ impl Session<'_> {
                 if size.is_some_and(|n| n > cfg.max_message_bytes as u64) {
                     return self.refuse(&reply::TOO_BIG).await;
                 }
-                self.transaction = Some(Transaction { from, to: Vec::new(), revealed: Vec::new() });
+                self.transaction = Some(Transaction { from, to: Vec::new(), revealed: Vec::new(), plain: Vec::new() });
                 self.reply(&reply::SENDER_OK).await
             }
             Command::Rcpt { to } => {
@@ -196,8 +199,11 @@ impl Session<'_> {
                 match self.listener.revealer.recipient(&to).await {
                     Ok((address, revealed)) => {
                         if let Some(t) = &mut self.transaction {
+                            match revealed {
+                                Some(revealed) => t.revealed.push(revealed),
+                                None => t.plain.push(address.clone()),
+                            }
                             t.to.push(address);
-                            t.revealed.extend(revealed);
                         }
                         self.reply(&reply::RECIPIENT_OK).await
                     }
@@ -322,14 +328,15 @@ impl Session<'_> {
 impl Listener {
     /// Reveals `raw`'s tokens and forwards it: the reply to the final dot.
     async fn deliver(&self, helo: Option<&str>, t: Transaction, raw: Vec<u8>) -> Reply {
-        let (message, mut revealed) = match self.revealer.message(&raw).await {
+        let audience = self.revealer.audience(&t.revealed, &t.plain);
+        let (message, mut revealed) = match self.revealer.message(&raw, &audience).await {
             Ok(m) => m,
             Err(r) => {
                 let outcome = if r == reply::VAULT_UNAVAILABLE { "vault_unavailable" } else { "malformed" };
                 return self.outcome(r, outcome);
             }
         };
-        drop(raw);
+        drop((raw, audience));
         revealed.extend(t.revealed);
         let helo = helo.filter(|h| h.chars().all(|c| c.is_ascii_alphanumeric() || "-.[]:".contains(c)));
         match self.upstream.send(helo.unwrap_or("localhost"), &t.from, &t.to, &message).await {

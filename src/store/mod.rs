@@ -186,6 +186,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Every record linked to this subject (tombstones included), ordered by class and token.
     async fn subject_records(&self, subject: &Fingerprint) -> Result<Vec<Record>, StoreError>;
+    /// Every (class, token) linked to a subject that this token is linked to (itself included when linked; empty
+    /// when it has no subject): whose data a message to this token's owner may carry.
+    async fn subject_peers(&self, class: &str, token: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// In one transaction: tombstones the subject's records that no other subject is linked to, and removes the
     /// subject's links. Returns what happened to each of its tokens.
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError>;

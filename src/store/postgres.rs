@@ -435,6 +435,18 @@ impl Store for PostgresStore {
         rows.iter().map(record_from_row).collect()
     }
 
+    async fn subject_peers(&self, class: &str, token: &str) -> Result<Vec<(String, String)>, StoreError> {
+        sqlx::query_as(
+            "SELECT DISTINCT s.class, s.token FROM subject_tokens s WHERE s.subject_fp IN (
+                 SELECT subject_fp FROM subject_tokens WHERE class = $1 AND token = $2)",
+        )
+        .bind(class)
+        .bind(token)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)
+    }
+
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // Lock the subject's links (and, through the tokens' rows, concurrent erasures of the same tokens).

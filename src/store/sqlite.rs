@@ -258,6 +258,20 @@ impl Store for SqliteStore {
         rows.iter().map(lookup::record_from_row).collect()
     }
 
+    async fn subject_peers(&self, class: &str, token: &str) -> Result<Vec<(String, String)>, StoreError> {
+        // The token's subjects are its row's first subject and its shared links (no index by token: see V4).
+        sqlx::query_as(
+            "SELECT DISTINCT s.class, s.token FROM subject_tokens s WHERE s.subject_fp IN (
+                 SELECT first_subject FROM tokens WHERE class = ?1 AND token = ?2 AND first_subject IS NOT NULL
+                 UNION SELECT subject_fp FROM shared_links WHERE class = ?1 AND token = ?2)",
+        )
+        .bind(class)
+        .bind(token)
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)
+    }
+
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError> {
         let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;

@@ -17,7 +17,7 @@ use super::wire::{
     ErrorBody, Items, RevealAnswer, RevealRequest, Status, TokenAnswer, TokenizeRequest, UnsealAnswer, UnsealRequest,
 };
 use super::{ItemResult, Scope, Terms, Vault, VaultError};
-use crate::domain::Class;
+use crate::domain::{Class, Op};
 use crate::respond::json_response;
 
 /// The API's OpenAPI document, built once.
@@ -377,19 +377,23 @@ async fn reveal(
     let items = classes(req.items.iter().map(|i| (&*i.class, &*i.token)), state.max_batch)?;
     let purpose = req.purpose.as_deref();
     let mask = matches!(endpoint, Endpoint::Mask);
-    let results: Vec<ItemResult> = match mask {
-        true => vault.mask(caller, &items, purpose).await?,
-        false => vault.detokenize(caller, &items, purpose).await?,
+    let op = if mask { Op::Mask } else { Op::Detokenize };
+    let results: Vec<ItemResult> = match &req.audience {
+        Some(audience) => {
+            let audience = classes(audience.iter().map(|i| (&*i.class, &*i.token)), state.max_batch)?;
+            vault.reveal_to(caller, op, &items, purpose, &audience).await?
+        }
+        None if mask => vault.mask(caller, &items, purpose).await?,
+        None => vault.detokenize(caller, &items, purpose).await?,
     };
     let items = results
         .into_iter()
         .map(|r| match r {
             Ok(v) if mask => RevealAnswer { masked: Some(v), ..RevealAnswer::default() },
             Ok(v) => RevealAnswer { value: Some(v), ..RevealAnswer::default() },
-            Err(m) => RevealAnswer {
-                error: Some(ErrorBody::new(m.code(), "no value is held for this token").error),
-                ..RevealAnswer::default()
-            },
+            Err(m) => {
+                RevealAnswer { error: Some(ErrorBody::new(m.code(), m.message()).error), ..RevealAnswer::default() }
+            }
         })
         .collect();
     Ok(json_response(StatusCode::OK, &Items { items }))
@@ -532,12 +536,13 @@ mod tests {
             match m {
                 crate::vault::engine::Missing::NotFound
                 | crate::vault::engine::Missing::Gone
-                | crate::vault::engine::Missing::CvcUnavailable => {}
+                | crate::vault::engine::Missing::CvcUnavailable
+                | crate::vault::engine::Missing::NotLinked => {}
             }
         }
         let mut codes: Vec<_> = crate::vault::engine::Missing::ALL.iter().map(|m| m.code()).collect();
         codes.dedup();
-        assert_eq!(codes.len(), 3);
+        assert_eq!(codes.len(), 4);
     }
 
     #[test]

@@ -78,17 +78,28 @@ pub enum Missing {
     Gone,
     /// A CVC asked for by its card's token: none is live (used up, expired, or never given).
     CvcUnavailable,
+    /// Not linked to a subject of every token the answer goes to (see [`Engine::within_audience`]).
+    NotLinked,
 }
 
 impl Missing {
     /// Every reason, for the API description (a test checks none is left out).
-    pub const ALL: [Missing; 3] = [Missing::NotFound, Missing::Gone, Missing::CvcUnavailable];
+    pub const ALL: [Missing; 4] = [Missing::NotFound, Missing::Gone, Missing::CvcUnavailable, Missing::NotLinked];
 
     pub fn code(self) -> &'static str {
         match self {
             Missing::NotFound => "not_found",
             Missing::Gone => "gone",
             Missing::CvcUnavailable => "cvc_unavailable",
+            Missing::NotLinked => "not_linked",
+        }
+    }
+
+    /// The sentence an API answer gives with the code.
+    pub fn message(self) -> &'static str {
+        match self {
+            Missing::NotLinked => "the token is not linked to a subject of every audience token",
+            Missing::NotFound | Missing::Gone | Missing::CvcUnavailable => "no value is held for this token",
         }
     }
 }
@@ -628,6 +639,33 @@ impl Engine {
     /// The values behind `items` (class, token), in order. A `cvc` item names its card's token; with
     /// `take_cvc`, and only if every other item of the call was revealed, one use of the CVC kept for that card is
     /// taken (and the CVC erased with its last); otherwise it is not touched.
+    /// Which of `items` an answer going to the owners of every `audience` token may carry: those linked to a
+    /// subject of each audience token (the audience tokens themselves included when they are linked). A token
+    /// linked to no subject has no peers: nothing passes. A `cvc` item counts as its card's token. With one
+    /// audience token (a mail's recipient), one store read.
+    pub async fn within_audience(
+        &self,
+        audience: &[(Class, &str)],
+        items: &[(Class, &str)],
+    ) -> Result<Vec<bool>, EngineError> {
+        let canonical = |class: Class, token: &str| {
+            let class = if class == Class::Cvc { Class::Pan } else { class };
+            token::parse(class, token).ok().map(|p| (class.name().to_owned(), p.canonical))
+        };
+        let mut allowed: Option<HashSet<(String, String)>> = None;
+        for &(class, token) in audience {
+            let Some((class, token)) = canonical(class, token) else { return Ok(vec![false; items.len()]) };
+            let peers: HashSet<(String, String)> =
+                self.store.subject_peers(&class, &token).await?.into_iter().collect();
+            allowed = Some(match allowed {
+                None => peers,
+                Some(before) => before.intersection(&peers).cloned().collect(),
+            });
+        }
+        let allowed = allowed.unwrap_or_default();
+        Ok(items.iter().map(|&(class, token)| canonical(class, token).is_some_and(|k| allowed.contains(&k))).collect())
+    }
+
     pub async fn reveal(
         &self,
         items: &[(Class, &str)],

@@ -122,6 +122,20 @@ pub trait Vault: Send + Sync + 'static {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError>;
+    /// Like [`Vault::detokenize`] (`op` detokenize) or [`Vault::mask`], for an answer that goes to the owners of
+    /// the `audience` tokens (a mail's recipients): each item is answered only where it is linked to a subject of
+    /// every audience token, else `not_linked` — a token planted in what the app sends someone is never revealed
+    /// to them. A vault that cannot tell refuses.
+    async fn reveal_to(
+        &self,
+        _caller: &Caller,
+        _op: Op,
+        _items: &[(Class, &str)],
+        _purpose: Option<&str>,
+        _audience: &[(Class, &str)],
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        Err(VaultError::Unavailable)
+    }
     /// Answers when the vault can serve (readiness).
     async fn ready(&self) -> bool;
 }
@@ -277,11 +291,29 @@ impl LocalVault {
         op: Op,
         items: &[(Class, &str)],
         purpose: Option<&str>,
+        audience: Option<&[(Class, &str)]>,
     ) -> Result<Vec<ItemResult>, VaultError> {
         self.authorize(caller, op, items, None).await?;
         let started = Instant::now();
-        // A CVC is taken (used up) only by a detokenisation; a mask never touches it.
-        let revealed = match self.engine.reveal(items, op == Op::Detokenize).await {
+        let revealed = async {
+            let allowed = match audience {
+                Some(audience) => self.engine.within_audience(audience, items).await?,
+                None => vec![true; items.len()],
+            };
+            let subset: Vec<(Class, &str)> =
+                items.iter().zip(&allowed).filter(|(_, ok)| **ok).map(|(item, _)| *item).collect();
+            // A CVC is taken (used up) only by a detokenisation; a mask never touches it. Nor is one of an item
+            // outside the audience.
+            let mut got = self.engine.reveal(&subset, op == Op::Detokenize).await?.into_iter();
+            Ok(allowed
+                .iter()
+                .map(|ok| match ok {
+                    true => got.next().unwrap_or(Err(Missing::NotFound)),
+                    false => Err(Missing::NotLinked),
+                })
+                .collect::<Vec<_>>())
+        };
+        let revealed = match revealed.await {
             Ok(r) => r,
             Err(e) => {
                 // A reveal that failed (store down, a record that does not open) is evidence too.
@@ -459,7 +491,7 @@ impl Vault for LocalVault {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
-        self.reveal(caller, Op::Detokenize, items, purpose).await
+        self.reveal(caller, Op::Detokenize, items, purpose, None).await
     }
 
     async fn mask(
@@ -468,7 +500,18 @@ impl Vault for LocalVault {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
-        self.reveal(caller, Op::Mask, items, purpose).await
+        self.reveal(caller, Op::Mask, items, purpose, None).await
+    }
+
+    async fn reveal_to(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+        audience: &[(Class, &str)],
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, op, items, purpose, Some(audience)).await
     }
 
     async fn ready(&self) -> bool {

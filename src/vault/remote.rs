@@ -243,11 +243,13 @@ impl RemoteVault {
         op: Op,
         items: &[(Class, &str)],
         purpose: Option<&str>,
+        audience: Option<&[(Class, &str)]>,
     ) -> Result<Vec<ItemResult>, VaultError> {
         let body = |chunk: &[(Class, &str)]| {
             serde_json::to_vec(&RevealRequest {
-                items: chunk.iter().map(|&(c, t)| RevealItem { class: c.name().into(), token: t.into() }).collect(),
+                items: wire_items(chunk),
                 purpose: purpose.map(Into::into),
+                audience: audience.map(wire_items),
             })
         };
         let answers: Vec<RevealAnswer> = self.batched(caller, op, items, body).await?;
@@ -258,6 +260,7 @@ impl RemoteVault {
                 // Erased or purged tokens keep their meaning; any other per-item code means no value here.
                 (None, Some(e)) if e.code == "gone" => Ok(Err(Missing::Gone)),
                 (None, Some(e)) if e.code == "cvc_unavailable" => Ok(Err(Missing::CvcUnavailable)),
+                (None, Some(e)) if e.code == "not_linked" => Ok(Err(Missing::NotLinked)),
                 (None, Some(_)) => Ok(Err(Missing::NotFound)),
                 _ => {
                     tracing::error!(op = op.name(), "the vault's item answer has an unexpected shape");
@@ -384,7 +387,7 @@ impl Vault for RemoteVault {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
-        self.reveal(caller, Op::Detokenize, items, purpose).await
+        self.reveal(caller, Op::Detokenize, items, purpose, None).await
     }
 
     async fn mask(
@@ -393,13 +396,29 @@ impl Vault for RemoteVault {
         items: &[(Class, &str)],
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
-        self.reveal(caller, Op::Mask, items, purpose).await
+        self.reveal(caller, Op::Mask, items, purpose, None).await
+    }
+
+    async fn reveal_to(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+        audience: &[(Class, &str)],
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.reveal(caller, op, items, purpose, Some(audience)).await
     }
 
     /// The vault answers `GET /v1/ready` with 200 (authenticated as the proxy).
     async fn ready(&self) -> bool {
         matches!(self.call(PROXY_CALLER, Method::GET, "/v1/ready", Bytes::new()).await, Ok((StatusCode::OK, _)))
     }
+}
+
+/// Items as the API reads them.
+fn wire_items<'a>(list: &[(Class, &'a str)]) -> Vec<RevealItem<'a>> {
+    list.iter().map(|&(c, t)| RevealItem { class: c.name().into(), token: t.into() }).collect()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use super::{ItemResult, LocalVault, Terms, Vault, VaultError};
 use crate::crypto::provider::share::ShareError;
 use crate::crypto::provider::shares::Unsealer;
 use crate::crypto::{KeyProvider, Keyring, ProviderError};
-use crate::domain::Class;
+use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
 
 /// Builds the vault once its keyring is known (opens audit log and store, starts its tasks).
@@ -179,6 +179,17 @@ impl Vault for Gate {
         purpose: Option<&str>,
     ) -> Result<Vec<ItemResult>, VaultError> {
         self.get()?.mask(caller, items, purpose).await
+    }
+
+    async fn reveal_to(
+        &self,
+        caller: &Caller,
+        op: Op,
+        items: &[(Class, &str)],
+        purpose: Option<&str>,
+        audience: &[(Class, &str)],
+    ) -> Result<Vec<ItemResult>, VaultError> {
+        self.get()?.reveal_to(caller, op, items, purpose, audience).await
     }
 
     async fn ready(&self) -> bool {

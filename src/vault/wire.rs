@@ -54,6 +54,10 @@ pub struct RevealRequest<'a> {
     /// Why the values are revealed: a short label, recorded in the audit log.
     #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
     pub purpose: Option<Cow<'a, str>>,
+    /// Tokens of whom the answer goes to (a mail's recipients): each item is answered only where it is linked to
+    /// a subject of every one of them, else with the item error `not_linked`.
+    #[serde(default, borrow, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Vec<RevealItem<'a>>>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -216,6 +220,7 @@ mod tests {
         let reveal = RevealRequest {
             items: vec![RevealItem { class: "pan".into(), token: "4111118304731111".into() }],
             purpose: None,
+            audience: None,
         };
         assert_eq!(
             serde_json::to_string(&reveal).unwrap(),

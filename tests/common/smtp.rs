@@ -228,8 +228,12 @@ impl Plain {
     }
 }
 
+/// The subject [`Veil::tokenize`] links tokens to.
+pub const CUSTOMER: &str = "customer-1042";
+
 /// Config text: a vault in `dir` (relay e-mail tokens), a `shop` caller that tokenises, a `mailer` caller that
-/// reveals, and one `[[smtp]]` listener named `shop-mail` forwarding to `upstream` (`extra` appended inside it).
+/// reveals, and one `[[smtp]]` listener named `shop-mail` forwarding to `upstream` (`extra` appended inside it;
+/// the shop's own `@shop.example` addresses are trusted recipients).
 pub fn config(dir: &Path, upstream: SocketAddr, extra: &str) -> String {
     let d = dir.display();
     format!(
@@ -270,6 +274,7 @@ upstream = "smtp://127.0.0.1:{port}"
 ca = "{d}/ca.pem"
 caller = "mailer"
 purpose = "customer-mail"
+trusted_recipients = ["@shop.example"]
 {extra}
 "#,
         shop = super::sha256_hex(SHOP_KEY),
@@ -298,11 +303,18 @@ impl Veil {
         self.running.smtp_addrs[0].1
     }
 
-    /// Tokens for (class, value) pairs, through the vault API as the shop.
+    /// Tokens for (class, value) pairs, through the vault API as the shop, linked to one customer (a message to
+    /// that customer may show them).
     pub async fn tokenize(&self, items: &[(&str, &str)]) -> Vec<String> {
+        self.tokenize_for(CUSTOMER, items).await
+    }
+
+    /// Tokens for (class, value) pairs, linked to `subject`.
+    pub async fn tokenize_for(&self, subject: &str, items: &[(&str, &str)]) -> Vec<String> {
         let client = super::Client::plain(self.running.vault_addr.unwrap());
         let items: Vec<_> = items.iter().map(|(c, v)| serde_json::json!({"class": c, "value": v})).collect();
-        let (status, body) = client.post_json("/v1/tokenize", SHOP_KEY, &serde_json::json!({ "items": items })).await;
+        let body = serde_json::json!({ "items": items, "subject": subject });
+        let (status, body) = client.post_json("/v1/tokenize", SHOP_KEY, &body).await;
         assert_eq!(status, 200, "{body}");
         body["items"].as_array().unwrap().iter().map(|i| i["token"].as_str().unwrap().to_owned()).collect()
     }
