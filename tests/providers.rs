@@ -181,8 +181,19 @@ async fn an_sms_to_the_customers_phone_token() {
     let shop = Shop::start("sms-json.toml", "https://rest.messagebird.com").await;
     const PHONE: &str = "+49 170 1234567";
     const NAME: &str = "Zoë O'Brien";
+    // Another customer, whose name token someone got hold of and typed into what the app texts them.
+    let other = shop
+        .browser(
+            "/account/phone",
+            "application/x-www-form-urlencoded",
+            "phone=%2B4915112345678&name=Eve+Else&customer=c-8".into(),
+            false,
+        )
+        .await;
+    let planted = form(&other)["name"].clone();
     for h2 in [false, true] {
-        let sent = format!("phone={}&name={}", PHONE.replace('+', "%2B").replace(' ', "+"), "Zo%C3%AB+O%27Brien");
+        let sent =
+            format!("phone={}&name={}&customer=c-7", PHONE.replace('+', "%2B").replace(' ', "+"), "Zo%C3%AB+O%27Brien");
         let bytes = shop.browser("/account/phone", "application/x-www-form-urlencoded", sent, h2).await;
         let stored = form(&bytes);
         let (token, name) = (stored["phone"].clone(), stored["name"].clone());
@@ -190,18 +201,38 @@ async fn an_sms_to_the_customers_phone_token() {
         assert!(name.starts_with("Zq") && name.ends_with("qZ") && !name.contains("Brien"), "a tagged name token");
         let body = format!(
             "Hi {name}, your parcel arrives today. Questions? We call you back on {token}, or ring +49 30 9876543. \
-             (ZqNotAtokenqZ)"
+             (ZqNotAtokenqZ) {planted}"
         );
         let sms = json!({"recipients": [token], "body": body});
         let (status, answer) = shop.app_sends("sms", "application/json", sms.to_string()).await;
         assert_eq!(status, 200, "{answer}");
         let got: Value = serde_json::from_slice(&shop.provider_got().1).unwrap();
         assert_eq!(got["recipients"][0].as_str(), Some(PHONE), "the provider texts the real number");
-        // Tokens in the text are revealed in place; a number or tag the vault does not know stays as written.
+        // Tokens in the text are revealed in place; a number or tag the vault does not know stays as written, and
+        // so does another customer's token.
         let expected = format!(
             "Hi {NAME}, your parcel arrives today. Questions? We call you back on {PHONE}, or ring +49 30 9876543. \
-             (ZqNotAtokenqZ)"
+             (ZqNotAtokenqZ) {planted}"
         );
         assert_eq!(got["body"].as_str(), Some(expected.as_str()));
+    }
+    // No recipient in the request: nothing in it is revealed (the body's name is not linked to nobody); an SMS
+    // to the other customer does not show this one's name either.
+    let stored = form(
+        &shop
+            .browser(
+                "/account/phone",
+                "application/x-www-form-urlencoded",
+                "phone=%2B491701234567&name=Zo%C3%AB+O%27Brien&customer=c-7".into(),
+                false,
+            )
+            .await,
+    );
+    for recipients in [json!([]), json!([form(&other)["phone"]])] {
+        let sms = json!({"recipients": recipients, "body": format!("Hi {}", stored["name"])});
+        let (status, answer) = shop.app_sends("sms", "application/json", sms.to_string()).await;
+        assert_eq!(status, 200, "{answer}");
+        let got: Value = serde_json::from_slice(&shop.provider_got().1).unwrap();
+        assert_eq!(got["body"].as_str(), Some(format!("Hi {}", stored["name"]).as_str()), "{recipients}");
     }
 }

@@ -41,6 +41,10 @@ struct RawEgressField {
     detect: Vec<String>,
     /// A `cvc` field: the card field whose token the CVC is revealed by.
     bind: Option<String>,
+    /// The field names whom the request goes to (an e-mail or phone token): the request's other tokens are
+    /// revealed only where they are linked to its subjects.
+    #[serde(default)]
+    audience: bool,
 }
 
 /// One validated egress route.
@@ -126,6 +130,17 @@ pub(super) fn validate(raw: Vec<RawEgress>, callers: &[&str], mut p: &mut Proble
                     );
                     Err(())
                 }
+            };
+            let action = match action {
+                Ok(Reveal::Value(class @ (Class::Email | Class::Phone))) if f.audience => Ok(Reveal::Audience(class)),
+                Ok(_) if f.audience => {
+                    p(
+                        &format!("{fat}.audience"),
+                        "the audience is a recipient field: class = \"email\" or \"phone\"".into(),
+                    );
+                    Err(())
+                }
+                other => other,
             };
             match (selector(&f.selector, &fat, p), action) {
                 (Some(Selector::Multipart(_)), _) => {
@@ -246,7 +261,8 @@ allow = ["detokenize:pan"]
             "{VAULT}\n[[egress]]\nname = \"psp\"\nlisten = \"nowhere\"\nupstream = \"http://api.psp.example/v1\"\n\
              caller = \"nobody\"\nfields = [ {{ multipart = \"card\", class = \"pan\" }}, \
              {{ json = \"$.x\", class = \"cheese\" }}, {{ json = \"$.t\", class = \"pan\", detect = [\"pan\"] }}, \
-             {{ json = \"$.u\", detect = [\"cvc\"] }} ]\nresponse_detect = [\"name\"]\npurpose = \" \"\n"
+             {{ json = \"$.u\", detect = [\"cvc\"] }}, {{ json = \"$.v\", class = \"pan\", audience = true }} ]\n\
+             response_detect = [\"name\"]\npurpose = \" \"\n"
         ))
         .unwrap_err()
         .to_string();
@@ -258,6 +274,7 @@ allow = ["detokenize:pan"]
             "egress[0].fields[1].class:",
             "egress[0].fields[2]: name a class",
             "egress[0].fields[3].detect[0]: a cvc is never in text",
+            "egress[0].fields[4].audience: the audience is a recipient field",
             "egress[0].fields: name at least one field",
             "egress[0].response_detect[0]: detection covers",
             "egress[0].purpose: must not be empty",

@@ -257,13 +257,16 @@ impl FieldAction {
 pub enum Reveal {
     Value(Class),
     InText(crate::domain::ClassSet),
+    /// A recipient (`class = "email" | "phone"`, `audience = true`): revealed, and whom the request goes to —
+    /// every other token of the request is revealed only where it is linked to the recipients' subjects.
+    Audience(Class),
 }
 
 impl Reveal {
     /// The classes this field may reveal.
     pub fn classes(self) -> Vec<Class> {
         match self {
-            Reveal::Value(c) => vec![c],
+            Reveal::Value(c) | Reveal::Audience(c) => vec![c],
             Reveal::InText(set) => set.to_vec(),
         }
     }
@@ -272,6 +275,7 @@ impl Reveal {
     pub fn describe(self) -> String {
         match self {
             Reveal::Value(c) => c.name().to_owned(),
+            Reveal::Audience(c) => format!("{} (the recipient)", c.name()),
             Reveal::InText(set) => {
                 let names: Vec<&str> = set.to_vec().into_iter().map(Class::name).collect();
                 format!("tokens of {} in the text", names.join(", "))

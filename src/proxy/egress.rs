@@ -135,11 +135,21 @@ impl Flow for Egress {
     /// Every selected token is revealed, in one vault call.
     fn decide<'h>(&self, compiled: &Compiled<Reveal>, hits: &'h [Hit], plan: &mut Plan<'h>) -> Result<(), ProxyError> {
         let route = &compiled.route;
+        if route.fields.iter().any(|f| matches!(f.action, Reveal::Audience(_))) {
+            plan.for_recipients();
+        }
         for (n, hit) in hits.iter().enumerate() {
             let Target::Rule(i) = hit.target else { continue };
             let field = route.fields.get(i).ok_or(ProxyError::Internal)?;
             let class = match field.action {
                 Reveal::Value(class) => class,
+                Reveal::Audience(class) => {
+                    self.metrics.fields.with_label_values(&[&route.name, class.name(), "detokenize"]).inc();
+                    if !hit.value.is_empty() {
+                        plan.ask_recipient(n, class, &hit.value);
+                    }
+                    continue;
+                }
                 Reveal::InText(classes) => {
                     // Tokens inside the text: each found one is asked for; one the vault does not know stays.
                     for m in crate::detect::find_tokens(&hit.value, &classes.to_vec()) {

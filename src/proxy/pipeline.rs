@@ -33,7 +33,7 @@ use super::route::{Compiled, RouteSeries};
 use super::ProxyBody;
 use crate::budget::{Budgets, Rate};
 use crate::config::Route;
-use crate::domain::Class;
+use crate::domain::{Class, Op};
 use crate::metrics::Metrics;
 use crate::rewrite::Edit;
 use crate::vault::auth::Caller;
@@ -288,6 +288,38 @@ impl VaultCall<'_> {
         }
         Ok(values)
     }
+
+    /// Reveals `items` for a request going to the recipients `audience` names (item indexes): those revealed as
+    /// they are, every other item only where it is linked to the recipients' subjects (`not_linked` otherwise;
+    /// with no recipient in the request, nothing is).
+    async fn reveal_for(
+        &self,
+        items: &[(Class, &str)],
+        audience: &[usize],
+        purpose: &str,
+    ) -> Result<Vec<ItemResult>, CallError> {
+        let (recipients, others): (Vec<usize>, Vec<usize>) = (0..items.len()).partition(|i| audience.contains(i));
+        let pick = |which: &[usize]| which.iter().filter_map(|&i| items.get(i).copied()).collect::<Vec<_>>();
+        let mut out: Vec<Option<ItemResult>> = (0..items.len()).map(|_| None).collect();
+        let to = pick(&recipients);
+        if !to.is_empty() {
+            for (&i, r) in recipients.iter().zip(self.reveal(&to, purpose).await?) {
+                out[i] = Some(r);
+            }
+        }
+        if !others.is_empty() {
+            let asked = pick(&others);
+            let call = self.vault.reveal_to(self.caller, Op::Detokenize, &asked, Some(purpose), &to);
+            let values = tokio::time::timeout(self.timeout, call).await.map_err(|_| CallError::Timeout)??;
+            if values.len() != asked.len() {
+                return Err(CallError::Vault(VaultError::Internal));
+            }
+            for (&i, r) in others.iter().zip(values) {
+                out[i] = Some(r);
+            }
+        }
+        out.into_iter().map(|r| r.ok_or(CallError::Vault(VaultError::Internal))).collect()
+    }
 }
 
 /// Why a vault call gave no answer to use.
@@ -354,6 +386,8 @@ pub struct Plan<'h> {
     /// Per item: the byte range of its hit's value it was found at, for tokens found inside a text (`None`: the
     /// item is the whole value).
     within: Vec<Option<std::ops::Range<usize>>>,
+    /// Items naming whom the request goes to (egress `audience` fields); `None`: the route has no such field.
+    audience: Option<Vec<usize>>,
 }
 
 impl<'h> Plan<'h> {
@@ -364,7 +398,19 @@ impl<'h> Plan<'h> {
             slots: Vec::new(),
             binds: Vec::new(),
             within: Vec::new(),
+            audience: None,
         }
+    }
+
+    /// The request's tokens are revealed only for its recipients (the items [`Plan::ask_recipient`] adds).
+    pub fn for_recipients(&mut self) {
+        self.audience.get_or_insert_with(Vec::new);
+    }
+
+    /// Like [`Plan::ask`], for a recipient: revealed, and one of whom the request goes to.
+    pub fn ask_recipient(&mut self, slot: usize, class: Class, token: &'h str) {
+        let item = self.ask(slot, class, token);
+        self.audience.get_or_insert_with(Vec::new).push(item);
     }
 
     /// Hit `slot` gets this edit.
@@ -408,7 +454,7 @@ impl<'h> Plan<'h> {
 
     /// Phase 5: the one vault call, its answers put in place. Nothing is asked when no value needs the vault.
     async fn run<A>(self, call: &VaultCall<'_>, route: &Route<A>, hits: &[Hit]) -> Result<Vec<Edit>, ProxyError> {
-        let Plan { mut edits, items, slots, binds, within } = self;
+        let Plan { mut edits, items, slots, binds, within, audience } = self;
         if items.is_empty() {
             return Ok(edits);
         }
@@ -421,19 +467,20 @@ impl<'h> Plan<'h> {
             VaultOp::Tokenize { .. } => {
                 call.tokenize(&items, &binds).await.map_err(|e| e.refusal(name_item))?.into_iter().map(Ok).collect()
             }
-            VaultOp::Detokenize { purpose } => call
-                .reveal(&items, purpose)
-                .await
-                .map_err(|e| e.refusal(name_item))?
-                .into_iter()
-                .zip(&slots)
-                .map(|(r, slot)| {
-                    r.map_err(|missing| ProxyError::TokenUnavailable {
-                        field: field_of(route, target(Some(slot))),
-                        reason: missing.code(),
-                    })
+            VaultOp::Detokenize { purpose } => match &audience {
+                None => call.reveal(&items, purpose).await,
+                Some(audience) => call.reveal_for(&items, audience, purpose).await,
+            }
+            .map_err(|e| e.refusal(name_item))?
+            .into_iter()
+            .zip(&slots)
+            .map(|(r, slot)| {
+                r.map_err(|missing| ProxyError::TokenUnavailable {
+                    field: field_of(route, target(Some(slot))),
+                    reason: missing.code(),
                 })
-                .collect(),
+            })
+            .collect(),
         };
         // Answers for tokens inside a text are spliced into it, per hit, in order; the others replace whole values.
         let mut texts: Vec<(usize, Vec<Splice>)> = Vec::new();
