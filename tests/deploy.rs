@@ -271,10 +271,18 @@ fn kubernetes_sidecar_matches_veil_config() {
     // The init container copies the key from the Secret to the in-memory volume veil reads it from.
     let init = by_name(&pod["initContainers"], "veil-key");
     let cmd: Vec<&str> = init["command"].as_sequence().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    // The key files veil reads (master and audit) are copied from the Secret into that directory.
     assert_eq!(cmd[..3], ["install", "-m", "0400"]);
-    assert_eq!(Path::new(cmd[4]), cfg.vault.as_ref().unwrap().master_key_file().unwrap());
+    let (sources, target) = (&cmd[3..cmd.len() - 1], Path::new(cmd[cmd.len() - 1]));
+    let vault = cfg.vault.as_ref().unwrap();
+    for wanted in [vault.master_key_file().unwrap(), vault.audit_key_file.as_deref().expect("audit_key_file")] {
+        let name = wanted.file_name().unwrap();
+        assert_eq!(wanted.parent().unwrap(), target, "{wanted:?}");
+        assert!(sources.iter().any(|s| Path::new(s).file_name() == Some(name)), "{name:?} not copied: {cmd:?}");
+        assert_eq!(mount_of(wanted), ("key-copy".to_owned(), true));
+    }
     assert!(mounts(init).contains(&("master-key".to_owned(), "/etc/veil/keys".to_owned(), true)));
-    assert!(Path::new(cmd[3]).starts_with("/etc/veil/keys"));
+    assert!(sources.iter().all(|s| Path::new(s).starts_with("/etc/veil/keys")));
 
     // The Service sends clients to veil's TLS port, never to the app.
     let svc = kind(&docs, "Service");
