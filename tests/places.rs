@@ -29,6 +29,11 @@ async fn send(proxy: std::net::SocketAddr, app: &App, content_type: &str, body: 
     (status, (requests.len() > before).then(|| requests.last().unwrap().body.to_vec()))
 }
 
+/// The few character references the cases use, decoded.
+fn decode(s: &str) -> String {
+    s.replace("&#53;", "5").replace("&#x35;", "5").replace("&#64;", "@").replace("&#46;", ".").replace("&amp;", "&")
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -76,11 +81,17 @@ async fn values_in_every_place_reach_the_app_only_as_tokens() {
                 .into_bytes(),
         ),
     ];
+    // Written as character references in a page or a mail the app relays (decoded, it is the card and address).
+    let escaped = "<p>card 5555&#53;555&#x35;5554444 from jane.doe&#64;example&#46;org &amp; more</p>";
+    assert_eq!(decode(escaped), format!("<p>card {CARD} from {EMAIL} & more</p>"));
+    let cases = [cases, vec![("text/html", escaped.as_bytes().to_vec())]].concat();
     for (ct, body) in cases {
         let shown = String::from_utf8_lossy(&body).into_owned();
         let (status, seen) = send(proxy, &app, ct, body).await;
         assert_eq!(status, 200, "{shown}");
         let seen = seen.unwrap();
+        let decoded = decode(&String::from_utf8_lossy(&seen));
+        assert!(!decoded.contains(CARD) && !decoded.contains(EMAIL), "{shown} reached the app as {decoded}");
         for secret in [CARD, EMAIL, "5555 5555", "\\u0035555"] {
             assert!(!contains(&seen, secret), "{shown} reached the app as {}", String::from_utf8_lossy(&seen));
         }

@@ -21,6 +21,7 @@ pub mod form;
 pub mod json;
 pub mod mime;
 pub mod multipart;
+pub mod refs;
 pub mod select;
 pub mod text;
 pub mod xml;

@@ -1,15 +1,17 @@
 //! `text/*` bodies: no fields, detection only; found values are replaced (or cut out) in place, every other byte kept.
 //!
-//! The body must be UTF-8 (a text body in another charset is refused rather than misread).
+//! The body must be UTF-8 (a text body in another charset is refused rather than misread). Values are found with
+//! character references decoded (`4&#49;11…`, a token the app wrote as `O&#39;Brien`); a replacement covers the
+//! whole escaped form.
 
+use super::refs;
 use super::{Edit, Found, Origin, RewriteError};
-use crate::detect::{self, Match};
 use crate::domain::Class;
 
 /// A UTF-8 text body and the values detected in it.
 pub struct TextDoc {
     text: String,
-    matches: Vec<Match>,
+    matches: Vec<refs::Found>,
 }
 
 impl TextDoc {
@@ -20,14 +22,8 @@ impl TextDoc {
 
     /// The values of the given classes in the body, in order. Replaces the result of an earlier call.
     pub fn find(&mut self, detect: &[Class]) -> Vec<Found> {
-        self.matches = detect::find_tokens(&self.text, detect);
-        self.matches
-            .iter()
-            .map(|m| Found {
-                origin: Origin::Detected(m.class),
-                value: self.text.get(m.start..m.end).unwrap_or_default().to_owned(),
-            })
-            .collect()
+        self.matches = refs::find_tokens(&self.text, detect);
+        self.matches.iter().map(|m| Found { origin: Origin::Detected(m.class), value: m.text.clone() }).collect()
     }
 
     /// The body with one edit per value of the last [`TextDoc::find`]: `Replace` writes the new value in place,
@@ -36,7 +32,7 @@ impl TextDoc {
         if edits.len() != self.matches.len() {
             return Err(RewriteError::EditCount);
         }
-        super::splice(self.text.as_bytes(), self.matches.iter().map(|m| m.start..m.end), edits)
+        super::splice(self.text.as_bytes(), self.matches.iter().map(|m| m.range.clone()), edits)
     }
 }
 

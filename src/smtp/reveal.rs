@@ -157,8 +157,8 @@ impl Revealer {
         let slots = message.slots();
         // Every distinct (class, token) once, with where it was found.
         let mut found: Vec<(usize, usize, usize, usize)> = Vec::new(); // (slot, start, end, item)
-        let mut items: Vec<(Class, &str)> = Vec::new();
-        let mut index: HashMap<(Class, &str), usize> = HashMap::new();
+        let mut items: Vec<(Class, String)> = Vec::new();
+        let mut index: HashMap<(Class, String), usize> = HashMap::new();
         for (s, Slot { place, text }) in slots.iter().enumerate() {
             let wanted: Vec<Class> = classes_in(*place)
                 .iter()
@@ -168,16 +168,27 @@ impl Revealer {
             if wanted.is_empty() {
                 continue;
             }
-            // Candidates by their formats (tagged for names and addresses); the vault confirms them or not.
-            for m in crate::detect::find_tokens(text, &wanted) {
-                let Some(token) = text.get(m.start..m.end) else { continue };
-                let item = *index.entry((m.class, token)).or_insert_with(|| {
-                    items.push((m.class, token));
+            // Candidates by their formats (tagged for names and addresses); the vault confirms them or not. In HTML
+            // the app escaped what it wrote: a token with an apostrophe is there as `&#39;`.
+            let candidates = match place {
+                Place::Body { html: true } => crate::rewrite::refs::find_tokens(text, &wanted),
+                _ => crate::detect::find_tokens(text, &wanted)
+                    .into_iter()
+                    .filter_map(|m| {
+                        let token = text.get(m.start..m.end)?.to_owned();
+                        Some(crate::rewrite::refs::Found { range: m.start..m.end, class: m.class, text: token })
+                    })
+                    .collect(),
+            };
+            for m in candidates {
+                let item = *index.entry((m.class, m.text.clone())).or_insert_with(|| {
+                    items.push((m.class, m.text));
                     items.len() - 1
                 });
-                found.push((s, m.start, m.end, item));
+                found.push((s, m.range.start, m.range.end, item));
             }
         }
+        let items: Vec<(Class, &str)> = items.iter().map(|(c, t)| (*c, t.as_str())).collect();
         let answers = match audience {
             Audience::Nobody => {
                 if !items.is_empty() {
