@@ -296,11 +296,7 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
-        // The erased ciphertext also sits in the write-ahead log's older frames: copy the zeroed pages into the
-        // database and empty the log now, not at the next checkpoint (best effort: a busy reader delays it).
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await {
-            tracing::warn!(error = %e, "erasure: the write-ahead log could not be emptied yet");
-        }
+        empty_wal(&mut conn, "erasure").await;
         let _ = conn.close().await;
         Ok(out)
     }
@@ -359,6 +355,9 @@ impl Store for SqliteStore {
             .execute(&mut conn)
             .await
             .map_err(unavailable)?;
+        if done.rows_affected() > 0 {
+            empty_wal(&mut conn, "expired CVCs").await;
+        }
         let _ = conn.close().await;
         Ok(done.rows_affected())
     }
@@ -401,6 +400,10 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
+        // The last page of a purge (a short one): what the pages took leaves the log too.
+        if tokens.len() < limit {
+            empty_wal(&mut conn, "retention purge").await;
+        }
         let _ = conn.close().await;
         Ok(tokens.len() as u64)
     }
@@ -482,6 +485,15 @@ impl Store for SqliteStore {
     }
 }
 
+/// Erased ciphertext (`secure_delete` zeroes it in the database) also sits in the write-ahead log's older
+/// frames: copy the zeroed pages into the database and empty the log now, not at the next checkpoint (best
+/// effort: a busy reader delays it until the checkpointer's next TRUNCATE).
+async fn empty_wal(conn: &mut SqliteConnection, after: &str) {
+    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(conn).await {
+        tracing::warn!(error = %e, after, "the write-ahead log could not be emptied yet");
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
@@ -555,6 +567,20 @@ mod tests {
         let erased = store.erase_subject(&[5; 32], 1_700_000_100).await.unwrap();
         assert!(erased[0].erased);
         assert!(!holds(&sealed), "the erased value's ciphertext is still in the database or its log");
+        // A retention purge (in pages) and expired CVCs likewise.
+        let purged: Vec<u8> = sealed.iter().map(|b| b ^ 0x5a).collect();
+        let records: Vec<Record> =
+            (0..3u8).map(|i| Record { sealed: purged.clone(), ..rec("email", &format!("p{i}"), 20 + i) }).collect();
+        store.insert(records).await.unwrap();
+        let cvc: Vec<u8> = sealed.iter().map(|b| b ^ 0xa5).collect();
+        let volatile = Volatile { bind_fp: [7; 32], key_version: 3, sealed: cvc.clone(), expires_at: 10, uses: 1 };
+        store.put_volatile(vec![volatile]).await.unwrap();
+        assert!(holds(&purged) && holds(&cvc), "the test must see them on disk first");
+        assert_eq!(store.purge("email", 1_800_000_000, 1_800_000_000, 2).await.unwrap(), 2);
+        assert_eq!(store.purge("email", 1_800_000_000, 1_800_000_000, 2).await.unwrap(), 1);
+        assert!(!holds(&purged), "a purged value's ciphertext is still in the database or its log");
+        assert_eq!(store.purge_volatile(11).await.unwrap(), 1);
+        assert!(!holds(&cvc), "an expired CVC's ciphertext is still in the database or its log");
         for f in ["v.db", "v.db-wal", "v.db-shm"] {
             if let Ok(meta) = std::fs::metadata(dir.path().join(f)) {
                 assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{f}");
