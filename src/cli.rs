@@ -121,6 +121,10 @@ pub struct ReceiptArgs {
     /// Or the vault's config, to find it.
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,
+    /// With -c, a custodian's share (key provider "shares", M in all) when the audit key is derived from the master
+    /// key (no `audit_key_file`).
+    #[arg(long = "share", requires = "config")]
+    pub shares: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -153,6 +157,10 @@ pub struct VerifyArgs {
     /// the log's absolute path) — for a log checked on another host.
     #[arg(long)]
     pub log_id: Option<String>,
+    /// A custodian's share (key provider "shares", M in all): only for a log whose key is derived from the master
+    /// key (no `audit_key_file`).
+    #[arg(long = "share")]
+    pub shares: Vec<PathBuf>,
 }
 
 /// Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage, 3 audit log broken.

@@ -18,7 +18,14 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
         eprintln!("veil: {}: audit verify needs the [vault] section of the vault's config", args.config.display());
         return ExitCode::from(2);
     };
-    let verifier = match verifier(args.public_key.as_deref(), vault) {
+    let shares = match super::unseal::read_shares(&args.shares) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("veil: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let verifier = match verifier(args.public_key.as_deref(), vault, &shares) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("veil: {e}");
@@ -73,10 +80,11 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
 }
 
 /// The public key: `--public-key`, else the configured key file's `.pub`, else (no audit key file) the key
-/// derived from the master key, which then must be readable.
+/// derived from the master key, which then must be readable (with `shares` for provider `shares`).
 pub(super) fn verifier(
     public_key: Option<&std::path::Path>,
     vault: &crate::config::VaultConfig,
+    shares: &[crate::crypto::Secret<String>],
 ) -> Result<AuditVerifier, String> {
     if let Some(p) = public_key {
         return AuditVerifier::load(p).map_err(|e| e.to_string());
@@ -84,7 +92,7 @@ pub(super) fn verifier(
     if let Some(k) = &vault.audit_key_file {
         return AuditVerifier::load(&public_path(k)).map_err(|e| e.to_string());
     }
-    let keys = crate::app::keys_from(&vault.master_key, &[]).map_err(|e| e.to_string())?;
+    let keys = crate::app::keys_from(&vault.master_key, shares).map_err(|e| e.to_string())?;
     Ok(crate::app::audit_signer(vault, &keys).map_err(|e| e.to_string())?.verifier())
 }
 
@@ -94,9 +102,10 @@ pub fn verify_receipt(args: &super::ReceiptArgs) -> ExitCode {
     let verifier = match (&args.public_key, &args.config) {
         (Some(p), _) => AuditVerifier::load(p).map_err(|e| e.to_string()),
         (None, Some(c)) => match super::load(c) {
-            Ok(cfg) => match &cfg.vault {
-                Some(v) => verifier(None, v),
-                None => Err(format!("{}: has no [vault] section", c.display())),
+            Ok(cfg) => match (&cfg.vault, super::unseal::read_shares(&args.shares)) {
+                (Some(v), Ok(shares)) => verifier(None, v, &shares),
+                (Some(_), Err(e)) => Err(e),
+                (None, _) => Err(format!("{}: has no [vault] section", c.display())),
             },
             Err(code) => return code,
         },
