@@ -487,6 +487,10 @@ impl Store for SqliteStore {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod rotation_tests;
+
 /// A new database at `url` with the schema of `version` only (for migration tests), and a connection to it.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
