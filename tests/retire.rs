@@ -143,7 +143,8 @@ async fn rotation_then_retirement_while_serving_keeps_every_token_and_subject(ba
     }
     tokenize(&v.client, &values(5, "loose"), None, &seen).await;
     write_legacy_rows(&cfg, &v1, &seen).await;
-    detokenize_all(&v.client, &seen.lock().unwrap()).await;
+    let before = seen.lock().unwrap().clone();
+    detokenize_all(&v.client, &before).await;
     v.running.take().unwrap().shutdown().await;
     let v1_line = std::fs::read_to_string(&key_file).unwrap().lines().find(|l| l.starts_with("1 ")).unwrap().to_owned();
 
@@ -198,7 +199,8 @@ async fn rotation_then_retirement_while_serving_keeps_every_token_and_subject(ba
     stop.store(true, Ordering::Relaxed);
     assert!(load.await.unwrap() > 0);
     one_token_per_value(&seen.lock().unwrap());
-    detokenize_all(&client, &seen.lock().unwrap()).await;
+    let during = seen.lock().unwrap().clone();
+    detokenize_all(&client, &during).await;
     running.shutdown().await;
 
     // Retirement: version 1's line leaves the key file; audited.

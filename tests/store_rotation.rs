@@ -20,6 +20,7 @@ common::pg::on_both_stores!(
     stale_rows_come_in_pages_and_move_only_if_unchanged,
     subjects_move_with_their_links_and_sealed_ids,
     usage_counts_what_depends_on_a_version_and_unlisting_waits_for_none,
+    a_purge_takes_the_sealed_id_of_a_subject_left_without_tokens,
 );
 
 fn rec(token: &str, fp: u8, fp_version: Option<u32>, key_version: u32) -> Record {
@@ -190,6 +191,27 @@ async fn usage_counts_what_depends_on_a_version_and_unlisting_waits_for_none(bac
     store.drop_volatile_before(2).await.unwrap();
     assert!(store.unlist_fp_version(1, true).await.unwrap().is_unused());
     assert_eq!(store.fp_versions(2).await.unwrap(), Some(vec![2]));
+}
+
+async fn a_purge_takes_the_sealed_id_of_a_subject_left_without_tokens(backend: Backend) {
+    let (_dir, store) = open(backend).await;
+    for (subject, token, fp) in [(1u8, "a", 1u8), (2, "b", 2), (2, "c", 3)] {
+        let mut r = rec(token, fp, Some(1), 1);
+        r.last_used_at = if token == "c" { 100 } else { 10 };
+        let w = Write {
+            records: vec![r],
+            subject: Some([subject; 32]),
+            subject_version: Some(1),
+            subject_sealed: Some(id(subject, 1).id),
+            now: 10,
+            ..Write::default()
+        };
+        store.write(w).await.unwrap();
+    }
+    assert_eq!(store.subjects_after(None, 10).await.unwrap(), vec![id(1, 1), id(2, 1)]);
+    // "a" and "b" expire: subject 1 has nothing left, subject 2 still has "c".
+    assert_eq!(store.purge("email", 50, 60, 100).await.unwrap(), 2);
+    assert_eq!(store.subjects_after(None, 10).await.unwrap(), vec![id(2, 1)]);
 }
 
 /// A PostgreSQL database as migrations 1–5 left it (rows with no fingerprint version, links with no sealed id, a

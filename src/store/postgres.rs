@@ -597,12 +597,14 @@ impl Store for PostgresStore {
         .map_err(unavailable)?;
         let classes = vec![class.to_owned(); tokens.len()];
         tombstone(&mut tx, &classes, &tokens, now).await.map_err(unavailable)?;
-        sqlx::query("DELETE FROM subject_tokens WHERE class = $1 AND token = ANY($2)")
-            .bind(class)
-            .bind(&tokens)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let unlinked: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM subject_tokens WHERE class = $1 AND token = ANY($2) RETURNING subject_fp")
+                .bind(class)
+                .bind(&tokens)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        rotation::forget_unlinked_subjects(&mut tx, unlinked).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(tokens.len() as u64)
     }

@@ -397,10 +397,18 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let mut unlinked = Vec::new();
         for token in &tokens {
             tombstone(&mut tx, class, token, now).await?;
-            sqlx::query(UNLINK_TOKEN).bind(class).bind(token).execute(&mut *tx).await.map_err(unavailable)?;
+            let gone: Vec<Vec<u8>> = sqlx::query_scalar(&format!("{UNLINK_TOKEN} RETURNING subject_fp"))
+                .bind(class)
+                .bind(token)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            unlinked.extend(gone);
         }
+        rotation::forget_unlinked_subjects(&mut tx, unlinked).await?;
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
         let _ = conn.close().await;

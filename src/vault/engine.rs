@@ -135,7 +135,7 @@ pub struct Engine {
     /// New cards taken per card range (`ClassFormats::pan_range_per_day`), in this process.
     ranges: Budgets<CardRange>,
     /// The key versions value lookups ask under, newest first (normally one; two while a rewrap pass moves
-    /// fingerprints): read once from the store, which lists this keyring's newest first.
+    /// fingerprints): read from the store's list once, at the first tokenisation.
     lookup_versions: tokio::sync::OnceCell<Vec<u32>>,
 }
 
@@ -490,11 +490,13 @@ impl Engine {
         if !misses.is_empty() {
             // Each value under every version in use (normally one), in the same read: the newest's first.
             let n = versions.len();
-            let mut values: Vec<(String, Fingerprint)> = Vec::with_capacity((misses.len() + misses.len()) * n);
+            let mut values: Vec<(String, Fingerprint)> = Vec::with_capacity(2 * misses.len() * n);
             for &i in &misses {
                 values.push((items[i].0.name().to_owned(), parsed[i].1));
-                for fp in self.fingerprints(items[i].0.name(), &parsed[i].0.canonical, &versions[1..])? {
-                    values.push((items[i].0.name().to_owned(), fp));
+                if n > 1 {
+                    for fp in self.fingerprints(items[i].0.name(), &parsed[i].0.canonical, &versions[1..])? {
+                        values.push((items[i].0.name().to_owned(), fp));
+                    }
                 }
             }
             let tokens: Vec<(String, String)> =

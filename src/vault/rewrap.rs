@@ -12,7 +12,8 @@
 //! the shop gives (`--subjects FILE`) move legacy links that have no sealed id. Once nothing is left under an
 //! older version, those versions are taken off the store's list, and lookups ask under one version again
 //! (after a restart). Vaults serving the store must have loaded the new key version (restart them after
-//! `keys rotate`) before the pass: one still on the old keyring is refused new records (fails closed).
+//! `keys rotate`) before the pass: one still on the old keyring is refused new records from the moment the pass
+//! starts (it fails closed rather than give a moved value a second token).
 
 use super::engine::{Engine, EngineError};
 use crate::store::{Resealed, SubjectMove, SubjectRow};
@@ -49,6 +50,9 @@ pub async fn rewrap(
     mut report: impl FnMut(&Progress),
 ) -> Result<Progress, EngineError> {
     let target = engine.keys().current_version();
+    // The target goes on the store's list first: from now on a vault still on an older keyring is refused new
+    // records (it would look values up under its own version only and miss the moved ones).
+    engine.lookup_versions().await?;
     let mut p = Progress { target_version: target, ..Progress::default() };
     loop {
         let budget = max.map(|m| m.saturating_sub(p.resealed + p.skipped));

@@ -269,3 +269,24 @@ pub(super) async fn drop_volatile_before(pool: &PgPool, target: u32) -> Result<u
         .map_err(unavailable)?;
     Ok(done.rows_affected())
 }
+
+/// Drops the sealed ids of these subjects that have no link left (a purge took their last token).
+pub(super) async fn forget_unlinked_subjects(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    mut subjects: Vec<Vec<u8>>,
+) -> Result<(), StoreError> {
+    if subjects.is_empty() {
+        return Ok(());
+    }
+    subjects.sort_unstable();
+    subjects.dedup();
+    sqlx::query(
+        "DELETE FROM subjects s WHERE s.subject_fp = ANY($1)
+         AND NOT EXISTS (SELECT 1 FROM subject_tokens l WHERE l.subject_fp = s.subject_fp)",
+    )
+    .bind(subjects)
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}

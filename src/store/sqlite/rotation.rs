@@ -96,10 +96,10 @@ async fn listed(tx: &mut Tx<'_>) -> Result<Vec<u32>, StoreError> {
 
 pub(super) async fn unlist_below(tx: &mut Tx<'_>, target: u32) -> Result<bool, StoreError> {
     let t = i64::from(target);
-    let left: i64 = sqlx::query_scalar(&format!(
+    let left: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM tokens WHERE gone_at IS NULL AND (fp_version IS NULL OR fp_version < ?1))
-              + (SELECT COUNT(*) FROM volatile WHERE fp_version IS NULL OR fp_version < ?1)"
-    ))
+              + (SELECT COUNT(*) FROM volatile WHERE fp_version IS NULL OR fp_version < ?1)",
+    )
     .bind(t)
     .fetch_one(&mut **tx)
     .await
@@ -142,7 +142,7 @@ pub(super) async fn key_usage(conn: &mut SqliteConnection, v: u32, oldest: bool)
 }
 
 pub(super) async fn unlist_version(tx: &mut Tx<'_>, v: u32, oldest: bool) -> Result<KeyUsage, StoreError> {
-    let usage = key_usage(&mut **tx, v, oldest).await?;
+    let usage = key_usage(tx, v, oldest).await?;
     if usage.is_unused() {
         sqlx::query("DELETE FROM fp_versions WHERE version = ?1 OR (?2 AND version = 0)")
             .bind(i64::from(v))
@@ -248,4 +248,21 @@ pub(super) async fn drop_volatile_before(tx: &mut Tx<'_>, target: u32) -> Result
         .await
         .map_err(unavailable)?;
     Ok(done.rows_affected())
+}
+
+/// Drops the sealed ids of these subjects that have no link left (a purge took their last token).
+pub(super) async fn forget_unlinked_subjects(tx: &mut Tx<'_>, mut subjects: Vec<Vec<u8>>) -> Result<(), StoreError> {
+    subjects.sort_unstable();
+    subjects.dedup();
+    for fp in subjects {
+        sqlx::query(
+            "DELETE FROM subjects WHERE subject_fp = ?1
+             AND NOT EXISTS (SELECT 1 FROM subject_tokens WHERE subject_fp = ?1)",
+        )
+        .bind(fp)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
 }
