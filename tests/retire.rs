@@ -244,3 +244,24 @@ async fn rotation_then_retirement_while_serving_keeps_every_token_and_subject(ba
     assert!(subject(&client, "GET", "legacy-1").await["items"].as_array().unwrap().is_empty());
     running.shutdown().await;
 }
+
+/// With the fallback audit signing key (derived from the oldest version), retiring that version is refused
+/// even when nothing else depends on it; so is a version the keyring does not hold. Nothing is removed.
+#[tokio::test]
+async fn retiring_the_oldest_version_needs_an_audit_key_file() {
+    let clock = ManualClock::at(veil::vault::engine::system_clock()());
+    let mut v = start_lifecycle_vault(Backend::Sqlite, "", "", clock).await;
+    tokenize(&v.client, &values(2, "a"), Some("s"), &Seen::default()).await;
+    v.running.take().unwrap().shutdown().await;
+    let cfg_path = v.dir.path().join("veil.toml");
+    let key_file = v.dir.path().join("master.key");
+    assert!(veil(&cfg_path, &["keys", "rotate"]).await.0);
+    let (ok, out, err) = veil(&cfg_path, &["keys", "rewrap"]).await;
+    assert!(ok && out.contains("older fingerprint versions unused"), "{out}{err}");
+    let before = std::fs::read_to_string(&key_file).unwrap();
+    let (ok, _, err) = veil(&cfg_path, &["keys", "retire", "--below", "2"]).await;
+    assert!(!ok && err.contains("audit_key_file") && err.contains("--new-audit-chain"), "{err}");
+    let (ok, _, err) = veil(&cfg_path, &["keys", "retire", "--version", "3"]).await;
+    assert!(!ok && err.contains("no master key version 3"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), before, "nothing was retired");
+}
