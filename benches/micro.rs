@@ -209,6 +209,7 @@ fn record(keys: &KeySet, n: u64) -> Record {
         class: "pan".into(),
         token,
         value_fp,
+        fp_version: None,
         key_version: 1,
         sealed,
         created_at: 0,

@@ -173,7 +173,7 @@ pub fn audit_signer(v: &VaultConfig, keys: &KeySet) -> Result<AuditSigner, Start
     match &v.audit_key_file {
         Some(path) => Ok(AuditSigner::load(path)?),
         None => {
-            let mut seed = keys.audit.fingerprint(b"veil/audit-signing-key/v1");
+            let mut seed = keys.audit_signing_seed().fingerprint(b"veil/audit-signing-key/v1");
             let signer = AuditSigner::from_seed(&seed);
             zeroize::Zeroize::zeroize(&mut seed);
             Ok(signer)

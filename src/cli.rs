@@ -5,6 +5,7 @@ pub mod audit;
 pub mod keys;
 pub mod offline;
 pub mod progress;
+pub mod retire;
 pub mod try_route;
 pub mod unseal;
 

@@ -79,13 +79,13 @@ impl Store for Counting {
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {
         self.inner.count_live().await
     }
-    async fn sealed_before(
+    async fn stale_before(
         &self,
         version: u32,
         after: Option<&(String, String)>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        self.inner.sealed_before(version, after, limit).await
+        self.inner.stale_before(version, after, limit).await
     }
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
         self.inner.reseal(records).await

@@ -119,7 +119,7 @@ async fn rewrap_while_serving_keeps_every_token(backend: Backend) {
     let all = pairs.lock().unwrap().clone();
     check_all(&client, &all).await;
     let store = veil::app::open_store(cfg.vault.as_ref().unwrap()).await.unwrap();
-    assert!(store.sealed_before(2, None, 10).await.unwrap().is_empty());
+    assert!(store.stale_before(2, None, 10).await.unwrap().is_empty());
     let keys: Vec<(String, String)> = all.iter().map(|(c, _, t)| (c.clone(), t.clone())).collect();
     let records = store.find_by_tokens(&keys).await.unwrap();
     assert!(records.iter().all(|r| r.as_ref().unwrap().key_version == 2));

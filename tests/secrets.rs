@@ -293,13 +293,13 @@ async fn no_value_token_or_key_appears_in_logs_errors_or_metrics() {
     let sent: Value = serde_json::from_slice(&provider.requests()[0].1.body).unwrap();
     assert_eq!(sent["source"]["cvc"].as_str(), Some(CVC), "the provider got the CVC");
 
-    // SMTP: the customer's e-mail token as recipient and in the message (revealed, with the phone token), the
+    // SMTP: the customer's e-mail token as recipient and in the message (revealed, with their phone token), the
     // same message to a server that refuses the customer (its echo of the address scrubbed), an unknown token.
     let (status, body) = client
         .post_json(
             "/v1/tokenize",
             APP_KEY,
-            &json!({"items": [{"class": "email", "value": EMAIL}, {"class": "phone", "value": PHONE}]}),
+            &json!({"items": [{"class": "email", "value": EMAIL}, {"class": "phone", "value": PHONE}], "subject": "cust-9"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");

@@ -53,7 +53,7 @@ async fn start(text: &str, mode: Mode) -> Result<veil::app::Running, veil::app::
 fn candidate_keys(files: &[PathBuf]) -> Vec<[u8; 32]> {
     let purposes = ["seal", "blob", "value-fingerprint", "audit", "subject", "erasure-receipt"];
     let mut classes = veil::domain::Class::names().to_vec();
-    classes.push("-");
+    classes.extend(["-", veil::crypto::keys::SUBJECT_SEAL]);
     let mut out = Vec::new();
     for f in files {
         let bytes = std::fs::read(f).unwrap();
@@ -128,7 +128,10 @@ async fn the_split_proxys_keys_open_no_vault_record_and_fingerprint_no_value() {
             .unwrap();
     let rec = store.find_by_tokens(&[("pan".to_owned(), token.clone())]).await.unwrap().pop().unwrap().unwrap();
     let v = rec.key_version;
-    assert_eq!(vault_keys.sealer("pan", v).unwrap().open("pan", &token, v, &rec.sealed).unwrap(), pan.as_bytes());
+    let fp = rec.value_fp;
+    assert_eq!(rec.fp_version, Some(v), "a row written now binds its fingerprint");
+    let opened = vault_keys.sealer("pan", v).unwrap().open_bound("pan", &token, v, &fp, &rec.sealed).unwrap();
+    assert_eq!(opened, pan.as_bytes());
     assert_eq!(vault_keys.value_fingerprint("pan", &pan), Some(rec.value_fp));
 
     // Every key the proxy's files hold or yield: none opens the row or fingerprints the value.
@@ -137,7 +140,9 @@ async fn the_split_proxys_keys_open_no_vault_record_and_fingerprint_no_value() {
     let keys = candidate_keys(&files);
     assert!(keys.len() > 50, "{} candidate keys", keys.len());
     for k in &keys {
-        assert!(Sealer::new(k).open("pan", &token, v, &rec.sealed).is_err(), "a proxy key opened a vault record");
+        let sealer = Sealer::new(k);
+        assert!(sealer.open_bound("pan", &token, v, &fp, &rec.sealed).is_err(), "a proxy key opened a vault record");
+        assert!(sealer.open("pan", &token, v, &rec.sealed).is_err(), "a proxy key opened a vault record");
         assert_ne!(Fingerprinter::new(k).fingerprint(pan.as_bytes()), rec.value_fp, "a proxy key fingerprints values");
     }
     // The candidates include the proxy's in-memory blob keys (derived exactly so), which do open its blobs.

@@ -31,6 +31,7 @@ fn rec(class: &str, token: &str, fp: u8) -> Record {
         class: class.into(),
         token: token.into(),
         value_fp: [fp; 32],
+        fp_version: Some(3),
         key_version: 3,
         sealed: vec![fp, 1, 2, 3],
         created_at: 1_700_000_000,
@@ -261,7 +262,10 @@ async fn live_counts_follow_inserts_erasures_and_purges(backend: Backend) {
     let mut old = rec("pan", "p-old", 3);
     old.last_used_at = 10;
     let records = vec![rec("email", "e1", 1), rec("email", "e2", 2), old, rec("pan", "p-new", 4)];
-    store.write(Write { records, touch: Vec::new(), subject: Some(subject), now: 20 }).await.unwrap();
+    store
+        .write(Write { records, touch: Vec::new(), subject: Some(subject), now: 20, ..Write::default() })
+        .await
+        .unwrap();
     // Losers: the same value again (another token), a taken token (another value).
     let lost = store.insert(vec![rec("email", "e3", 1), rec("email", "e1", 5)]).await.unwrap();
     assert!(!lost.contains(&Inserted::New), "{lost:?}");
@@ -270,8 +274,8 @@ async fn live_counts_follow_inserts_erasures_and_purges(backend: Backend) {
 
     // Purge: only the pan record unused since before the cutoff, counted first, taken in pages.
     assert_eq!(store.count_expired("pan", 11).await.unwrap(), Some(1));
-    assert_eq!(store.count_sealed_before(4).await.unwrap(), Some(5), "every live record is under version 3");
-    assert_eq!(store.count_sealed_before(3).await.unwrap(), Some(0));
+    assert_eq!(store.count_stale_before(4).await.unwrap(), Some(5), "every live record is under version 3");
+    assert_eq!(store.count_stale_before(3).await.unwrap(), Some(0));
     assert_eq!(store.purge("pan", 11, 30, 0).await.unwrap(), 0, "a page of none takes none");
     assert_eq!(store.purge("pan", 11, 30, 1).await.unwrap(), 1);
     assert_eq!(store.purge("pan", 11, 30, 1).await.unwrap(), 0);
@@ -290,7 +294,7 @@ async fn subject_peers_are_the_tokens_of_a_tokens_subjects(backend: Backend) {
     let place = Place::new(backend).await;
     let store = place.open().await;
     let link =
-        |records: Vec<Record>, subject: u8| Write { records, touch: Vec::new(), subject: Some([subject; 32]), now: 1 };
+        |records: Vec<Record>, subject: u8| Write { records, subject: Some([subject; 32]), now: 1, ..Write::default() };
     store.write(link(vec![rec("email", "alice", 1), rec("name", "alice-name", 2)], 1)).await.unwrap();
     store.write(link(vec![rec("email", "bob", 3), rec("name", "bob-name", 4)], 2)).await.unwrap();
     // A card both gave (shared), and a record linked to nobody.
@@ -301,6 +305,7 @@ async fn subject_peers_are_the_tokens_of_a_tokens_subjects(backend: Backend) {
             touch: vec![("pan".into(), "card".into())],
             subject: Some([2; 32]),
             now: 2,
+            ..Write::default()
         })
         .await
         .unwrap();

@@ -1,4 +1,5 @@
-//! `veil keys …`: master keyring maintenance (rotate; more subcommands slot into [`KeysCommand`]).
+//! `veil keys …`: master keyring maintenance (init, rotate, rewrap, retire; more subcommands slot into
+//! [`KeysCommand`]).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -37,6 +38,25 @@ pub enum KeysCommand {
         /// Stop after this many records (a rerun continues).
         #[arg(long)]
         max: Option<u64>,
+        /// A file of subject ids, one a line (the shop's customer ids): their links made under older key versions
+        /// are moved too (links written before subject ids were kept sealed cannot be moved otherwise).
+        #[arg(long = "subjects")]
+        subjects: Option<PathBuf>,
+        /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
+        #[arg(long = "share")]
+        shares: Vec<PathBuf>,
+    },
+    /// Remove an old master key version from the keyring, once nothing depends on it any more (run `rewrap`
+    /// first); refused with what still does. Audited. The newest version can never be retired.
+    Retire {
+        #[arg(short = 'c', long = "config")]
+        config: PathBuf,
+        /// The version to retire.
+        #[arg(long = "version", conflicts_with = "below", required_unless_present = "below")]
+        version: Option<u32>,
+        /// Retire every version below this one.
+        #[arg(long = "below")]
+        below: Option<u32>,
         /// A custodian's share file (key provider "shares": give --share once per custodian, M in all).
         #[arg(long = "share")]
         shares: Vec<PathBuf>,
@@ -62,7 +82,7 @@ pub fn run(command: KeysCommand) -> ExitCode {
             Err(code) => code,
         },
         KeysCommand::Rotate { file, shares } => rotate(&file, &shares),
-        KeysCommand::Rewrap { config, page, max, shares } => {
+        KeysCommand::Rewrap { config, page, max, subjects, shares } => {
             let shares = match super::unseal::read_shares(&shares) {
                 Ok(s) => s,
                 Err(e) => {
@@ -71,7 +91,28 @@ pub fn run(command: KeysCommand) -> ExitCode {
                 }
             };
             match super::load(&config) {
-                Ok(cfg) => super::offline::rewrap(cfg, page, max, shares),
+                Ok(cfg) => super::offline::rewrap(cfg, page, max, subjects.as_deref(), shares),
+                Err(code) => code,
+            }
+        }
+        KeysCommand::Retire { config, version, below, shares } => {
+            let shares = match super::unseal::read_shares(&shares) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("veil: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let which = match (version, below) {
+                (Some(v), _) => super::retire::Which::Version(v),
+                (None, Some(b)) => super::retire::Which::Below(b),
+                (None, None) => {
+                    eprintln!("veil: name the version to retire (--version V or --below V)");
+                    return ExitCode::from(2);
+                }
+            };
+            match super::load(&config) {
+                Ok(cfg) => super::retire::run(cfg, which, shares),
                 Err(code) => code,
             }
         }

@@ -33,7 +33,11 @@ fn vault_section(cfg: &Config) -> Result<&crate::config::VaultConfig, StartError
 
 /// [`open`] with the subkeys of a keyring already read (a provider is asked once per process: an HSM's library
 /// initialises once).
-async fn open_with_keys(cfg: &Config, clock: Clock, keys: crate::crypto::KeySet) -> Result<LocalVault, StartError> {
+pub(super) async fn open_with_keys(
+    cfg: &Config,
+    clock: Clock,
+    keys: crate::crypto::KeySet,
+) -> Result<LocalVault, StartError> {
     let v = vault_section(cfg)?;
     let keys = Arc::new(keys);
     let store = app::open_store(v).await?;
@@ -151,8 +155,19 @@ pub fn purge(cfg: Config, shares: Vec<Secret<String>>) -> std::process::ExitCode
     }))
 }
 
-/// Runs `veil keys rewrap -c …`, audited (start, then the end with its counts).
-pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<String>>) -> std::process::ExitCode {
+/// Runs `veil keys rewrap -c …`, audited (start, then the end with its counts). `subjects`: a file of subject
+/// ids, one a line, whose links made under older versions are moved too (legacy links have no sealed id).
+pub fn rewrap(
+    cfg: Config,
+    page: usize,
+    max: Option<u64>,
+    subjects: Option<&std::path::Path>,
+    shares: Vec<Secret<String>>,
+) -> std::process::ExitCode {
+    let ids = match subjects.map(read_ids).transpose() {
+        Ok(ids) => ids.unwrap_or_default(),
+        Err(e) => return exit(Err(e)),
+    };
     exit(block_on(async move {
         let clock = crate::vault::engine::system_clock();
         let vault = open_with_shares(&cfg, clock, &shares).await.map_err(|e| e.to_string())?;
@@ -162,11 +177,12 @@ pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<Str
             .audit_command("keys_rewrap", "started", vec![("version".into(), target)])
             .await
             .map_err(|e| e.to_string())?;
-        let older = engine.store().count_sealed_before(engine.keys().current_version()).await;
+        let older = engine.store().count_stale_before(engine.keys().current_version()).await;
         let total = older.map_err(|e| e.to_string())?.map(|n| max.map_or(n, |m| n.min(m)));
         let mut bar = super::progress::Progress::new("rewrap");
         let result =
-            crate::vault::rewrap::rewrap(engine, page.max(1), max, |p| bar.update(p.resealed + p.skipped, total)).await;
+            crate::vault::rewrap::rewrap(engine, page.max(1), max, &ids, |p| bar.update(p.resealed + p.skipped, total))
+                .await;
         let progress = match result {
             Ok(p) => p,
             Err(e) => {
@@ -179,17 +195,41 @@ pub fn rewrap(cfg: Config, page: usize, max: Option<u64>, shares: Vec<Secret<Str
             ("version".into(), u64::from(progress.target_version)),
             ("resealed".into(), progress.resealed),
             ("skipped".into(), progress.skipped),
+            ("subjects".into(), progress.subjects),
+            ("links".into(), progress.links),
+            ("volatiles_dropped".into(), progress.volatiles),
         ];
         let outcome = if progress.done { "ok" } else { "stopped" };
         vault.audit_command("keys_rewrap", outcome, counts).await.map_err(|e| e.to_string())?;
-        Ok(format!(
+        let mut out = format!(
             "re-sealed {} records under key version {} ({} changed meanwhile and were left alone); {}",
             progress.resealed,
             progress.target_version,
             progress.skipped,
             if progress.done { "done" } else { "stopped early: run again to continue" }
-        ))
+        );
+        if progress.done {
+            out.push_str(&format!(
+                "\nsubjects: {} checked, {} links moved; {} CVCs of older versions dropped; {}",
+                progress.subjects,
+                progress.links,
+                progress.volatiles,
+                if progress.unlisted {
+                    "older fingerprint versions unused: restart the vaults (one lookup per value again), then `veil \
+                     keys retire` can remove old versions"
+                } else {
+                    "some records still use an older fingerprint version (they changed meanwhile): run again"
+                }
+            ));
+        }
+        Ok(out)
     }))
+}
+
+/// The subject ids of a `--subjects` file: one a line, surrounding spaces trimmed, empty lines skipped.
+fn read_ids(path: &std::path::Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
 }
 
 /// Runs `veil keys rotate -c …`: rotates the key file of the config's vault, audited (start, then the end with

@@ -1,7 +1,9 @@
-//! Record sealing with AES-256-GCM-SIV: random nonce, AAD binding class, token and key version.
+//! Record sealing with AES-256-GCM-SIV: random nonce, AAD binding class, token and key version — and, for rows
+//! written under the per-row fingerprint version scheme, the row's value fingerprint too ([`Sealer::seal_bound`]).
 //!
 //! Sealed form: `nonce (12 bytes) ‖ ciphertext ‖ tag`. Because the AAD names the row (class + token + key
-//! version), a ciphertext copied into another row does not open.
+//! version [+ value fingerprint]), a ciphertext copied into another row does not open, and a bound row whose
+//! fingerprint a database writer swapped for another row's does not open either.
 
 use aes_gcm_siv::aead::{Aead, KeyInit, Payload};
 use aes_gcm_siv::{Aes256GcmSiv, Nonce};
@@ -47,6 +49,45 @@ impl Sealer {
         self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| SealError)
     }
 
+    /// Like [`Sealer::seal`], the AAD also binding the row's value fingerprint `fp`.
+    pub fn seal_bound(
+        &self,
+        class: &str,
+        token: &str,
+        version: u32,
+        fp: &[u8; 32],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let aad = aad_bound(class, token, version, fp);
+        let ct = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .map_err(|_| SealError)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Sealer::seal_bound`] sealed for this row and fingerprint.
+    pub fn open_bound(
+        &self,
+        class: &str,
+        token: &str,
+        version: u32,
+        fp: &[u8; 32],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(SealError);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let aad = aad_bound(class, token, version, fp);
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| SealError)
+    }
+
     /// Vaultless encryption (the `encrypt` action): the AAD binds only the class and version.
     pub fn seal_blob(&self, class: &str, version: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         self.seal(class, "", version, plaintext)
@@ -62,6 +103,20 @@ fn aad(class: &str, token: &str, version: u32) -> Vec<u8> {
     aad.extend_from_slice(token.as_bytes());
     aad.push(0);
     aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+/// `veil-record-v2 \0 class \0 token \0 version(be32) fp(32)`: the v1 fields, then the value fingerprint (fixed
+/// length, so the encoding stays unambiguous); the distinct label keeps v1 and v2 AADs apart.
+fn aad_bound(class: &str, token: &str, version: u32, fp: &[u8; 32]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(56 + class.len() + token.len());
+    aad.extend_from_slice(b"veil-record-v2\0");
+    aad.extend_from_slice(class.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(token.as_bytes());
+    aad.push(0);
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad.extend_from_slice(fp);
     aad
 }
 
@@ -144,5 +199,17 @@ mod tests {
         tampered[14] ^= 1;
         assert_eq!(s.open("pan", "4111118304731111", 1, &tampered), Err(SealError), "tampered");
         assert_eq!(s.open("pan", "4111118304731111", 1, &sealed[..10]), Err(SealError), "truncated");
+    }
+
+    #[test]
+    fn a_bound_row_opens_only_with_its_own_fingerprint_and_scheme() {
+        let s = Sealer::new(&[7u8; 32]);
+        let sealed = s.seal_bound("pan", "4111118304731111", 2, &[1; 32], b"4111111111111111").unwrap();
+        assert_eq!(s.open_bound("pan", "4111118304731111", 2, &[1; 32], &sealed).unwrap(), b"4111111111111111");
+        assert_eq!(s.open_bound("pan", "4111118304731111", 2, &[2; 32], &sealed), Err(SealError), "swapped fp");
+        assert_eq!(s.open("pan", "4111118304731111", 2, &sealed), Err(SealError), "v1 AAD");
+        let v1 = s.seal("pan", "4111118304731111", 2, b"4111111111111111").unwrap();
+        assert_eq!(s.open_bound("pan", "4111118304731111", 2, &[1; 32], &v1), Err(SealError), "v2 AAD on a v1 row");
+        assert_eq!(s.open_bound("pan", "4111119999991111", 2, &[1; 32], &sealed), Err(SealError), "other token");
     }
 }

@@ -6,9 +6,12 @@
 //! 1 <64 hex digits>
 //! ```
 //! Subkeys: `HKDF-SHA256(salt = "veil-hkdf-v1", ikm = master[v], info = "veil/<purpose>/<class>/v<v>")`.
-//! Records are sealed under the newest version; older versions still open what they sealed. Fingerprints
-//! always use the oldest version's subkeys so that lookups stay stable across rotations.
-//! `veil keys rotate` appends a new version with [`Keyring::rotate_file`] (atomic replace, old lines kept).
+//! Every derived key of new data comes from the newest version: records are sealed under it, and value, subject
+//! and audit fingerprints and receipt signatures are made under it; older versions still open, find and verify
+//! what they made (each stored row names the version of its fingerprint). `veil keys rotate` appends a new
+//! version with [`Keyring::rotate_file`] (atomic replace, old lines kept); `veil keys rewrap` moves every row to
+//! the newest; `veil keys retire` then removes an old version's line ([`Keyring::without_version`]).
+//! Only the fallback audit signing key (no `audit_key_file`) stays with the oldest version.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::OpenOptions;
@@ -52,6 +55,10 @@ pub enum KeyError {
     NotEncryptOnly { path: String },
     #[error("{path} is a proxy's encrypt-only key file, not a master keyring")]
     EncryptOnly { path: String },
+    #[error("{path} holds no master key version {version}")]
+    NoSuchVersion { path: String, version: u32 },
+    #[error("version {version} is the newest master key version of {path}: it can never be retired")]
+    Newest { path: String, version: u32 },
 }
 
 /// Every master key version from the key file.
@@ -114,6 +121,28 @@ impl Keyring {
         let new = Secret::new(format!("{old}{sep}{next} {}\n", hex::encode(key.expose())));
         Self::parse(new.expose(), source)?;
         Ok((new, next))
+    }
+
+    /// `text` without the line of master key `version` (every other line kept verbatim). Refused for a version
+    /// the text does not hold and for the newest (new data is made under it).
+    pub fn without_version(text: &Secret<String>, source: &str, version: u32) -> Result<Secret<String>, KeyError> {
+        let ring = Self::parse(text.expose(), source)?;
+        if !ring.keys.contains_key(&version) {
+            return Err(KeyError::NoSuchVersion { path: source.to_owned(), version });
+        }
+        if ring.current_version() == version {
+            return Err(KeyError::Newest { path: source.to_owned(), version });
+        }
+        let mut out = String::with_capacity(text.expose().len());
+        for line in text.expose().split_inclusive('\n') {
+            let named = line.trim().split_once(' ').and_then(|(v, _)| v.parse::<u32>().ok());
+            if named != Some(version) || line.trim().starts_with('#') {
+                out.push_str(line);
+            }
+        }
+        let out = Secret::new(out);
+        Self::parse(out.expose(), source)?;
+        Ok(out)
     }
 
     fn parse(text: &str, shown: &str) -> Result<Keyring, KeyError> {
@@ -209,6 +238,10 @@ impl Keyring {
         self.keys.keys().next_back().copied().unwrap_or(1)
     }
 
+    pub fn oldest_version(&self) -> u32 {
+        self.keys.keys().next().copied().unwrap_or(1)
+    }
+
     pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
         self.keys.keys().copied()
     }
@@ -229,45 +262,123 @@ impl Keyring {
 /// Subkeys derived once at start, ready for the hot path.
 pub struct KeySet {
     current: u32,
+    oldest: u32,
     /// By class name, then key version: looked up with a borrowed name (no allocation per lookup).
     sealers: HashMap<String, HashMap<u32, Sealer>>,
     blobs: Arc<BlobKeys>,
-    value_fp: HashMap<String, Fingerprinter>,
-    /// Fingerprints tokens and subjects in audit lines.
+    /// By class name, then key version.
+    value_fp: HashMap<String, HashMap<u32, Fingerprinter>>,
+    /// Per key version: audit (token fingerprints in audit lines), subject ids, erasure receipts.
+    by_version: BTreeMap<u32, Versioned>,
+    /// Fingerprints tokens and subjects in audit lines (newest version).
     pub audit: Fingerprinter,
-    /// Fingerprints subject ids.
+    /// Fingerprints subject ids (newest version).
     pub subject: Fingerprinter,
-    /// Signs erasure receipts (HMAC-SHA256).
+    /// Signs erasure receipts (HMAC-SHA256, newest version).
     pub receipt: Fingerprinter,
+    /// The oldest version's audit key: only the seed of the fallback audit signing key (no `audit_key_file`),
+    /// which must not change while its log is kept.
+    oldest_audit: Fingerprinter,
 }
+
+/// The per-version keys that are not per class.
+struct Versioned {
+    audit: Fingerprinter,
+    subject: Fingerprinter,
+    receipt: Fingerprinter,
+    /// Seals subject ids (kept so that a subject's links can be re-fingerprinted).
+    subject_sealer: Sealer,
+}
+
+/// The pseudo-class subject ids are sealed under (never a data class name: those have no leading `-`).
+pub const SUBJECT_SEAL: &str = "-subject";
 
 impl KeySet {
     pub fn derive(ring: &Keyring, classes: &[&str]) -> Result<KeySet, KeyError> {
         let empty = || KeyError::Empty { path: "keyring".into() };
-        let first = ring.versions().next().ok_or_else(empty)?;
+        let (first, current) = (ring.oldest_version(), ring.current_version());
         let mut sealers: HashMap<String, HashMap<u32, Sealer>> = HashMap::new();
-        let mut value_fp = HashMap::new();
+        let mut value_fp: HashMap<String, HashMap<u32, Fingerprinter>> = HashMap::new();
         for class in classes {
             for v in ring.versions() {
                 let k = ring.derive("seal", class, v).ok_or_else(empty)?;
                 sealers.entry((*class).to_owned()).or_default().insert(v, Sealer::new(k.expose()));
+                let k = ring.derive("value-fingerprint", class, v).ok_or_else(empty)?;
+                value_fp.entry((*class).to_owned()).or_default().insert(v, Fingerprinter::new(k.expose()));
             }
-            let k = ring.derive("value-fingerprint", class, first).ok_or_else(empty)?;
-            value_fp.insert((*class).to_owned(), Fingerprinter::new(k.expose()));
         }
-        let audit = Fingerprinter::new(ring.derive("audit", "-", first).ok_or_else(empty)?.expose());
-        let subject = Fingerprinter::new(ring.derive("subject", "-", first).ok_or_else(empty)?.expose());
-        let receipt = Fingerprinter::new(ring.derive("erasure-receipt", "-", first).ok_or_else(empty)?.expose());
+        let mut by_version = BTreeMap::new();
+        for v in ring.versions() {
+            let fp = |purpose: &str| ring.derive(purpose, "-", v).map(|k| Fingerprinter::new(k.expose()));
+            let sealer = ring.derive("seal", SUBJECT_SEAL, v).map(|k| Sealer::new(k.expose()));
+            let keys = Versioned {
+                audit: fp("audit").ok_or_else(empty)?,
+                subject: fp("subject").ok_or_else(empty)?,
+                receipt: fp("erasure-receipt").ok_or_else(empty)?,
+                subject_sealer: sealer.ok_or_else(empty)?,
+            };
+            by_version.insert(v, keys);
+        }
+        let newest = by_version.get(&current).ok_or_else(empty)?;
+        let (audit, subject, receipt) = (newest.audit.clone(), newest.subject.clone(), newest.receipt.clone());
+        let oldest_audit = by_version.get(&first).ok_or_else(empty)?.audit.clone();
         let blobs = Arc::new(BlobKeys::derive(ring, classes)?);
-        Ok(KeySet { current: ring.current_version(), sealers, blobs, value_fp, audit, subject, receipt })
+        Ok(KeySet {
+            current,
+            oldest: first,
+            sealers,
+            blobs,
+            value_fp,
+            by_version,
+            audit,
+            subject,
+            receipt,
+            oldest_audit,
+        })
     }
 
     pub fn current_version(&self) -> u32 {
         self.current
     }
 
+    /// The oldest version held: legacy rows (written before rows named their fingerprint's version) were
+    /// fingerprinted under it.
+    pub fn oldest_version(&self) -> u32 {
+        self.oldest
+    }
+
+    /// Every version held, oldest first.
+    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_version.keys().copied()
+    }
+
     pub fn sealer(&self, class: &str, version: u32) -> Option<&Sealer> {
         self.sealers.get(class)?.get(&version)
+    }
+
+    /// The sealer of subject ids under `version`.
+    pub fn subject_sealer(&self, version: u32) -> Option<&Sealer> {
+        self.by_version.get(&version).map(|k| &k.subject_sealer)
+    }
+
+    /// The subject-id fingerprinter of `version`.
+    pub fn subject_at(&self, version: u32) -> Option<&Fingerprinter> {
+        self.by_version.get(&version).map(|k| &k.subject)
+    }
+
+    /// The audit fingerprinter of `version`.
+    pub fn audit_at(&self, version: u32) -> Option<&Fingerprinter> {
+        self.by_version.get(&version).map(|k| &k.audit)
+    }
+
+    /// The receipt key of `version`.
+    pub fn receipt_at(&self, version: u32) -> Option<&Fingerprinter> {
+        self.by_version.get(&version).map(|k| &k.receipt)
+    }
+
+    /// The seed key of the fallback audit signing key (the oldest version's audit key).
+    pub fn audit_signing_seed(&self) -> &Fingerprinter {
+        &self.oldest_audit
     }
 
     /// The `encrypt` action's keys, for a proxy in the same process.
@@ -285,8 +396,14 @@ impl KeySet {
         self.blobs.decrypt_blob(class, blob)
     }
 
+    /// The value fingerprint under the newest version (what new rows are stored under).
     pub fn value_fingerprint(&self, class: &str, canonical: &str) -> Option<[u8; 32]> {
-        self.value_fp.get(class).map(|f| f.fingerprint(canonical.as_bytes()))
+        self.value_fingerprint_at(class, canonical, self.current)
+    }
+
+    /// The value fingerprint under `version`.
+    pub fn value_fingerprint_at(&self, class: &str, canonical: &str, version: u32) -> Option<[u8; 32]> {
+        self.value_fp.get(class)?.get(&version).map(|f| f.fingerprint(canonical.as_bytes()))
     }
 }
 
@@ -453,10 +570,16 @@ mod tests {
         let blob_v2 = new.encrypt_blob("text", "allergic to nuts").unwrap();
         assert!(blob_v2.starts_with("veil:v2:"), "{blob_v2}");
         assert!(old.decrypt_blob("text", &blob_v2).is_none());
-        // Lookups stay stable: the same value fingerprints the same before and after a rotation.
-        assert_eq!(old.value_fingerprint("pan", "4111"), new.value_fingerprint("pan", "4111"));
-        assert_eq!(old.audit.fingerprint(b"x"), new.audit.fingerprint(b"x"));
-        assert_eq!(old.subject.fingerprint(b"x"), new.subject.fingerprint(b"x"));
+        // New fingerprints are made under the newest version; the old version's still answer for old rows.
+        assert_ne!(old.value_fingerprint("pan", "4111"), new.value_fingerprint("pan", "4111"));
+        assert_eq!(old.value_fingerprint("pan", "4111"), new.value_fingerprint_at("pan", "4111", 1));
+        assert_ne!(old.audit.fingerprint(b"x"), new.audit.fingerprint(b"x"));
+        assert_eq!(old.audit.fingerprint(b"x"), new.audit_at(1).unwrap().fingerprint(b"x"));
+        assert_ne!(old.subject.fingerprint(b"x"), new.subject.fingerprint(b"x"));
+        assert_eq!(old.subject.fingerprint(b"x"), new.subject_at(1).unwrap().fingerprint(b"x"));
+        assert_ne!(old.receipt.fingerprint(b"x"), new.receipt.fingerprint(b"x"));
+        // The fallback audit signing key does not move (its log would break).
+        assert_eq!(old.audit_signing_seed().fingerprint(b"x"), new.audit_signing_seed().fingerprint(b"x"));
     }
 
     #[test]
@@ -482,5 +605,20 @@ mod tests {
         let err = Keyring::rotate_file(&path).unwrap_err();
         assert!(matches!(err, KeyError::Write { .. }), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn retiring_a_version_removes_only_its_line_and_never_the_newest() {
+        let (a, b, c) = ("ab".repeat(32), "cd".repeat(32), "ef".repeat(32));
+        let text = Secret::new(format!("# veil master keyring: keep secret\n1 {a}\n2 {b}\n# note\n3 {c}"));
+        let out = Keyring::without_version(&text, "k", 1).unwrap();
+        assert_eq!(out.expose(), &format!("# veil master keyring: keep secret\n2 {b}\n# note\n3 {c}"));
+        assert!(!out.expose().contains(&a), "version 1's key material is gone");
+        let out = Keyring::without_version(&out, "k", 2).unwrap();
+        assert_eq!(Keyring::from_text(&out, "k").unwrap().versions().collect::<Vec<_>>(), vec![3]);
+        let err = Keyring::without_version(&out, "k", 3).unwrap_err();
+        assert!(matches!(err, KeyError::Newest { version: 3, .. }), "{err}");
+        assert!(matches!(Keyring::without_version(&out, "k", 1), Err(KeyError::NoSuchVersion { version: 1, .. })));
+        assert!(!err.to_string().contains("efef"), "no key bytes in errors");
     }
 }

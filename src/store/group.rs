@@ -233,6 +233,7 @@ mod tests {
             class: class.into(),
             token: token.into(),
             value_fp: [fp; 32],
+            fp_version: None,
             key_version: 1,
             sealed: vec![fp],
             created_at: 0,

@@ -8,6 +8,13 @@
 //! never stored), erased per subject and purged per class after their retention. An erased or purged record
 //! becomes a tombstone: its sealed value is deleted and its value fingerprint replaced by random bytes (no
 //! longer linkable to the value), while the row keeps the token so it is never issued again.
+//!
+//! Key rotation: every row names the master key version its fingerprint was made under (`fp_version`; `None`
+//! for rows written before rows named it: the oldest version's). The store lists the versions value
+//! fingerprints may be under (`fp_versions`), so a lookup asks under each of them in one read (normally one);
+//! a row offered under an older version than the newest listed is refused (a vault still on the old keyring
+//! fails closed instead of giving a value a second token). Subject ids are kept sealed (`subjects`) so that a
+//! subject's links can be moved to a new version's fingerprint.
 
 mod erasures;
 mod group;
@@ -25,6 +32,8 @@ pub type Fingerprint = [u8; 32];
 pub struct Volatile {
     /// Keyed fingerprint of the token it is bound to (class and canonical token).
     pub bind_fp: Fingerprint,
+    /// The key version of `bind_fp` (`None`: the oldest, as for legacy rows).
+    pub fp_version: Option<u32>,
     pub key_version: u32,
     pub sealed: Vec<u8>,
     pub expires_at: i64,
@@ -38,12 +47,15 @@ impl std::fmt::Debug for Volatile {
 }
 
 /// A stored mapping. `sealed` is nonce ‖ AES-GCM-SIV ciphertext; it opens only with the AAD that binds class,
-/// token and key version.
+/// token and key version — and, for a row with an `fp_version`, its value fingerprint.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
     pub class: String,
     pub token: String,
     pub value_fp: Fingerprint,
+    /// The master key version `value_fp` was made under; `None`: a legacy row (the oldest version's, sealed with
+    /// the AAD that does not bind the fingerprint).
+    pub fp_version: Option<u32>,
     pub key_version: u32,
     pub sealed: Vec<u8>,
     /// Unix seconds.
@@ -85,6 +97,10 @@ pub struct Write {
     /// Links every record of this write (the winner's token where another value won) and every touched token
     /// to this subject.
     pub subject: Option<Fingerprint>,
+    /// The key version `subject` was made under (`None`: the oldest, a legacy link).
+    pub subject_version: Option<u32>,
+    /// The subject id, sealed: kept (once per subject and version) so its links can be re-fingerprinted.
+    pub subject_sealed: Option<SealedId>,
     /// Unix seconds.
     pub now: i64,
 }
@@ -93,6 +109,59 @@ impl Write {
     /// Rows this write changes (group-commit sizing).
     pub fn size(&self) -> usize {
         self.records.len() + self.touch.len()
+    }
+}
+
+/// A subject id sealed under a key version (AAD bound to the subject's fingerprint).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedId {
+    pub key_version: u32,
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedId").field("key_version", &self.key_version).finish_non_exhaustive()
+    }
+}
+
+/// A subject as the `subjects` table keeps it: its fingerprint, the version that was made under, its sealed id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectRow {
+    pub subject_fp: Fingerprint,
+    pub fp_version: u32,
+    pub id: SealedId,
+}
+
+/// Moves one subject: every link of the `from` fingerprints (the same id under other versions) goes to
+/// `to.subject_fp`, the `from` rows of `subjects` go, and `to` is kept (if the subject has any link left).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectMove {
+    pub from: Vec<Fingerprint>,
+    pub to: SubjectRow,
+}
+
+/// What still depends on one master key version (`veil keys retire` refuses unless all are zero).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// Live records sealed under it.
+    pub sealed: u64,
+    /// Live records whose value fingerprint was made under it.
+    pub fingerprints: u64,
+    /// Subject links made under it.
+    pub links: u64,
+    /// Subjects of those links with no sealed id (only `veil keys rewrap --subjects FILE` or the subject's next
+    /// visit can move them).
+    pub unsealed_subjects: u64,
+    /// Sealed subject ids fingerprinted or sealed under it.
+    pub subjects: u64,
+    /// CVCs bound or sealed under it.
+    pub volatiles: u64,
+}
+
+impl KeyUsage {
+    pub fn is_unused(&self) -> bool {
+        *self == KeyUsage::default()
     }
 }
 
@@ -105,14 +174,18 @@ pub struct Erased {
     pub erased: bool,
 }
 
-/// A record sealed again under a newer key version (key rotation).
+/// A record sealed and fingerprinted again under a newer key version (key rotation).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Resealed {
     pub class: String,
     pub token: String,
-    /// The version the record was sealed under when read: the update applies only if it still is.
+    /// The versions the record was sealed and fingerprinted under when read: the update applies only if they
+    /// still are.
     pub from_version: u32,
+    pub from_fp_version: Option<u32>,
     pub key_version: u32,
+    pub value_fp: Fingerprint,
+    pub fp_version: u32,
     pub sealed: Vec<u8>,
 }
 
@@ -190,7 +263,7 @@ pub trait Store: Send + Sync + 'static {
     /// when it has no subject): whose data a message to this token's owner may carry.
     async fn subject_peers(&self, class: &str, token: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// In one transaction: tombstones the subject's records that no other subject is linked to, and removes the
-    /// subject's links. Returns what happened to each of its tokens.
+    /// subject's links and sealed id. Returns what happened to each of its tokens.
     async fn erase_subject(&self, subject: &Fingerprint, now: i64) -> Result<Vec<Erased>, StoreError>;
     /// Tombstones up to `limit` live records of `class` last used before `cutoff` (unix seconds) and drops their
     /// subject links, in one transaction; returns how many (fewer than `limit`: none is left).
@@ -199,23 +272,57 @@ pub trait Store: Send + Sync + 'static {
     async fn count_expired(&self, _class: &str, _cutoff: i64) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
-    /// How many live records are sealed under a key version older than `version` (for progress; `None`: unknown).
-    async fn count_sealed_before(&self, _version: u32) -> Result<Option<u64>, StoreError> {
+    /// How many live records are sealed or fingerprinted under a key version older than `version`, or are
+    /// legacy rows (for progress; `None`: unknown).
+    async fn count_stale_before(&self, _version: u32) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
     /// Live (not tombstoned) records per class.
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError>;
-    /// Up to `limit` live records sealed under a key version older than `version`, ordered by (class, token),
-    /// after the cursor `after` (a page of a rewrap).
-    async fn sealed_before(
+    /// Up to `limit` live records sealed or fingerprinted under a key version older than `version`, or legacy
+    /// (no `fp_version`), ordered by (class, token), after the cursor `after` (a page of a rewrap).
+    async fn stale_before(
         &self,
         version: u32,
         after: Option<&(String, String)>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError>;
-    /// In one transaction, replaces the sealed values of records still live and still sealed under their
-    /// `from_version`; returns how many were replaced (the others changed meanwhile and are left alone).
+    /// In one transaction, replaces the sealed values, fingerprints and versions of records still live and still
+    /// under their `from_version` and `from_fp_version`; returns how many were replaced (the others changed
+    /// meanwhile and are left alone).
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError>;
+    /// Lists `current` among the versions value fingerprints may be under (before anything is written under
+    /// it), then answers the listed versions, `0` standing for legacy rows. `None`: this store does not keep
+    /// the list (every version of the keyring is then asked).
+    async fn fp_versions(&self, _current: u32) -> Result<Option<Vec<u32>>, StoreError> {
+        Ok(None)
+    }
+    /// Takes versions below `version` (and legacy, `0`) off the list, if no live record or CVC is fingerprinted
+    /// under one any more; whether it did.
+    async fn unlist_fp_versions_below(&self, _version: u32) -> Result<bool, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no fingerprint versions".into()))
+    }
+    /// What depends on key `version` (`oldest`: legacy rows count as its).
+    async fn key_usage(&self, _version: u32, _oldest: bool) -> Result<KeyUsage, StoreError> {
+        Err(StoreError::Unavailable("this store cannot count what a key version holds".into()))
+    }
+    /// Takes `version` (and legacy, `0`, if `oldest`) off the list of fingerprint versions, if nothing depends
+    /// on it; the usage found (nothing taken off unless it is unused).
+    async fn unlist_fp_version(&self, _version: u32, _oldest: bool) -> Result<KeyUsage, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no fingerprint versions".into()))
+    }
+    /// Up to `limit` sealed subject ids, ordered by fingerprint, after `after` (a page of a rewrap).
+    async fn subjects_after(&self, _after: Option<&Fingerprint>, _limit: usize) -> Result<Vec<SubjectRow>, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no sealed subject ids".into()))
+    }
+    /// Applies the moves, all in one transaction; how many links moved.
+    async fn move_subjects(&self, _moves: &[SubjectMove]) -> Result<u64, StoreError> {
+        Err(StoreError::Unavailable("this store keeps no sealed subject ids".into()))
+    }
+    /// Erases the CVCs bound or sealed under a version older than `version` (or legacy); how many.
+    async fn drop_volatile_before(&self, _version: u32) -> Result<u64, StoreError> {
+        Ok(0)
+    }
     /// Answers when the store can serve (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
     /// The head of the audit log `log_id`, if one was ever recorded.

@@ -11,6 +11,7 @@
 //! record is durable.
 
 mod heads;
+mod rotation;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -28,9 +29,12 @@ use sqlx::Row;
 
 use super::erasures::{self, Follower};
 use super::group::{Committer, Found, GroupWriter};
-use super::{AuditHead, Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
+use super::{
+    AuditHead, Erased, Fingerprint, Inserted, KeyUsage, Record, Resealed, Store, StoreError, SubjectMove, SubjectRow,
+    Volatile, Write,
+};
 
-const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
+const COLUMNS: &str = "class, token, value_fp, fp_version, key_version, sealed, created_at, last_used_at, gone_at";
 /// Attempts for a batch that hit a deadlock or serialization failure (another replica's batch).
 const RETRIES: u32 = 5;
 
@@ -41,6 +45,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "live counts", include_str!("../../migrations/postgres/0003_live_counts.sql")),
     (4, "volatile", include_str!("../../migrations/postgres/0004_volatile.sql")),
     (5, "audit heads", include_str!("../../migrations/postgres/0005_audit_heads.sql")),
+    (6, "key versions", include_str!("../../migrations/postgres/0006_key_versions.sql")),
 ];
 
 /// Tuning for [`PostgresStore`].
@@ -130,10 +135,16 @@ fn record_from_row(row: &PgRow) -> Result<Record, StoreError> {
     let value_fp: Fingerprint =
         fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
     let key_version: i32 = row.try_get("key_version").map_err(unavailable)?;
+    let fp_version: Option<i32> = row.try_get("fp_version").map_err(unavailable)?;
+    let fp_version = fp_version
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("fingerprint key version out of range".into()))?;
     Ok(Record {
         class: row.try_get("class").map_err(unavailable)?,
         token: row.try_get("token").map_err(unavailable)?,
         value_fp,
+        fp_version,
         key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
         sealed: row.try_get("sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,
@@ -233,12 +244,17 @@ async fn transact(
         .map(|&i| i32::try_from(records[i].key_version))
         .collect::<Result<Vec<i32>, _>>()
         .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+    let fp_versions = order
+        .iter()
+        .map(|&i| records[i].fp_version.map(i32::try_from).transpose())
+        .collect::<Result<Vec<Option<i32>>, _>>()
+        .map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     let mut tx = pool.begin().await?;
     let sorted = || order.iter().map(|&i| &records[i]);
     let inserted: Vec<(String, String, Vec<u8>)> = sqlx::query_as(&format!(
         "INSERT INTO tokens ({COLUMNS})
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $4::int4[], $5::bytea[], $6::int8[], $7::int8[],
-                              $8::int8[])
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[], $9::int4[], $4::int4[], $5::bytea[], $6::int8[],
+                              $7::int8[], $8::int8[])
          ON CONFLICT DO NOTHING
          RETURNING class, token, value_fp"
     ))
@@ -250,6 +266,7 @@ async fn transact(
     .bind(sorted().map(|r| r.created_at).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.last_used_at).collect::<Vec<_>>())
     .bind(sorted().map(|r| r.gone_at).collect::<Vec<_>>())
+    .bind(fp_versions)
     .fetch_all(&mut *tx)
     .await?;
     let new: HashSet<(String, String, Vec<u8>)> = inserted.into_iter().collect();
@@ -285,7 +302,9 @@ async fn transact(
     let out: Vec<Vec<Inserted>> = writes.iter().map(|w| w.records.iter().map(outcome).collect()).collect();
 
     let (mut t_class, mut t_token, mut t_now) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut l_subject, mut l_class, mut l_token) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut l_subject, mut l_class, mut l_token, mut l_version) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // The sealed id of each linked subject (once per subject of the batch).
+    let (mut s_fp, mut s_version, mut s_key_version, mut s_sealed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (w, o) in writes.iter().zip(&out) {
         for (class, token) in &w.touch {
             t_class.push(class.clone());
@@ -298,10 +317,21 @@ async fn transact(
             Inserted::Existing(win) => Some((&r.class, &win.token)),
             Inserted::TokenTaken => None,
         });
+        let version = w.subject_version.map(i32::try_from).transpose().map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+        let before = l_subject.len();
         for (class, token) in finals.chain(w.touch.iter().map(|(c, t)| (c, t))) {
             l_subject.push(subject.to_vec());
             l_class.push(class.clone());
             l_token.push(token.clone());
+            l_version.push(version);
+        }
+        if let (Some(id), Some(v), true) = (&w.subject_sealed, version, l_subject.len() > before) {
+            if !s_fp.contains(&subject.to_vec()) {
+                s_fp.push(subject.to_vec());
+                s_version.push(v);
+                s_key_version.push(i32::try_from(id.key_version).map_err(|e| sqlx::Error::Encode(Box::new(e)))?);
+                s_sealed.push(id.sealed.clone());
+            }
         }
     }
     if !t_class.is_empty() {
@@ -318,12 +348,26 @@ async fn transact(
     }
     if !l_subject.is_empty() {
         sqlx::query(
-            "INSERT INTO subject_tokens (subject_fp, class, token)
-             SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            "INSERT INTO subject_tokens (subject_fp, class, token, fp_version)
+             SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::int4[]) ON CONFLICT DO NOTHING",
         )
         .bind(l_subject)
         .bind(l_class)
         .bind(l_token)
+        .bind(l_version)
+        .execute(&mut *tx)
+        .await?;
+    }
+    if !s_fp.is_empty() {
+        // A subject's id kept sealed the first time it is linked under this version (one row per new subject).
+        sqlx::query(
+            "INSERT INTO subjects (subject_fp, fp_version, key_version, sealed_id)
+             SELECT * FROM UNNEST($1::bytea[], $2::int4[], $3::int4[], $4::bytea[]) ON CONFLICT DO NOTHING",
+        )
+        .bind(s_fp)
+        .bind(s_version)
+        .bind(s_key_version)
+        .bind(s_sealed)
         .execute(&mut *tx)
         .await?;
     }
@@ -463,11 +507,13 @@ impl Store for PostgresStore {
         let (class, token): (Vec<String>, Vec<String>) =
             rows.iter().filter(|(_, _, shared)| !shared).map(|(c, t, _)| (c.clone(), t.clone())).unzip();
         tombstone(&mut tx, &class, &token, now).await.map_err(unavailable)?;
-        sqlx::query("DELETE FROM subject_tokens WHERE subject_fp = $1")
-            .bind(subject.to_vec())
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        for table in ["subject_tokens", "subjects"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE subject_fp = $1"))
+                .bind(subject.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(rows.into_iter().map(|(class, token, shared)| Erased { class, token, erased: !shared }).collect())
     }
@@ -476,15 +522,23 @@ impl Store for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         for v in secrets {
             sqlx::query(
-                "INSERT INTO volatile (bind_fp, key_version, sealed, expires_at, uses_left) VALUES ($1, $2, $3, $4, $5)
+                "INSERT INTO volatile (bind_fp, key_version, sealed, expires_at, uses_left, fp_version)
+                 VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (bind_fp) DO UPDATE SET key_version = EXCLUDED.key_version, sealed = EXCLUDED.sealed,
-                     expires_at = EXCLUDED.expires_at, uses_left = EXCLUDED.uses_left",
+                     expires_at = EXCLUDED.expires_at, uses_left = EXCLUDED.uses_left,
+                     fp_version = EXCLUDED.fp_version",
             )
             .bind(&v.bind_fp[..])
             .bind(i32::try_from(v.key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?)
             .bind(&v.sealed)
             .bind(v.expires_at)
             .bind(i32::try_from(v.uses).unwrap_or(i32::MAX))
+            .bind(
+                v.fp_version
+                    .map(i32::try_from)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
+            )
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -538,14 +592,8 @@ impl Store for PostgresStore {
         Ok(u64::try_from(n).ok())
     }
 
-    async fn count_sealed_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
-        let version = i32::try_from(version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE key_version < $1 AND gone_at IS NULL")
-            .bind(version)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(u64::try_from(n).ok())
+    async fn count_stale_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
+        rotation::count_stale_before(&self.pool, version).await.map(Some)
     }
 
     async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
@@ -561,59 +609,59 @@ impl Store for PostgresStore {
         .map_err(unavailable)?;
         let classes = vec![class.to_owned(); tokens.len()];
         tombstone(&mut tx, &classes, &tokens, now).await.map_err(unavailable)?;
-        sqlx::query("DELETE FROM subject_tokens WHERE class = $1 AND token = ANY($2)")
-            .bind(class)
-            .bind(&tokens)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let unlinked: Vec<Vec<u8>> =
+            sqlx::query_scalar("DELETE FROM subject_tokens WHERE class = $1 AND token = ANY($2) RETURNING subject_fp")
+                .bind(class)
+                .bind(&tokens)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        rotation::forget_unlinked_subjects(&mut tx, unlinked).await?;
         tx.commit().await.map_err(unavailable)?;
         Ok(tokens.len() as u64)
     }
 
-    async fn sealed_before(
+    async fn stale_before(
         &self,
         version: u32,
         after: Option<&(String, String)>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let (class, token) = after.cloned().unwrap_or_default();
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tokens WHERE key_version < $1 AND gone_at IS NULL AND (class, token) > ($2, $3)
-             ORDER BY class, token LIMIT $4"
-        ))
-        // Every stored version is below one that does not fit the column.
-        .bind(i32::try_from(version).unwrap_or(i32::MAX))
-        .bind(class)
-        .bind(token)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let rows = rotation::stale_before(&self.pool, version, after, limit).await?;
         rows.iter().map(record_from_row).collect()
     }
 
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
-        if records.is_empty() {
-            return Ok(0);
-        }
-        let version = |v: u32| i32::try_from(v).map_err(|_| StoreError::Corrupt("key version out of range".into()));
-        let done = sqlx::query(
-            "UPDATE tokens t SET sealed = u.sealed, key_version = u.key_version
-             FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int4[], $5::bytea[])
-                  AS u(class, token, from_version, key_version, sealed)
-             WHERE t.class = u.class AND t.token = u.token AND t.key_version = u.from_version AND t.gone_at IS NULL",
-        )
-        .bind(records.iter().map(|r| r.class.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| r.token.clone()).collect::<Vec<_>>())
-        .bind(records.iter().map(|r| version(r.from_version)).collect::<Result<Vec<_>, _>>()?)
-        .bind(records.iter().map(|r| version(r.key_version)).collect::<Result<Vec<_>, _>>()?)
-        .bind(records.iter().map(|r| r.sealed.clone()).collect::<Vec<_>>())
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?
-        .rows_affected();
-        Ok(done)
+        rotation::reseal(&self.pool, records).await
+    }
+
+    async fn fp_versions(&self, current: u32) -> Result<Option<Vec<u32>>, StoreError> {
+        rotation::fp_versions(&self.pool, current).await.map(Some)
+    }
+
+    async fn unlist_fp_versions_below(&self, version: u32) -> Result<bool, StoreError> {
+        rotation::unlist_below(&self.pool, version).await
+    }
+
+    async fn key_usage(&self, version: u32, oldest: bool) -> Result<KeyUsage, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        rotation::key_usage(&mut conn, version, oldest).await
+    }
+
+    async fn unlist_fp_version(&self, version: u32, oldest: bool) -> Result<KeyUsage, StoreError> {
+        rotation::unlist_version(&self.pool, version, oldest).await
+    }
+
+    async fn subjects_after(&self, after: Option<&Fingerprint>, limit: usize) -> Result<Vec<SubjectRow>, StoreError> {
+        rotation::subjects_after(&self.pool, after, limit).await
+    }
+
+    async fn move_subjects(&self, moves: &[SubjectMove]) -> Result<u64, StoreError> {
+        rotation::move_subjects(&self.pool, moves).await
+    }
+
+    async fn drop_volatile_before(&self, version: u32) -> Result<u64, StoreError> {
+        rotation::drop_volatile_before(&self.pool, version).await
     }
 
     async fn count_live(&self) -> Result<Vec<(String, u64)>, StoreError> {

@@ -6,6 +6,7 @@ mod batch;
 mod checkpoint;
 mod heads;
 mod lookup;
+mod rotation;
 mod schema;
 mod shape;
 
@@ -16,7 +17,10 @@ use std::time::Duration;
 
 pub use self::checkpoint::CheckpointOptions;
 use super::group::{Committer, Found, GroupWriter};
-use super::{AuditHead, Erased, Fingerprint, Inserted, Record, Resealed, Store, StoreError, Volatile, Write};
+use super::{
+    AuditHead, Erased, Fingerprint, Inserted, KeyUsage, Record, Resealed, Store, StoreError, SubjectMove, SubjectRow,
+    Volatile, Write,
+};
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -24,7 +28,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Sqlite, Transaction};
 
 const READERS: u32 = 4;
-const COLUMNS: &str = "class, token, value_fp, key_version, sealed, created_at, last_used_at, gone_at";
+const COLUMNS: &str = "class, token, value_fp, fp_version, key_version, sealed, created_at, last_used_at, gone_at";
 
 /// Tuning for [`SqliteStore`].
 #[derive(Debug, Clone)]
@@ -111,6 +115,20 @@ impl SqliteStore {
     pub fn commits(&self) -> u64 {
         self.commits.load(Ordering::Relaxed)
     }
+}
+
+/// Runs `$body` (a future using the transaction `$tx`) in one `BEGIN IMMEDIATE` transaction on a connection of
+/// its own (key rotation's rare writes: they wait on the writer's lock, busy timeout), committed if it succeeds.
+macro_rules! in_transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut conn = SqliteConnection::connect_with(&$store.write_opts).await.map_err(unavailable)?;
+        let mut $tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
+        let out = $body.await?;
+        $tx.commit().await.map_err(unavailable)?;
+        $store.written.fetch_add(1, Ordering::Relaxed);
+        let _ = conn.close().await;
+        Ok(out)
+    }};
 }
 
 /// Creates the database file readable by its owner only (SQLite gives its -wal and -shm files the same mode);
@@ -289,11 +307,13 @@ impl Store for SqliteStore {
             }
             out.push(Erased { class, token, erased: shared == 0 });
         }
-        sqlx::query("DELETE FROM subject_tokens WHERE subject_fp = ?")
-            .bind(&subject[..])
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        for table in ["subject_tokens", "subjects"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE subject_fp = ?"))
+                .bind(&subject[..])
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
         empty_wal(&mut conn, "erasure").await;
@@ -306,10 +326,11 @@ impl Store for SqliteStore {
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
         for v in secrets {
             sqlx::query(
-                "INSERT OR REPLACE INTO volatile (bind_fp, key_version, sealed, expires_at, uses_left)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO volatile (bind_fp, fp_version, key_version, sealed, expires_at, uses_left)
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )
             .bind(&v.bind_fp[..])
+            .bind(v.fp_version.map(i64::from))
             .bind(i64::from(v.key_version))
             .bind(&v.sealed)
             .bind(v.expires_at)
@@ -373,13 +394,8 @@ impl Store for SqliteStore {
         Ok(u64::try_from(n).ok())
     }
 
-    async fn count_sealed_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tokens WHERE key_version < ? AND gone_at IS NULL")
-            .bind(i64::from(version))
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
-        Ok(u64::try_from(n).ok())
+    async fn count_stale_before(&self, version: u32) -> Result<Option<u64>, StoreError> {
+        rotation::count_stale_before(&self.read, version).await.map(Some)
     }
 
     async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
@@ -394,10 +410,18 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        let mut unlinked = Vec::new();
         for token in &tokens {
             tombstone(&mut tx, class, token, now).await?;
-            sqlx::query(UNLINK_TOKEN).bind(class).bind(token).execute(&mut *tx).await.map_err(unavailable)?;
+            let gone: Vec<Vec<u8>> = sqlx::query_scalar(&format!("{UNLINK_TOKEN} RETURNING subject_fp"))
+                .bind(class)
+                .bind(token)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            unlinked.extend(gone);
         }
+        rotation::forget_unlinked_subjects(&mut tx, unlinked).await?;
         tx.commit().await.map_err(unavailable)?;
         self.written.fetch_add(1, Ordering::Relaxed);
         // The last page of a purge (a short one): what the pages took leaves the log too.
@@ -408,53 +432,52 @@ impl Store for SqliteStore {
         Ok(tokens.len() as u64)
     }
 
-    async fn sealed_before(
+    async fn stale_before(
         &self,
         version: u32,
         after: Option<&(String, String)>,
         limit: usize,
     ) -> Result<Vec<Record>, StoreError> {
-        let (class, token) = after.cloned().unwrap_or_default();
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM tokens WHERE key_version < ? AND gone_at IS NULL AND (class, token) > (?, ?)
-             ORDER BY class, token LIMIT ?"
-        ))
-        .bind(i64::from(version))
-        .bind(class)
-        .bind(token)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.read)
-        .await
-        .map_err(unavailable)?;
-        rows.iter().map(lookup::record_from_row).collect()
+        rotation::stale_before(&self.read, version, after, limit).await
     }
 
     async fn reseal(&self, records: &[Resealed]) -> Result<u64, StoreError> {
         if records.is_empty() {
             return Ok(0);
         }
-        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let mut done = 0;
-        for r in records {
-            done += sqlx::query(
-                "UPDATE tokens SET sealed = ?, key_version = ?
-                 WHERE class = ? AND token = ? AND key_version = ? AND gone_at IS NULL",
-            )
-            .bind(&r.sealed)
-            .bind(i64::from(r.key_version))
-            .bind(&r.class)
-            .bind(&r.token)
-            .bind(i64::from(r.from_version))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
+        in_transaction!(self, |tx| rotation::reseal(&mut tx, records))
+    }
+
+    async fn fp_versions(&self, current: u32) -> Result<Option<Vec<u32>>, StoreError> {
+        let listed: Result<Vec<u32>, StoreError> = in_transaction!(self, |tx| rotation::fp_versions(&mut tx, current));
+        listed.map(Some)
+    }
+
+    async fn unlist_fp_versions_below(&self, version: u32) -> Result<bool, StoreError> {
+        in_transaction!(self, |tx| rotation::unlist_below(&mut tx, version))
+    }
+
+    async fn key_usage(&self, version: u32, oldest: bool) -> Result<KeyUsage, StoreError> {
+        rotation::key_usage(&mut *self.read.acquire().await.map_err(unavailable)?, version, oldest).await
+    }
+
+    async fn unlist_fp_version(&self, version: u32, oldest: bool) -> Result<KeyUsage, StoreError> {
+        in_transaction!(self, |tx| rotation::unlist_version(&mut tx, version, oldest))
+    }
+
+    async fn subjects_after(&self, after: Option<&Fingerprint>, limit: usize) -> Result<Vec<SubjectRow>, StoreError> {
+        rotation::subjects_after(&self.read, after, limit).await
+    }
+
+    async fn move_subjects(&self, moves: &[SubjectMove]) -> Result<u64, StoreError> {
+        if moves.is_empty() {
+            return Ok(0);
         }
-        tx.commit().await.map_err(unavailable)?;
-        self.written.fetch_add(1, Ordering::Relaxed);
-        let _ = conn.close().await;
-        Ok(done)
+        in_transaction!(self, |tx| rotation::move_subjects(&mut tx, moves))
+    }
+
+    async fn drop_volatile_before(&self, version: u32) -> Result<u64, StoreError> {
+        in_transaction!(self, |tx| rotation::drop_volatile_before(&mut tx, version))
     }
 
     /// From the counts the triggers keep (migration V3).
@@ -498,6 +521,10 @@ async fn empty_wal(conn: &mut SqliteConnection, after: &str) {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod rotation_tests;
+
 /// A new database at `url` with the schema of `version` only (for migration tests), and a connection to it.
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
@@ -539,6 +566,7 @@ mod tests {
             class: class.into(),
             token: token.into(),
             value_fp: [fp; 32],
+            fp_version: None,
             key_version: 3,
             sealed: vec![fp, 1, 2, 3],
             created_at: 1_700_000_000,
@@ -556,7 +584,13 @@ mod tests {
         // A sealed value no other byte pattern in the file would match.
         let sealed: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37).wrapping_add(11)).collect();
         let record = Record { sealed: sealed.clone(), ..rec("name", "ZqAbcqZ", 9) };
-        let write = Write { records: vec![record], touch: Vec::new(), subject: Some([5; 32]), now: 1_700_000_000 };
+        let write = Write {
+            records: vec![record],
+            touch: Vec::new(),
+            subject: Some([5; 32]),
+            now: 1_700_000_000,
+            ..Write::default()
+        };
         store.write(write).await.unwrap();
         let holds = |sealed: &[u8]| {
             ["v.db", "v.db-wal"]
@@ -573,7 +607,14 @@ mod tests {
             (0..3u8).map(|i| Record { sealed: purged.clone(), ..rec("email", &format!("p{i}"), 20 + i) }).collect();
         store.insert(records).await.unwrap();
         let cvc: Vec<u8> = sealed.iter().map(|b| b ^ 0xa5).collect();
-        let volatile = Volatile { bind_fp: [7; 32], key_version: 3, sealed: cvc.clone(), expires_at: 10, uses: 1 };
+        let volatile = Volatile {
+            bind_fp: [7; 32],
+            fp_version: Some(3),
+            key_version: 3,
+            sealed: cvc.clone(),
+            expires_at: 10,
+            uses: 1,
+        };
         store.put_volatile(vec![volatile]).await.unwrap();
         assert!(holds(&purged) && holds(&cvc), "the test must see them on disk first");
         assert_eq!(store.purge("email", 1_800_000_000, 1_800_000_000, 2).await.unwrap(), 2);

@@ -26,7 +26,7 @@ use crate::vault::links::Links;
 use crate::crypto::KeySet;
 use crate::crypto::Secret;
 use crate::domain::Class;
-use crate::store::{Fingerprint, Inserted, Record, Store, StoreError, Volatile, Write};
+use crate::store::{Fingerprint, Inserted, Record, SealedId, Store, StoreError, SubjectRow, Volatile, Write};
 use crate::token::{self, ClassFormats};
 use crate::token::{Invalid, Layout, Parsed};
 use crate::vault::known::{Hit, Known};
@@ -116,6 +116,15 @@ impl Revealed {
     }
 }
 
+/// A data subject as a tokenisation links it: its fingerprint under key `version`, and its id sealed (kept once
+/// per subject so its links can be moved to a new key version's fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub fp: Fingerprint,
+    pub version: u32,
+    pub sealed: Option<SealedId>,
+}
+
 /// Clock in unix seconds; replaceable in tests.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
@@ -136,6 +145,9 @@ pub struct Engine {
     known: Known,
     /// New cards taken per card range (`ClassFormats::pan_range_per_day`), in this process.
     ranges: Budgets<CardRange>,
+    /// The key versions value lookups ask under, newest first (normally one; two while a rewrap pass moves
+    /// fingerprints): read from the store's list once, at the first tokenisation.
+    lookup_versions: tokio::sync::OnceCell<Vec<u32>>,
 }
 
 struct Pending {
@@ -168,7 +180,56 @@ impl Pending {
 impl Engine {
     pub fn new(keys: impl Into<Arc<KeySet>>, store: Arc<dyn Store>, formats: ClassFormats, clock: Clock) -> Engine {
         let known = Known::new(store.erasure_epoch(), TOUCH_EVERY);
-        Engine { keys: keys.into(), store, formats, clock, links: Links::default(), known, ranges: Budgets::default() }
+        Engine {
+            keys: keys.into(),
+            store,
+            formats,
+            clock,
+            links: Links::default(),
+            known,
+            ranges: Budgets::default(),
+            lookup_versions: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The key versions value fingerprints are looked up under, newest first. The first call lists this
+    /// keyring's newest version in the store (before anything is written under it) and reads which others are
+    /// in use; a version in use that this keyring lacks is an error (its rows could not be found: a value would
+    /// get a second token).
+    pub async fn lookup_versions(&self) -> Result<&[u32], EngineError> {
+        let versions = self
+            .lookup_versions
+            .get_or_try_init(|| async {
+                let (current, oldest) = (self.keys.current_version(), self.keys.oldest_version());
+                let listed = match self.store.fp_versions(current).await? {
+                    Some(listed) => listed,
+                    None => self.keys.versions().collect(),
+                };
+                let mut out = vec![current];
+                for v in listed.into_iter().map(|v| if v == 0 { oldest } else { v }) {
+                    if self.keys.subject_at(v).is_none() {
+                        return Err(EngineError::Store(StoreError::Corrupt(format!(
+                            "the store holds fingerprints under master key version {v}, which this keyring lacks: \
+                             start with the keyring that has it"
+                        ))));
+                    }
+                    if !out.contains(&v) {
+                        out.push(v);
+                    }
+                }
+                out[1..].sort_unstable_by(|a, b| b.cmp(a));
+                Ok::<_, EngineError>(out)
+            })
+            .await?;
+        Ok(versions)
+    }
+
+    /// `canonical`'s value fingerprint under each of `versions`, in order.
+    fn fingerprints(&self, class: &str, canonical: &str, versions: &[u32]) -> Result<Vec<Fingerprint>, EngineError> {
+        versions
+            .iter()
+            .map(|v| self.keys.value_fingerprint_at(class, canonical, *v).ok_or(EngineError::Crypto))
+            .collect()
     }
 
     /// The in-memory map of known values (for erasure and purge to invalidate, and retention to narrow).
@@ -200,9 +261,45 @@ impl Engine {
         self.tokenize_for(items, None).await
     }
 
-    /// The keyed fingerprint of a subject id (the id itself is never stored).
+    /// The keyed fingerprint of a subject id under the newest key version (the id itself is never stored in
+    /// clear).
     pub fn subject_fingerprint(&self, subject: &str) -> Fingerprint {
         self.keys.subject.fingerprint(subject.as_bytes())
+    }
+
+    /// A subject to link: its fingerprint and its id sealed, under the newest key version.
+    pub fn subject(&self, id: &str) -> Result<Subject, EngineError> {
+        let (fp, version) = (self.subject_fingerprint(id), self.keys.current_version());
+        Ok(Subject { fp, version, sealed: Some(self.seal_subject(&fp, id)?) })
+    }
+
+    /// The subject's id sealed under the newest key version, bound to its fingerprint `fp`.
+    pub fn seal_subject(&self, fp: &Fingerprint, id: &str) -> Result<SealedId, EngineError> {
+        let version = self.keys.current_version();
+        let sealer = self.keys.subject_sealer(version).ok_or(EngineError::Crypto)?;
+        let sealed = sealer
+            .seal_bound(crate::crypto::keys::SUBJECT_SEAL, "", version, fp, id.as_bytes())
+            .map_err(|_| EngineError::Crypto)?;
+        Ok(SealedId { key_version: version, sealed })
+    }
+
+    /// Opens a sealed subject id the store keeps.
+    pub fn open_subject(&self, row: &SubjectRow) -> Result<Secret<String>, EngineError> {
+        let sealer = self.keys.subject_sealer(row.id.key_version).ok_or(EngineError::Crypto)?;
+        let plain = sealer
+            .open_bound(crate::crypto::keys::SUBJECT_SEAL, "", row.id.key_version, &row.subject_fp, &row.id.sealed)
+            .map_err(|_| EngineError::Crypto)?;
+        String::from_utf8(plain).map(Secret::new).map_err(|_| EngineError::Crypto)
+    }
+
+    /// The subject id's fingerprint under every key version held but the newest (where older links may be).
+    pub fn older_subject_fingerprints(&self, id: &str) -> Vec<Fingerprint> {
+        let current = self.keys.current_version();
+        self.keys
+            .versions()
+            .filter(|v| *v != current)
+            .filter_map(|v| self.keys.subject_at(v).map(|f| f.fingerprint(id.as_bytes())))
+            .collect()
     }
 
     /// The canonical form of a token as written by a caller (separators dropped), if it has the class's shape.
@@ -215,12 +312,50 @@ impl Engine {
         (self.clock)()
     }
 
-    /// Opens a live record's sealed value.
+    /// Opens a live record's sealed value: a row with a fingerprint version has its fingerprint bound in the AAD.
     pub fn open_record(&self, rec: &Record) -> Result<Secret<String>, EngineError> {
         let sealer = self.keys.sealer(&rec.class, rec.key_version).ok_or(EngineError::Crypto)?;
-        let plain =
-            sealer.open(&rec.class, &rec.token, rec.key_version, &rec.sealed).map_err(|_| EngineError::Crypto)?;
-        String::from_utf8(plain).map(Secret::new).map_err(|_| EngineError::Crypto)
+        let plain = match rec.fp_version {
+            Some(_) => sealer.open_bound(&rec.class, &rec.token, rec.key_version, &rec.value_fp, &rec.sealed),
+            None => sealer.open(&rec.class, &rec.token, rec.key_version, &rec.sealed),
+        };
+        String::from_utf8(plain.map_err(|_| EngineError::Crypto)?).map(Secret::new).map_err(|_| EngineError::Crypto)
+    }
+
+    /// The fingerprint a record of `canonical` is stored under now: its value fingerprint under the newest
+    /// version, or random bytes for a class tokenised afresh every time (no lookup may find it by value).
+    pub fn stored_fingerprint(&self, class: &str, canonical: &str) -> Result<Fingerprint, EngineError> {
+        match class.parse::<Class>() {
+            Ok(c) if !self.formats.deterministic(c) => Ok(rand::random()),
+            _ => self.keys.value_fingerprint(class, canonical).ok_or(EngineError::Crypto),
+        }
+    }
+
+    /// A record of `canonical` under `token`, fingerprinted (`fp`, under the newest version) and sealed under
+    /// the newest version with the fingerprint bound.
+    pub fn seal_record(
+        &self,
+        class: &str,
+        token: String,
+        fp: Fingerprint,
+        canonical: &str,
+        now: i64,
+    ) -> Result<Record, EngineError> {
+        let version = self.keys.current_version();
+        let sealer = self.keys.sealer(class, version).ok_or(EngineError::Crypto)?;
+        let sealed =
+            sealer.seal_bound(class, &token, version, &fp, canonical.as_bytes()).map_err(|_| EngineError::Crypto)?;
+        Ok(Record {
+            class: class.to_owned(),
+            token,
+            value_fp: fp,
+            fp_version: Some(version),
+            key_version: version,
+            sealed,
+            created_at: now,
+            last_used_at: now,
+            gone_at: None,
+        })
     }
 
     /// Like [`Engine::tokenize`]; with `subject` (a fingerprint from [`Engine::subject_fingerprint`]) every
@@ -230,6 +365,8 @@ impl Engine {
         items: &[(Class, &str)],
         subject: Option<Fingerprint>,
     ) -> Result<Vec<String>, EngineError> {
+        let version = self.keys.current_version();
+        let subject = subject.map(|fp| Subject { fp, version, sealed: None });
         self.tokenize_on(items, subject, Terms::default()).await
     }
 
@@ -239,7 +376,7 @@ impl Engine {
     pub async fn tokenize_on(
         &self,
         items: &[(Class, &str)],
-        subject: Option<Fingerprint>,
+        subject: Option<Subject>,
         terms: Terms<'_>,
     ) -> Result<Vec<String>, EngineError> {
         if !items.iter().any(|(c, _)| *c == Class::Cvc) {
@@ -276,7 +413,8 @@ impl Engine {
                 .seal(Class::Cvc.name(), &card_token, version, code.as_bytes())
                 .map_err(|_| EngineError::Crypto)?;
             secrets.push(Volatile {
-                bind_fp: self.cvc_binding(&card_token)?,
+                bind_fp: self.cvc_binding(&card_token, version)?,
+                fp_version: Some(version),
                 key_version: version,
                 sealed,
                 expires_at: now.saturating_add(i64::try_from(self.formats.cvc_ttl).unwrap_or(i64::MAX)),
@@ -288,9 +426,10 @@ impl Engine {
         Ok(out)
     }
 
-    /// The fingerprint a CVC is kept under: of its card's canonical token, under the `cvc` class's key.
-    fn cvc_binding(&self, card_token: &str) -> Result<Fingerprint, EngineError> {
-        self.keys.value_fingerprint(Class::Cvc.name(), card_token).ok_or(EngineError::Crypto)
+    /// The fingerprint a CVC is kept under: of its card's canonical token, under the `cvc` class's key of
+    /// `version`.
+    fn cvc_binding(&self, card_token: &str, version: u32) -> Result<Fingerprint, EngineError> {
+        self.keys.value_fingerprint_at(Class::Cvc.name(), card_token, version).ok_or(EngineError::Crypto)
     }
 
     /// Erases the CVCs whose time is up (retention runs it); how many.
@@ -302,10 +441,15 @@ impl Engine {
     async fn tokenize_values(
         &self,
         items: &[(Class, &str)],
-        subject: Option<Fingerprint>,
+        subject: Option<Subject>,
         terms: Terms<'_>,
     ) -> Result<Vec<String>, EngineError> {
         let now = (self.clock)();
+        let versions = self.lookup_versions().await?;
+        let (subject, subject_version, subject_sealed) = match subject {
+            Some(s) => (Some(s.fp), Some(s.version), s.sealed),
+            None => (None, None, None),
+        };
         // Taken before any store read: a result read under it is remembered only if no erasure intervened.
         let stamp = self.known.stamp();
         // Existing records to mark used (and link): (class, token), once each.
@@ -355,17 +499,32 @@ impl Engine {
         let mut ahead: Vec<Option<(String, bool)>> = vec![None; items.len()];
         let batch: HashSet<&Fingerprint> = parsed.iter().map(|(_, fp)| fp).collect();
         if !misses.is_empty() {
-            let mut values: Vec<(String, Fingerprint)> =
-                misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].1)).collect();
+            // Each value under every version in use (normally one), in the same read: the newest's first.
+            let n = versions.len();
+            let mut values: Vec<(String, Fingerprint)> = Vec::with_capacity(2 * misses.len() * n);
+            for &i in &misses {
+                values.push((items[i].0.name().to_owned(), parsed[i].1));
+                if n > 1 {
+                    for fp in self.fingerprints(items[i].0.name(), &parsed[i].0.canonical, &versions[1..])? {
+                        values.push((items[i].0.name().to_owned(), fp));
+                    }
+                }
+            }
             let tokens: Vec<(String, String)> =
                 misses.iter().map(|&i| (items[i].0.name().to_owned(), parsed[i].0.canonical.clone())).collect();
-            let candidates = self.draw_ahead(items, &parsed, &misses)?;
-            values.extend(candidates.iter().map(|&(i, _, fp)| (items[i].0.name().to_owned(), fp)));
-            let (mut by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
-            let by_candidate = by_value.split_off(misses.len().min(by_value.len()));
-            for ((i, token, fp), rec) in candidates.into_iter().zip(by_candidate) {
-                ahead[i] = Some((token, held(rec, &fp, &batch)));
+            let candidates = self.draw_ahead(items, &parsed, &misses, versions)?;
+            for (i, _, fps) in &candidates {
+                values.extend(fps.iter().map(|fp| (items[*i].0.name().to_owned(), *fp)));
             }
+            let (mut by_value, by_token) = self.store.find_by_values_and_tokens(&values, &tokens).await?;
+            let by_candidate = by_value.split_off((misses.len() * n).min(by_value.len()));
+            let mut by_candidate = by_candidate.into_iter();
+            for (i, token, fps) in candidates {
+                let found = first_found(by_candidate.by_ref().take(n));
+                ahead[i] = Some((token, held(found, &fps[0], &batch)));
+            }
+            let mut by_value = by_value.into_iter();
+            let by_value: Vec<Option<Record>> = misses.iter().map(|_| first_found(by_value.by_ref().take(n))).collect();
             let owned = match terms.strict {
                 true => self.owned_tokens(subject, &by_token, now).await?,
                 false => Vec::new(),
@@ -431,11 +590,12 @@ impl Engine {
         let mut touch = Some(touch);
         if let Some(touch) = touch.take_if(|t| pending.is_empty() && !t.is_empty()) {
             let linked: Vec<(String, String)> = if subject.is_some() { touch.clone() } else { Vec::new() };
-            self.store.write(Write { records: Vec::new(), touch, subject, now }).await?;
+            let sealed = subject_sealed.clone();
+            let write = Write { records: Vec::new(), touch, subject, subject_version, subject_sealed: sealed, now };
+            self.store.write(write).await?;
             self.remember_links(subject, linked, now);
         }
         while !pending.is_empty() {
-            let version = self.keys.current_version();
             let mut records = Vec::with_capacity(pending.len());
             // Per record: whether its token is a held value, if the lookup above answered it already.
             let mut held = Vec::with_capacity(pending.len());
@@ -447,26 +607,13 @@ impl Engine {
                         None => (self.draw(e.class, &e.canonical, e.attempt, &mut rng), None),
                     };
                     held.push(answered);
-                    let sealer = self.keys.sealer(e.class.name(), version).ok_or(EngineError::Crypto)?;
-                    let sealed = sealer
-                        .seal(e.class.name(), &token, version, e.canonical.as_bytes())
-                        .map_err(|_| EngineError::Crypto)?;
-                    records.push(Record {
-                        class: e.class.name().to_owned(),
-                        token,
-                        value_fp: e.stored_fp,
-                        key_version: version,
-                        sealed,
-                        created_at: now,
-                        last_used_at: now,
-                        gone_at: None,
-                    });
+                    records.push(self.seal_record(e.class.name(), token, e.stored_fp, &e.canonical, now)?);
                 }
             }
             // A candidate that is itself a value of this batch or of the vault would later be read as that value
             // when tokenised again, and answered with that value's token: redrawn instead, before anything is
             // written.
-            let clashes = self.values_among(&records, held, &batch).await?;
+            let clashes = self.values_among(&records, held, &batch, versions).await?;
             let mut retry = Vec::new();
             let (mut kept, mut kept_records) = (Vec::with_capacity(pending.len()), Vec::with_capacity(records.len()));
             for ((e, rec), clash) in std::mem::take(&mut pending).into_iter().zip(records).zip(clashes) {
@@ -484,7 +631,12 @@ impl Engine {
             let mut linked: Vec<(String, String)> = if subject.is_some() { touched.clone() } else { Vec::new() };
             let outcomes = match records.is_empty() && touched.is_empty() {
                 true => Vec::new(),
-                false => self.store.write(Write { records, touch: touched, subject, now }).await?,
+                false => {
+                    let sealed = subject_sealed.clone();
+                    let write =
+                        Write { records, touch: touched, subject, subject_version, subject_sealed: sealed, now };
+                    self.store.write(write).await?
+                }
             };
             for ((e, token), outcome) in drawing.into_iter().zip(drawn).zip(outcomes) {
                 let token = match outcome {
@@ -586,18 +738,26 @@ impl Engine {
         records: &[Record],
         answered: Vec<Option<bool>>,
         batch: &HashSet<&Fingerprint>,
+        versions: &[u32],
     ) -> Result<Vec<bool>, EngineError> {
         let mut keys = Vec::new();
+        let mut newest = Vec::new();
         for (r, _) in records.iter().zip(&answered).filter(|(_, h)| h.is_none()) {
-            let fp = self.keys.value_fingerprint(&r.class, &r.token).ok_or(EngineError::Crypto)?;
-            keys.push((r.class.clone(), fp));
+            let fps = self.fingerprints(&r.class, &r.token, versions)?;
+            newest.push(fps[0]);
+            keys.extend(fps.into_iter().map(|fp| (r.class.clone(), fp)));
         }
         if keys.is_empty() {
             return Ok(answered.into_iter().map(|h| h.unwrap_or(true)).collect());
         }
         // The lookup the tokenising path already uses: on SQLite, queued to the writer with the others.
         let (found, _) = self.store.find_by_values_and_tokens(&keys, &[]).await?;
-        let mut answers = keys.iter().zip(found).map(|((_, fp), rec)| held(rec, fp, batch));
+        let mut found = found.into_iter();
+        let mut answers = newest
+            .iter()
+            .map(|fp| held(first_found(found.by_ref().take(versions.len())), fp, batch))
+            .collect::<Vec<_>>()
+            .into_iter();
         // A key the store left unanswered counts as held: that candidate is drawn again.
         Ok(answered.into_iter().map(|h| h.or_else(|| answers.next()).unwrap_or(true)).collect())
     }
@@ -610,7 +770,8 @@ impl Engine {
         items: &[(Class, &str)],
         parsed: &[(Parsed, Fingerprint)],
         misses: &[usize],
-    ) -> Result<Vec<(usize, String, Fingerprint)>, EngineError> {
+        versions: &[u32],
+    ) -> Result<Vec<(usize, String, Vec<Fingerprint>)>, EngineError> {
         let mut rng = rand::thread_rng();
         let mut out = Vec::with_capacity(misses.len());
         for &i in misses {
@@ -619,8 +780,8 @@ impl Engine {
                 continue;
             }
             let token = self.draw(class, canonical, 0, &mut rng);
-            let fp = self.keys.value_fingerprint(class.name(), &token).ok_or(EngineError::Crypto)?;
-            out.push((i, token, fp));
+            let fps = self.fingerprints(class.name(), &token, versions)?;
+            out.push((i, token, fps));
         }
         Ok(out)
     }
@@ -702,11 +863,10 @@ impl Engine {
                 out.push(Err(Missing::Gone));
                 continue;
             }
-            let sealer = self.keys.sealer(class.name(), rec.key_version).ok_or(EngineError::Crypto)?;
-            let plain =
-                sealer.open(class.name(), &rec.token, rec.key_version, &rec.sealed).map_err(|_| EngineError::Crypto)?;
-            let canonical = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
-            out.push(Ok(Revealed { canonical: Secret::new(canonical), layout }));
+            if rec.class != class.name() {
+                return Err(EngineError::Crypto);
+            }
+            out.push(Ok(Revealed { canonical: self.open_record(&rec)?, layout }));
         }
         let others_ok = out.iter().zip(items).all(|(r, (c, _))| *c == Class::Cvc || r.is_ok());
         for (slot, (class, card)) in out.iter_mut().zip(items) {
@@ -723,8 +883,16 @@ impl Engine {
     /// One use of the CVC kept for the card token `card`.
     async fn take_cvc(&self, card: &str) -> Result<Result<Revealed, Missing>, EngineError> {
         let Ok(card) = token::parse(Class::Pan, card) else { return Ok(Err(Missing::CvcUnavailable)) };
-        let binding = self.cvc_binding(&card.canonical)?;
-        let Some((version, sealed)) = self.store.take_volatile(&binding, (self.clock)()).await? else {
+        // Bound under the newest version; while a rewrap pass runs, possibly under an older one still.
+        let mut taken = None;
+        for v in self.lookup_versions().await? {
+            let binding = self.cvc_binding(&card.canonical, *v)?;
+            taken = self.store.take_volatile(&binding, (self.clock)()).await?;
+            if taken.is_some() {
+                break;
+            }
+        }
+        let Some((version, sealed)) = taken else {
             return Ok(Err(Missing::CvcUnavailable));
         };
         let sealer = self.keys.sealer(Class::Cvc.name(), version).ok_or(EngineError::Crypto)?;
@@ -733,6 +901,15 @@ impl Engine {
         let code = String::from_utf8(plain).map_err(|_| EngineError::Crypto)?;
         Ok(Ok(Revealed { canonical: Secret::new(code), layout: Layout::Identity }))
     }
+}
+
+/// The first record found among one value's lookups under each version in use.
+fn first_found(found: impl Iterator<Item = Option<Record>>) -> Option<Record> {
+    let mut first = None;
+    for rec in found {
+        first = first.or(rec);
+    }
+    first
 }
 
 /// Whether a candidate token (its fingerprint as a value, and the record the store holds for that) is a value

@@ -381,7 +381,10 @@ impl LocalVault {
             self.count_tokenize(items, "over_budget");
             return Err(VaultError::OverBudget { scope: Scope::Caller, retry_after: r.retry_after() });
         }
-        let subject = subject.map(|s| self.engine.subject_fingerprint(s));
+        let subject = match subject.map(|s| self.engine.subject(s)).transpose() {
+            Ok(subject) => subject,
+            Err(e) => return Err(engine_error(e)),
+        };
         let result = self.engine.tokenize_on(items, subject, terms).await;
         self.count_tokenize(
             items,

@@ -12,14 +12,14 @@ use std::io::BufRead;
 
 use serde_json::{json, Value};
 
-use super::audit::{Event, Item};
+use super::audit::{token_fp_with, Event, Item};
 use super::auth::Caller;
 use super::wire::{ErasedToken, ExportItem, Receipt, SubjectExport, SubjectReveal, TokenState};
 use super::{engine_error, LocalVault, VaultError};
 use crate::crypto::KeySet;
 use crate::domain::permission::{self as policy, Op};
 use crate::domain::Class;
-use crate::store::Record;
+use crate::store::{Fingerprint, Record, SubjectMove, SubjectRow};
 
 const RECEIPT_TYPE: &str = "veil-erasure-receipt";
 
@@ -33,7 +33,7 @@ impl LocalVault {
             return Err(VaultError::ForbiddenOp(Op::Export));
         }
         let engine = self.engine();
-        let fp = engine.subject_fingerprint(subject);
+        let fp = self.gather_subject(subject).await?;
         let records = engine.store().subject_records(&fp).await.map_err(|e| engine_error(e.into()))?;
         let mut withheld = 0usize;
         let mut items = Vec::new();
@@ -45,7 +45,10 @@ impl LocalVault {
                 continue;
             };
             let token_fp = self.audit.token_fp(&rec.class, &rec.token);
-            by_fp.insert(token_fp.clone(), (rec.class.clone(), rec.token.clone()));
+            // Older lines fingerprinted tokens under the key versions of their day.
+            for mac in engine.keys().versions().filter_map(|v| engine.keys().audit_at(v)) {
+                by_fp.insert(token_fp_with(mac, &rec.class, &rec.token), (rec.class.clone(), rec.token.clone()));
+            }
             audited.push(Item { class: rec.class.clone(), token_fp, result: "exported".into() });
             items.push(self.export_item(caller, class, rec)?);
         }
@@ -132,6 +135,7 @@ impl LocalVault {
         let intent =
             Event { items: vec![self.subject_item(&fp, "subject")], ..self.event(caller, "erase", "requested", None) };
         self.audit.append(intent, (self.clock)()).await.map_err(|_| VaultError::AuditUnavailable)?;
+        self.gather_subject(subject).await?;
         let now = engine.now();
         let erased = engine.store().erase_subject(&fp, now).await.map_err(|e| engine_error(e.into()))?;
         engine.forget_links(&fp);
@@ -158,6 +162,7 @@ impl LocalVault {
         let receipt = Receipt {
             kind: RECEIPT_TYPE.to_owned(),
             version: 1,
+            key_version: Some(engine.keys().current_version()),
             subject_fp: hex::encode(fp),
             erased_at: now,
             caller: caller.name.clone(),
@@ -173,6 +178,21 @@ impl LocalVault {
         Ok(signed)
     }
 
+    /// The subject's fingerprint under the newest key version, its links made under older versions (if the
+    /// keyring holds any) moved there first and its id kept sealed: found under one fingerprint from then on.
+    async fn gather_subject(&self, id: &str) -> Result<Fingerprint, VaultError> {
+        let engine = self.engine();
+        let fp = engine.subject_fingerprint(id);
+        let from = engine.older_subject_fingerprints(id);
+        if !from.is_empty() {
+            let sealed = engine.seal_subject(&fp, id).map_err(engine_error)?;
+            let to = SubjectRow { subject_fp: fp, fp_version: engine.keys().current_version(), id: sealed };
+            let moved = engine.store().move_subjects(&[SubjectMove { from, to }]).await;
+            moved.map_err(|e| engine_error(e.into()))?;
+        }
+        Ok(fp)
+    }
+
     fn subject_item(&self, fp: &[u8; 32], result: &str) -> Item {
         Item { class: "-".into(), token_fp: self.audit.token_fp("subject", &hex::encode(fp)), result: result.into() }
     }
@@ -186,11 +206,20 @@ impl LocalVault {
     }
 }
 
-/// `{"receipt": …, "signature": hex(HMAC-SHA256(receipt key, compact JSON of the receipt))}`.
+/// `{"receipt": …, "signature": hex(HMAC-SHA256(receipt key, compact JSON of the receipt))}`, under the receipt key
+/// of the version the receipt names (`key_version`), else the newest.
 pub fn sign_receipt(keys: &KeySet, receipt: Value) -> Value {
     let bytes = serde_json::to_vec(&receipt).unwrap_or_default();
-    let signature = hex::encode(keys.receipt.fingerprint(&bytes));
+    let version = receipt_version(&receipt, keys.current_version());
+    let key = keys.receipt_at(version).unwrap_or(&keys.receipt);
+    let signature = hex::encode(key.fingerprint(&bytes));
     json!({ "receipt": receipt, "signature": signature })
+}
+
+/// The key version a receipt names, else `default` (receipts from before versions were named: the oldest).
+fn receipt_version(receipt: &Value, default: u32) -> u32 {
+    let named = receipt.get("key_version").and_then(Value::as_u64).and_then(|v| u32::try_from(v).ok());
+    named.unwrap_or(default)
 }
 
 /// Whether a receipt's public signature (as answered by an erasure, possibly after a JSON round trip) is
@@ -211,7 +240,8 @@ pub fn verify_receipt(keys: &KeySet, signed: &Value) -> bool {
     }
     let Ok(bytes) = serde_json::to_vec(receipt) else { return false };
     let Ok(sig) = hex::decode(sig) else { return false };
-    let expected = keys.receipt.fingerprint(&bytes);
+    let Some(key) = keys.receipt_at(receipt_version(receipt, keys.oldest_version())) else { return false };
+    let expected = key.fingerprint(&bytes);
     use subtle::ConstantTimeEq;
     sig.len() == expected.len() && bool::from(expected.ct_eq(&sig[..]))
 }
@@ -234,5 +264,21 @@ mod tests {
         let other = KeySet::derive(&Keyring::from_keys([(1, [4u8; 32])]), &Class::names()).unwrap();
         assert!(!verify_receipt(&other, &round_trip));
         assert!(!verify_receipt(&keys, &json!({"receipt": {}, "signature": "zz"})));
+    }
+
+    #[test]
+    fn a_receipt_names_the_key_version_that_signed_it() {
+        let ring = |n| Keyring::from_keys((1..=n).map(|v| (v, [v as u8; 32])));
+        let two = KeySet::derive(&ring(2), &Class::names()).unwrap();
+        let signed = sign_receipt(&two, json!({"type": RECEIPT_TYPE, "key_version": 2, "erased_at": 5}));
+        assert!(verify_receipt(&two, &signed));
+        assert!(verify_receipt(&KeySet::derive(&ring(3), &Class::names()).unwrap(), &signed), "after a rotation");
+        let mut other = signed.clone();
+        other["receipt"]["key_version"] = json!(1);
+        assert!(!verify_receipt(&two, &other), "another version's key does not verify it");
+        // A receipt from before receipts named their version: the oldest version's key signed it.
+        let one = KeySet::derive(&ring(1), &Class::names()).unwrap();
+        let legacy = sign_receipt(&one, json!({"type": RECEIPT_TYPE, "erased_at": 5}));
+        assert!(verify_receipt(&two, &legacy));
     }
 }

@@ -188,6 +188,10 @@ pub struct Receipt {
     #[serde(rename = "type")]
     pub kind: String,
     pub version: u32,
+    /// The master key version whose receipt key made `signature` (and whose subject key made `subject_fp`);
+    /// absent from receipts made before keys could be retired (the oldest version's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_version: Option<u32>,
     pub subject_fp: String,
     /// Unix seconds.
     pub erased_at: i64,

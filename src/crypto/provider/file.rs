@@ -48,6 +48,7 @@ impl KeyProvider for FileProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn loads_rotates_and_stores_the_key_file() {
@@ -66,6 +67,24 @@ mod tests {
         assert_eq!(p.load().unwrap().expose(), text.expose());
         assert!(p.store(&Secret::new("not a keyring".into())).is_err(), "a bad keyring is never written");
         assert_eq!(p.load().unwrap().expose(), text.expose());
+    }
+
+    #[test]
+    fn retiring_removes_the_version_from_the_file_and_never_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        Keyring::generate_file(&path).unwrap();
+        let v1_line = std::fs::read_to_string(&path).unwrap().lines().nth(1).unwrap().to_owned();
+        let p = FileProvider::new(path.clone());
+        assert_eq!(p.rotate().unwrap(), 2);
+        assert!(matches!(p.retire(2), Err(ProviderError::Key(KeyError::Newest { version: 2, .. }))));
+        assert!(matches!(p.retire(5), Err(ProviderError::Key(KeyError::NoSuchVersion { version: 5, .. }))));
+        p.retire(1).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&v1_line) && text.starts_with("# veil master keyring"), "{text}");
+        assert_eq!(p.keyring().unwrap().versions().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left behind");
     }
 
     #[test]

@@ -120,6 +120,13 @@ pub trait KeyProvider: Send + Sync {
         Ok(version)
     }
 
+    /// Removes master key `version` from the keyring (every other line kept), atomically — never the newest.
+    /// Whoever still needs that version must have been moved off it first (`veil keys retire` checks).
+    fn retire(&self, version: u32) -> Result<(), ProviderError> {
+        let text = Keyring::without_version(&self.load()?, &self.describe(), version)?;
+        self.store(&text)
+    }
+
     /// The keyring, parsed.
     fn keyring(&self) -> Result<Keyring, ProviderError> {
         Ok(Keyring::from_text(&self.load()?, &self.describe())?)

@@ -219,5 +219,12 @@ mod tests {
         assert_eq!(open(dir.path()).rotate().unwrap(), 2);
         assert_eq!(open(dir.path()).keyring().unwrap().versions().collect::<Vec<_>>(), vec![1, 2]);
         assert!(generate(dir.path(), 1, 2).is_err() && generate(dir.path(), 3, 1).is_err());
+        // Retirement stores the shorter keyring under the same shares; the newest never goes.
+        let v2 = open(dir.path()).keyring().unwrap().derive("seal", "pan", 2).unwrap();
+        open(dir.path()).retire(1).unwrap();
+        let ring = open(dir.path()).keyring().unwrap();
+        assert_eq!(ring.versions().collect::<Vec<_>>(), vec![2]);
+        assert_eq!(ring.derive("seal", "pan", 2).unwrap().expose(), v2.expose());
+        assert!(open(dir.path()).retire(2).is_err());
     }
 }

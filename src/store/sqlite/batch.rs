@@ -10,9 +10,9 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use super::shape::{padded, pow2_chunks, shape};
 use super::{lookup, unavailable, COLUMNS};
-use crate::store::{Fingerprint, Inserted, Record, StoreError, Write};
+use crate::store::{Fingerprint, Inserted, Record, SealedId, StoreError, Write};
 
-/// Records per insert statement (a power of two, see `shape`). SQLite would take 3,600 (nine bound parameters
+/// Records per insert statement (a power of two, see `shape`). SQLite would take 3,200 (ten bound parameters
 /// each), but a statement keeps a journal of the pages it changed (in memory) and a compiled program that grows
 /// with its rows: bounded here.
 const INSERT_CHUNK: usize = 64;
@@ -62,26 +62,47 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, writes: &[Write]) -> Result<Vec
     }
 
     // Subject links: every record's token (the winner's where another value won) and every touched token.
-    let mut links: Vec<(&Fingerprint, &str, &str)> = Vec::new();
+    let mut links: Vec<(&Fingerprint, Option<i64>, &str, &str)> = Vec::new();
+    // The sealed id of each linked subject (once per subject of the batch).
+    let mut sealed_ids: Vec<(&Fingerprint, i64, &SealedId)> = Vec::new();
     for (w, out) in writes.iter().zip(&per_write) {
         let Some(subject) = &w.subject else { continue };
+        let version = w.subject_version.map(i64::from);
+        let before = links.len();
         for (rec, o) in w.records.iter().zip(out) {
             match o {
-                Inserted::New => links.push((subject, &rec.class, &rec.token)),
-                Inserted::Existing(win) => links.push((subject, &rec.class, &win.token)),
+                Inserted::New => links.push((subject, version, &rec.class, &rec.token)),
+                Inserted::Existing(win) => links.push((subject, version, &rec.class, &win.token)),
                 Inserted::TokenTaken => {}
             }
         }
-        links.extend(w.touch.iter().map(|(c, t)| (subject, c.as_str(), t.as_str())));
+        links.extend(w.touch.iter().map(|(c, t)| (subject, version, c.as_str(), t.as_str())));
+        if let (Some(id), Some(v), true) = (&w.subject_sealed, version, links.len() > before) {
+            if !sealed_ids.iter().any(|(s, _, _)| *s == subject) {
+                sealed_ids.push((subject, v, id));
+            }
+        }
     }
     for chunk in links.chunks(KEY_CHUNK) {
         let sql = format!(
-            "INSERT INTO subject_tokens (subject_fp, class, token) VALUES {} ON CONFLICT DO NOTHING",
-            vec!["(?, ?, ?)"; shape(chunk.len())].join(", ")
+            "INSERT INTO subject_tokens (subject_fp, fp_version, class, token) VALUES {} ON CONFLICT DO NOTHING",
+            vec!["(?, ?, ?, ?)"; shape(chunk.len())].join(", ")
         );
         let mut q = sqlx::query(&sql);
-        for (subject, class, token) in padded(chunk) {
-            q = q.bind(&subject[..]).bind(*class).bind(*token);
+        for (subject, version, class, token) in padded(chunk) {
+            q = q.bind(&subject[..]).bind(*version).bind(*class).bind(*token);
+        }
+        q.execute(&mut **tx).await.map_err(unavailable)?;
+    }
+    // A subject's id kept sealed the first time it is linked under this version (one row per new subject).
+    for chunk in sealed_ids.chunks(KEY_CHUNK) {
+        let sql = format!(
+            "INSERT INTO subjects (subject_fp, fp_version, key_version, sealed_id) VALUES {} ON CONFLICT DO NOTHING",
+            vec!["(?, ?, ?, ?)"; shape(chunk.len())].join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for (subject, version, id) in padded(chunk) {
+            q = q.bind(&subject[..]).bind(*version).bind(i64::from(id.key_version)).bind(&id.sealed);
         }
         q.execute(&mut **tx).await.map_err(unavailable)?;
     }
@@ -111,7 +132,7 @@ async fn insert(
     for chunk in pow2_chunks(records, INSERT_CHUNK) {
         let sql = format!(
             "INSERT INTO tokens ({COLUMNS}, first_subject) VALUES {} ON CONFLICT DO NOTHING",
-            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
+            vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(&sql);
         for (rec, subject) in chunk {
@@ -119,6 +140,7 @@ async fn insert(
                 .bind(&rec.class)
                 .bind(&rec.token)
                 .bind(&rec.value_fp[..])
+                .bind(rec.fp_version.map(i64::from))
                 .bind(i64::from(rec.key_version))
                 .bind(&rec.sealed)
                 .bind(rec.created_at)

@@ -14,6 +14,7 @@ fn rec(token: &str, fp: u8, last_used_at: i64) -> Record {
         class: "email".into(),
         token: token.into(),
         value_fp: [fp; 32],
+        fp_version: None,
         key_version: 1,
         sealed: vec![fp],
         created_at: 0,
@@ -100,7 +101,7 @@ async fn the_links_by_token_follow_every_link_erasure_and_purge() {
                 let token = format!("t{}", tokens.len());
                 let record = rec(&token, tokens.len() as u8, step);
                 let subject = rng.gen_bool(0.5).then_some([subject; 32]);
-                let w = Write { records: vec![record], touch: Vec::new(), subject, now: step };
+                let w = Write { records: vec![record], touch: Vec::new(), subject, now: step, ..Write::default() };
                 assert_eq!(store.write(w).await.unwrap(), vec![Inserted::New]);
                 if let Some(s) = subject {
                     model.entry(s[0]).or_default().insert(token.clone());
@@ -118,7 +119,13 @@ async fn the_links_by_token_follow_every_link_erasure_and_purge() {
                 model.entry(subject).or_default().extend(touch.iter().map(|(_, t)| t.clone()));
                 // Marked used now: a purge's cutoff passes them some steps later.
                 store
-                    .write(Write { records: Vec::new(), touch, subject: Some([subject; 32]), now: step })
+                    .write(Write {
+                        records: Vec::new(),
+                        touch,
+                        subject: Some([subject; 32]),
+                        now: step,
+                        ..Write::default()
+                    })
                     .await
                     .unwrap();
             }

@@ -19,10 +19,16 @@ pub(super) fn record_from_row(row: &SqliteRow) -> Result<Record, StoreError> {
     let value_fp: Fingerprint =
         fp.try_into().map_err(|_| StoreError::Corrupt("value fingerprint is not 32 bytes".into()))?;
     let key_version: i64 = row.try_get("key_version").map_err(unavailable)?;
+    let fp_version: Option<i64> = row.try_get("fp_version").map_err(unavailable)?;
+    let fp_version = fp_version
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt("fingerprint key version out of range".into()))?;
     Ok(Record {
         class: row.try_get("class").map_err(unavailable)?,
         token: row.try_get("token").map_err(unavailable)?,
         value_fp,
+        fp_version,
         key_version: u32::try_from(key_version).map_err(|_| StoreError::Corrupt("key version out of range".into()))?,
         sealed: row.try_get("sealed").map_err(unavailable)?,
         created_at: row.try_get("created_at").map_err(unavailable)?,

@@ -8,7 +8,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// Schema versions, oldest first: a database at version `n` gets migrations `n..` applied at open.
-pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
+pub(super) const MIGRATIONS: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7];
 
 pub(super) const V1: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
@@ -117,6 +117,33 @@ pub(super) const V6: &[&str] = &["CREATE TABLE audit_heads (
         hash TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     ) WITHOUT ROWID"];
+
+/// Key rotation that retires: each row names the master key version its fingerprint was made under (`NULL`:
+/// a row from before, made under the oldest version); subject ids kept sealed so links can be re-fingerprinted;
+/// `fp_versions` lists the versions value fingerprints may be under (`0`: legacy rows), so lookups ask under
+/// those only. A row offered under an older version than the newest listed is refused: a vault still on the old
+/// keyring fails closed instead of giving a value a second token under a fingerprint nobody else asks for.
+pub(super) const V7: &[&str] = &[
+    "ALTER TABLE tokens ADD COLUMN fp_version INTEGER",
+    "ALTER TABLE subject_tokens ADD COLUMN fp_version INTEGER",
+    "ALTER TABLE volatile ADD COLUMN fp_version INTEGER",
+    "CREATE TABLE subjects (
+        subject_fp BLOB PRIMARY KEY,
+        fp_version INTEGER NOT NULL,
+        key_version INTEGER NOT NULL,
+        sealed_id BLOB NOT NULL
+    ) WITHOUT ROWID",
+    "CREATE TABLE fp_versions (version INTEGER PRIMARY KEY) WITHOUT ROWID",
+    "INSERT INTO fp_versions (version) VALUES (0)",
+    "CREATE TRIGGER fp_version_tokens BEFORE INSERT ON tokens
+     WHEN NEW.fp_version < (SELECT MAX(version) FROM fp_versions) BEGIN
+        SELECT RAISE(ABORT, 'fingerprint key version superseded: load the rotated keyring');
+     END",
+    "CREATE TRIGGER fp_version_volatile BEFORE INSERT ON volatile
+     WHEN NEW.fp_version < (SELECT MAX(version) FROM fp_versions) BEGIN
+        SELECT RAISE(ABORT, 'fingerprint key version superseded: load the rotated keyring');
+     END",
+];
 
 pub(super) async fn init(conn: &mut SqliteConnection) -> Result<(), StoreError> {
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;

@@ -162,13 +162,21 @@ impl AuditLog {
 
     /// Keyed fingerprint of a token for audit lines.
     pub fn token_fp(&self, class: &str, token: &str) -> String {
-        let mut data = Vec::with_capacity(class.len() + token.len() + 1);
-        data.extend_from_slice(class.as_bytes());
-        data.push(0);
-        data.extend_from_slice(token.as_bytes());
-        self.mac.short_hex(&data)
+        token_fp_with(&self.mac, class, token)
     }
+}
 
+/// A token's audit fingerprint under `mac` (an audit key of some key version: older lines were made under
+/// older versions).
+pub fn token_fp_with(mac: &Fingerprinter, class: &str, token: &str) -> String {
+    let mut data = Vec::with_capacity(class.len() + token.len() + 1);
+    data.extend_from_slice(class.as_bytes());
+    data.push(0);
+    data.extend_from_slice(token.as_bytes());
+    mac.short_hex(&data)
+}
+
+impl AuditLog {
     /// Appends `event`; returns once it is on disk and the store's head names it, or an error if not.
     pub async fn append(&self, event: Event, now: i64) -> Result<(), AuditError> {
         let (reply, rx) = oneshot::channel();
