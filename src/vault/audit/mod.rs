@@ -1,8 +1,10 @@
 //! The audit log: signed, hash-chained JSON lines whose head is kept outside the file, appended and fsynced
 //! before the audited answer leaves.
 //!
-//! Each line carries `seq` (1, 2, …), `prev` (SHA-256 of the line before) and `sig` (Ed25519 under the audit
-//! key, which is not derived from the data keys: whoever checks the log with the public key cannot rewrite it).
+//! Each line carries `seq` (1, 2, …) and `prev` (SHA-256 of the line before); the last line of every group commit
+//! also `sig` (Ed25519 under the audit key, which is not derived from the data keys: whoever checks the log with
+//! the public key cannot rewrite it), which through the chain covers the unsigned lines of its group before it. A
+//! log ends on a signed line.
 //! After every group commit the head — the last line's `seq` and hash — moves compare-and-swap in the store
 //! (per log id: replicas sharing one PostgreSQL keep their own), is exported as `veil_audit_sequence` and logged
 //! as a `veil::audit` event. A log edited, reordered, cut short, rolled back to an older copy, emptied or
@@ -17,7 +19,7 @@ pub mod verify;
 mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -251,19 +253,25 @@ async fn start_chain(
     let (verdict, len) = blocking(move || {
         let reader = existed.then(|| BufReader::new(&*f));
         let verdict = verify::verify(reader, &verifier, &log_id, h.as_ref()).map_err(|e| e.to_string())?;
-        let len = if matches!(verdict, Verdict::Intact { torn: true, .. } | Verdict::Empty) {
-            cut_torn_tail(&f)?
-        } else {
-            f.metadata().map_err(|e| e.to_string())?.len()
+        // A write cut by a crash (never acknowledged) is cut off: the log goes on from its last signed line.
+        let len = match verdict {
+            Verdict::Intact { torn: true, end, .. } => cut_at(&f, end)?,
+            Verdict::Empty => cut_at(&f, 0)?,
+            _ => f.metadata().map_err(|e| e.to_string())?.len(),
         };
         Ok((verdict, len))
     })
     .await
     .map_err(&open_err)?;
     match verdict {
-        Verdict::Intact { tail, unacknowledged, torn, .. } => {
+        Verdict::Intact { tail, unacknowledged, torn, cut, .. } => {
             if torn {
-                tracing::warn!(path = %shown, "audit log ended in a torn line (never acknowledged); cut it off");
+                tracing::warn!(
+                    path = %shown,
+                    unsigned_lines = cut,
+                    "audit log ended in a write cut by a crash (a torn line and the unsigned lines of its group \
+                     before it, never acknowledged); cut it off"
+                );
             }
             if new_chain {
                 tracing::warn!(path = %shown, "the audit chain is intact: --new-audit-chain ignored");
@@ -344,24 +352,12 @@ async fn restart(
     Ok(tail)
 }
 
-/// Cuts a last line without its newline (a write torn by a crash); the file's new length.
-fn cut_torn_tail(file: &File) -> Result<u64, String> {
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut pos = len;
-    let mut byte = [0u8; 1];
-    let mut f = file;
-    while pos > 0 {
-        f.seek(SeekFrom::Start(pos - 1)).map_err(|e| e.to_string())?;
-        f.read_exact(&mut byte).map_err(|e| e.to_string())?;
-        if byte[0] == b'\n' {
-            break;
-        }
-        pos -= 1;
+/// Cuts the file to `len` bytes (a write torn by a crash after them); the file's new length.
+fn cut_at(file: &File, len: u64) -> Result<u64, String> {
+    if file.metadata().map_err(|e| e.to_string())?.len() > len {
+        file.set_len(len).map_err(|e| e.to_string())?;
     }
-    if pos < len {
-        file.set_len(pos).map_err(|e| e.to_string())?;
-    }
-    Ok(pos)
+    Ok(len)
 }
 
 #[cfg(test)]
