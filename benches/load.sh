@@ -37,6 +37,9 @@
 #   SCENARIOS (comma-separated ids, e.g. "pass-http,uniq-http": only these run, the others are reported as not
 #   selected; without nginx-http / nginx-tls the fixed-rate runs need RATE_HTTP / RATE_TLS or are left out)
 #   VEIL_BIN (a veil binary to measure instead of building this tree, e.g. to compare two revisions)
+#   VEIL_BIN_B (a second veil binary, measured in the same rounds as rows passB-http, repB-http, uniqB-http beside
+#   pass-http, rep-http, uniq-http: two revisions compared interleaved, on the same machine load; the report adds
+#   their ratios)
 #   VEIL_LOG (veil's log filter, default warn; e.g. warn,veil::store=debug shows group-commit batch sizes and WAL
 #   checkpoints in the temp dir's veil-*/stderr, with KEEP_TMP=1)
 set -euo pipefail
@@ -121,9 +124,10 @@ trap cleanup EXIT
 log "workspace $TMP"
 
 read -r P_UP P_UP_TLS P_NGX P_NGX_TLS P_VH P_VH_VAULT P_VH_ADMIN P_VT P_VT_VAULT P_VT_ADMIN \
-  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN P_VP P_VP_VAULT P_VP_ADMIN < <(python3 - <<'EOF'
+  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN P_VP P_VP_VAULT P_VP_ADMIN P_VB P_VB_VAULT P_VB_ADMIN \
+  < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(19)]
+socks = [socket.socket() for _ in range(22)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -273,13 +277,14 @@ EOF
   "$VEIL" check -c "$dir/veil.toml" >/dev/null || die "generated config $dir/veil.toml does not validate"
 }
 
-# start_veil NAME ADMIN_PORT -> sets STARTED_PID (empty if it did not become ready)
+# start_veil NAME ADMIN_PORT [BINARY] -> sets STARTED_PID (empty if it did not become ready). Up to 60 s: at start
+# veil checks the whole audit log, which the rounds grow by a line a request.
 start_veil() {
-  local dir=$TMP/$1
-  (cd "$dir" && VEIL_LOG=${VEIL_LOG:-warn} exec "${PIN_PROXY[@]}" "$VEIL" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
+  local dir=$TMP/$1 bin=${3:-$VEIL}
+  (cd "$dir" && VEIL_LOG=${VEIL_LOG:-warn} exec "${PIN_PROXY[@]}" "$bin" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1; then return 0; fi
     kill -0 "$STARTED_PID" 2>/dev/null || break
     sleep 0.1
@@ -297,6 +302,15 @@ veil_config veil-pass-http "$P_VP" "$P_VP_VAULT" "$P_VP_ADMIN" "sqlite://$TMP/ve
 start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID
 start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
 [ -n "$VH_PID" ] && [ -n "$VT_PID" ] && [ -n "$VP_PID" ] || die "veil did not start"
+# VEIL_BIN_B: the same HTTP proxy (own store and log) run by the second binary.
+VB_PID=""; VB_NOTE="not run: VEIL_BIN_B not set"
+if [ -n "${VEIL_BIN_B:-}" ]; then
+  [ -x "$VEIL_BIN_B" ] || die "VEIL_BIN_B=$VEIL_BIN_B is not an executable"
+  veil_config veil-b-http "$P_VB" "$P_VB_VAULT" "$P_VB_ADMIN" "sqlite://$TMP/veil-b-http/vault.db" 0
+  start_veil veil-b-http "$P_VB_ADMIN" "$VEIL_BIN_B"; VB_PID=$STARTED_PID
+  [ -n "$VB_PID" ] || die "veil (VEIL_BIN_B) did not start"
+  VB_NOTE=""
+fi
 GH_PID=""; GT_PID=""; PG_NOTE="not run: VEIL_BENCH_PG_URL not set"
 if [ -n "$PG_URL" ]; then
   PG_NOTE="not run: veil did not start on VEIL_BENCH_PG_URL (see the log)"
@@ -387,6 +401,12 @@ add uniq1-http "veil checkout, 4 fields, 1 new value (SQLite)" http "http://127.
   "$VH_PID" ""
 add uniq1-tls "veil checkout, 4 fields, 1 new value (SQLite)" tls "https://127.0.0.1:$P_VT/checkout" unique1 \
   "$VT_PID" ""
+add passB-http "VEIL_BIN_B: veil pass-through (GET, no route, unmatched = detect)" http \
+  "http://127.0.0.1:$P_VB/item/42" get "$VB_PID" "$VB_NOTE"
+add repB-http "VEIL_BIN_B: veil checkout, 4 fields, repeated values" http "http://127.0.0.1:$P_VB/checkout" static \
+  "$VB_PID" "$VB_NOTE"
+add uniqB-http "VEIL_BIN_B: veil checkout, 4 fields, unique values (SQLite)" http "http://127.0.0.1:$P_VB/checkout" \
+  unique "$VB_PID" "$VB_NOTE"
 add pgrep-http "veil checkout, 4 fields, repeated values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" \
   static "$GH_PID" "$PG_NOTE"
 add pgrep-tls "veil checkout, 4 fields, repeated values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" \
@@ -438,6 +458,7 @@ proxy_pid() {
     pg*-http) echo "$GH_PID" ;;
     pg*-tls) echo "$GT_PID" ;;
     unpass*-http) echo "$VP_PID" ;;
+    *B-http) echo "$VB_PID" ;;
     *-http) echo "$VH_PID" ;;
     *-tls) echo "$VT_PID" ;;
   esac
@@ -458,6 +479,7 @@ restart_proxy() {
     pg*-http) start_veil veil-pg-http "$P_GH_ADMIN"; GH_PID=$STARTED_PID ;;
     pg*-tls) start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID ;;
     unpass*-http) start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID ;;
+    *B-http) start_veil veil-b-http "$P_VB_ADMIN" "$VEIL_BIN_B"; VB_PID=$STARTED_PID ;;
     *-http) start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID ;;
     *-tls) start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID ;;
   esac
@@ -645,6 +667,7 @@ fi
   printf '"loadavg_start":"%s",' "${LOADAVG_START:-}"
   printf '"loadavg_end":"%s",' "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '"veil_rev":"%s",' "$VEIL_REV"
+  printf '"veil_bin_b":"%s",' "${VEIL_BIN_B:-}"
   printf '"rustc":"%s",' "$(rustc --version)"
   printf '"nginx":"%s",' "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
   printf '"wrk":"%s",' "$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"

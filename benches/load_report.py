@@ -159,6 +159,16 @@ def targets(sm, idle, meta):
                     f"| tokenising, {what} (PostgreSQL) / pass-through{of} ({name}) | ≥ 0.5x | "
                     + (f"{r:.2f}x | {verdict(r >= 0.5)} |" if r is not None else f"— | {meta.get('pg_note', 'not run')} |")
                 )
+    # VEIL_BIN_B: the second binary against the first, same rounds (no target: a comparison).
+    for label, a, b in (
+        ("VEIL_BIN_B / veil, pass-through GET (HTTP/1.1)", "passB-http", "pass-http"),
+        ("VEIL_BIN_B / veil, repeated values (HTTP/1.1)", "repB-http", "rep-http"),
+        ("VEIL_BIN_B / veil, unique values (HTTP/1.1)", "uniqB-http", "uniq-http"),
+    ):
+        r, c = ratio(a, b), cpu_ratio(a, b)
+        if r is not None:
+            lines.append(f"| {label} | measured | {r:.2f}x" + (f" (by CPU time per request: {c:.2f}x)" if c else "")
+                         + " | — |")
     # What scanning requests no route takes costs ([proxy] unmatched = "detect", the default, over "pass").
     for label, a, b in (
         ("unmatched = detect / unmatched = pass, GET (HTTP/1.1)", "pass-http", "unpass-http"),
@@ -168,7 +178,8 @@ def targets(sm, idle, meta):
         if r is not None:
             lines.append(f"| {label} | measured | {r:.2f}x | — |")
     veil_ids = [k for k in sm if k.split("-")[0] in
-                ("pass", "passpost", "unpass", "unpasspost", "rep", "uniq", "uniq1", "pg", "pg1", "pgrep")]
+                ("pass", "passpost", "unpass", "unpasspost", "rep", "uniq", "uniq1", "pg", "pg1", "pgrep", "passB",
+                 "repB", "uniqB")]
     peak64 = max((sm[k]["hwm64"] for k in veil_ids), default=0)
     if peak64:
         lines.append(f"| veil peak RSS at {meta.get('conns', 64)} connections (worst scenario) | ≤ 30 MiB | "
@@ -195,6 +206,8 @@ def main():
     p(f"- date: {meta.get('date')}; machine: {meta.get('nproc')} cores, {meta.get('cpu')}; kernel {meta.get('kernel')}")
     p(f"- load average at start / end: {meta.get('loadavg_start')} / {meta.get('loadavg_end')}"
       " (other work on the machine shares the cores and shows in the spread)")
+    if meta.get("veil_bin_b"):
+        p(f"- VEIL_BIN_B (the B rows): {meta.get('veil_bin_b')}")
     p(f"- veil {meta.get('veil_rev')} (release build); {meta.get('rustc')}; nginx {meta.get('nginx')};"
       f" {meta.get('wrk')}; {meta.get('openssl')}; benches/load_gen (open-loop, rustls)")
     p(f"- command: `{meta.get('command')}`")

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::audit_key::{AuditSigner, AuditVerifier};
+use crate::crypto::fingerprint::hex_lower;
 use crate::store::AuditHead;
 
 /// `prev` of a chain's first line.
@@ -88,7 +89,7 @@ pub fn hash(text: &str) -> String {
 
 /// [`hash`] of a line's bytes.
 pub fn hash_bytes(text: &[u8]) -> String {
-    hex::encode(Sha256::digest(text))
+    hex_lower(&Sha256::digest(text))
 }
 
 /// The line's text, signed (no newline).

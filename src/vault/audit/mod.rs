@@ -164,11 +164,7 @@ impl AuditLog {
 
     /// Keyed fingerprint of a token for audit lines.
     pub fn token_fp(&self, class: &str, token: &str) -> String {
-        let mut data = Vec::with_capacity(class.len() + token.len() + 1);
-        data.extend_from_slice(class.as_bytes());
-        data.push(0);
-        data.extend_from_slice(token.as_bytes());
-        self.mac.short_hex(&data)
+        self.mac.short_hex_of(&[class.as_bytes(), &[0], token.as_bytes()])
     }
 
     /// Appends `event`; returns once it is on disk and the store's head names it, or an error if not.
