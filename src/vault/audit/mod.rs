@@ -19,7 +19,7 @@ pub mod verify;
 mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::io::BufReader;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -190,7 +190,7 @@ impl AuditLog {
 }
 
 /// Checks the log at `path` against the store's head for `log_id` (read first, so lines a running vault
-/// appends meanwhile are at worst "not yet acknowledged").
+/// appends meanwhile are at worst "not yet acknowledged"), as far as the log reached between two group commits.
 pub async fn verify_log(
     path: &Path,
     verifier: &AuditVerifier,
@@ -203,8 +203,27 @@ pub async fn verify_log(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    verify::verify(file.map(BufReader::new), verifier, log_id, head.as_ref())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    // Only what was written when no group commit was under way (writers hold the file's lock exclusively while
+    // they write a group): a log read in the middle of a group's write would end on its unsigned lines. Never
+    // waits long: a writer that keeps the lock (its store hanging) leaves the whole file to be read.
+    let reader = file.map(|f| {
+        let settled = settled_len(&f);
+        BufReader::new(f.take(settled.unwrap_or(u64::MAX)))
+    });
+    verify::verify(reader, verifier, log_id, head.as_ref()).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The file's length while no writer holds its lock, trying for up to a second; `None` if a writer kept it.
+fn settled_len(file: &File) -> Option<u64> {
+    for _ in 0..50 {
+        if file.try_lock_shared().is_ok() {
+            let len = file.metadata().map(|m| m.len()).ok();
+            let _ = file.unlock();
+            return len;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
