@@ -153,7 +153,8 @@ def targets(sm, idle, meta):
         for what, a in (("unique values", f"pg-{tr}"), ("1 new value", f"pg1-{tr}")):
             for base, of in ((f"pass-{tr}", ""), (f"passpost-{tr}", " of the same POST")):
                 r = ratio(a, base)
-                if r is None and (of or a not in sm):
+                # Not measured: said once (why PostgreSQL did not run), or left out when only not selected.
+                if r is None and (of or a not in sm or not meta.get("pg_note")):
                     continue
                 lines.append(
                     f"| tokenising, {what} (PostgreSQL) / pass-through{of} ({name}) | ≥ 0.5x | "
