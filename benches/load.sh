@@ -9,10 +9,16 @@
 # Scenarios, each over plain HTTP/1.1 and over TLS (ECDSA P-256, keep-alive), run interleaved in rounds with the
 # order rotated every round: direct to the upstream; nginx reverse proxy (GET, and the 1 KiB checkout POST);
 # veil pass-through (GET, and the 1 KiB checkout POST, no route matches); veil tokenising a 1 KiB JSON checkout body with four fields (card,
-# email, IBAN, phone) with the same values every request; the same with fresh values every request (durable
-# SQLite store); and the repeated and unique checkouts on PostgreSQL when VEIL_BENCH_PG_URL is set (both veil
-# processes, HTTP and TLS, share that database; `source .ci/postgres.sh` starts a throwaway local PostgreSQL and
-# exports VEIL_TEST_PG_URL, which this script uses when VEIL_BENCH_PG_URL is unset and PG=1).
+# email, IBAN, phone) with the same values every request; the same with four fresh values every request (durable
+# SQLite store, `uniq-*`) and with ONE fresh value a request (one of 4096 returning customers, their email, IBAN,
+# phone and id known, paying with a new card, `uniq1-*`); and the repeated, four-new and
+# one-new checkouts on PostgreSQL when VEIL_BENCH_PG_URL is set (`pgrep-*`, `pg-*`, `pg1-*`; both veil processes,
+# HTTP and TLS, share that database; `source .ci/postgres.sh` starts a throwaway local PostgreSQL and exports
+# VEIL_TEST_PG_URL, which this script uses when VEIL_BENCH_PG_URL is unset and PG=1).
+# PostgreSQL on this machine (the URL's host is 127.0.0.1 or localhost) is pinned, with all its processes, to
+# LOAD_CPU beside the load generator and the upstream, away from the proxy's core PROXY_CPU: on 2 cores, veil on
+# core 0, PostgreSQL + wrk + the upstream on core 1, so the proxy's CPU time per request is veil's alone (its
+# affinity is given back at the end; a server elsewhere is left alone and the report says so).
 #
 # Per round and scenario: `wrk` (closed loop, CONNS connections) gives requests/s and, from /proc/PID/stat, the
 # proxy's CPU seconds per 1,000 requests; benches/load_gen (open loop) then sends RATE_FRACTION of nginx's measured
@@ -31,6 +37,9 @@
 #   SCENARIOS (comma-separated ids, e.g. "pass-http,uniq-http": only these run, the others are reported as not
 #   selected; without nginx-http / nginx-tls the fixed-rate runs need RATE_HTTP / RATE_TLS or are left out)
 #   VEIL_BIN (a veil binary to measure instead of building this tree, e.g. to compare two revisions)
+#   VEIL_BIN_B (a second veil binary, measured in the same rounds as rows passB-http, repB-http, uniqB-http beside
+#   pass-http, rep-http, uniq-http: two revisions compared interleaved, on the same machine load; the report adds
+#   their ratios)
 #   VEIL_LOG (veil's log filter, default warn; e.g. warn,veil::store=debug shows group-commit batch sizes and WAL
 #   checkpoints in the temp dir's veil-*/stderr, with KEEP_TMP=1)
 set -euo pipefail
@@ -90,17 +99,24 @@ if [ -n "${VEIL_BIN:-}" ]; then
   VEIL_REV="$VEIL_BIN (VEIL_BIN)"
 else
   cargo build --release --locked --quiet
-  VEIL=$ROOT/target/release/veil
+  VEIL=${CARGO_TARGET_DIR:-$ROOT/target}/release/veil
   VEIL_REV="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null || echo -dirty)"
 fi
-cargo build --release --locked --quiet --manifest-path benches/load_gen/Cargo.toml --target-dir "$ROOT/target"
-GEN=$ROOT/target/release/veil-load-gen
+cargo build --release --locked --quiet --manifest-path benches/load_gen/Cargo.toml --target-dir "${CARGO_TARGET_DIR:-$ROOT/target}"
+GEN=${CARGO_TARGET_DIR:-$ROOT/target}/release/veil-load-gen
 
 # ------------------------------------------------------------------------------------------------ workspace
 TMP=$(mktemp -d /tmp/veil-load.XXXXXX)
 PIDS=()
+PG_POSTMASTER=""; PG_AFFINITY=""
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  # PostgreSQL's processes get their CPU affinity back (pin_pg).
+  if [ -n "$PG_POSTMASTER" ] && kill -0 "$PG_POSTMASTER" 2>/dev/null; then
+    for p in "$PG_POSTMASTER" $(pgrep -P "$PG_POSTMASTER" || true); do
+      taskset -a -p -c "$PG_AFFINITY" "$p" >/dev/null 2>&1 || true
+    done
+  fi
   wait 2>/dev/null || true
   if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 }
@@ -108,9 +124,10 @@ trap cleanup EXIT
 log "workspace $TMP"
 
 read -r P_UP P_UP_TLS P_NGX P_NGX_TLS P_VH P_VH_VAULT P_VH_ADMIN P_VT P_VT_VAULT P_VT_ADMIN \
-  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN P_VP P_VP_VAULT P_VP_ADMIN < <(python3 - <<'EOF'
+  P_GH P_GH_VAULT P_GH_ADMIN P_GT P_GT_VAULT P_GT_ADMIN P_VP P_VP_VAULT P_VP_ADMIN P_VB P_VB_VAULT P_VB_ADMIN \
+  < <(python3 - <<'EOF'
 import socket
-socks = [socket.socket() for _ in range(19)]
+socks = [socket.socket() for _ in range(22)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in socks))
@@ -136,6 +153,12 @@ cat > "$TMP/checkout.tpl" <<'EOF'
 EOF
 "$GEN" body --template "$TMP/checkout.tpl" --seed 4242424242 > "$TMP/checkout.json"
 BODY_BYTES=$(wc -c < "$TMP/checkout.json")
+# One new value a request: 4096 returning customers (the same in every run: after the first 4096 requests each
+# is known), each request one of them with their email, IBAN, phone and id and a new card. (One customer for every
+# request, or the same three values linked to a new customer every request, would make a row every request
+# waits on in PostgreSQL.)
+sed 's/{EMAIL}/{R_EMAIL}/; s/{IBAN}/{R_IBAN}/; s/{PHONE}/{R_PHONE}/; s/{CUST}/{R_CUST}/' "$TMP/checkout.tpl" \
+  > "$TMP/checkout1.tpl"
 
 # ------------------------------------------------------------------------------------------------ nginx
 # Upstream: fixed JSON for any path and method, keep-alive (core LOAD_CPU). Proxy: keep-alive upstream pool.
@@ -240,18 +263,25 @@ fields = [
 ]
 detect = ["pan", "iban"]
 subject = { json = "\$.customer.id" }
+
+# The repeated-values rows send one card every request: its range's budget (100 cards a day by default, every
+# card counted, known or new) would refuse them after 100 requests. Lifted, not switched off: the reservation
+# stays on the path.
+[class.pan]
+new_values_per_range_per_day = 4000000000
 EOF
   } > "$dir/veil.toml"
   "$VEIL" check -c "$dir/veil.toml" >/dev/null || die "generated config $dir/veil.toml does not validate"
 }
 
-# start_veil NAME ADMIN_PORT -> sets STARTED_PID (empty if it did not become ready)
+# start_veil NAME ADMIN_PORT [BINARY] -> sets STARTED_PID (empty if it did not become ready). Up to 60 s: at start
+# veil checks the whole audit log, which the rounds grow by a line a request.
 start_veil() {
-  local dir=$TMP/$1
-  (cd "$dir" && VEIL_LOG=${VEIL_LOG:-warn} exec "${PIN_PROXY[@]}" "$VEIL" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
+  local dir=$TMP/$1 bin=${3:-$VEIL}
+  (cd "$dir" && VEIL_LOG=${VEIL_LOG:-warn} exec "${PIN_PROXY[@]}" "$bin" run -c veil.toml) >"$dir/stdout" 2>"$dir/stderr" &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$2/readyz" >/dev/null 2>&1; then return 0; fi
     kill -0 "$STARTED_PID" 2>/dev/null || break
     sleep 0.1
@@ -269,6 +299,15 @@ veil_config veil-pass-http "$P_VP" "$P_VP_VAULT" "$P_VP_ADMIN" "sqlite://$TMP/ve
 start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID
 start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID
 [ -n "$VH_PID" ] && [ -n "$VT_PID" ] && [ -n "$VP_PID" ] || die "veil did not start"
+# VEIL_BIN_B: the same HTTP proxy (own store and log) run by the second binary.
+VB_PID=""; VB_NOTE="not run: VEIL_BIN_B not set"
+if [ -n "${VEIL_BIN_B:-}" ]; then
+  [ -x "$VEIL_BIN_B" ] || die "VEIL_BIN_B=$VEIL_BIN_B is not an executable"
+  veil_config veil-b-http "$P_VB" "$P_VB_VAULT" "$P_VB_ADMIN" "sqlite://$TMP/veil-b-http/vault.db" 0
+  start_veil veil-b-http "$P_VB_ADMIN" "$VEIL_BIN_B"; VB_PID=$STARTED_PID
+  [ -n "$VB_PID" ] || die "veil (VEIL_BIN_B) did not start"
+  VB_NOTE=""
+fi
 GH_PID=""; GT_PID=""; PG_NOTE="not run: VEIL_BENCH_PG_URL not set"
 if [ -n "$PG_URL" ]; then
   PG_NOTE="not run: veil did not start on VEIL_BENCH_PG_URL (see the log)"
@@ -278,6 +317,28 @@ if [ -n "$PG_URL" ]; then
   start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID
   [ -n "$GH_PID" ] && [ -n "$GT_PID" ] && PG_NOTE=""
 fi
+
+# pin_pg: PostgreSQL (when it listens on this machine) with all its processes on LOAD_CPU, away from the proxy;
+# backends started later inherit the postmaster's affinity. Sets PG_PIN (what was done, for the report).
+PG_PIN="no PostgreSQL"
+pin_pg() {
+  local port pid n=0
+  port=$(python3 -c '
+import sys, urllib.parse as u
+p = u.urlparse(sys.argv[1])
+print((p.port or 5432) if p.hostname in ("127.0.0.1", "localhost", "::1") else "")' "$PG_URL")
+  if [ -z "$port" ]; then PG_PIN="PostgreSQL not on this machine: not pinned"; return 0; fi
+  pid=$(ss -Htlnp "( sport = :$port )" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)
+  if [ -z "$pid" ]; then PG_PIN="PostgreSQL's process not found (port $port): not pinned"; return 0; fi
+  PG_AFFINITY=$(taskset -p -c "$pid" | awk -F': ' '{print $2}')
+  for p in "$pid" $(pgrep -P "$pid" || true); do
+    taskset -a -p -c "$LOAD_CPU" "$p" >/dev/null 2>&1 && n=$((n + 1))
+  done
+  PG_POSTMASTER=$pid
+  PG_PIN="PostgreSQL (postmaster and its $n processes at the start) pinned to core $LOAD_CPU with the load generator and the upstream; veil on core $PROXY_CPU"
+  log "$PG_PIN"
+}
+[ -z "$GH_PID" ] || pin_pg
 
 for port in "$P_UP" "$P_NGX"; do
   for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -333,6 +394,18 @@ add uniq-http "veil checkout, 4 fields, unique values (SQLite)" http "http://127
   "$VH_PID" ""
 add uniq-tls "veil checkout, 4 fields, unique values (SQLite)" tls "https://127.0.0.1:$P_VT/checkout" unique \
   "$VT_PID" ""
+add uniq1-http "veil checkout, 4 fields, 1 new value (SQLite)" http "http://127.0.0.1:$P_VH/checkout" unique1 \
+  "$VH_PID" ""
+add uniq1-tls "veil checkout, 4 fields, 1 new value (SQLite)" tls "https://127.0.0.1:$P_VT/checkout" unique1 \
+  "$VT_PID" ""
+if [ -n "$VB_PID" ]; then
+  add passB-http "VEIL_BIN_B: veil pass-through (GET, no route, unmatched = detect)" http \
+    "http://127.0.0.1:$P_VB/item/42" get "$VB_PID" "$VB_NOTE"
+  add repB-http "VEIL_BIN_B: veil checkout, 4 fields, repeated values" http "http://127.0.0.1:$P_VB/checkout" static \
+    "$VB_PID" "$VB_NOTE"
+  add uniqB-http "VEIL_BIN_B: veil checkout, 4 fields, unique values (SQLite)" http \
+    "http://127.0.0.1:$P_VB/checkout" unique "$VB_PID" "$VB_NOTE"
+fi
 add pgrep-http "veil checkout, 4 fields, repeated values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" \
   static "$GH_PID" "$PG_NOTE"
 add pgrep-tls "veil checkout, 4 fields, repeated values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" \
@@ -340,6 +413,10 @@ add pgrep-tls "veil checkout, 4 fields, repeated values (PostgreSQL)" tls "https
 add pg-http "veil checkout, 4 fields, unique values (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" unique \
   "$GH_PID" "$PG_NOTE"
 add pg-tls "veil checkout, 4 fields, unique values (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" unique \
+  "$GT_PID" "$PG_NOTE"
+add pg1-http "veil checkout, 4 fields, 1 new value (PostgreSQL)" http "http://127.0.0.1:$P_GH/checkout" unique1 \
+  "$GH_PID" "$PG_NOTE"
+add pg1-tls "veil checkout, 4 fields, 1 new value (PostgreSQL)" tls "https://127.0.0.1:$P_GT/checkout" unique1 \
   "$GT_PID" "$PG_NOTE"
 
 # SCENARIOS: the others are not run.
@@ -380,6 +457,7 @@ proxy_pid() {
     pg*-http) echo "$GH_PID" ;;
     pg*-tls) echo "$GT_PID" ;;
     unpass*-http) echo "$VP_PID" ;;
+    *B-http) echo "$VB_PID" ;;
     *-http) echo "$VH_PID" ;;
     *-tls) echo "$VT_PID" ;;
   esac
@@ -400,6 +478,7 @@ restart_proxy() {
     pg*-http) start_veil veil-pg-http "$P_GH_ADMIN"; GH_PID=$STARTED_PID ;;
     pg*-tls) start_veil veil-pg-tls "$P_GT_ADMIN"; GT_PID=$STARTED_PID ;;
     unpass*-http) start_veil veil-pass-http "$P_VP_ADMIN"; VP_PID=$STARTED_PID ;;
+    *B-http) start_veil veil-b-http "$P_VB_ADMIN" "$VEIL_BIN_B"; VB_PID=$STARTED_PID ;;
     *-http) start_veil veil-http "$P_VH_ADMIN"; VH_PID=$STARTED_PID ;;
     *-tls) start_veil veil-tls "$P_VT_ADMIN"; VT_PID=$STARTED_PID ;;
   esac
@@ -410,8 +489,9 @@ restart_proxy() {
 run_wrk() {
   local file="" seed
   seed=$(python3 -c "import random; print(random.randrange(10**12))")
-  case $2 in static) file=$TMP/checkout.json ;; unique) file=$TMP/checkout.tpl ;; esac
-  LOAD_MODE=$2 LOAD_FILE=$file LOAD_SEED=$seed "${PIN_LOAD[@]}" wrk -t1 -c"$3" -d"$4"s --timeout 10s \
+  local mode=$2
+  case $2 in static) file=$TMP/checkout.json ;; unique) file=$TMP/checkout.tpl ;; unique1) file=$TMP/checkout1.tpl; mode=unique ;; esac
+  LOAD_MODE=$mode LOAD_FILE=$file LOAD_SEED=$seed "${PIN_LOAD[@]}" wrk -t1 -c"$3" -d"$4"s --timeout 10s \
     -s "$ROOT/benches/load_wrk.lua" "$1" > "$TMP/wrk.out" 2>&1 || true
   if grep -q '^RESULT ' "$TMP/wrk.out"; then
     grep '^RESULT ' "$TMP/wrk.out" | sed 's/^RESULT //'
@@ -424,7 +504,11 @@ run_wrk() {
 # run_rate URL MODE RATE -> load_gen JSON line
 run_rate() {
   local args=()
-  case $2 in static) args=(--method POST --body-file "$TMP/checkout.json") ;; unique) args=(--method POST --template "$TMP/checkout.tpl") ;; esac
+  case $2 in
+    static) args=(--method POST --body-file "$TMP/checkout.json") ;;
+    unique) args=(--method POST --template "$TMP/checkout.tpl") ;;
+    unique1) args=(--method POST --template "$TMP/checkout1.tpl") ;;
+  esac
   "${PIN_LOAD[@]}" "$GEN" rate --url "$1" --rate "$3" --duration "$LAT_DURATION" --connections "$CONNS" \
     --cacert "$TMP/ca.crt" "${args[@]}" 2>>"$TMP/gen.err" || echo '{"requests":0,"failed":true}'
 }
@@ -542,7 +626,7 @@ idle_rss veil-tls "$P_VT" "$VT_PID"
 if [ "${PERF:-0}" = 1 ] && command -v perf >/dev/null; then
   for s in "${SCEN[@]}"; do
     IFS='|' read -r id label tr url mode pid skip <<< "$s"
-    case $id in nginx-http | nginx-tls | pass-http | pass-tls | passpost-http | rep-http | uniq-http) ;; *) continue ;; esac
+    case $id in nginx-http | nginx-tls | pass-http | pass-tls | passpost-http | rep-http | uniq-http | uniq1-http) ;; *) continue ;; esac
     [ -z "$skip" ] || continue
     pid=$(proxy_pid "$id")
     log "perf: $id"
@@ -582,6 +666,7 @@ fi
   printf '"loadavg_start":"%s",' "${LOADAVG_START:-}"
   printf '"loadavg_end":"%s",' "$(cut -d' ' -f1-3 /proc/loadavg)"
   printf '"veil_rev":"%s",' "$VEIL_REV"
+  printf '"veil_bin_b":"%s",' "${VEIL_BIN_B:-}"
   printf '"rustc":"%s",' "$(rustc --version)"
   printf '"nginx":"%s",' "$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
   printf '"wrk":"%s",' "$(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
@@ -591,7 +676,8 @@ fi
     "$DURATION" "$LAT_DURATION" "$ROUNDS" "$CONNS" "$BIG_CONNS" "$IDLE_CONNS"
   printf '"rate_fraction":%s,"rate_http":%s,"rate_tls":%s,"body_bytes":%s,' "$RATE_FRACTION" "$RATE_HTTP" \
     "$RATE_TLS" "$BODY_BYTES"
-  printf '"pg_note":"%s"' "$PG_NOTE"
+  printf '"pg_note":"%s",' "$PG_NOTE"
+  printf '"pg_pin":"%s"' "$PG_PIN"
   printf '}}\n'
 } >> "$RAW"
 for s in "${SCEN[@]}"; do

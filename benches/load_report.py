@@ -140,6 +140,7 @@ def targets(sm, idle, meta):
         for label, a, want in (
             ("tokenising, repeated values / pass-through", f"rep-{tr}", 0.8),
             ("tokenising, unique values (SQLite, durable) / pass-through", f"uniq-{tr}", 0.5),
+            ("tokenising, 1 new value (SQLite, durable) / pass-through", f"uniq1-{tr}", 0.5),
         ):
             line = ratio_line(f"{label} ({name})", a, f"pass-{tr}", want)
             if line:
@@ -149,14 +150,26 @@ def targets(sm, idle, meta):
             if line:
                 lines.append(line)
         # No CPU ratio: PostgreSQL's own work is not in the proxy's CPU time.
-        for base, of in ((f"pass-{tr}", ""), (f"passpost-{tr}", " of the same POST")):
-            r = ratio(f"pg-{tr}", base)
-            if r is None and of:
-                continue
-            lines.append(
-                f"| tokenising, unique values (PostgreSQL) / pass-through{of} ({name}) | ≥ 0.5x | "
-                + (f"{r:.2f}x | {verdict(r >= 0.5)} |" if r is not None else f"— | {meta.get('pg_note', 'not run')} |")
-            )
+        for what, a in (("unique values", f"pg-{tr}"), ("1 new value", f"pg1-{tr}")):
+            for base, of in ((f"pass-{tr}", ""), (f"passpost-{tr}", " of the same POST")):
+                r = ratio(a, base)
+                # Not measured: said once (why PostgreSQL did not run), or left out when only not selected.
+                if r is None and (of or a not in sm or not meta.get("pg_note")):
+                    continue
+                lines.append(
+                    f"| tokenising, {what} (PostgreSQL) / pass-through{of} ({name}) | ≥ 0.5x | "
+                    + (f"{r:.2f}x | {verdict(r >= 0.5)} |" if r is not None else f"— | {meta.get('pg_note', 'not run')} |")
+                )
+    # VEIL_BIN_B: the second binary against the first, same rounds (no target: a comparison).
+    for label, a, b in (
+        ("VEIL_BIN_B / veil, pass-through GET (HTTP/1.1)", "passB-http", "pass-http"),
+        ("VEIL_BIN_B / veil, repeated values (HTTP/1.1)", "repB-http", "rep-http"),
+        ("VEIL_BIN_B / veil, unique values (HTTP/1.1)", "uniqB-http", "uniq-http"),
+    ):
+        r, c = ratio(a, b), cpu_ratio(a, b)
+        if r is not None:
+            lines.append(f"| {label} | measured | {r:.2f}x" + (f" (by CPU time per request: {c:.2f}x)" if c else "")
+                         + " | — |")
     # What scanning requests no route takes costs ([proxy] unmatched = "detect", the default, over "pass").
     for label, a, b in (
         ("unmatched = detect / unmatched = pass, GET (HTTP/1.1)", "pass-http", "unpass-http"),
@@ -165,7 +178,9 @@ def targets(sm, idle, meta):
         r = ratio(a, b)
         if r is not None:
             lines.append(f"| {label} | measured | {r:.2f}x | — |")
-    veil_ids = [k for k in sm if k.split("-")[0] in ("pass", "passpost", "unpass", "unpasspost", "rep", "uniq", "pg", "pgrep")]
+    veil_ids = [k for k in sm if k.split("-")[0] in
+                ("pass", "passpost", "unpass", "unpasspost", "rep", "uniq", "uniq1", "pg", "pg1", "pgrep", "passB",
+                 "repB", "uniqB")]
     peak64 = max((sm[k]["hwm64"] for k in veil_ids), default=0)
     if peak64:
         lines.append(f"| veil peak RSS at {meta.get('conns', 64)} connections (worst scenario) | ≤ 30 MiB | "
@@ -192,6 +207,8 @@ def main():
     p(f"- date: {meta.get('date')}; machine: {meta.get('nproc')} cores, {meta.get('cpu')}; kernel {meta.get('kernel')}")
     p(f"- load average at start / end: {meta.get('loadavg_start')} / {meta.get('loadavg_end')}"
       " (other work on the machine shares the cores and shows in the spread)")
+    if meta.get("veil_bin_b"):
+        p(f"- VEIL_BIN_B (the B rows): {meta.get('veil_bin_b')}")
     p(f"- veil {meta.get('veil_rev')} (release build); {meta.get('rustc')}; nginx {meta.get('nginx')};"
       f" {meta.get('wrk')}; {meta.get('openssl')}; benches/load_gen (open-loop, rustls)")
     p(f"- command: `{meta.get('command')}`")
@@ -200,6 +217,8 @@ def main():
       f" body {meta.get('body_bytes')} bytes")
     p(f"- fixed rates ({meta.get('rate_fraction')} of nginx's maximum in the warm-up): HTTP {fmt_int(meta.get('rate_http'))}"
       f" req/s, TLS {fmt_int(meta.get('rate_tls'))} req/s")
+    if meta.get("pg_pin"):
+        p(f"- PostgreSQL: {meta.get('pg_pin')}")
     p()
     p("## Results")
     p()
@@ -247,10 +266,12 @@ def main():
     p("Measured last, on restarted processes after a few warm-up requests: N connections with completed TLS handshakes")
     p("and no request, RSS (VmRSS) delta / N.")
     p()
-    p("## Targets from issue 6")
+    p("## Targets from issues 6 and 25")
     p()
     p("Verdicts use the requests/s medians. The figure in brackets divides the proxies' CPU seconds per request,")
-    p("which depends less on other work sharing the machine during the run.")
+    p("which depends less on other work sharing the machine during the run. The four ratios of issue 25:")
+    p("pass-through / nginx, repeated / pass-through, unique SQLite / pass-through, unique PostgreSQL / pass-through")
+    p("(each with four new values a request, and with one).")
     p()
     p("| target | wanted | measured | |")
     p("|---|---|---|---|")

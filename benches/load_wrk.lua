@@ -6,7 +6,8 @@
 --   static  POST the file's bytes as application/json on every request (the "repeated values" body)
 --   unique  POST the checkout template with fresh values on every request: a Luhn-valid 16-digit PAN, a German
 --           IBAN with correct ISO 13616 check digits, an email, a phone number and a customer id, all derived
---           from a per-run counter (the same scheme as benches/load_gen's `fill`).
+--           from a per-run counter (the same scheme as benches/load_gen's `fill`); a template with {R_*}
+--           placeholders instead gets one of 4096 returning customers' email, IBAN, phone and id (one new value).
 -- At the end it prints one JSON line (prefixed RESULT) with requests, duration and error counts.
 
 local mode = os.getenv("LOAD_MODE") or "get"
@@ -38,6 +39,10 @@ local function mod97(s)
   return acc
 end
 
+-- Returning customers of the one-new-value scenario: {R_EMAIL}, {R_IBAN}, {R_PHONE}, {R_CUST} are those of
+-- customer k mod RETURNING (the same 4096 customers in every run, each paying with a new card, {PAN}).
+local RETURNING = 4096
+
 local function fill(k)
   -- Digits reversed: consecutive requests' cards spread over BINs and last fours as real customers' do (the
   -- vault budgets cards per BIN + last four).
@@ -52,6 +57,13 @@ local function fill(k)
   out = out:gsub("{PHONE}", string.format("+49 30 %08.0f", k % 1e8))
   -- Digit runs split by a letter: a subject id holding a card-like run is refused on detecting routes.
   out = out:gsub("{CUST}", string.format("cust-%06.0f-x%06.0f", math.floor(k / 1e6), k % 1e6))
+  local r = k % RETURNING
+  -- Account numbers spread over ten digits (a token keeps the shape of the value it stands for).
+  local rbban = string.format("37040044%010.0f", 5e9 + r * 104729)
+  out = out:gsub("{R_EMAIL}", string.format("returning.%06.0f@example.com", r))
+  out = out:gsub("{R_IBAN}", string.format("DE%02d%s", 98 - mod97(rbban .. "131400"), rbban))
+  out = out:gsub("{R_PHONE}", string.format("+49 40 %08.0f", 3e7 + r * 7919))
+  out = out:gsub("{R_CUST}", string.format("cust-r%06.0f", r))
   return out
 end
 

@@ -157,6 +157,11 @@ fn rank(class: Class) -> u8 {
 
 /// Keeps the longest candidates (ties by class rank, then position) that overlap nothing kept before.
 fn resolve(mut candidates: Vec<Match>) -> Vec<Match> {
+    // Most strings hold no candidate, some one: nothing to choose between (and no map built per string).
+    if candidates.len() <= 1 {
+        candidates.retain(|m| m.start < m.end);
+        return candidates;
+    }
     candidates.sort_by_key(|m| (Reverse(m.end - m.start), rank(m.class), m.start));
     let mut kept: BTreeMap<usize, Match> = BTreeMap::new();
     for m in candidates {

@@ -1,7 +1,8 @@
 //! The audit trail end to end (issue 24, items 3 and 4): a log cut short, rolled back to an older copy, emptied
 //! or deleted is found by `veil audit verify` (exit 3) and refused at vault start unless `--new-audit-chain`,
-//! which begins a new chain recording the restart; a forged line is found with only the public key; a command
-//! appending beside a running vault keeps one chain; every event of item 4 is in the log. Both stores.
+//! which begins a new chain recording the restart; a forged line, or an unsigned one appended, is found with only
+//! the public key; a command appending beside a running vault keeps one chain; every event of item 4 is in the
+//! log. Both stores.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -203,6 +204,24 @@ async fn a_forged_line_is_found_with_only_the_public_key() {
     let out = verify(&cfg, &["--public-key", public.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("signature"));
+
+    // A line appended without the key, chained on correctly (seq and prev right) but unsigned: the log no longer
+    // ends on a signed line.
+    let last_line = original.lines().last().unwrap();
+    let mut l: veil::vault::audit::line::Line =
+        serde_json::from_str(&format!("{}}}", &last_line[..last_line.rfind(",\"sig\"").unwrap()])).unwrap();
+    (l.seq, l.prev, l.caller) = (l.seq + 1, veil::vault::audit::line::hash(last_line), "someone-else".into());
+    let appended = format!("{original}{}\n", veil::vault::audit::line::unsigned(&l).unwrap());
+    std::fs::write(&log, &appended).unwrap();
+    let out = verify(&cfg, &["--public-key", public.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("without a signature"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&log, &original).unwrap();
+    assert!(verify(&cfg, &["--public-key", public.to_str().unwrap()]).status.success());
 }
 
 async fn a_command_appending_beside_the_running_vault_keeps_one_chain(backend: Backend) {

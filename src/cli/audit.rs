@@ -42,9 +42,10 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
             })
         });
     match checked {
-        Ok(Verdict::Intact { entries, tail, unacknowledged, torn }) => {
+        Ok(Verdict::Intact { entries, tail, unacknowledged, torn, cut, signed, .. }) => {
             println!(
-                "{}: intact, {entries} entries; signed by audit key {}; the store's head (log {log_id}) is at line {}",
+                "{}: intact, {entries} entries; signed by audit key {} ({signed} signed lines: the last of each group \
+                 commit, the chain covers the lines before it); the store's head (log {log_id}) is at line {}",
                 path.display(),
                 verifier.id(),
                 tail.seq - unacknowledged
@@ -53,7 +54,10 @@ pub fn verify(args: &VerifyArgs) -> ExitCode {
                 println!("  {unacknowledged} line(s) after the head: written, not yet acknowledged (or a crash between file and store)");
             }
             if torn {
-                println!("  the last line is torn (a write cut by a crash, never acknowledged)");
+                println!(
+                    "  after line {entries}: a write cut by a crash ({cut} unsigned line(s) and a torn one, never \
+                     acknowledged; the vault cuts it at its next start)"
+                );
             }
             ExitCode::SUCCESS
         }

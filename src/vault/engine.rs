@@ -497,7 +497,10 @@ impl Engine {
         // also answers, for a token drawn now for each valid one (used if the value turns out new), whether that
         // candidate is itself a value the vault holds: a new value costs one lookup, not a second for its token.
         let mut ahead: Vec<Option<(String, bool)>> = vec![None; items.len()];
-        let batch: HashSet<&Fingerprint> = parsed.iter().map(|(_, fp)| fp).collect();
+        // The batch's own values, which a drawn token must not be. Only a miss makes a new value: without one
+        // nothing is drawn and the set is never read, so a batch of known values builds none.
+        let batch: HashSet<&Fingerprint> =
+            if misses.is_empty() { HashSet::new() } else { parsed.iter().map(|(_, fp)| fp).collect() };
         if !misses.is_empty() {
             // Each value under every version in use (normally one), in the same read: the newest's first.
             let n = versions.len();

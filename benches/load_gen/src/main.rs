@@ -167,13 +167,25 @@ fn pan(n: u64) -> String {
     format!("{body}{d}")
 }
 
+/// Returning customers of the one-new-value scenario: `{R_*}` placeholders get customer `n % RETURNING`'s values
+/// (as benches/load_wrk.lua fills them), `{PAN}` a new card.
+const RETURNING: u64 = 4096;
+
 fn fill(template: &str, n: u64) -> String {
+    let r = n % RETURNING;
+    // Account numbers and phone numbers spread over their digits (a token keeps the shape of its value).
+    let bban = format!("37040044{:010}", 5_000_000_000 + r * 104_729);
+    let check = 98 - mod97(&format!("{bban}131400"));
     template
         .replace("{PAN}", &pan(n))
         .replace("{EMAIL}", &format!("c{n}@example.com"))
         .replace("{IBAN}", &iban(n))
         .replace("{PHONE}", &format!("+49 30 {:08}", n % 100_000_000))
         .replace("{CUST}", &format!("cust-{n}"))
+        .replace("{R_EMAIL}", &format!("returning.{r:06}@example.com"))
+        .replace("{R_IBAN}", &format!("DE{check:02}{bban}"))
+        .replace("{R_PHONE}", &format!("+49 40 {:08}", 30_000_000 + r * 7_919))
+        .replace("{R_CUST}", &format!("cust-r{r:06}"))
 }
 
 fn request_bytes(method: &str, t: &Target, body: &[u8]) -> Vec<u8> {

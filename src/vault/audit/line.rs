@@ -1,8 +1,11 @@
 //! One audit line: its JSON shape, its signature (Ed25519 over the line's text without `sig`) and its link to
 //! the line before (`prev` = SHA-256 of that line's whole text), and how a line read back is checked.
 //!
-//! A line as written: `{"seq":7,"ts":…,"caller":…,"op":…,"outcome":…,…,"items":[…],"prev":"<hex>","sig":"<hex>"}`.
+//! A signed line: `{"seq":7,"ts":…,"caller":…,"op":…,"outcome":…,…,"items":[…],"prev":"<hex>","sig":"<hex>"}`.
 //! The signed bytes are exactly the text before `,"sig":` followed by `}`: nothing is re-serialised to check it.
+//! Only the last line of each group commit is signed; the lines before it have no `sig` and are vouched for by
+//! the chain: the signed line's `prev` fixes the hash of the line before it, whose `prev` fixes the one before, and
+//! so on back to the previous signed line. (Logs written when every line was signed read the same way.)
 
 use std::collections::BTreeMap;
 
@@ -10,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::crypto::audit_key::{AuditSigner, AuditVerifier};
+use crate::crypto::fingerprint::hex_lower;
 use crate::store::AuditHead;
 
 /// `prev` of a chain's first line.
@@ -80,7 +84,12 @@ pub struct Line {
 
 /// SHA-256 (hex) of a line's whole text (without its newline): the next line's `prev`, and the head.
 pub fn hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    hash_bytes(text.as_bytes())
+}
+
+/// [`hash`] of a line's bytes.
+pub fn hash_bytes(text: &[u8]) -> String {
+    hex_lower(&Sha256::digest(text))
 }
 
 /// The line's text, signed (no newline).
@@ -89,6 +98,20 @@ pub fn seal(signer: &AuditSigner, line: &Line) -> Result<String, serde_json::Err
     let sig = hex::encode(signer.sign(body.as_bytes()));
     let open = body.strip_suffix('}').unwrap_or(&body);
     Ok(format!("{open}{SIG_KEY}{sig}\"}}"))
+}
+
+/// The line's text without a signature (no newline): a line before the last of its group commit.
+pub fn unsigned(line: &Line) -> Result<String, serde_json::Error> {
+    serde_json::to_string(line)
+}
+
+/// The line in `text` and whether it is signed: a signed line (one with `sig`) must verify under `verifier`;
+/// an unsigned one only has to be an audit entry — the chain up to the next signed line vouches for it.
+pub fn read(verifier: &AuditVerifier, text: &str) -> Result<(Line, bool), &'static str> {
+    if text.contains(SIG_KEY) {
+        return open(verifier, text).map(|l| (l, true));
+    }
+    serde_json::from_str(text).map(|l| (l, false)).map_err(|_| "not an audit entry")
 }
 
 /// The line in `text`, if its signature is `verifier`'s; else why not.
@@ -150,6 +173,22 @@ mod tests {
         assert_eq!(hash(&text).len(), 64);
     }
 
+    #[test]
+    fn unsigned_lines_read_as_unsigned_and_a_signed_one_must_verify() {
+        let l = line("payments", None);
+        let text = unsigned(&l).unwrap();
+        assert!(!text.contains("sig"));
+        assert_eq!(read(&signer().verifier(), &text).unwrap(), (l.clone(), false));
+        let sealed = seal(&signer(), &l).unwrap();
+        assert_eq!(read(&signer().verifier(), &sealed).unwrap(), (l, true));
+        // A signature that does not verify is not read as an unsigned line.
+        let other = AuditSigner::from_seed(&[8; 32]);
+        assert!(read(&other.verifier(), &sealed).is_err());
+        // `sig` anywhere else, or an unknown field, is not an entry.
+        assert!(read(&signer().verifier(), &text.replacen("{", "{\"sig\":\"00\",", 1)).is_err());
+        assert!(read(&signer().verifier(), "{}").is_err());
+    }
+
     proptest! {
         #[test]
         fn round_trips_any_text_fields(caller in "\\PC{0,40}", purpose in proptest::option::of("\\PC{0,40}")) {
@@ -161,6 +200,14 @@ mod tests {
         #[test]
         fn arbitrary_text_never_panics(text in "\\PC{0,200}") {
             let _ = open(&signer().verifier(), &text);
+            let _ = read(&signer().verifier(), &text);
+        }
+
+        #[test]
+        fn unsigned_round_trips_any_text_fields(caller in "\\PC{0,40}", purpose in proptest::option::of("\\PC{0,40}")) {
+            let l = line(&caller, purpose);
+            let text = unsigned(&l).unwrap();
+            prop_assert_eq!(read(&signer().verifier(), &text).unwrap(), (l, false));
         }
     }
 }

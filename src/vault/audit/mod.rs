@@ -1,8 +1,10 @@
 //! The audit log: signed, hash-chained JSON lines whose head is kept outside the file, appended and fsynced
 //! before the audited answer leaves.
 //!
-//! Each line carries `seq` (1, 2, …), `prev` (SHA-256 of the line before) and `sig` (Ed25519 under the audit
-//! key, which is not derived from the data keys: whoever checks the log with the public key cannot rewrite it).
+//! Each line carries `seq` (1, 2, …) and `prev` (SHA-256 of the line before); the last line of every group commit
+//! also `sig` (Ed25519 under the audit key, which is not derived from the data keys: whoever checks the log with
+//! the public key cannot rewrite it), which through the chain covers the unsigned lines of its group before it. A
+//! log ends on a signed line.
 //! After every group commit the head — the last line's `seq` and hash — moves compare-and-swap in the store
 //! (per log id: replicas sharing one PostgreSQL keep their own), is exported as `veil_audit_sequence` and logged
 //! as a `veil::audit` event. A log edited, reordered, cut short, rolled back to an older copy, emptied or
@@ -17,7 +19,7 @@ pub mod verify;
 mod writer;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -169,11 +171,7 @@ impl AuditLog {
 /// A token's audit fingerprint under `mac` (an audit key of some key version: older lines were made under
 /// older versions).
 pub fn token_fp_with(mac: &Fingerprinter, class: &str, token: &str) -> String {
-    let mut data = Vec::with_capacity(class.len() + token.len() + 1);
-    data.extend_from_slice(class.as_bytes());
-    data.push(0);
-    data.extend_from_slice(token.as_bytes());
-    mac.short_hex(&data)
+    mac.short_hex_of(&[class.as_bytes(), &[0], token.as_bytes()])
 }
 
 impl AuditLog {
@@ -200,7 +198,7 @@ impl AuditLog {
 }
 
 /// Checks the log at `path` against the store's head for `log_id` (read first, so lines a running vault
-/// appends meanwhile are at worst "not yet acknowledged").
+/// appends meanwhile are at worst "not yet acknowledged"), as far as the log reached between two group commits.
 pub async fn verify_log(
     path: &Path,
     verifier: &AuditVerifier,
@@ -213,8 +211,27 @@ pub async fn verify_log(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    verify::verify(file.map(BufReader::new), verifier, log_id, head.as_ref())
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+    // Only what was written when no group commit was under way (writers hold the file's lock exclusively while
+    // they write a group): a log read in the middle of a group's write would end on its unsigned lines. Never
+    // waits long: a writer that keeps the lock (its store hanging) leaves the whole file to be read.
+    let reader = file.map(|f| {
+        let settled = settled_len(&f);
+        BufReader::new(f.take(settled.unwrap_or(u64::MAX)))
+    });
+    verify::verify(reader, verifier, log_id, head.as_ref()).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// The file's length while no writer holds its lock, trying for up to a second; `None` if a writer kept it.
+fn settled_len(file: &File) -> Option<u64> {
+    for _ in 0..50 {
+        if file.try_lock_shared().is_ok() {
+            let len = file.metadata().map(|m| m.len()).ok();
+            let _ = file.unlock();
+            return len;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
@@ -259,19 +276,25 @@ async fn start_chain(
     let (verdict, len) = blocking(move || {
         let reader = existed.then(|| BufReader::new(&*f));
         let verdict = verify::verify(reader, &verifier, &log_id, h.as_ref()).map_err(|e| e.to_string())?;
-        let len = if matches!(verdict, Verdict::Intact { torn: true, .. } | Verdict::Empty) {
-            cut_torn_tail(&f)?
-        } else {
-            f.metadata().map_err(|e| e.to_string())?.len()
+        // A write cut by a crash (never acknowledged) is cut off: the log goes on from its last signed line.
+        let len = match verdict {
+            Verdict::Intact { torn: true, end, .. } => cut_at(&f, end)?,
+            Verdict::Empty => cut_at(&f, 0)?,
+            _ => f.metadata().map_err(|e| e.to_string())?.len(),
         };
         Ok((verdict, len))
     })
     .await
     .map_err(&open_err)?;
     match verdict {
-        Verdict::Intact { tail, unacknowledged, torn, .. } => {
+        Verdict::Intact { tail, unacknowledged, torn, cut, .. } => {
             if torn {
-                tracing::warn!(path = %shown, "audit log ended in a torn line (never acknowledged); cut it off");
+                tracing::warn!(
+                    path = %shown,
+                    unsigned_lines = cut,
+                    "audit log ended in a write cut by a crash (a torn line and the unsigned lines of its group \
+                     before it, never acknowledged); cut it off"
+                );
             }
             if new_chain {
                 tracing::warn!(path = %shown, "the audit chain is intact: --new-audit-chain ignored");
@@ -352,24 +375,12 @@ async fn restart(
     Ok(tail)
 }
 
-/// Cuts a last line without its newline (a write torn by a crash); the file's new length.
-fn cut_torn_tail(file: &File) -> Result<u64, String> {
-    let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let mut pos = len;
-    let mut byte = [0u8; 1];
-    let mut f = file;
-    while pos > 0 {
-        f.seek(SeekFrom::Start(pos - 1)).map_err(|e| e.to_string())?;
-        f.read_exact(&mut byte).map_err(|e| e.to_string())?;
-        if byte[0] == b'\n' {
-            break;
-        }
-        pos -= 1;
+/// Cuts the file to `len` bytes (a write torn by a crash after them); the file's new length.
+fn cut_at(file: &File, len: u64) -> Result<u64, String> {
+    if file.metadata().map_err(|e| e.to_string())?.len() > len {
+        file.set_len(len).map_err(|e| e.to_string())?;
     }
-    if pos < len {
-        file.set_len(pos).map_err(|e| e.to_string())?;
-    }
-    Ok(pos)
+    Ok(len)
 }
 
 #[cfg(test)]

@@ -178,3 +178,74 @@ async fn lines_hold_no_values() {
         .unwrap();
     assert!(!std::fs::read_to_string(&path).unwrap().contains("4111118304731111"));
 }
+
+/// A group of `n` lines as the writer appends it: only its last line is signed.
+async fn append_group(path: &Path, store: &Arc<dyn Store>, n: usize) {
+    let log = open(path, store, false).await.unwrap();
+    let file = open_file(path).unwrap();
+    let head = store.audit_head("test-log").await.unwrap().unwrap();
+    let len = file.metadata().unwrap().len();
+    let mut tail = Tail { seq: head.seq, hash: head.hash, len };
+    let lines = (0..n).map(|i| event(i).into_line(1_700_000_000)).collect();
+    writer::commit(&file, &mut tail, &log.shared, lines, None).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_commit_signs_its_last_line_only_and_the_chain_continues_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = (dir.path().join("audit.jsonl"), store(dir.path()).await);
+    write_log(&path, &store, 1).await;
+    append_group(&path, &store, 4).await;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let signed: Vec<bool> = text.lines().map(|l| l.contains(",\"sig\":\"")).collect();
+    assert_eq!(signed, [true, true, false, false, false, true]);
+    assert!(matches!(check(&path, &store).await, Verdict::Intact { entries: 6, signed: 3, .. }));
+    write_log(&path, &store, 2).await;
+    assert!(matches!(check(&path, &store).await, Verdict::Intact { entries: 8, unacknowledged: 0, .. }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsigned_tail_refuses_the_open_and_a_crashed_group_write_is_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = (dir.path().join("audit.jsonl"), store(dir.path()).await);
+    write_log(&path, &store, 1).await;
+    let before = std::fs::read_to_string(&path).unwrap();
+    append_group(&path, &store, 4).await;
+    let full = std::fs::read_to_string(&path).unwrap();
+    let group: Vec<&str> = full[before.len()..].lines().collect();
+    // Lines chained on correctly but without a signature (someone without the key): broken, refused.
+    let mut prev = line::hash(full.lines().last().unwrap());
+    let mut tail_text = full.clone();
+    for seq in 7..=8 {
+        let l = Line { seq, prev, ..event(seq as usize).into_line(1_700_000_000) };
+        let t = line::unsigned(&l).unwrap();
+        prev = line::hash(&t);
+        tail_text.push_str(&t);
+        tail_text.push('\n');
+    }
+    std::fs::write(&path, &tail_text).unwrap();
+    match check(&path, &store).await {
+        Verdict::Broken { line, reason } => assert!(line == 7 && reason.contains("without a signature"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let refused = open(&path, &store, false).await.err().unwrap();
+    assert!(matches!(refused, AuditError::Broken { .. }), "{refused}");
+    // A group's write cut by a crash: three complete unsigned lines and a torn one, never acknowledged (the store's
+    // head is still at line 2). The open cuts them and the chain goes on from line 2.
+    let crashed = format!("{before}{}\n{}\n{}\n{}", group[0], group[1], group[2], &group[3][..50]);
+    std::fs::write(&path, &crashed).unwrap();
+    store
+        .swap_audit_head("test-log", store.audit_head("test-log").await.unwrap().as_ref(), &line_head(&before), 1)
+        .await
+        .unwrap();
+    assert!(matches!(check(&path, &store).await, Verdict::Intact { entries: 2, torn: true, cut: 3, .. }));
+    write_log(&path, &store, 1).await;
+    assert_eq!(std::fs::read_to_string(&path).unwrap()[..before.len()], before);
+    assert!(matches!(check(&path, &store).await, Verdict::Intact { entries: 3, torn: false, .. }));
+}
+
+/// The head naming the last line of `text`.
+fn line_head(text: &str) -> AuditHead {
+    let last = text.lines().last().unwrap();
+    AuditHead { seq: text.lines().count() as u64, hash: line::hash(last) }
+}

@@ -160,22 +160,29 @@ pub(super) async fn commit(
     outcome
 }
 
-/// Under the lock: continues from what another writer appended since `tail`, then writes and fsyncs `lines`.
-/// Returns the tail the lines follow and the new tail.
+/// Under the lock: continues from what another writer appended since `tail`, then writes and fsyncs `lines`,
+/// the last of them signed (the chain up to it covers the others). Returns the tail the lines follow and the
+/// new tail.
 fn write_locked(file: &File, tail: Tail, shared: &Shared, lines: Vec<Line>) -> Result<(Tail, Tail), String> {
     let before = if shared.regular { catch_up(file, tail, &shared.verifier)? } else { tail };
     let (mut seq, mut prev) = (before.seq, before.hash.clone());
-    let mut buf = String::new();
-    for mut l in lines {
+    let mut buf = Vec::with_capacity(lines.len() * 320);
+    let last = lines.len();
+    for (i, mut l) in lines.into_iter().enumerate() {
         seq += 1;
         l.seq = seq;
         l.prev = prev;
-        let text = line::seal(&shared.signer, &l).map_err(|e| format!("cannot write a line: {e}"))?;
-        prev = line::hash(&text);
-        buf.push_str(&text);
-        buf.push('\n');
+        let start = buf.len();
+        if i + 1 == last {
+            let text = line::seal(&shared.signer, &l).map_err(|e| format!("cannot write a line: {e}"))?;
+            buf.extend_from_slice(text.as_bytes());
+        } else {
+            serde_json::to_writer(&mut buf, &l).map_err(|e| format!("cannot write a line: {e}"))?;
+        }
+        prev = line::hash_bytes(&buf[start..]);
+        buf.push(b'\n');
     }
-    let written = (&*file).write_all(buf.as_bytes()).and_then(|_| file.sync_data());
+    let written = (&*file).write_all(&buf).and_then(|_| file.sync_data());
     if let Err(e) = written {
         if shared.regular {
             let _ = file.set_len(before.len);
@@ -186,7 +193,10 @@ fn write_locked(file: &File, tail: Tail, shared: &Shared, lines: Vec<Line>) -> R
     Ok((before, Tail { seq, hash: prev, len }))
 }
 
-/// The tail after lines another writer appended since `tail` (a torn last line of a writer that died is cut).
+/// The tail after lines another writer appended since `tail`. A write of a writer that died is cut: a torn last
+/// line and the unsigned lines of its group before it (never acknowledged: a group is answered only once its
+/// signed last line is on disk). Complete unsigned lines at the end without a torn line after them are refused:
+/// a log ends on a signed line.
 fn catch_up(file: &File, tail: Tail, verifier: &AuditVerifier) -> Result<Tail, String> {
     let len = file.metadata().map_err(|e| format!("cannot read: {e}"))?.len();
     if len == tail.len {
@@ -199,14 +209,29 @@ fn catch_up(file: &File, tail: Tail, verifier: &AuditVerifier) -> Result<Tail, S
     let mut added = vec![0u8; size];
     file.read_exact_at(&mut added, tail.len).map_err(|e| format!("cannot read: {e}"))?;
     let complete = added.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    if complete < added.len() {
-        file.set_len(tail.len + complete as u64).map_err(|e| format!("cannot cut a torn line: {e}"))?;
-    }
+    let torn = complete < added.len();
     let text = std::str::from_utf8(&added[..complete]).map_err(|_| "another writer appended non-UTF-8".to_owned())?;
-    let Some(last) = text.lines().next_back() else { return Ok(tail) };
-    let l = line::open(verifier, last).map_err(|r| format!("another writer's line: {r}"))?;
+    // The last signed line among the complete ones, and where it ends.
+    let mut end = complete;
+    let mut found = None;
+    for l in text.strip_suffix('\n').unwrap_or(text).rsplit('\n').take_while(|_| complete > 0) {
+        let l_start = end - l.len() - 1;
+        match line::read(verifier, l) {
+            Ok((parsed, true)) => {
+                found = Some((parsed, line::hash(l)));
+                break;
+            }
+            Ok((_, false)) if torn => end = l_start,
+            Ok((_, false)) => return Err("another writer's lines end without a signature".into()),
+            Err(r) => return Err(format!("another writer's line: {r}")),
+        }
+    }
+    if end < added.len() {
+        file.set_len(tail.len + end as u64).map_err(|e| format!("cannot cut a torn write: {e}"))?;
+    }
+    let Some((l, hash)) = found else { return Ok(tail) };
     if l.seq <= tail.seq {
         return Err("another writer's lines do not continue this chain".into());
     }
-    Ok(Tail { seq: l.seq, hash: line::hash(last), len: tail.len + complete as u64 })
+    Ok(Tail { seq: l.seq, hash, len: tail.len + end as u64 })
 }
