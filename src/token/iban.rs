@@ -206,7 +206,7 @@ pub fn mod97_valid(canonical: &str) -> bool {
 /// (never expected: callers validate first) gets a token of its shape with valid ISO check digits.
 pub fn generate<R: Rng + ?Sized>(canonical: &str, format: IbanFormat, attempt: u32, rng: &mut R) -> String {
     let input = canonical.as_bytes();
-    if let Some(token) = german_keep_bank(input, format, rng) {
+    if let Some(token) = german_keep_bank(input, format, attempt, rng) {
         return token;
     }
     let plan = match country_of(input) {
@@ -220,11 +220,11 @@ pub fn generate<R: Rng + ?Sized>(canonical: &str, format: IbanFormat, attempt: u
 /// DE with the bank kept: an account number that the bank's method accepts (see [`iban_de::draw_bban`]). `None`
 /// for other countries and formats, and for a bank code without a method (refused by [`validate`] before; such a
 /// value gets the generic token, valid in structure and ISO check digits).
-fn german_keep_bank<R: Rng + ?Sized>(input: &[u8], format: IbanFormat, rng: &mut R) -> Option<String> {
+fn german_keep_bank<R: Rng + ?Sized>(input: &[u8], format: IbanFormat, attempt: u32, rng: &mut R) -> Option<String> {
     if format != IbanFormat::KeepBank || input.get(..2) != Some(b"DE".as_slice()) || input.len() != 22 {
         return None;
     }
-    let bban = iban_de::draw_bban(input.get(4..)?, rng)?;
+    let bban = iban_de::draw_bban(input.get(4..)?, attempt, rng)?;
     let check = iban_check_digits(b"DE", &bban)?;
     Some(b"DE".iter().chain(&check).chain(&bban).map(|&b| char::from(b)).collect())
 }

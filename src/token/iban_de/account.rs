@@ -10,7 +10,9 @@
 //! * **Tokens** are held to the method strictly ([`bban_valid`]). The reserved bank code of the `reserved-bank`
 //!   format ([`RESERVED_BLZ`]) belongs to no bank and has no method: any account passes.
 //! * **Drawing** ([`draw_bban`]): random account numbers, first with as many digits as the input's account (so
-//!   that a savings bank's 8-digit accounts stay 8 digits), then of any length, until the method accepts one;
+//!   that a savings bank's 8-digit accounts stay 8 digits; only on the first attempts for a value: a short account
+//!   like `0000000123` has a few hundred such numbers, soon all taken), then of any length, until the method
+//!   accepts one;
 //!   after [`RANDOM_DRAWS`] a deterministic search through the numbers of each length in turn, which finds one for
 //!   every method (each accepts numbers of some length densely) and never returns the input's account.
 
@@ -24,6 +26,9 @@ pub const RESERVED_BLZ: u32 = 99_999_999;
 
 /// Random account numbers tried before the deterministic scan (the rarest methods accept about 1 in 50).
 pub const RANDOM_DRAWS: usize = 512;
+/// Attempts (candidates that collided with other tokens) after which a token no longer keeps the input's account
+/// length.
+const KEEP_LENGTH_ATTEMPTS: u32 = 4;
 
 /// Numbers of one length tried by the deterministic search before the next length.
 const SCAN: u64 = 200_000;
@@ -67,13 +72,15 @@ pub fn bban_valid(bban: &[u8]) -> bool {
 /// A BBAN with the bank code of `bban` and a drawn account number that its bank's method accepts and that differs
 /// from the account of `bban`. `None` when the bank code has no implemented method (or `bban` is not a German
 /// BBAN).
-pub fn draw_bban<R: Rng + ?Sized>(bban: &[u8], rng: &mut R) -> Option<Vec<u8>> {
+pub fn draw_bban<R: Rng + ?Sized>(bban: &[u8], attempt: u32, rng: &mut R) -> Option<Vec<u8>> {
     let (blz, input) = split(bban)?;
     let method = method_of(blz).filter(|&m| is_implemented(m))?;
     let accepts = |account: &[u8]| account != input && check_for_token(method, blz, account);
     let input_zeros = input.iter().take_while(|&&b| b == b'0').count().min(9);
+    // The input's length is preferred while candidates of it are free: after collisions, any length.
+    let keep_length = if attempt < KEEP_LENGTH_ATTEMPTS { RANDOM_DRAWS / 2 } else { 0 };
     for i in 0..RANDOM_DRAWS {
-        let zeros = if i < RANDOM_DRAWS / 2 { input_zeros } else { rng.gen_range(0..=5) };
+        let zeros = if i < keep_length { input_zeros } else { rng.gen_range(0..=5) };
         let (low, high) = with_leading_zeros(zeros);
         let account = format!("{:010}", rng.gen_range(low..high));
         if accepts(account.as_bytes()) {
