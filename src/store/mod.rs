@@ -10,6 +10,7 @@
 //! longer linkable to the value), while the row keeps the token so it is never issued again.
 
 mod erasures;
+mod filter;
 mod group;
 pub mod postgres;
 pub mod sqlite;
