@@ -122,7 +122,7 @@ impl KeyFilter {
     }
 
     fn may_hold(&self, hash: u64) -> bool {
-        if !self.ready.load(Ordering::Acquire) {
+        if !self.is_ready() {
             return true;
         }
         self.layers.read().unwrap_or_else(|e| e.into_inner()).iter().any(|l| l.may_hold(hash))

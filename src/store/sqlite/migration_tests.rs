@@ -101,9 +101,9 @@ async fn a_version_6_vault_is_found_counted_erasable_and_purgeable_after_the_mig
     assert_eq!(version, schema::MIGRATIONS.len() as i64);
 
     // Found by value and by token, each the record written.
-    for class in 0..CLASSES.len() {
-        let values: Vec<(String, Fingerprint)> = (0..N).map(|i| (CLASSES[class].to_string(), fp(class, i))).collect();
-        let tokens: Vec<(String, String)> = (0..N).map(|i| (CLASSES[class].to_string(), token(class, i))).collect();
+    for (class, name) in CLASSES.iter().enumerate() {
+        let values: Vec<(String, Fingerprint)> = (0..N).map(|i| (name.to_string(), fp(class, i))).collect();
+        let tokens: Vec<(String, String)> = (0..N).map(|i| (name.to_string(), token(class, i))).collect();
         let by_value = store.find_by_values(&values).await.unwrap();
         let by_token = store.find_by_tokens(&tokens).await.unwrap();
         let (both_v, both_t) = store.find_by_values_and_tokens(&values, &tokens).await.unwrap();
