@@ -103,7 +103,7 @@ impl SqliteStore {
             .max_connections(READERS)
             .test_before_acquire(false)
             .acquire_timeout(opts.busy_timeout.max(Duration::from_secs(1)))
-            .connect_with(base)
+            .connect_with(base.clone())
             .await
             .map_err(unavailable)?;
         // Sized for the records there are (two keys each) and some growth; it grows by layers past that.
@@ -122,7 +122,7 @@ impl SqliteStore {
         };
         let writer = GroupWriter::start(committer, opts.max_batch, "sqlite");
         let _checkpointer = checkpoint::start(write_opts.clone(), written.clone(), opts.checkpoint);
-        fill::start(read.clone(), filter.clone());
+        fill::start(base, filter.clone());
         let purger = purge::Purger::default();
         Ok(SqliteStore { read, write_opts, writer, commits, written, purger, filter, _checkpointer })
     }
