@@ -17,6 +17,7 @@
 //! subject's links can be moved to a new version's fingerprint.
 
 mod erasures;
+mod filter;
 mod group;
 pub mod postgres;
 pub mod sqlite;

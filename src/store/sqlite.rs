@@ -1,11 +1,14 @@
 //! SQLite backend: WAL, `synchronous = FULL`, a read pool (reveals, subject and lifecycle reads), one writer task
-//! that group-commits inserts and answers tokenisation's lookups in batches on its own connection, and a
-//! background WAL checkpoint.
+//! that group-commits inserts and answers tokenisation's lookups in batches on its own connection, a filter in
+//! memory of the keys it holds (a value never seen is not looked up at all), and a background WAL checkpoint.
+//! The layout and why: schema V8 (`schema.rs`) and the README's "The embedded store".
 
 mod batch;
 mod checkpoint;
+mod fill;
 mod heads;
 mod lookup;
+mod purge;
 mod rotation;
 mod schema;
 mod shape;
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use self::checkpoint::CheckpointOptions;
+use super::filter::{spread, KeyFilter};
 use super::group::{Committer, Found, GroupWriter};
 use super::{
     AuditHead, Erased, Fingerprint, Inserted, KeyUsage, Record, Resealed, Store, StoreError, SubjectMove, SubjectRow,
@@ -56,6 +60,9 @@ pub struct SqliteStore {
     commits: Arc<AtomicU64>,
     /// Transactions committed by any writing connection (the checkpoint task watches it).
     written: Arc<AtomicU64>,
+    purger: purge::Purger,
+    /// Keys the store holds, to answer tokenisation's lookups of new values without a read.
+    filter: Arc<KeyFilter>,
     _checkpointer: checkpoint::Checkpointer,
 }
 
@@ -100,15 +107,28 @@ impl SqliteStore {
             .max_connections(READERS)
             .test_before_acquire(false)
             .acquire_timeout(opts.busy_timeout.max(Duration::from_secs(1)))
-            .connect_with(base)
+            .connect_with(base.clone())
             .await
             .map_err(unavailable)?;
+        // Sized for the records there are (two keys each) and some growth; it grows by layers past that.
+        let live: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(live), 0) FROM live_counts")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let filter = Arc::new(KeyFilter::with_capacity(usize::try_from(live).unwrap_or(0) * 5 / 2 + (1 << 16)));
         let (commits, written) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let committer =
-            Writer { opts: write_opts.clone(), conn: Some(conn), commits: commits.clone(), written: written.clone() };
+        let committer = Writer {
+            opts: write_opts.clone(),
+            conn: Some(conn),
+            commits: commits.clone(),
+            written: written.clone(),
+            filter: filter.clone(),
+        };
         let writer = GroupWriter::start(committer, opts.max_batch, "sqlite");
         let _checkpointer = checkpoint::start(write_opts.clone(), written.clone(), opts.checkpoint);
-        Ok(SqliteStore { read, write_opts, writer, commits, written, _checkpointer })
+        fill::start(base, filter.clone());
+        let purger = purge::Purger::default();
+        Ok(SqliteStore { read, write_opts, writer, commits, written, purger, filter, _checkpointer })
     }
 
     /// Group-commit transactions committed so far.
@@ -150,6 +170,7 @@ struct Writer {
     conn: Option<SqliteConnection>,
     commits: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    filter: Arc<KeyFilter>,
 }
 
 impl Writer {
@@ -176,6 +197,11 @@ impl Writer {
 impl Committer for Writer {
     /// One transaction for the whole batch; on any failure it is rolled back and nothing is kept.
     async fn commit(&mut self, writes: &[Write]) -> Result<Vec<Vec<Inserted>>, StoreError> {
+        // Into the filter before the commit: a lookup from then on reads the store for these keys (a record that
+        // lost to another, or a failed commit, leaves a key that merely costs a read).
+        for r in writes.iter().flat_map(|w| &w.records) {
+            self.filter.add_record(&r.class, &r.token, &r.value_fp);
+        }
         let mut conn = self.connection().await?;
         let result = batch::transact(&mut conn, writes).await;
         if result.is_ok() {
@@ -247,16 +273,26 @@ impl Store for SqliteStore {
         lookup::by_tokens(&mut *self.read.acquire().await.map_err(unavailable)?, keys).await
     }
 
-    /// Asked for every value the engine does not know, just before it writes the new ones: queued to the writer
-    /// so that the lookups queued together are answered by a few statements on the writer's connection (hops to
-    /// its worker thread shared by all of them, and a page cache no other connection's commit resets) instead
-    /// of a statement each on a reader.
+    /// Asked for every value the engine does not know, just before it writes the new ones. Keys the key filter
+    /// rules out are answered at once (a new value and its candidate token: usually all of them); the others are
+    /// queued to the writer so that the lookups queued together are answered by a few statements on the writer's
+    /// connection (hops to its worker thread shared by all of them, and a page cache no other connection's commit
+    /// resets) instead of a statement each on a reader.
     async fn find_by_values_and_tokens(
         &self,
         values: &[(String, Fingerprint)],
         tokens: &[(String, String)],
     ) -> Result<(Vec<Option<Record>>, Vec<Option<Record>>), StoreError> {
-        self.writer.find((values.to_vec(), tokens.to_vec())).await
+        let filter = &self.filter;
+        // Only the keys the filter cannot rule out are read (none, for a batch of values never seen).
+        let (at_v, at_t) = (filter.maybe_values(values), filter.maybe_tokens(tokens));
+        if at_v.len() == values.len() && at_t.len() == tokens.len() {
+            return self.writer.find((values.to_vec(), tokens.to_vec())).await;
+        }
+        let keys =
+            (at_v.iter().map(|&i| values[i].clone()).collect(), at_t.iter().map(|&i| tokens[i].clone()).collect());
+        let (by_value, by_token) = self.writer.find(keys).await?;
+        Ok((spread(values.len(), &at_v, by_value), spread(tokens.len(), &at_t, by_token)))
     }
 
     async fn write(&self, w: Write) -> Result<Vec<Inserted>, StoreError> {
@@ -399,37 +435,9 @@ impl Store for SqliteStore {
     }
 
     async fn purge(&self, class: &str, cutoff: i64, now: i64, limit: usize) -> Result<u64, StoreError> {
-        let mut conn = SqliteConnection::connect_with(&self.write_opts).await.map_err(unavailable)?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(unavailable)?;
-        let tokens: Vec<String> = sqlx::query_scalar(
-            "SELECT token FROM tokens WHERE class = ? AND last_used_at < ? AND gone_at IS NULL LIMIT ?",
-        )
-        .bind(class)
-        .bind(cutoff)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let mut unlinked = Vec::new();
-        for token in &tokens {
-            tombstone(&mut tx, class, token, now).await?;
-            let gone: Vec<Vec<u8>> = sqlx::query_scalar(&format!("{UNLINK_TOKEN} RETURNING subject_fp"))
-                .bind(class)
-                .bind(token)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-            unlinked.extend(gone);
-        }
-        rotation::forget_unlinked_subjects(&mut tx, unlinked).await?;
-        tx.commit().await.map_err(unavailable)?;
+        let done = self.purger.purge(&self.read, &self.write_opts, (class, cutoff, now), limit).await?;
         self.written.fetch_add(1, Ordering::Relaxed);
-        // The last page of a purge (a short one): what the pages took leaves the log too.
-        if tokens.len() < limit {
-            empty_wal(&mut conn, "retention purge").await;
-        }
-        let _ = conn.close().await;
-        Ok(tokens.len() as u64)
+        Ok(done)
     }
 
     async fn stale_before(
@@ -520,6 +528,10 @@ async fn empty_wal(conn: &mut SqliteConnection, after: &str) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod links_tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod migration_tests;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -805,6 +817,69 @@ mod tests {
             waited += 1;
         }
         assert_eq!(store.count_live().await.unwrap(), vec![("email".to_string(), 1050)]);
+    }
+
+    /// Waits until the key filter's scan at open has finished.
+    async fn filter_ready(store: &SqliteStore) {
+        for _ in 0..500 {
+            if store.filter.is_ready() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the key filter never became ready");
+    }
+
+    /// Lookups of keys the filter rules out never reach the store; every key it cannot rule out is read, and
+    /// records written before the open (the scan) and after it (the writer) are all found.
+    #[tokio::test]
+    async fn the_key_filter_answers_never_seen_keys_without_a_read_and_misses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/v.db", dir.path().display());
+        let before: Vec<Record> = (0..100u8).map(|i| rec("email", &format!("b{i}"), i)).collect();
+        let mut gone = rec("pan", "g", 200);
+        gone.gone_at = Some(5);
+        SqliteStore::open(&url, SqliteOptions::default())
+            .await
+            .unwrap()
+            .insert([before.clone(), vec![gone.clone()]].concat())
+            .await
+            .unwrap();
+        let store = SqliteStore::open(&url, SqliteOptions::default()).await.unwrap();
+        filter_ready(&store).await;
+        let after: Vec<Record> = (100..150u8).map(|i| rec("email", &format!("a{i}"), i)).collect();
+        store.insert(after.clone()).await.unwrap();
+        for r in before.iter().chain(&after).chain([&gone]) {
+            let (v, t) = store
+                .find_by_values_and_tokens(&[(r.class.clone(), r.value_fp)], &[(r.class.clone(), r.token.clone())])
+                .await
+                .unwrap();
+            assert_eq!((v[0].as_ref(), t[0].as_ref()), (Some(r), Some(r)), "{}", r.token);
+        }
+        // The store cannot answer reads of the tokens table now: keys never written are still answered (absent),
+        // from the filter; a key it holds is read, and the failure shows.
+        let mut other = SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("ALTER TABLE tokens RENAME TO hidden").execute(&mut other).await.unwrap();
+        let fresh: Vec<(String, Fingerprint)> = (0..64u8)
+            .map(|i| ("email".to_string(), [i; 32]))
+            .map(|(c, mut fp)| {
+                fp[31] = 0xAB;
+                (c, fp)
+            })
+            .collect();
+        let fresh_tokens: Vec<(String, String)> = (0..64).map(|i| ("email".to_string(), format!("new{i}"))).collect();
+        let mut answered = 0;
+        for (v, t) in fresh.iter().zip(&fresh_tokens) {
+            if let Ok((v, t)) = store.find_by_values_and_tokens(std::slice::from_ref(v), std::slice::from_ref(t)).await
+            {
+                assert_eq!((v, t), (vec![None], vec![None]));
+                answered += 1;
+            }
+        }
+        assert!(answered >= 56, "only {answered} of 64 never-seen keys were answered without a read");
+        let held = store.find_by_values_and_tokens(&[("email".into(), before[3].value_fp)], &fresh_tokens[..1]).await;
+        assert!(held.is_err(), "a held key must be read");
+        sqlx::query("ALTER TABLE hidden RENAME TO tokens").execute(&mut other).await.unwrap();
     }
 
     #[tokio::test]
