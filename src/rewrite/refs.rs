@@ -19,18 +19,23 @@ pub struct Found {
 
 /// [`detect::find_tokens`] over `text` read with its character references decoded.
 pub fn find_tokens(text: &str, classes: &[Class]) -> Vec<Found> {
-    let Some(decoded) = Decoded::new(text) else {
-        return detect::find_tokens(text, classes)
-            .into_iter()
-            .map(|m| Found { range: m.start..m.end, class: m.class, text: text[m.start..m.end].to_owned() })
-            .collect();
-    };
+    let Some(decoded) = Decoded::new(text) else { return find_tokens_as_written(text, classes) };
     detect::find_tokens(&decoded.text, classes)
         .into_iter()
         .map(|m| Found {
             range: decoded.origin[m.start]..decoded.origin[m.end],
             class: m.class,
             text: decoded.text[m.start..m.end].to_owned(),
+        })
+        .collect()
+}
+
+/// [`detect::find_tokens`] over `text` as it is written (a plain-text place: an `&` there is itself).
+pub fn find_tokens_as_written(text: &str, classes: &[Class]) -> Vec<Found> {
+    detect::find_tokens(text, classes)
+        .into_iter()
+        .filter_map(|m| {
+            Some(Found { range: m.start..m.end, class: m.class, text: text.get(m.start..m.end)?.to_owned() })
         })
         .collect()
 }

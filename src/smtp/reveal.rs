@@ -172,13 +172,7 @@ impl Revealer {
             // the app escaped what it wrote: a token with an apostrophe is there as `&#39;`.
             let candidates = match place {
                 Place::Body { html: true } => crate::rewrite::refs::find_tokens(text, &wanted),
-                _ => crate::detect::find_tokens(text, &wanted)
-                    .into_iter()
-                    .filter_map(|m| {
-                        let token = text.get(m.start..m.end)?.to_owned();
-                        Some(crate::rewrite::refs::Found { range: m.start..m.end, class: m.class, text: token })
-                    })
-                    .collect(),
+                _ => crate::rewrite::refs::find_tokens_as_written(text, &wanted),
             };
             for m in candidates {
                 let item = *index.entry((m.class, m.text.clone())).or_insert_with(|| {

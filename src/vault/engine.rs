@@ -554,9 +554,10 @@ impl Engine {
                     out[i] = Some(parsed[i].0.layout.render(&rec.token));
                     let touched = touch_one(&rec.class, &rec.token, rec.last_used_at);
                     let last_used_at = if touched { now } else { rec.last_used_at };
-                    // Text that is also an issued token is not answered from memory: its owner's posting means
-                    // the token, and only the store tells who owns it.
-                    if by_token.is_none() {
+                    // Text that is also an issued token of a class whose tokens a posting may mean is not
+                    // answered from memory: its owner's posting means the token, and only the store tells who
+                    // owns it. (In the space of real values a posting always means the value.)
+                    if by_token.is_none() || self.shares_value_space(class) {
                         learned.push((i, Hit { token: rec.token, last_used_at }));
                     }
                 } else if let Some(rec) = by_token.filter(|_| as_token) {
