@@ -86,28 +86,42 @@ impl Decoded {
 }
 
 /// The character a reference at the start of `s` stands for, and the reference's length; `None` when `s` starts
-/// with no reference this decoder knows (then its `&` is read as itself).
+/// with no reference this decoder knows (then its `&` is read as itself). Numeric references are read as a
+/// browser reads them: any number of leading zeros, the `;` optional.
 fn reference(s: &str) -> Option<(char, usize)> {
     let body = s.strip_prefix('&')?;
-    let end = body.bytes().take(10).position(|b| b == b';')?;
-    let name = &body[..end];
-    let c = match name {
+    if let Some(number) = body.strip_prefix('#') {
+        let (hex, digits) = match number.strip_prefix(['x', 'X']) {
+            Some(rest) => (true, rest),
+            None => (false, number),
+        };
+        let len = digits
+            .bytes()
+            .take(MAX_DIGITS + 1)
+            .take_while(|b| if hex { b.is_ascii_hexdigit() } else { b.is_ascii_digit() })
+            .count();
+        if len == 0 || len > MAX_DIGITS {
+            return None;
+        }
+        let code = u32::from_str_radix(&digits[..len], if hex { 16 } else { 10 }).ok()?;
+        let c = char::from_u32(code).filter(|c| *c != '\0')?;
+        let semicolon = usize::from(digits.as_bytes().get(len) == Some(&b';'));
+        return Some((c, 2 + usize::from(hex) + len + semicolon));
+    }
+    let end = body.bytes().take(6).position(|b| b == b';')?;
+    let c = match &body[..end] {
         "amp" => '&',
         "lt" => '<',
         "gt" => '>',
         "quot" => '"',
         "apos" => '\'',
-        _ => {
-            let digits = name.strip_prefix('#')?;
-            let code = match digits.strip_prefix(['x', 'X']) {
-                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
-                None => digits.parse::<u32>().ok()?,
-            };
-            char::from_u32(code).filter(|c| *c != '\0')?
-        }
+        _ => return None,
     };
     Some((c, end + 2))
 }
+
+/// Digits a numeric reference may have (leading zeros included); longer runs are left as text.
+const MAX_DIGITS: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -123,6 +137,10 @@ mod tests {
         for not in ["&", "&amp", "& amp;", "&nosuch;", "&#;", "&#x;", "&#0;", "&#xD800;", "&#99999999999;", "x&amp;"] {
             assert_eq!(reference(not), None, "{not}");
         }
+        // As browsers read them: leading zeros, no semicolon.
+        assert_eq!(reference("&#0000000053;"), Some(('5', 13)));
+        assert_eq!(reference("&#53x"), Some(('5', 4)));
+        assert_eq!(reference("&#x000035"), Some(('5', 9)));
     }
 
     #[test]
