@@ -249,3 +249,29 @@ fn line_head(text: &str) -> AuditHead {
     let last = text.lines().last().unwrap();
     AuditHead { seq: text.lines().count() as u64, hash: line::hash(last) }
 }
+
+/// Unawaited lines (tokenisations) linger for more instead of costing a commit each: commits of them start at
+/// least `LINGER` apart. A line somebody waits for is committed at once and takes them with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unawaited_lines_share_a_commit_and_an_awaited_line_takes_them_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = (dir.path().join("audit.jsonl"), store(dir.path()).await);
+    let log = open(&path, &store, false).await.unwrap();
+    let before = std::fs::read_to_string(&path).unwrap().lines().count();
+    // A line every millisecond or so: without the linger, nearly every line is a commit of its own.
+    let started = std::time::Instant::now();
+    for i in 0..50 {
+        log.record(event(i), 1_700_000_000).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let elapsed = started.elapsed();
+    log.append(event(50), 1_700_000_000).await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let added: Vec<&str> = text.lines().skip(before).collect();
+    assert_eq!(added.len(), 51, "every line is on disk once the awaited one is");
+    let signed = added.iter().filter(|l| l.contains(",\"sig\":\"")).count();
+    // One commit a linger at most, the last window's and the awaited line's.
+    let bound = (elapsed.as_millis() / writer::LINGER.as_millis()) as usize + 2;
+    assert!(signed <= bound, "{signed} commits for 51 lines in {elapsed:?}");
+    assert!(matches!(check(&path, &store).await, Verdict::Intact { unacknowledged: 0, .. }));
+}
