@@ -116,13 +116,14 @@ impl Revealed {
     }
 }
 
-/// A data subject as a tokenisation links it: its fingerprint under key `version`, and its id sealed (kept once
-/// per subject so its links can be moved to a new key version's fingerprint).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A data subject as a tokenisation links it: its fingerprint under key `version`, and its id, which a write that
+/// links is given sealed (kept once per subject so its links can be moved to a new key version's fingerprint).
+/// Sealed only then: a request whose links are all known writes nothing and seals nothing.
+#[derive(Debug)]
 pub struct Subject {
     pub fp: Fingerprint,
     pub version: u32,
-    pub sealed: Option<SealedId>,
+    pub id: Option<Secret<String>>,
 }
 
 /// Clock in unix seconds; replaceable in tests.
@@ -267,10 +268,10 @@ impl Engine {
         self.keys.subject.fingerprint(subject.as_bytes())
     }
 
-    /// A subject to link: its fingerprint and its id sealed, under the newest key version.
-    pub fn subject(&self, id: &str) -> Result<Subject, EngineError> {
+    /// A subject to link: its fingerprint under the newest key version, and its id (sealed when a write needs it).
+    pub fn subject(&self, id: &str) -> Subject {
         let (fp, version) = (self.subject_fingerprint(id), self.keys.current_version());
-        Ok(Subject { fp, version, sealed: Some(self.seal_subject(&fp, id)?) })
+        Subject { fp, version, id: Some(Secret::new(id.to_owned())) }
     }
 
     /// The subject's id sealed under the newest key version, bound to its fingerprint `fp`.
@@ -366,7 +367,7 @@ impl Engine {
         subject: Option<Fingerprint>,
     ) -> Result<Vec<String>, EngineError> {
         let version = self.keys.current_version();
-        let subject = subject.map(|fp| Subject { fp, version, sealed: None });
+        let subject = subject.map(|fp| Subject { fp, version, id: None });
         self.tokenize_on(items, subject, Terms::default()).await
     }
 
@@ -446,9 +447,18 @@ impl Engine {
     ) -> Result<Vec<String>, EngineError> {
         let now = (self.clock)();
         let versions = self.lookup_versions().await?;
-        let (subject, subject_version, subject_sealed) = match subject {
-            Some(s) => (Some(s.fp), Some(s.version), s.sealed),
+        let (subject, subject_version, subject_id) = match subject {
+            Some(s) => (Some(s.fp), Some(s.version), s.id),
             None => (None, None, None),
+        };
+        // The subject's id sealed for a write, made at its first.
+        let mut sealed_id: Option<SealedId> = None;
+        let mut subject_sealed = || -> Result<Option<SealedId>, EngineError> {
+            match (&sealed_id, subject, &subject_id) {
+                (Some(id), _, _) => Ok(Some(id.clone())),
+                (None, Some(fp), Some(id)) => Ok(Some(sealed_id.insert(self.seal_subject(&fp, id.expose())?).clone())),
+                _ => Ok(None),
+            }
         };
         // Taken before any store read: a result read under it is remembered only if no erasure intervened.
         let stamp = self.known.stamp();
@@ -594,7 +604,7 @@ impl Engine {
         let mut touch = Some(touch);
         if let Some(touch) = touch.take_if(|t| pending.is_empty() && !t.is_empty()) {
             let linked: Vec<(String, String)> = if subject.is_some() { touch.clone() } else { Vec::new() };
-            let sealed = subject_sealed.clone();
+            let sealed = subject_sealed()?;
             let write = Write { records: Vec::new(), touch, subject, subject_version, subject_sealed: sealed, now };
             self.store.write(write).await?;
             self.remember_links(subject, linked, now);
@@ -636,7 +646,7 @@ impl Engine {
             let outcomes = match records.is_empty() && touched.is_empty() {
                 true => Vec::new(),
                 false => {
-                    let sealed = subject_sealed.clone();
+                    let sealed = subject_sealed()?;
                     let write =
                         Write { records, touch: touched, subject, subject_version, subject_sealed: sealed, now };
                     self.store.write(write).await?

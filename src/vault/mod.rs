@@ -381,10 +381,7 @@ impl LocalVault {
             self.count_tokenize(items, "over_budget");
             return Err(VaultError::OverBudget { scope: Scope::Caller, retry_after: r.retry_after() });
         }
-        let subject = match subject.map(|s| self.engine.subject(s)).transpose() {
-            Ok(subject) => subject,
-            Err(e) => return Err(engine_error(e)),
-        };
+        let subject = subject.map(|s| self.engine.subject(s));
         let result = self.engine.tokenize_on(items, subject, terms).await;
         self.count_tokenize(
             items,
