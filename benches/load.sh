@@ -378,8 +378,10 @@ add nginxpost-tls "nginx reverse proxy (1 KiB checkout POST)" tls "https://127.0
   "$NGX_PID" ""
 add pass-http "veil pass-through (GET, no route, unmatched = detect)" http "http://127.0.0.1:$P_VH/item/42" get "$VH_PID" ""
 add pass-tls "veil pass-through (GET, no route, unmatched = detect)" tls "https://127.0.0.1:$P_VT/item/42" get "$VT_PID" ""
-# The same 1 KiB POST on a path no route matches: streamed through untouched. Against the checkout rows it shows
-# what tokenising costs on its own; against nginx's POST row, the proxies on the same request.
+# The same 1 KiB POST on a path no route matches. With `unmatched = detect` (the default) its card, IBAN, e-mail
+# and phone are found and tokenised: it costs what a checkout costs. With `unmatched = pass` it is streamed through
+# untouched: against the checkout rows that shows what tokenising costs on its own (the "same POST" ratios);
+# against nginx's POST row, the proxies on the same request.
 add passpost-http "veil pass-through (1 KiB checkout POST, no route, unmatched = detect)" http "http://127.0.0.1:$P_VH/orders" static \
   "$VH_PID" ""
 add passpost-tls "veil pass-through (1 KiB checkout POST, no route, unmatched = detect)" tls "https://127.0.0.1:$P_VT/orders" static \
