@@ -300,7 +300,9 @@ impl Flow for Proxy {
             Some((viewer, route, route.reveal.as_ref()?))
         });
         match shown {
-            Some((viewer, route, rule)) => self.revealer.respond(resp, viewer, route, rule).await,
+            // Boxed: the back office's reveal is rare, and its state would otherwise sit in every request's
+            // future (which is moved, whole, as requests start).
+            Some((viewer, route, rule)) => Box::pin(self.revealer.respond(resp, viewer, route, rule)).await,
             None => Ok(super::stream(resp)),
         }
     }

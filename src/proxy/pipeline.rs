@@ -141,8 +141,12 @@ pub async fn run<F: Flow>(
         Err(e) => Err(e),
         // No rule touches this request: stream it through without buffering.
         Ok(Selected::Pass(_)) => forward(flow, None, req.map(|b| request::rest(Some(b))), client).await,
-        // Boxed: the routed path's state stays out of the pass-through future, which hyper moves per request.
-        Ok(Selected::Route(route)) => Box::pin(routed(flow, route, client, req)).await,
+        // Boxed: the routed path's state stays out of the pass-through future, which hyper moves per request. The
+        // forward is not in the box: a future is moved whole into its box, and the forward's is most of it.
+        Ok(Selected::Route(route)) => match Box::pin(routed(flow, route, client, req)).await {
+            Ok(req) => forward(flow, Some(route), req, client).await,
+            Err(e) => Err(e),
+        },
     };
     let metrics = flow.metrics();
     let resp = match result {
@@ -176,15 +180,20 @@ fn admit(req: &Request<Incoming>) -> Result<(), ProxyError> {
     refuse_smuggling(req.headers())
 }
 
+/// Phases 2 to 4 on a routed request: gathers what the route reads, asks the vault, and gives the request to
+/// forward.
 async fn routed<F: Flow>(
     flow: &F,
     route: &Compiled<F::Action>,
     client: &ClientAddr,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
+) -> Result<Request<ProxyBody>, ProxyError> {
     let unreadable = flow.unreadable(route, Client { addr: client, headers: req.headers() });
-    let req = match request::gather(&route.route, req, flow.body_limits(), unreadable).await? {
+    Ok(match request::gather(&route.route, req, flow.body_limits(), unreadable).await? {
         Gather::Untouched(req) => req,
+        // Nothing found (most requests a detecting route or `unmatched = "detect"` sees): no plan, no vault call,
+        // and the request goes on as it came, its body as read.
+        Gather::Gathered(g) if g.hits.is_empty() => g.unchanged(),
         Gather::Gathered(g) => {
             let mut plan = Plan::new(g.hits.len());
             flow.decide(route, &g.hits, &mut plan)?;
@@ -200,8 +209,7 @@ async fn routed<F: Flow>(
                 g.apply(edits)?
             }
         }
-    };
-    forward(flow, Some(route), req, client).await
+    })
 }
 
 async fn forward<F: Flow>(
