@@ -320,6 +320,10 @@ const CARD_LAYOUTS: [&[usize]; 3] = [&[4, 3, 3, 3], &[4, 6, 5], &[4, 6, 4]];
 
 /// The cards of a run (see the module documentation): every candidate, then the best ones that do not overlap.
 fn cards_in_run(run: &Run, out: &mut Vec<Match>) {
+    // Most runs are prices, dates and house numbers: too few digits for any card span of them.
+    if run.digits.len() < pan::MIN_DIGITS {
+        return;
+    }
     let n = run.groups.len();
     let len = |g: usize| run.groups.get(g).map_or(0, |g| g.digits.len());
     let mut found: Vec<Card> = Vec::new();
@@ -365,6 +369,9 @@ fn cards_in_run(run: &Run, out: &mut Vec<Match>) {
         let known = c.fit != pan::RangeFit::None;
         (Reverse(known), Reverse(c.printed), Reverse(c.fit), Reverse(c.count), c.a)
     });
+    if found.is_empty() {
+        return;
+    }
     let mut used = vec![false; n];
     for card in found {
         let Some(span) = used.get_mut(card.a..card.z) else { continue };
@@ -502,7 +509,7 @@ fn iban_char_at(text: &str, i: usize) -> Option<(char, usize)> {
 }
 
 fn scan_iban(text: &str, out: &mut Vec<Match>) {
-    let mut canonical = String::with_capacity(34);
+    let mut canonical = IbanChars::default();
     let mut i = 0;
     while let Some(c) = char_at(text, i) {
         work(1);
@@ -516,8 +523,45 @@ fn scan_iban(text: &str, out: &mut Vec<Match>) {
     }
 }
 
+/// Longest IBAN (ISO 13616).
+const IBAN_MAX_CHARS: usize = 34;
+
+/// An IBAN's characters as [`iban_at`] reads them (ASCII), on the stack: detection tries every string it reads.
+struct IbanChars {
+    bytes: [u8; IBAN_MAX_CHARS],
+    len: usize,
+}
+
+impl Default for IbanChars {
+    fn default() -> Self {
+        IbanChars { bytes: [0; IBAN_MAX_CHARS], len: 0 }
+    }
+}
+
+impl IbanChars {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends an ASCII character; `None` when full (no IBAN is longer) or not ASCII.
+    fn push(&mut self, c: char) -> Option<()> {
+        let b = u8::try_from(c).ok().filter(u8::is_ascii)?;
+        *self.bytes.get_mut(self.len)? = b;
+        self.len += 1;
+        Some(())
+    }
+
+    fn as_str(&self) -> &str {
+        self.bytes.get(..self.len).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or_default()
+    }
+}
+
 /// The end of the IBAN starting at byte `i`, if one does (`canonical` is scratch space).
-fn iban_at(text: &str, i: usize, canonical: &mut String) -> Option<usize> {
+fn iban_at(text: &str, i: usize, canonical: &mut IbanChars) -> Option<usize> {
     letter_at(text, i)?;
     if is_digit(char_before(text, i)) {
         return None;
@@ -543,15 +587,15 @@ fn iban_at(text: &str, i: usize, canonical: &mut String) -> Option<usize> {
         if !head_ok {
             return None;
         }
-        canonical.push(c);
+        canonical.push(c)?;
         j = k + len;
         if canonical.len() == 4 {
-            length = iban::country_length(canonical)?;
+            length = iban::country_length(canonical.as_str())?;
         }
     }
     let valid = !is_digit(char_at(text, j))
-        && iban::validate_structure(canonical).is_ok()
-        && text.get(i..j).and_then(|s| iban::parse(s).ok()).is_some_and(|p| p.canonical == *canonical);
+        && iban::validate_structure(canonical.as_str()).is_ok()
+        && text.get(i..j).and_then(|s| iban::parse(s).ok()).is_some_and(|p| p.canonical == canonical.as_str());
     valid.then_some(j)
 }
 

@@ -246,7 +246,7 @@ impl LocalVault {
 
     /// The audit item of one token: its class and the keyed fingerprint of its canonical form (so a subject
     /// export matches it however the token was written).
-    fn token_item(&self, class: Class, token: &str, result: &str) -> Item {
+    fn token_item(&self, class: Class, token: &str, result: &'static str) -> Item {
         let canonical = self.engine.canonical_token(class, token);
         Item {
             class: class.name().into(),

@@ -49,7 +49,7 @@ impl LocalVault {
             for mac in engine.keys().versions().filter_map(|v| engine.keys().audit_at(v)) {
                 by_fp.insert(token_fp_with(mac, &rec.class, &rec.token), (rec.class.clone(), rec.token.clone()));
             }
-            audited.push(Item { class: rec.class.clone(), token_fp, result: "exported".into() });
+            audited.push(Item { class: rec.class.clone().into(), token_fp, result: "exported".into() });
             items.push(self.export_item(caller, class, rec)?);
         }
         let reveals = self.reveals_of(&by_fp)?;
@@ -151,7 +151,7 @@ impl LocalVault {
                 kept.push(entry);
             }
             let result = if e.erased { "erased" } else { "kept_shared" };
-            audited.push(Item { class: e.class.clone(), token_fp, result: result.into() });
+            audited.push(Item { class: e.class.clone().into(), token_fp, result: result.into() });
         }
         let done = Event { items: audited, ..self.event(caller, "erase", "ok", None) };
         if self.audit.append(done, (self.clock)()).await.is_err() {
@@ -193,7 +193,7 @@ impl LocalVault {
         Ok(fp)
     }
 
-    fn subject_item(&self, fp: &[u8; 32], result: &str) -> Item {
+    fn subject_item(&self, fp: &[u8; 32], result: &'static str) -> Item {
         Item { class: "-".into(), token_fp: self.audit.token_fp("subject", &hex::encode(fp)), result: result.into() }
     }
 

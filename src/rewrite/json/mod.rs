@@ -105,7 +105,12 @@ impl JsonDoc {
             doc: self,
             fields,
             detect,
-            states: fields.iter().map(|p| p.start()).collect(),
+            // A state per field and level: room for a body sixteen levels deep before it grows.
+            states: {
+                let mut states = Vec::with_capacity(fields.len() * 16);
+                states.extend(fields.iter().map(|p| p.start()));
+                states
+            },
             by_field: (0..fields.len()).map(|_| Vec::new()).collect(),
             detected: Vec::new(),
             error: None,

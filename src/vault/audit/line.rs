@@ -7,6 +7,7 @@
 //! the chain: the signed line's `prev` fixes the hash of the line before it, whose `prev` fixes the one before, and
 //! so on back to the previous signed line. (Logs written when every line was signed read the same way.)
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -30,9 +31,10 @@ const SIG_KEY: &str = ",\"sig\":\"";
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
-    pub class: String,
+    /// A class name or outcome code is a constant of the code: borrowed, not copied, per item.
+    pub class: Cow<'static, str>,
     pub token_fp: String,
-    pub result: String,
+    pub result: Cow<'static, str>,
 }
 
 /// A head as a restart line records it: where the store said the previous chain ended.
