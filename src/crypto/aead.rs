@@ -27,26 +27,11 @@ impl Sealer {
     }
 
     pub fn seal(&self, class: &str, token: &str, version: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad(class, token, version);
-        let ct = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-            .map_err(|_| SealError)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        self.seal_with(&aad(class, token, version), plaintext)
     }
 
     pub fn open(&self, class: &str, token: &str, version: u32, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < NONCE_LEN + 16 {
-            return Err(SealError);
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let aad = aad(class, token, version);
-        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| SealError)
+        self.open_with(&aad(class, token, version), sealed)
     }
 
     /// Like [`Sealer::seal`], the AAD also binding the row's value fingerprint `fp`.
@@ -58,17 +43,7 @@ impl Sealer {
         fp: &[u8; 32],
         plaintext: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad_bound(class, token, version, fp);
-        let ct = self
-            .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
-            .map_err(|_| SealError)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        self.seal_with(&aad_bound(class, token, version, fp), plaintext)
     }
 
     /// Opens what [`Sealer::seal_bound`] sealed for this row and fingerprint.
@@ -80,17 +55,33 @@ impl Sealer {
         fp: &[u8; 32],
         sealed: &[u8],
     ) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < NONCE_LEN + 16 {
-            return Err(SealError);
-        }
-        let (nonce, ct) = sealed.split_at(NONCE_LEN);
-        let aad = aad_bound(class, token, version, fp);
-        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad }).map_err(|_| SealError)
+        self.open_with(&aad_bound(class, token, version, fp), sealed)
     }
 
     /// Vaultless encryption (the `encrypt` action): the AAD binds only the class and version.
     pub fn seal_blob(&self, class: &str, version: u32, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         self.seal(class, "", version, plaintext)
+    }
+
+    /// A random nonce, then the ciphertext and tag under `aad`.
+    fn seal_with(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let ct =
+            self.cipher.encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad }).map_err(|_| SealError)?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Sealer::seal_with`] sealed under `aad`.
+    fn open_with(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        if sealed.len() < NONCE_LEN + 16 {
+            return Err(SealError);
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| SealError)
     }
 }
 
