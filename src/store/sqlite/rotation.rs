@@ -229,14 +229,7 @@ pub(super) async fn move_subjects(tx: &mut Tx<'_>, moves: &[SubjectMove]) -> Res
         .execute(&mut **tx)
         .await
         .map_err(unavailable)?;
-        sqlx::query(
-            "DELETE FROM subjects WHERE subject_fp = ?1
-             AND NOT EXISTS (SELECT 1 FROM subject_tokens WHERE subject_fp = ?1)",
-        )
-        .bind(to)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+        forget_unlinked_subjects(tx, vec![to.to_vec()]).await?;
     }
     Ok(moved)
 }
